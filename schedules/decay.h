@@ -1,0 +1,53 @@
+#pragma once
+// The WSM duality (../shared/method.md): a decay w_1..w_k over a window of k+1 checkpoints is the
+// same thing as merge weights c_0..c_k (oldest first) with w_i = sum_{j>=i} c_j.
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace wsm {
+
+enum class DecayShape { linear, cosine, one_minus_sqrt, inverse_sqrt, exponential, wma };
+
+std::string_view decay_shape_name(DecayShape s);           // "linear", "cosine", "1-sqrt", ...
+std::optional<DecayShape> parse_decay_shape(std::string_view name);
+
+// f(t) for t in [0,1] with the floor applied as method.md says (w = r + (1-r) f(t); inverse-sqrt
+// uses the floor as its own end value, default 0.1 when floor is 0).
+double decay_value(DecayShape s, double t, double floor = 0.0);
+
+// c_0..c_k from w_1..w_k. Throws wsm::Error on a decay that is not non-increasing within [0,1]
+// unless allow_non_monotone (then weights may be negative; they still sum to 1).
+std::vector<double> decay_to_merge_weights(std::span<const double> w, bool allow_non_monotone = false);
+// w_1..w_k from c_0..c_k (tail sums).
+std::vector<double> merge_weights_to_decay(std::span<const double> c);
+
+// What every merged output records: the shape and the weights actually used.
+struct MergeSpec {
+  std::optional<DecayShape> shape;      // empty when weights come from a user table
+  double floor = 0.0;
+  std::vector<double> table;            // user table of c_j (table_is_decay=false) or w_i (true)
+  bool table_is_decay = false;
+  bool allow_non_monotone = false;
+  std::string to_string() const;        // e.g. "1-sqrt", "cosine,floor=0.1", "weights=0.1,0.2,..."
+};
+
+// Merge weights for `count` = k+1 evenly spaced checkpoints, oldest first. The sampling rule is
+// method.md's (the paper's and Megatron's): w_i = f(i / (k+1)), i = 1..k.
+std::vector<double> merge_weights(const MergeSpec& spec, int count);
+inline constexpr std::string_view kSamplingRule = "w_i=f(i/(k+1))";
+
+// Picks the checkpoints inside a window and their weights, for positions (steps or tokens, strictly
+// ascending) that may be unevenly spaced. See decay.cpp for the rule (documented in docs/design.md).
+struct WindowSelection {
+  std::vector<std::size_t> indices;  // into positions, oldest first
+  std::vector<double> weights;       // c_j for each selected checkpoint, sums to 1
+  std::vector<double> decay;         // the equivalent w_i
+};
+WindowSelection select_window(const MergeSpec& spec, std::span<const std::int64_t> positions,
+                              std::int64_t window);
+
+}  // namespace wsm
