@@ -10,6 +10,7 @@ void add_inspect_command(CLI::App& app);   // cmd_inspect.cpp   list a checkpoin
 void add_convert_command(CLI::App& app);   // cmd_convert.cpp   HDF5 <-> safetensors (sharded), dtype casts
 void add_merge_command(CLI::App& app);     // cmd_merge.cpp     offline merge of checkpoints on disk
 void add_bench_command(CLI::App& app);     // cmd_bench.cpp     merge / ingest benchmarks
+void add_bench_ingest_command(CLI::App& bench);  // cmd_bench_ingest.cpp  `wsm bench ingest` (called by cmd_bench.cpp)
 void add_serve_command(CLI::App& app);     // cmd_serve.cpp     the merger daemon
 void add_status_command(CLI::App& app);    // cmd_status.cpp    ask a running daemon for its status
 void add_train_command(CLI::App& app);     // cmd_train.cpp     train the GPT model
