@@ -27,6 +27,23 @@ struct ClientOptions {
   std::size_t chunk_bytes = 4 << 20;
   std::size_t queue_bytes = 1ull << 30;  // snapshots waiting to be sent
   int reconnect_timeout_ms = 30000;      // how long to retry a checkpoint across merger restarts
+  // Silence from the merger this long while it owes a reply (credit, ack, welcome) means it went
+  // away: the client reconnects and resends the checkpoint from its start.
+  int stall_timeout_ms = 5000;
+  // CURVE (all three Z85, 40 characters) for a merger on a non-loopback address.
+  std::string curve_server_key;
+  std::string curve_public_key;
+  std::string curve_secret_key;
+};
+
+// What the client has done so far (for logs, tests and benchmarks).
+struct ClientStats {
+  std::uint64_t checkpoints_acked = 0;
+  std::uint64_t checkpoints_failed = 0;
+  std::uint64_t bytes_sent = 0;
+  std::uint64_t reconnects = 0;
+  std::uint64_t resends = 0;
+  std::uint64_t queue_waits = 0;  // send_checkpoint calls that waited for room
 };
 
 class MergerClient {
@@ -37,8 +54,12 @@ class MergerClient {
   MergerClient& operator=(const MergerClient&) = delete;
 
   void send_checkpoint(std::int64_t step, std::int64_t tokens, double lr, std::span<const TensorView> tensors);
-  void flush();   // blocks until every queued checkpoint is acknowledged; throws on a merger error
+  // Blocks until every queued checkpoint is acknowledged or has failed; throws wsm::Error listing
+  // the failures (merger errors, or an unreachable merger past reconnect_timeout_ms) since the
+  // last flush.
+  void flush();
   void close();
+  ClientStats stats() const;
 
  private:
   struct Impl;

@@ -32,8 +32,17 @@ struct MergeSpec {
   std::vector<double> table;            // user table of c_j (table_is_decay=false) or w_i (true)
   bool table_is_decay = false;
   bool allow_non_monotone = false;
+  // exponential only: 0 = the paper's shape f(t) = 1 - 0.1^(1-t); in (0,1] = PMA's EMA,
+  // c_0 = (1-alpha)^k, c_j = alpha (1-alpha)^(k-j) for j >= 1 (indexed by checkpoint, not position).
+  double alpha = 0.0;
   std::string to_string() const;        // e.g. "1-sqrt", "cosine,floor=0.1", "weights=0.1,0.2,..."
+  bool operator==(const MergeSpec&) const = default;
 };
+
+// Parses what MergeSpec::to_string prints (parse_merge_spec(s.to_string()) == s), e.g. "1-sqrt",
+// "cosine,floor=0.1", "ema", "ema:alpha=0.2", "wma", "weights=0.1,0.2,0.7", "decay=1,0.5,0.25",
+// "decay=1,0.2,0.5,allow-non-monotone". Throws wsm::Error naming the bad part.
+MergeSpec parse_merge_spec(std::string_view text);
 
 // Merge weights for `count` = k+1 evenly spaced checkpoints, oldest first. The sampling rule is
 // method.md's (the paper's and Megatron's): w_i = f(i / (k+1)), i = 1..k.
@@ -41,7 +50,12 @@ std::vector<double> merge_weights(const MergeSpec& spec, int count);
 inline constexpr std::string_view kSamplingRule = "w_i=f(i/(k+1))";
 
 // Picks the checkpoints inside a window and their weights, for positions (steps or tokens, strictly
-// ascending) that may be unevenly spaced. See decay.cpp for the rule (documented in docs/design.md).
+// ascending) that may be unevenly spaced. The window is (newest - window, newest]; a shape is
+// sampled at each selected checkpoint's position, w_i = f((p_i - p_0) / window), which is
+// f(i/(k+1)) for even spacing with window = (k+1) * interval. WMA, PMA's EMA (alpha) and tables are
+// defined per checkpoint and use merge_weights(spec, selected count). Throws wsm::Error on
+// window <= 0, empty or non-ascending positions. Whether the window holds enough checkpoints is
+// the caller's concern (one checkpoint selected gives weights {1}). See docs/schedules.md.
 struct WindowSelection {
   std::vector<std::size_t> indices;  // into positions, oldest first
   std::vector<double> weights;       // c_j for each selected checkpoint, sums to 1

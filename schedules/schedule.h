@@ -24,7 +24,13 @@ struct Schedule {
   DecayShape decay_shape = DecayShape::one_minus_sqrt;  // wsd only
   double floor = 0.0;             // minimum LR as a fraction of peak at the end of a decay
 
+  // LR used by the update at `step` (0-based): warmup gives peak * (step+1) / warmup, so the last
+  // warmup step runs at peak. Throws wsm::Error when the kind needs `total` and it is 0.
   double lr_at(std::int64_t step) const;
+  // wsd, cosine and linear need an end step; a text form may leave it out ("wsd:decay=2000") and
+  // let the run length fill it in via with_total().
+  bool needs_total() const;
+  Schedule with_total(std::int64_t steps) const;  // sets total when it is 0 and needed; validates
   std::string to_string() const;  // parse(to_string()) == *this
   bool operator==(const Schedule&) const = default;
 };

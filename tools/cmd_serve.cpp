@@ -1,10 +1,118 @@
-// Placeholder until the serve command lands.
+// `wsm serve`: the merger daemon. Training jobs stream checkpoints to it (protocol/client.h, the
+// Python wsm_client); every N steps it writes one merged checkpoint per emulated decay.
+#include <atomic>
+#include <csignal>
+#include <cmath>
+#include <string>
+
+#include <spdlog/spdlog.h>
+
+#include "merger/server.h"
 #include "protocol/error.h"
 #include "tools/commands.h"
 
 namespace wsm::tools {
-void add_serve_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("serve", "(not built yet)");
-  cmd->callback([] { throw wsm::Error("wsm serve: not built yet"); });
+namespace {
+
+std::atomic<bool> g_stop{false};
+extern "C" void on_stop_signal(int) { g_stop.store(true); }
+
+std::uint64_t parse_bytes(const std::string& text) {
+  std::size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    throw Error("--memory-budget '" + text + "': expected bytes, e.g. 8G, 512M, 1000000");
+  }
+  std::string suffix = text.substr(used);
+  if (!suffix.empty() && (suffix.back() == 'B' || suffix.back() == 'b')) suffix.pop_back();
+  if (!suffix.empty() && suffix.back() == 'i') suffix.pop_back();
+  double mult = 1;
+  if (suffix == "K" || suffix == "k") mult = 1024.0;
+  else if (suffix == "M" || suffix == "m") mult = 1024.0 * 1024;
+  else if (suffix == "G" || suffix == "g") mult = 1024.0 * 1024 * 1024;
+  else if (suffix == "T" || suffix == "t") mult = 1024.0 * 1024 * 1024 * 1024;
+  else if (!suffix.empty()) throw Error("--memory-budget '" + text + "': unknown suffix '" + suffix + "'");
+  if (!(v >= 0)) throw Error("--memory-budget '" + text + "': must be >= 0");
+  return static_cast<std::uint64_t>(std::llround(v * mult));
 }
+
+struct ServeArgs {
+  std::string listen = "tcp://127.0.0.1:5555";
+  std::string out;
+  std::vector<std::string> emulate;
+  std::int64_t every = 0;
+  std::string store;
+  std::string memory_budget = "8G";
+  std::string dtype;
+  std::string backend = "cpu";
+  std::string curve_secret, curve_allow;
+  std::uint32_t credit = 16;
+  double partial_timeout_s = 30;
+  std::string log_level = "info";
+};
+
+void run_serve(const ServeArgs& a) {
+  auto level = spdlog::level::from_str(a.log_level);
+  spdlog::set_level(level);
+  merger::ServerOptions o;
+  o.listen = a.listen;
+  o.curve_secret_key_file = a.curve_secret;
+  o.curve_allow_file = a.curve_allow;
+  o.backend = a.backend;
+  std::string joined;
+  for (const auto& e : a.emulate) joined += (joined.empty() ? "" : ",") + e;
+  o.core.emulations = merger::parse_emulations(joined);
+  if (a.every <= 0) throw Error("--every must be a positive number of steps");
+  o.core.every = a.every;
+  o.core.out_dir = a.out;
+  if (!a.dtype.empty()) {
+    auto d = parse_dtype(a.dtype);
+    if (!d || !is_float(*d)) throw Error("--dtype '" + a.dtype + "': expected f32, f16, bf16 or f64");
+    o.core.dtype = d;
+  }
+  o.core.store.store_dir = a.store;
+  o.core.store.memory_budget = parse_bytes(a.memory_budget);
+  o.core.credit = a.credit;
+  o.core.partial_timeout = std::chrono::milliseconds(static_cast<long long>(a.partial_timeout_s * 1000));
+
+  merger::Server server(o);
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+  server.run(g_stop);
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app) {
+  auto args = std::make_shared<ServeArgs>();
+  auto* cmd = app.add_subcommand("serve", "Merger daemon: receive checkpoints over ZeroMQ, publish merged models");
+  cmd->add_option("--listen", args->listen, "ZeroMQ endpoint to bind (loopback unless CURVE is configured)")
+      ->capture_default_str();
+  cmd->add_option("--out", args->out, "Directory for merged checkpoints and index.json")->required();
+  cmd->add_option("--emulate", args->emulate,
+                  "SHAPE:WINDOW[,SHAPE:WINDOW...]; WINDOW in steps, or tokens with suffix t (50Mt)")
+      ->required();
+  cmd->add_option("--every", args->every, "Write outputs every N steps, once each window is covered")->required();
+  cmd->add_option("--store", args->store, "Directory for the window on disk (spill, restart)");
+  cmd->add_option("--memory-budget", args->memory_budget, "RAM for the window, e.g. 8G")->capture_default_str();
+  cmd->add_option("--dtype", args->dtype, "Output dtype of float tensors (f32, f16, bf16, f64); default: as input");
+  cmd->add_option("--backend", args->backend, "Merge backend: cpu, cuda, cublas, auto")->capture_default_str();
+  cmd->add_option("--curve-secret-key", args->curve_secret, "Server CURVE secret key file (Z85)");
+  cmd->add_option("--curve-allow", args->curve_allow, "Allowed client CURVE public keys (Z85, one per line)");
+  cmd->add_option("--credit", args->credit, "Chunks in flight per client")->capture_default_str();
+  cmd->add_option("--partial-timeout", args->partial_timeout_s,
+                  "Seconds of sender silence before a partial checkpoint is discarded")
+      ->capture_default_str();
+  cmd->add_option("--log-level", args->log_level, "trace, debug, info, warn, error")->capture_default_str();
+  cmd->footer(
+      "Example:\n"
+      "  wsm serve --listen tcp://127.0.0.1:5555 --out merged --emulate 1-sqrt:800,linear:2000 \\\n"
+      "            --every 200 --store window --memory-budget 16G --dtype bf16\n"
+      "Outputs: merged/<run>/<shape>_w<window>/step_<step>.h5 and merged/index.json.\n"
+      "SIGINT/SIGTERM: stop accepting, finish the output being written, exit.");
+  cmd->callback([args] { run_serve(*args); });
+}
+
 }  // namespace wsm::tools

@@ -1,10 +1,43 @@
-// Placeholder until the train command lands.
+// `wsm train`: train the GPT model warmup-stable, checkpointing every K steps (and streaming to a
+// merger daemon with --merger). The work is in trainer/train.cpp.
 #include "protocol/error.h"
 #include "tools/commands.h"
+#include "trainer/train.h"
 
 namespace wsm::tools {
+
 void add_train_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("train", "(not built yet)");
-  cmd->callback([] { throw wsm::Error("wsm train: not built yet"); });
+  auto opts = std::make_shared<trainer::TrainOptions>();
+  std::string out;
+  auto* cmd = app.add_subcommand("train", "Train the GPT language model (constant LR after warmup by default)");
+  cmd->add_option("--preset", opts->preset, "Model size: tiny, small, medium, large")->capture_default_str();
+  cmd->add_option("--steps", opts->steps, "Total optimizer steps")->capture_default_str();
+  cmd->add_option("--out", opts->out, "Output directory for step_<N>.h5 and state.h5")->required();
+  cmd->add_option("--schedule", opts->schedule,
+                  "LR schedule, e.g. 'warmup=100,stable,peak=2e-3' (default: the preset's warmup+stable), "
+                  "'wsd:warmup=100,decay=400,shape=1-sqrt,peak=2e-3', 'cosine:warmup=100,floor=0.1,peak=2e-3'");
+  cmd->add_option("--merger", opts->merger, "Stream every checkpoint to a merger daemon at this endpoint");
+  cmd->add_option("--run-id", opts->run_id, "Run name sent to the merger (default: the --out folder's name)");
+  cmd->add_option("--every", opts->every, "Checkpoint and log every K steps")->capture_default_str();
+  cmd->add_option("--seed", opts->seed, "Seed for initial weights and batches")->capture_default_str();
+  cmd->add_option("--data", opts->data, "Training text file (default: Austen's five novels)");
+  cmd->add_option("--val", opts->val, "Validation text file (default: Persuasion)");
+  cmd->add_option("--device", opts->device, "cpu or cuda")->capture_default_str();
+  cmd->add_flag("--resume", opts->resume, "Continue from <out>/state.h5 (bit-exact)");
+  cmd->add_option("--threads", opts->threads, "CPU threads (OpenMP + OpenBLAS)")->capture_default_str();
+  cmd->add_option("--batch-size", opts->batch_size, "Sequences per step (default: the preset's)");
+  cmd->add_option("--clip", opts->clip, "Global gradient-norm clip, 0 = off")->capture_default_str();
+  cmd->add_option("--weight-decay", opts->adamw.weight_decay, "AdamW weight decay (matrices only)")->capture_default_str();
+  cmd->add_option("--eval-positions", opts->eval_positions, "Validation positions scored at the end, 0 = skip")
+      ->capture_default_str();
+  cmd->add_flag("--no-checkpoints{false}", opts->save_checkpoints, "Do not write step_<N>.h5 files (state.h5 still)");
+  cmd->footer(
+      "Example:\n"
+      "  wsm train --preset small --steps 2000 --every 100 --out runs/a --seed 1\n"
+      "  wsm train --preset small --steps 2000 --out runs/a --merger tcp://127.0.0.1:5555\n"
+      "  wsm train --preset small --steps 4000 --out runs/a --resume\n"
+      "The Austen corpus is cached by `python3 tools/fetch-austen.py` (run automatically when missing).");
+  cmd->callback([opts] { trainer::train(*opts); });
 }
+
 }  // namespace wsm::tools

@@ -1,10 +1,100 @@
-// Placeholder until the weights command lands.
+// `wsm weights`: the merge weights c_j (oldest first) for a decay shape, and the equivalent decay
+// w_i (method.md's duality), or the other way round from a user table.
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
 #include "protocol/error.h"
+#include "schedules/decay.h"
 #include "tools/commands.h"
 
 namespace wsm::tools {
-void add_weights_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("weights", "(not built yet)");
-  cmd->callback([] { throw wsm::Error("wsm weights: not built yet"); });
+namespace {
+
+struct WeightsArgs {
+  std::string shape;
+  int count = 0;
+  std::optional<double> floor;
+  std::optional<double> alpha;
+  std::vector<double> weights_table;
+  std::vector<double> decay_table;
+  bool json = false;
+  bool allow_non_monotone = false;
+};
+
+MergeSpec spec_from(const WeightsArgs& a, int& count) {
+  const int given = !a.shape.empty() + !a.weights_table.empty() + !a.decay_table.empty();
+  if (given != 1) throw Error("wsm weights: give exactly one of --shape, --weights, --decay");
+  MergeSpec spec;
+  if (!a.shape.empty()) {
+    spec = parse_merge_spec(a.shape);  // a full spec works too: "cosine,floor=0.1", "ema:alpha=0.2"
+    if (a.floor) spec.floor = *a.floor;
+    if (a.alpha) spec.alpha = *a.alpha;
+    if (a.count < 1) throw Error("wsm weights: --count N (the number of checkpoints, k+1) is required with --shape");
+  } else {
+    if (a.floor || a.alpha) throw Error("wsm weights: --floor/--alpha apply to --shape only");
+    spec.table_is_decay = !a.decay_table.empty();
+    spec.table = spec.table_is_decay ? a.decay_table : a.weights_table;
+  }
+  spec.allow_non_monotone = spec.allow_non_monotone || a.allow_non_monotone;
+  count = a.count;
+  if (count == 0) count = static_cast<int>(spec.table.size()) + (spec.table_is_decay ? 1 : 0);
+  return spec;
 }
+
+void run(const WeightsArgs& a) {
+  int count = 0;
+  const MergeSpec spec = spec_from(a, count);
+  const auto c = merge_weights(spec, count);
+  const auto w = merge_weights_to_decay(c);
+  if (a.json) {
+    const nlohmann::json out = {{"weights", c}, {"decay", w}};
+    std::printf("%s\n", out.dump().c_str());
+    return;
+  }
+  fmt::print("# spec {}, {} checkpoints (k={}), sampling {}, oldest first\n", spec.to_string(), count, count - 1,
+             spec.shape ? std::string(kSamplingRule) : std::string("user table"));
+  fmt::print("# c_j: merge weight of checkpoint j; w_j: fraction of update j (checkpoint j-1 -> j) kept\n");
+  fmt::print("{:>10}  {:>12}  {:>12}\n", "checkpoint", "c_j", "w_j");
+  for (std::size_t j = 0; j < c.size(); ++j) {
+    if (j == 0)
+      fmt::print("{:>10}  {:>12.8f}  {:>12}\n", j, c[j], "-");
+    else
+      fmt::print("{:>10}  {:>12.8f}  {:>12.8f}\n", j, c[j], w[j - 1]);
+  }
+}
+
+}  // namespace
+
+void add_weights_command(CLI::App& app) {
+  auto args = std::make_shared<WeightsArgs>();
+  auto* cmd = app.add_subcommand("weights", "Merge weights for a decay shape (and the equivalent decay)");
+  cmd->add_option("--shape", args->shape,
+                  "Decay shape: linear, cosine, 1-sqrt, inverse-sqrt, exponential (ema), wma, or a merge spec "
+                  "such as 'cosine,floor=0.1' or 'ema:alpha=0.2'");
+  cmd->add_option("--count", args->count, "Number of checkpoints in the window (k+1)")->check(CLI::PositiveNumber);
+  cmd->add_option("--floor", args->floor, "Minimum LR fraction r: w = r + (1-r) f(t) (inverse-sqrt: its end value)")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--alpha", args->alpha, "PMA's EMA coefficient (with --shape ema)")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--weights", args->weights_table, "A table of merge weights c_0..c_k, oldest first (normalised)")
+      ->delimiter(',');
+  cmd->add_option("--decay", args->decay_table, "A table of decay values w_1..w_k (non-increasing, in [0,1])")
+      ->delimiter(',');
+  cmd->add_flag("--allow-non-monotone", args->allow_non_monotone,
+                "Accept a non-monotone decay (gives negative merge weights)");
+  cmd->add_flag("--json", args->json, "Print one JSON object: {\"weights\": [c_0..c_k], \"decay\": [w_1..w_k]}");
+  cmd->footer(
+      "Examples:\n"
+      "  wsm weights --shape 1-sqrt --count 5\n"
+      "  wsm weights --shape cosine --count 8 --floor 0.1 --json\n"
+      "  wsm weights --shape ema --alpha 0.2 --count 6\n"
+      "  wsm weights --decay 1,0.5,0.25        (4 checkpoints)\n"
+      "Sampling rule (method.md): w_i = f(i/(k+1)), i = 1..k; c_0 = 1 - w_1, c_j = w_j - w_{j+1}, c_k = w_k.");
+  cmd->callback([args] { run(*args); });
+}
+
 }  // namespace wsm::tools

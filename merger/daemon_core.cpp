@@ -1,0 +1,368 @@
+#include "merger/daemon_core.h"
+
+#include <random>
+
+#include <spdlog/spdlog.h>
+
+namespace wsm::merger {
+
+using wire::ProtocolError;
+
+namespace {
+std::string random_id() {
+  std::random_device rd;
+  std::uniform_int_distribution<std::uint64_t> dist;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(dist(rd)));
+  return buf;
+}
+std::string show_peer(const std::string& peer) {
+  std::string out;
+  for (unsigned char c : peer) {
+    char b[3];
+    std::snprintf(b, sizeof b, "%02x", c);
+    out += b;
+  }
+  return out;
+}
+Outgoing error_to(const std::string& peer, const ProtocolError& e, std::int64_t step = 0, std::uint64_t request = 0) {
+  return {peer, wire::error_envelope(e.code(), e.what(), step, request)};
+}
+}  // namespace
+
+MergerCore::MergerCore(CoreOptions options, JobSink sink)
+    : options_(std::move(options)), sink_(std::move(sink)), store_(options_.store, options_.emulations) {
+  if (options_.server_id.empty()) options_.server_id = random_id();
+  if (options_.credit == 0) options_.credit = 1;
+}
+
+void MergerCore::restore() {
+  store_.rebuild_from_disk();
+  for (const auto& run : store_.runs()) last_step_[run] = store_.newest_step(run);
+}
+
+std::vector<Outgoing> MergerCore::handle(const wire::Message& msg, Clock::time_point now) {
+  std::vector<Outgoing> out;
+  const auto& env = msg.envelope;
+  switch (env.body_case()) {
+    case v1::Envelope::kHello:
+      on_hello(msg, now, out);
+      return out;
+    case v1::Envelope::kStatusRequest: {
+      auto reply = wire::envelope();
+      *reply.mutable_status_reply() = status(now);
+      out.push_back({msg.peer, std::move(reply)});
+      return out;
+    }
+    case v1::Envelope::kMergeRequest:
+      on_merge_request(msg.peer, env.merge_request(), out);
+      return out;
+    case v1::Envelope::kBye:
+      sessions_.erase(msg.peer);
+      return out;
+    case v1::Envelope::kBegin:
+    case v1::Envelope::kChunk:
+    case v1::Envelope::kEnd:
+      break;
+    default:
+      out.push_back(error_to(msg.peer, ProtocolError(v1::UNKNOWN_MESSAGE, "message type " +
+                                                                           std::to_string(env.body_case()) +
+                                                                           " is not accepted by the merger")));
+      return out;
+  }
+
+  const std::int64_t step = env.has_begin() ? env.begin().step() : env.has_chunk() ? env.chunk().step() : env.end().step();
+  auto it = sessions_.find(msg.peer);
+  if (it == sessions_.end()) {
+    // After a daemon restart a client's traffic arrives without a session: this error makes it
+    // say hello again and resend its checkpoint from the start.
+    out.push_back(error_to(msg.peer, ProtocolError(v1::NO_SESSION, "no session for peer " + show_peer(msg.peer) +
+                                                                         " (send hello first)"), step));
+    return out;
+  }
+  Session& s = it->second;
+  s.last_seen = now;
+  if (env.has_begin()) on_begin(s, msg.peer, env.begin(), out);
+  else if (env.has_chunk()) on_chunk(s, msg, out);
+  else on_end(s, msg.peer, env.end(), out);
+  return out;
+}
+
+std::vector<Outgoing> MergerCore::fault(const std::string& peer, const ProtocolError& error, Clock::time_point now) {
+  spdlog::warn("peer {}: {}", show_peer(peer), error.what());
+  std::vector<Outgoing> out;
+  auto it = sessions_.find(peer);
+  if (it != sessions_.end()) {
+    it->second.last_seen = now;
+    if (it->second.partial) {
+      // A malformed message in the middle of a checkpoint poisons it.
+      const auto step = it->second.partial->step();
+      reject(it->second, peer, step, error, out);
+      return out;
+    }
+  }
+  out.push_back(error_to(peer, error));
+  return out;
+}
+
+void MergerCore::on_hello(const wire::Message& msg, Clock::time_point now, std::vector<Outgoing>& out) {
+  const auto& hello = msg.envelope.hello();
+  try {
+    if (!accepting_) throw ProtocolError(v1::SHUTTING_DOWN, "merger is shutting down");
+    if (hello.protocol_version() != wire::kProtocolVersion)
+      throw ProtocolError(v1::VERSION_MISMATCH, "hello with protocol version " + std::to_string(hello.protocol_version()) +
+                                                    ", merger speaks " + std::to_string(wire::kProtocolVersion));
+    auto manifest = manifest_from_hello(hello);
+    const std::string& run = hello.run_id();
+    if (auto known = run_manifests_.find(run); known != run_manifests_.end()) {
+      if (*known->second != *manifest)
+        throw ProtocolError(v1::MANIFEST_MISMATCH, "run '" + run + "': manifest differs from the one this run started with (names, dtypes, shapes)");
+      manifest = known->second;
+    } else {
+      const auto& entries = store_.entries(run);
+      if (!entries.empty() && entries.back()->tensors != *manifest)
+        throw ProtocolError(v1::MANIFEST_MISMATCH, "run '" + run + "': manifest differs from the checkpoints in the stored window");
+      run_manifests_[run] = manifest;
+    }
+    Session s;
+    s.run_id = run;
+    s.manifest = manifest;
+    s.outstanding = options_.credit;
+    s.last_seen = now;
+    sessions_[msg.peer] = std::move(s);
+    spdlog::info("peer {} joined run '{}' ({} tensors, client '{}')", show_peer(msg.peer), run, manifest->size(), hello.client());
+    auto reply = wire::envelope();
+    auto* w = reply.mutable_welcome();
+    w->set_protocol_version(wire::kProtocolVersion);
+    w->set_server_id(options_.server_id);
+    w->set_credit(options_.credit);
+    w->set_max_chunk_bytes(options_.max_chunk_bytes);
+    out.push_back({msg.peer, std::move(reply)});
+  } catch (const ProtocolError& e) {
+    spdlog::warn("peer {}: hello refused: {}", show_peer(msg.peer), e.what());
+    out.push_back(error_to(msg.peer, e));
+  }
+}
+
+void MergerCore::on_begin(Session& s, const std::string& peer, const v1::CheckpointBegin& b, std::vector<Outgoing>& out) {
+  if (s.partial) {
+    spdlog::warn("peer {}: step {} restarted by step {}; dropping the partial one", show_peer(peer), s.partial->step(), b.step());
+    s.partial.reset();
+  }
+  s.rejected_step.reset();
+  try {
+    if (!accepting_) throw ProtocolError(v1::SHUTTING_DOWN, "merger is shutting down");
+    if (store_.contains(s.run_id, b.step()))
+      throw ProtocolError(v1::DUPLICATE_STEP, "run '" + s.run_id + "': step " + std::to_string(b.step()) + " already received");
+    for (const auto& [other_peer, other] : sessions_)
+      if (other_peer != peer && other.run_id == s.run_id && other.partial && other.partial->step() == b.step())
+        throw ProtocolError(v1::DUPLICATE_STEP, "run '" + s.run_id + "': step " + std::to_string(b.step()) + " is being received from another peer");
+    if (b.step() <= store_.newest_step(s.run_id))
+      throw ProtocolError(v1::OUT_OF_ORDER, "run '" + s.run_id + "': step " + std::to_string(b.step()) +
+                                                " is older than the newest in the window (" +
+                                                std::to_string(store_.newest_step(s.run_id)) + ")");
+    s.partial = std::make_unique<CheckpointAssembler>(s.run_id, s.manifest, b);
+  } catch (const ProtocolError& e) {
+    reject(s, peer, b.step(), e, out);
+  }
+}
+
+void MergerCore::on_chunk(Session& s, const wire::Message& msg, std::vector<Outgoing>& out) {
+  const auto& chunk = msg.envelope.chunk();
+  bytes_received_ += msg.payload_bytes().size();
+  note_rate(s.last_seen, msg.payload_bytes().size());
+  if (s.outstanding == 0) {
+    // More chunks than granted: the sender ignores flow control.
+    reject(s, msg.peer, chunk.step(), ProtocolError(v1::CREDIT_EXCEEDED, "chunk sent without credit"), out);
+    return;
+  }
+  --s.outstanding;
+  ++s.consumed;
+  grant(s, msg.peer, out, false);
+  if (s.rejected_step && *s.rejected_step == chunk.step()) return;
+  try {
+    if (!s.partial || s.partial->step() != chunk.step())
+      throw ProtocolError(v1::OUT_OF_ORDER, "chunk for step " + std::to_string(chunk.step()) + " without its begin");
+    if (chunk.length() > options_.max_chunk_bytes)
+      throw ProtocolError(v1::BAD_REQUEST, "chunk of " + std::to_string(chunk.length()) + " bytes exceeds max_chunk_bytes " +
+                                               std::to_string(options_.max_chunk_bytes));
+    s.partial->add(chunk, msg.payload_bytes());
+  } catch (const ProtocolError& e) {
+    reject(s, msg.peer, chunk.step(), e, out);
+  }
+}
+
+void MergerCore::on_end(Session& s, const std::string& peer, const v1::CheckpointEnd& e, std::vector<Outgoing>& out) {
+  grant(s, peer, out, true);
+  if (s.rejected_step && *s.rejected_step == e.step()) return;
+  try {
+    if (!s.partial || s.partial->step() != e.step())
+      throw ProtocolError(v1::OUT_OF_ORDER, "end of step " + std::to_string(e.step()) + " without its begin");
+    auto c = s.partial->finish(e);
+    s.partial.reset();
+    try {
+      store_.add(c);
+    } catch (const Error& err) {
+      throw ProtocolError(v1::INTERNAL, err.what());
+    }
+    ++checkpoints_received_;
+    recent_checkpoints_.push_back(s.last_seen);
+    spdlog::info("received run '{}' step {} (tokens {}, lr {:g}, {} bytes) from {}", s.run_id, c->step, c->tokens, c->lr,
+                 c->nbytes(), show_peer(peer));
+    auto ack = wire::envelope();
+    ack.mutable_ack()->set_step(c->step);
+    out.push_back({peer, std::move(ack)});
+    after_commit(s.run_id, c->step);
+  } catch (const ProtocolError& err) {
+    reject(s, peer, e.step(), err, out);
+  }
+}
+
+void MergerCore::after_commit(const std::string& run_id, std::int64_t step) {
+  auto prev = last_step_.find(run_id);
+  const std::int64_t previous = prev == last_step_.end() ? -1 : prev->second;
+  last_step_[run_id] = step;
+  if (!emission_due(previous, step, options_.every)) return;
+  auto job = plan_emission(store_, run_id, options_.emulations, options_.out_dir, options_.dtype);
+  if (job.outputs.empty()) {
+    spdlog::info("run '{}' step {}: output due, but no window is covered yet", run_id, step);
+    return;
+  }
+  if (sink_) sink_(std::move(job));
+}
+
+void MergerCore::on_merge_request(const std::string& peer, const v1::MergeRequest& r, std::vector<Outgoing>& out) {
+  try {
+    if (!accepting_) throw ProtocolError(v1::SHUTTING_DOWN, "merger is shutting down");
+    Emulation e;
+    std::optional<DType> dtype = options_.dtype;
+    try {
+      e = make_emulation(parse_merge_spec(r.shape()), parse_window(r.window()));
+      if (!r.dtype().empty()) {
+        dtype = parse_dtype(r.dtype());
+        if (!dtype || !is_float(*dtype)) throw Error("merge request: dtype '" + r.dtype() + "' is not f32/f16/bf16/f64");
+      }
+    } catch (const Error& err) {
+      throw ProtocolError(v1::BAD_REQUEST, err.what());
+    }
+    if (store_.entries(r.run_id()).empty())
+      throw ProtocolError(v1::BAD_REQUEST, "merge request: run '" + r.run_id() + "' has no checkpoints in the window");
+    e.label = "request-" + std::to_string(r.request_id()) + "_" + e.label;
+    auto job = plan_emission(store_, r.run_id(), {e}, options_.out_dir, dtype, false);
+    job.request_id = r.request_id() ? r.request_id() : 1;
+    job.requester = peer;
+    if (sink_) sink_(std::move(job));
+  } catch (const ProtocolError& err) {
+    out.push_back(error_to(peer, err, 0, r.request_id()));
+  }
+}
+
+std::vector<Outgoing> MergerCore::job_done(const EmissionJob& job, const std::vector<nlohmann::json>& records,
+                                           const std::string& error) {
+  outputs_written_ += records.size();
+  std::vector<Outgoing> out;
+  if (job.request_id == 0 || job.requester.empty()) return out;
+  if (!error.empty()) {
+    out.push_back(error_to(job.requester, ProtocolError(v1::INTERNAL, error), 0, job.request_id));
+    return out;
+  }
+  auto reply = wire::envelope();
+  auto* r = reply.mutable_merge_reply();
+  r->set_request_id(job.request_id);
+  if (!job.outputs.empty()) {
+    r->set_path(job.outputs.front().path.string());
+    for (auto s : job.outputs.front().source_steps) r->add_source_steps(s);
+    for (auto w : job.outputs.front().source_weights) r->add_weights(w);
+  }
+  out.push_back({job.requester, std::move(reply)});
+  return out;
+}
+
+void MergerCore::reject(Session& s, const std::string& peer, std::int64_t step, const ProtocolError& e,
+                        std::vector<Outgoing>& out) {
+  spdlog::warn("run '{}' step {} from {} rejected: {}", s.run_id, step, show_peer(peer), e.what());
+  ++checkpoints_rejected_;
+  s.partial.reset();
+  s.rejected_step = step;
+  out.push_back(error_to(peer, e, step));
+}
+
+void MergerCore::grant(Session& s, const std::string& peer, std::vector<Outgoing>& out, bool force) {
+  // Credit comes back in batches of a quarter of the window (and at every checkpoint end).
+  const std::uint32_t batch = std::max<std::uint32_t>(1, options_.credit / 4);
+  if (s.consumed == 0 || (!force && s.consumed < batch)) return;
+  auto env = wire::envelope();
+  env.mutable_credit()->set_grant(s.consumed);
+  s.outstanding += s.consumed;
+  s.consumed = 0;
+  out.push_back({peer, std::move(env)});
+}
+
+std::vector<Outgoing> MergerCore::expire(Clock::time_point now) {
+  std::vector<Outgoing> out;
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    auto& s = it->second;
+    if (s.partial && now - s.last_seen > options_.partial_timeout) {
+      const auto step = s.partial->step();
+      reject(s, it->first, step, ProtocolError(v1::TIMEOUT, "run '" + s.run_id + "' step " + std::to_string(step) +
+                                                                ": sender silent, partial checkpoint discarded"),
+             out);
+    }
+    // Sessions idle for long (and without a partial) are forgotten; a returning client says hello again.
+    if (!s.partial && now - s.last_seen > std::max(options_.partial_timeout * 10, std::chrono::milliseconds(600000)))
+      it = sessions_.erase(it);
+    else
+      ++it;
+  }
+  return out;
+}
+
+void MergerCore::note_rate(Clock::time_point now, std::uint64_t bytes) {
+  recent_bytes_.emplace_back(now, bytes);
+  while (!recent_bytes_.empty() && now - recent_bytes_.front().first > std::chrono::seconds(5)) recent_bytes_.pop_front();
+}
+
+v1::StatusReply MergerCore::status(Clock::time_point now) const {
+  v1::StatusReply r;
+  r.set_server_id(options_.server_id);
+  r.set_version("0.1.0");
+  r.set_uptime_s(std::chrono::duration<double>(now - started_).count());
+  for (const auto& run : store_.runs())
+    for (const auto& c : store_.entries(run)) {
+      auto* w = r.add_window();
+      w->set_run_id(run);
+      w->set_step(c->step);
+      w->set_tokens(c->tokens);
+      w->set_bytes(c->nbytes());
+      w->set_in_memory(c->in_memory());
+      w->set_on_disk(!c->file.empty());
+    }
+  if (pending_)
+    for (auto& p : pending_()) *r.add_pending() = std::move(p);
+  for (const auto& e : options_.emulations) {
+    auto* em = r.add_emulations();
+    em->set_spec(e.spec.to_string());
+    em->set_window(e.window);
+    em->set_axis(std::string(axis_name(e.axis)));
+    em->set_label(e.label);
+  }
+  r.set_bytes_received(bytes_received_);
+  r.set_checkpoints_received(checkpoints_received_);
+  r.set_checkpoints_rejected(checkpoints_rejected_);
+  r.set_outputs_written(outputs_written_);
+  std::uint64_t recent = 0;
+  for (const auto& [t, b] : recent_bytes_)
+    if (now - t <= std::chrono::seconds(5)) recent += b;
+  r.set_bytes_per_s(static_cast<double>(recent) / 5.0);
+  std::size_t ck = 0;
+  for (const auto& t : recent_checkpoints_)
+    if (now - t <= std::chrono::minutes(1)) ++ck;
+  r.set_checkpoints_per_min(static_cast<double>(ck));
+  r.set_peers(static_cast<std::uint32_t>(sessions_.size()));
+  r.set_memory_bytes(store_.memory_bytes());
+  r.set_memory_budget(options_.store.memory_budget);
+  r.set_every(options_.every);
+  return r;
+}
+
+}  // namespace wsm::merger

@@ -1,0 +1,107 @@
+#pragma once
+// The daemon's message handling, without sockets: each incoming wsm.v1 message becomes a list of
+// replies, complete checkpoints enter the window store, and emissions that fall due are handed to
+// a sink (the emission worker). The server (server.h) only moves frames; tests drive this directly.
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "merger/checkpoint_assembler.h"
+#include "merger/emission.h"
+#include "merger/window_store.h"
+#include "protocol/wire.h"
+
+namespace wsm::merger {
+
+using Clock = std::chrono::steady_clock;
+
+struct CoreOptions {
+  std::vector<Emulation> emulations;
+  std::int64_t every = 0;                 // steps between periodic outputs
+  std::filesystem::path out_dir = "merged";
+  std::optional<DType> dtype;             // output dtype; empty keeps each input's
+  StoreOptions store;
+  std::uint32_t credit = 16;              // chunks in flight per peer
+  std::uint64_t max_chunk_bytes = 64ull << 20;
+  std::chrono::milliseconds partial_timeout{30000};  // a silent sender's partial checkpoint is dropped
+  std::string server_id;                  // random per start when empty
+};
+
+struct Outgoing {
+  std::string peer;
+  v1::Envelope envelope;
+};
+
+class MergerCore {
+ public:
+  using JobSink = std::function<void(EmissionJob)>;
+  using PendingSource = std::function<std::vector<v1::PendingEmission>()>;
+
+  MergerCore(CoreOptions options, JobSink sink);
+
+  // Rebuilds the window from --store (call once before serving).
+  void restore();
+
+  std::vector<Outgoing> handle(const wire::Message& msg, Clock::time_point now);
+  // A message that failed framing checks: the error goes back to its sender.
+  std::vector<Outgoing> fault(const std::string& peer, const wire::ProtocolError& error, Clock::time_point now);
+  // Drops partial checkpoints whose sender has been silent past partial_timeout.
+  std::vector<Outgoing> expire(Clock::time_point now);
+  // The worker finished (or failed) a job: MergeReply/ErrorReply for an on-demand merge.
+  std::vector<Outgoing> job_done(const EmissionJob& job, const std::vector<nlohmann::json>& records,
+                                 const std::string& error);
+
+  v1::StatusReply status(Clock::time_point now) const;
+  void set_pending_source(PendingSource source) { pending_ = std::move(source); }
+  void stop_accepting() { accepting_ = false; }
+
+  const WindowStore& store() const { return store_; }
+  const CoreOptions& options() const { return options_; }
+  const std::string& server_id() const { return options_.server_id; }
+
+ private:
+  struct Session {
+    std::string run_id;
+    std::shared_ptr<const Manifest> manifest;
+    std::uint32_t outstanding = 0;  // chunks the peer may still send
+    std::uint32_t consumed = 0;     // chunks received since the last grant
+    std::unique_ptr<CheckpointAssembler> partial;
+    std::optional<std::int64_t> rejected_step;  // its later chunks are dropped quietly
+    Clock::time_point last_seen;
+  };
+
+  void on_hello(const wire::Message& msg, Clock::time_point now, std::vector<Outgoing>& out);
+  void on_begin(Session& s, const std::string& peer, const v1::CheckpointBegin& b, std::vector<Outgoing>& out);
+  void on_chunk(Session& s, const wire::Message& msg, std::vector<Outgoing>& out);
+  void on_end(Session& s, const std::string& peer, const v1::CheckpointEnd& e, std::vector<Outgoing>& out);
+  void on_merge_request(const std::string& peer, const v1::MergeRequest& r, std::vector<Outgoing>& out);
+  void reject(Session& s, const std::string& peer, std::int64_t step, const wire::ProtocolError& e,
+              std::vector<Outgoing>& out);
+  void grant(Session& s, const std::string& peer, std::vector<Outgoing>& out, bool force);
+  void after_commit(const std::string& run_id, std::int64_t step);
+  void note_rate(Clock::time_point now, std::uint64_t bytes);
+
+  CoreOptions options_;
+  JobSink sink_;
+  PendingSource pending_;
+  WindowStore store_;
+  std::map<std::string, Session> sessions_;
+  std::map<std::string, std::shared_ptr<const Manifest>> run_manifests_;
+  std::map<std::string, std::int64_t> last_step_;  // per run, for emission_due
+  bool accepting_ = true;
+  Clock::time_point started_ = Clock::now();
+  std::uint64_t bytes_received_ = 0, checkpoints_received_ = 0, checkpoints_rejected_ = 0, outputs_written_ = 0;
+  std::deque<std::pair<Clock::time_point, std::uint64_t>> recent_bytes_;  // for bytes_per_s
+  std::deque<Clock::time_point> recent_checkpoints_;
+};
+
+}  // namespace wsm::merger

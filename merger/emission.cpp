@@ -1,0 +1,70 @@
+#include "merger/emission.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+
+namespace wsm::merger {
+
+bool emission_due(std::int64_t previous_step, std::int64_t step, std::int64_t every) {
+  if (every <= 0) return false;
+  if (previous_step < 0) return step % every == 0;
+  return step / every > previous_step / every;
+}
+
+std::string file_safe(const std::string& s) {
+  std::string out = s.empty() ? "run" : s;
+  for (char& ch : out)
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.' || ch == '=')) ch = '_';
+  if (out == "." || out == "..") out = "_";
+  return out;
+}
+
+EmissionJob plan_emission(const WindowStore& store, const std::string& run_id,
+                          const std::vector<Emulation>& emulations, const std::filesystem::path& out_dir,
+                          std::optional<DType> dtype, bool require_covered) {
+  const auto& entries = store.entries(run_id);
+  EmissionJob job;
+  job.run_id = run_id;
+  job.dtype = dtype;
+  if (entries.empty()) return job;
+  job.step = entries.back()->step;
+  job.tokens = entries.back()->tokens;
+
+  // Selections first, by index into entries; then the union becomes the job's inputs.
+  std::vector<std::pair<Emulation, WindowSelection>> selections;
+  std::vector<bool> used(entries.size(), false);
+  for (const auto& e : emulations) {
+    if (require_covered && !store.covered(run_id, e)) continue;
+    std::vector<std::int64_t> positions;
+    for (const auto& c : entries) positions.push_back(position(*c, e.axis));
+    auto sel = select_window(e.spec, positions, e.window);
+    for (auto i : sel.indices) used[i] = true;
+    selections.emplace_back(e, std::move(sel));
+  }
+  std::vector<std::size_t> input_of(entries.size(), 0);
+  for (std::size_t i = 0; i < entries.size(); ++i)
+    if (used[i]) {
+      input_of[i] = job.inputs.size();
+      job.inputs.push_back(entries[i]);
+    }
+  char step_name[64];
+  std::snprintf(step_name, sizeof step_name, "step_%012lld.h5", static_cast<long long>(job.step));
+  for (auto& [e, sel] : selections) {
+    EmissionOutput out;
+    out.emulation = e;
+    out.weights.assign(job.inputs.size(), 0.0);
+    for (std::size_t j = 0; j < sel.indices.size(); ++j) {
+      const auto& c = *entries[sel.indices[j]];
+      out.weights[input_of[sel.indices[j]]] = sel.weights[j];
+      out.source_steps.push_back(c.step);
+      out.source_tokens.push_back(c.tokens);
+      out.source_weights.push_back(sel.weights[j]);
+    }
+    out.path = out_dir / file_safe(run_id) / e.label / step_name;
+    job.outputs.push_back(std::move(out));
+  }
+  return job;
+}
+
+}  // namespace wsm::merger

@@ -1,0 +1,49 @@
+#pragma once
+// Emission planning: when an output is due, and which checkpoints with which weights make each
+// emulation's merged model. One job covers every emulation due at a step, so the runner reads the
+// window once for all of them.
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "merger/emulation.h"
+#include "merger/window_store.h"
+#include "protocol/dtype.h"
+
+namespace wsm::merger {
+
+struct EmissionOutput {
+  Emulation emulation;
+  std::vector<double> weights;             // one per job input (0 where unused), sums to 1
+  std::vector<std::int64_t> source_steps;  // the checkpoints this output uses, oldest first
+  std::vector<std::int64_t> source_tokens;
+  std::vector<double> source_weights;
+  std::filesystem::path path;
+};
+
+struct EmissionJob {
+  std::string run_id;
+  std::int64_t step = 0;  // newest checkpoint in the window
+  std::int64_t tokens = 0;
+  std::vector<Entry> inputs;  // union of every output's sources, oldest first
+  std::vector<EmissionOutput> outputs;
+  std::optional<DType> dtype;  // empty: each tensor keeps its input dtype
+  std::uint64_t request_id = 0;  // > 0: an on-demand MergeRequest
+  std::string requester;         // its peer
+};
+
+// Periodic rule: an output is due at the first checkpoint of each multiple of `every` steps,
+// i.e. when step / every grows past previous_step / every (previous_step < 0: none yet).
+bool emission_due(std::int64_t previous_step, std::int64_t step, std::int64_t every);
+
+// The job for `emulations` over the current window of run_id; outputs go to
+// out_dir/<run>/<label>/step_<step>.h5. Emulations whose window is not covered are left out.
+EmissionJob plan_emission(const WindowStore& store, const std::string& run_id,
+                          const std::vector<Emulation>& emulations, const std::filesystem::path& out_dir,
+                          std::optional<DType> dtype, bool require_covered = true);
+
+std::string file_safe(const std::string& s);
+
+}  // namespace wsm::merger

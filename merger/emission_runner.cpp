@@ -1,0 +1,92 @@
+#include "merger/emission_runner.h"
+
+#include <filesystem>
+#include <sstream>
+
+#include <spdlog/spdlog.h>
+
+#include "merger/merge_engine.h"
+#include "merger/offline_merge.h"
+#include "protocol/error.h"
+
+namespace wsm::merger {
+
+namespace {
+template <class T>
+std::string json_list(const std::vector<T>& v) {
+  return nlohmann::json(v).dump();
+}
+}  // namespace
+
+std::map<std::string, std::string> provenance(const EmissionJob& job, const EmissionOutput& out) {
+  std::map<std::string, std::string> p;
+  p["wsm.source"] = "wsm serve";
+  p["wsm.version"] = std::string(kWsmVersion);
+  p["wsm.merge.spec"] = out.emulation.spec.to_string();
+  p["wsm.merge.window"] = std::to_string(out.emulation.window);
+  p["wsm.merge.axis"] = std::string(axis_name(out.emulation.axis));
+  p["wsm.merge.source_steps"] = json_list(out.source_steps);
+  p["wsm.merge.source_tokens"] = json_list(out.source_tokens);
+  p["wsm.merge.weights"] = json_list(out.source_weights);
+  p["wsm.merge.sampling"] = "w_i=f((p_i-p_0)/window) (" + std::string(kSamplingRule) + " for even spacing)";
+  p["wsm.merge.dtype"] = job.dtype ? std::string(dtype_name(*job.dtype)) : "as-input";
+  p["wsm.merge.run_id"] = job.run_id;
+  return p;
+}
+
+std::vector<nlohmann::json> run_emission(const EmissionJob& job, kernels::MergeBackend& backend,
+                                         const RunnerOptions& options) {
+  if (job.outputs.empty()) return {};
+  if (job.inputs.empty()) throw Error("run '" + job.run_id + "': emission with no inputs");
+
+  std::vector<std::unique_ptr<CheckpointReader>> readers;
+  std::vector<CheckpointReader*> inputs;
+  for (const auto& in : job.inputs) {
+    readers.push_back(open_stored(in));
+    inputs.push_back(readers.back().get());
+  }
+  const MergePlan plan = plan_merge(inputs, job.dtype);
+
+  std::vector<std::unique_ptr<CheckpointWriter>> writers;
+  std::vector<CheckpointWriter*> outputs;
+  std::vector<double> weights;
+  for (const auto& out : job.outputs) {
+    std::filesystem::create_directories(out.path.parent_path());
+    CheckpointMeta meta;
+    meta.step = job.step;
+    meta.tokens = job.tokens;
+    meta.run_id = job.run_id;
+    meta.extra = provenance(job, out);
+    writers.push_back(create_checkpoint(out.path, meta, plan.output_tensors));
+    outputs.push_back(writers.back().get());
+    weights.insert(weights.end(), out.weights.begin(), out.weights.end());
+  }
+  EngineOptions engine;
+  engine.chunk_elements = options.chunk_elements;
+  engine.accumulate_f64 = options.accumulate_f64;
+  const auto stats = merge_checkpoints(inputs, weights, outputs, plan, backend, engine);
+  for (auto& w : writers) w->commit();
+
+  std::vector<nlohmann::json> records;
+  for (const auto& out : job.outputs) {
+    spdlog::info("wrote {} (run '{}', step {}, {} over steps {}, {:.2f} s)", out.path.string(), job.run_id, job.step,
+                 out.emulation.label, json_list(out.source_steps), stats.seconds);
+    records.push_back({{"run_id", job.run_id},
+                       {"label", out.emulation.label},
+                       {"spec", out.emulation.spec.to_string()},
+                       {"window", out.emulation.window},
+                       {"axis", axis_name(out.emulation.axis)},
+                       {"step", job.step},
+                       {"tokens", job.tokens},
+                       {"path", out.path.string()},
+                       {"sources", out.source_steps},
+                       {"source_tokens", out.source_tokens},
+                       {"weights", out.source_weights},
+                       {"sampling", "w_i=f((p_i-p_0)/window)"},
+                       {"dtype", job.dtype ? std::string(dtype_name(*job.dtype)) : std::string("as-input")},
+                       {"request_id", job.request_id}});
+  }
+  return records;
+}
+
+}  // namespace wsm::merger

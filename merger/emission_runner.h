@@ -1,0 +1,29 @@
+#pragma once
+// Executes an emission: one pass over the job's inputs for all outputs at once, through the shared
+// merge engine (merge_engine.h: chunked, kernels/, integer and bool tensors copied from the newest
+// checkpoint). Each output is written atomically with its provenance metadata; all or none commit.
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/merge.h"
+#include "merger/emission.h"
+
+namespace wsm::merger {
+
+struct RunnerOptions {
+  std::uint64_t chunk_elements = 4u << 20;  // bounds the engine's buffers
+  bool accumulate_f64 = false;
+};
+
+// Returns one index record per output written (see output_index.h). Throws wsm::Error when the
+// inputs' manifests differ or a file cannot be read or written; nothing partial is left behind.
+std::vector<nlohmann::json> run_emission(const EmissionJob& job, kernels::MergeBackend& backend,
+                                         const RunnerOptions& options = {});
+
+// The provenance written into each output's metadata (CheckpointMeta::extra).
+std::map<std::string, std::string> provenance(const EmissionJob& job, const EmissionOutput& out);
+
+}  // namespace wsm::merger

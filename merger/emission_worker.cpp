@@ -1,0 +1,96 @@
+#include "merger/emission_worker.h"
+
+#include <spdlog/spdlog.h>
+
+namespace wsm::merger {
+
+EmissionWorker::EmissionWorker(std::unique_ptr<kernels::MergeBackend> backend, std::filesystem::path out_dir,
+                               RunnerOptions options)
+    : backend_(std::move(backend)), index_(std::move(out_dir)), options_(options), thread_([this] { loop(); }) {}
+
+EmissionWorker::~EmissionWorker() { stop(); }
+
+void EmissionWorker::submit(EmissionJob job) {
+  std::lock_guard lock(mu_);
+  if (stopping_) return;
+  if (job.request_id == 0)
+    for (auto& queued : queue_)
+      if (queued.request_id == 0 && queued.run_id == job.run_id) {
+        spdlog::warn("run '{}': merges are slower than checkpoints; output for step {} skipped for step {}",
+                     job.run_id, queued.step, job.step);
+        queued = std::move(job);
+        return;
+      }
+  queue_.push_back(std::move(job));
+  cv_.notify_one();
+}
+
+void EmissionWorker::loop() {
+  for (;;) {
+    EmissionJob job;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (stopping_) {
+        for (const auto& q : queue_) spdlog::warn("shutdown: dropped the queued output of run '{}' step {}", q.run_id, q.step);
+        queue_.clear();
+        idle_cv_.notify_all();
+        return;
+      }
+      job = std::move(queue_.front());
+      queue_.pop_front();
+      running_ = job;
+    }
+    Completion c;
+    try {
+      c.records = run_emission(job, *backend_, options_);
+      std::lock_guard lock(mu_);  // the index is also read by status callers through index()
+      index_.append(c.records);
+    } catch (const std::exception& e) {
+      c.error = e.what();
+      spdlog::error("run '{}' step {}: output failed: {}", job.run_id, job.step, e.what());
+    }
+    c.job = std::move(job);
+    std::lock_guard lock(mu_);
+    running_.reset();
+    done_.push_back(std::move(c));
+    idle_cv_.notify_all();
+  }
+}
+
+std::vector<Completion> EmissionWorker::take_completions() {
+  std::lock_guard lock(mu_);
+  return std::exchange(done_, {});
+}
+
+std::vector<v1::PendingEmission> EmissionWorker::pending() const {
+  std::lock_guard lock(mu_);
+  std::vector<v1::PendingEmission> out;
+  auto add = [&](const EmissionJob& j, bool running) {
+    v1::PendingEmission p;
+    p.set_run_id(j.run_id);
+    p.set_step(j.step);
+    p.set_running(running);
+    for (const auto& o : j.outputs) p.add_labels(o.emulation.label);
+    out.push_back(std::move(p));
+  };
+  if (running_) add(*running_, true);
+  for (const auto& j : queue_) add(j, false);
+  return out;
+}
+
+void EmissionWorker::wait_idle() {
+  std::unique_lock lock(mu_);
+  idle_cv_.wait(lock, [&] { return (queue_.empty() && !running_) || stopping_; });
+}
+
+void EmissionWorker::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    cv_.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace wsm::merger

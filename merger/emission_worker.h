@@ -1,0 +1,62 @@
+#pragma once
+// Runs emissions on a background thread so ingest never waits for a merge. The queue stays
+// bounded: a periodic job for a run replaces that run's queued (not yet started) periodic job,
+// with a warning, since the newer window supersedes it. On-demand merges are never dropped.
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/merge.h"
+#include "merger/emission.h"
+#include "merger/emission_runner.h"
+#include "merger/output_index.h"
+#include "protocol/wsm.pb.h"
+
+namespace wsm::merger {
+
+struct Completion {
+  EmissionJob job;
+  std::vector<nlohmann::json> records;
+  std::string error;  // empty on success
+};
+
+class EmissionWorker {
+ public:
+  EmissionWorker(std::unique_ptr<kernels::MergeBackend> backend, std::filesystem::path out_dir,
+                 RunnerOptions options = {});
+  ~EmissionWorker();  // stop()
+  EmissionWorker(const EmissionWorker&) = delete;
+  EmissionWorker& operator=(const EmissionWorker&) = delete;
+
+  void submit(EmissionJob job);
+  std::vector<Completion> take_completions();      // finished jobs since the last call
+  std::vector<v1::PendingEmission> pending() const;  // queued and running
+  void wait_idle();                                 // until the queue is empty and nothing runs
+  // Finishes the job being written, drops the queued ones (logged), joins the thread.
+  void stop();
+  const OutputIndex& index() const { return index_; }
+
+ private:
+  void loop();
+
+  std::unique_ptr<kernels::MergeBackend> backend_;
+  OutputIndex index_;
+  RunnerOptions options_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_, idle_cv_;
+  std::deque<EmissionJob> queue_;
+  std::optional<EmissionJob> running_;  // a copy of what runs, for status
+  std::vector<Completion> done_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace wsm::merger

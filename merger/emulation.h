@@ -1,0 +1,36 @@
+#pragma once
+// One decay the daemon emulates: a merge spec over a window of steps or tokens.
+//   --emulate "1-sqrt:800,linear:2000,cosine,floor=0.1:50Mt,ema:alpha=0.2:1000"
+// WINDOW is a step count, or a token count with the suffix "t" (optional K/M/G/B multiplier:
+// "50Mt" = 50,000,000 tokens). The spec is everything before the last ':' (schedules/decay.h).
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "schedules/decay.h"
+
+namespace wsm::merger {
+
+enum class Axis { steps, tokens };
+
+struct Emulation {
+  MergeSpec spec;
+  std::int64_t window = 0;
+  Axis axis = Axis::steps;
+  std::string label;  // file-name safe, e.g. "1-sqrt_w800", "cosine_floor=0.1_w50000000t"
+};
+
+struct Window {
+  std::int64_t value = 0;
+  Axis axis = Axis::steps;
+};
+Window parse_window(std::string_view text);  // "800", "50Mt", "1.5Gt"; throws wsm::Error
+std::string window_to_string(const Window& w);
+std::string_view axis_name(Axis a);
+
+Emulation make_emulation(const MergeSpec& spec, Window window);
+// A comma-separated list; a new item starts at a shape name or a "weights="/"decay=" table.
+std::vector<Emulation> parse_emulations(std::string_view text);
+
+}  // namespace wsm::merger

@@ -1,0 +1,243 @@
+#include "merger/offline_merge.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <set>
+
+#include "protocol/error.h"
+
+namespace wsm::merger {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string mib(std::uint64_t bytes) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", double(bytes) / double(1 << 20));
+  return buf;
+}
+
+std::vector<std::unique_ptr<CheckpointReader>> open_all(const std::vector<fs::path>& paths) {
+  std::vector<std::unique_ptr<CheckpointReader>> readers;
+  for (const auto& p : paths) readers.push_back(open_checkpoint(p));
+  return readers;
+}
+
+// Orders inputs by recorded step when every input has one (ties are an error: two checkpoints of
+// the same step cannot both be in a window); else keeps the order given.
+std::vector<std::size_t> order_inputs(const std::vector<std::unique_ptr<CheckpointReader>>& readers) {
+  std::vector<std::size_t> order(readers.size());
+  std::iota(order.begin(), order.end(), 0);
+  const bool all_steps = std::all_of(readers.begin(), readers.end(), [](const auto& r) { return r->meta().step.has_value(); });
+  if (!all_steps) {
+    if (readers.size() > 1) spdlog::warn("not every input records its step: merging in the order given (oldest first)");
+    return order;
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return *readers[a]->meta().step < *readers[b]->meta().step; });
+  for (std::size_t i = 1; i < order.size(); ++i)
+    if (*readers[order[i]]->meta().step == *readers[order[i - 1]]->meta().step)
+      throw Error("merge: " + readers[order[i - 1]]->path().string() + " and " + readers[order[i]]->path().string() +
+                  " both record step " + std::to_string(*readers[order[i]]->meta().step));
+  return order;
+}
+
+std::uint64_t total_bytes(const CheckpointReader& r) {
+  std::uint64_t n = 0;
+  for (const auto& t : r.tensors()) n += t.nbytes();
+  return n;
+}
+
+struct Opened {
+  OfflinePlan plan;
+  std::vector<std::unique_ptr<CheckpointReader>> readers;  // ordered like plan.inputs
+};
+
+Opened open_and_plan(const OfflineMergeRequest& req) {
+  if (req.inputs.empty()) throw Error("merge: no input checkpoints given");
+  if (req.specs.empty()) throw Error("merge: no merge shape given");
+  if (req.outputs.size() != req.specs.size())
+    throw Error("merge: " + std::to_string(req.specs.size()) + " shapes but " + std::to_string(req.outputs.size()) +
+                " output paths");
+  if (req.window_steps && req.window_tokens) throw Error("merge: give --window-steps or --window-tokens, not both");
+  {
+    std::set<fs::path> seen;
+    for (const auto& o : req.outputs) {
+      const fs::path key = fs::absolute(o).lexically_normal();
+      if (!seen.insert(key).second) throw Error("merge: two outputs would be written to " + o.string());
+      for (const auto& in : req.inputs)
+        if (fs::absolute(in).lexically_normal() == key)
+          throw Error("merge: output " + o.string() + " is also an input");
+    }
+  }
+
+  auto unordered = open_all(req.inputs);
+  const auto order = order_inputs(unordered);
+  Opened op;
+  for (std::size_t i : order) {
+    const auto& r = unordered[i];
+    op.plan.inputs.push_back({r->path(), r->meta().step, r->meta().tokens, total_bytes(*r)});
+    op.readers.push_back(std::move(unordered[i]));
+  }
+  const std::size_t n = op.readers.size();
+
+  if (req.window_steps || req.window_tokens) {
+    const bool steps = bool(req.window_steps);
+    std::vector<std::int64_t> positions;
+    for (const auto& in : op.plan.inputs) {
+      const auto& pos = steps ? in.step : in.tokens;
+      if (!pos)
+        throw Error("merge: " + in.path.string() + " records no " + (steps ? "step" : "token count") +
+                    ", needed by --window-" + (steps ? "steps" : "tokens"));
+      positions.push_back(*pos);
+    }
+    if (!steps)
+      for (std::size_t i = 1; i < positions.size(); ++i)
+        if (positions[i] <= positions[i - 1])
+          throw Error("merge: token counts do not increase with steps (" + op.plan.inputs[i - 1].path.string() +
+                      ", " + op.plan.inputs[i].path.string() + ")");
+    const std::int64_t window = steps ? *req.window_steps : *req.window_tokens;
+    std::vector<WindowSelection> sels;
+    for (const auto& spec : req.specs) sels.push_back(select_window(spec, positions, window));
+    for (const auto& s : sels)
+      if (s.indices != sels.front().indices) throw Error("merge: shapes selected different windows");
+    op.plan.used = sels.front().indices;
+    for (const auto& s : sels) {
+      op.plan.weights.push_back(s.weights);
+      op.plan.sampling.push_back(std::string("w_i=f((p_i-p_0)/window) over ") + (steps ? "steps" : "tokens") +
+                                 ", window=" + std::to_string(window));
+    }
+  } else {
+    op.plan.used.resize(n);
+    std::iota(op.plan.used.begin(), op.plan.used.end(), 0);
+    for (const auto& spec : req.specs) {
+      op.plan.weights.push_back(merge_weights(spec, int(n)));
+      op.plan.sampling.push_back(std::string(kSamplingRule));
+    }
+    // The shapes assume evenly spaced checkpoints: say so when the recorded steps are not.
+    if (n > 2 && op.plan.inputs.front().step) {
+      const std::int64_t first_gap = *op.plan.inputs[1].step - *op.plan.inputs[0].step;
+      for (std::size_t i = 2; i < n; ++i)
+        if (*op.plan.inputs[i].step - *op.plan.inputs[i - 1].step != first_gap) {
+          spdlog::warn("inputs are not evenly spaced in steps; weights assume even spacing "
+                       "(use --window-steps to sample the shape at each checkpoint's step)");
+          break;
+        }
+    }
+  }
+
+  std::vector<CheckpointReader*> used;
+  for (std::size_t i : op.plan.used) used.push_back(op.readers[i].get());
+  op.plan.merge = plan_merge(used, req.dtype);
+  EngineOptions eo;
+  eo.chunk_elements = req.chunk_elements;
+  op.plan.buffer_bytes = engine_buffer_bytes(op.plan.merge, used, req.outputs.size(), eo);
+  return op;
+}
+
+}  // namespace
+
+std::string OfflinePlan::describe(const OfflineMergeRequest& req) const {
+  std::string s = "inputs (oldest first):\n";
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const auto& in = inputs[i];
+    const auto it = std::find(used.begin(), used.end(), i);
+    s += "  " + in.path.string() + "  step=" + (in.step ? std::to_string(*in.step) : "?") +
+         (in.tokens ? "  tokens=" + std::to_string(*in.tokens) : "") + "  " + mib(in.bytes) +
+         (it == used.end() ? "  (outside the window: not read)" : "") + "\n";
+  }
+  for (std::size_t o = 0; o < weights.size(); ++o) {
+    s += "output " + req.outputs[o].string() + "  shape=" + req.specs[o].to_string() + "  sampling " + sampling[o] +
+         "\n  weights:";
+    for (double w : weights[o]) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, " %.6f", w);
+      s += buf;
+    }
+    s += "\n";
+  }
+  std::size_t copied = std::count(merge.copied.begin(), merge.copied.end(), true);
+  s += std::to_string(merge.output_tensors.size()) + " tensors (" + std::to_string(copied) +
+       " integer/bool copied from the newest), dtype " +
+       (req.dtype ? std::string(dtype_name(*req.dtype)) : std::string("as the newest input")) + "\n";
+  s += "read " + mib(merge.bytes_read) + ", write " + mib(merge.bytes_written_per_output * weights.size()) +
+       ", merge buffers " + mib(buffer_bytes) + "\n";
+  return s;
+}
+
+OfflinePlan plan_offline_merge(const OfflineMergeRequest& request) { return open_and_plan(request).plan; }
+
+std::map<std::string, std::string> merge_provenance(const OfflineMergeRequest& req, const OfflinePlan& plan,
+                                                    std::size_t o) {
+  using nlohmann::json;
+  json sources = json::array();
+  for (std::size_t u = 0; u < plan.used.size(); ++u) {
+    const auto& in = plan.inputs[plan.used[u]];
+    json e = {{"path", fs::absolute(in.path).string()}, {"weight", plan.weights[o][u]}};
+    e["step"] = in.step ? json(*in.step) : json(nullptr);
+    e["tokens"] = in.tokens ? json(*in.tokens) : json(nullptr);
+    sources.push_back(e);
+  }
+  const MergeSpec& spec = req.specs[o];
+  std::map<std::string, std::string> x;
+  x["wsm.merge.sources"] = sources.dump();
+  x["wsm.merge.weights"] = json(plan.weights[o]).dump();
+  x["wsm.merge.spec"] = json(spec.to_string()).dump();
+  x["wsm.merge.shape"] = json(spec.shape ? std::string(decay_shape_name(*spec.shape)) : std::string("table")).dump();
+  x["wsm.merge.floor"] = json(spec.floor).dump();
+  x["wsm.merge.sampling_rule"] = json(plan.sampling[o]).dump();
+  x["wsm.merge.dtype"] = json(req.dtype ? std::string(dtype_name(*req.dtype)) : std::string("newest")).dump();
+  x["wsm.merge.accumulate"] = json(req.accumulate_f64 ? "f64" : "f32").dump();
+  json window = nullptr;
+  if (req.window_steps) window = {{"steps", *req.window_steps}};
+  if (req.window_tokens) window = {{"tokens", *req.window_tokens}};
+  x["wsm.merge.window"] = window.dump();
+  json copied = json::array();
+  for (std::size_t t = 0; t < plan.merge.copied.size(); ++t)
+    if (plan.merge.copied[t]) copied.push_back(plan.merge.output_tensors[t].name);
+  x["wsm.merge.copied_from_newest"] = copied.dump();
+  x["wsm.version"] = json(std::string(kWsmVersion)).dump();
+  return x;
+}
+
+OfflineResult run_offline_merge(const OfflineMergeRequest& req, std::function<void(std::uint64_t, std::uint64_t)> progress) {
+  Opened op = open_and_plan(req);  // everything validated before the first output exists
+  auto backend = kernels::make_backend(req.backend);
+  std::vector<CheckpointReader*> used;
+  for (std::size_t i : op.plan.used) used.push_back(op.readers[i].get());
+  const CheckpointMeta& newest = used.back()->meta();
+
+  std::vector<std::unique_ptr<CheckpointWriter>> writers;
+  std::vector<CheckpointWriter*> outs;
+  std::vector<double> weights;
+  for (std::size_t o = 0; o < req.outputs.size(); ++o) {
+    CheckpointMeta meta;
+    meta.step = newest.step;
+    meta.tokens = newest.tokens;
+    meta.lr = newest.lr;
+    meta.run_id = newest.run_id;
+    meta.extra = merge_provenance(req, op.plan, o);
+    if (req.outputs[o].has_parent_path()) fs::create_directories(req.outputs[o].parent_path());
+    writers.push_back(create_checkpoint(req.outputs[o], meta, op.plan.merge.output_tensors));
+    outs.push_back(writers.back().get());
+    weights.insert(weights.end(), op.plan.weights[o].begin(), op.plan.weights[o].end());
+  }
+  spdlog::info("merging {} checkpoints into {} output(s) with the {} backend", used.size(), outs.size(),
+               backend->name());
+  EngineOptions eo;
+  eo.chunk_elements = req.chunk_elements;
+  eo.accumulate_f64 = req.accumulate_f64;
+  eo.progress = std::move(progress);
+  OfflineResult result;
+  result.stats = merge_checkpoints(used, weights, outs, op.plan.merge, *backend, eo);
+  for (auto* w : outs) w->commit();
+  result.plan = std::move(op.plan);
+  result.backend = backend->name();
+  return result;
+}
+
+}  // namespace wsm::merger

@@ -1,0 +1,83 @@
+#include "merger/server.h"
+
+#include <cerrno>
+
+#include <spdlog/spdlog.h>
+
+namespace wsm::merger {
+
+Server::Server(ServerOptions options) : options_(std::move(options)), ctx_(1) {
+  const bool curve = !options_.curve_secret_key_file.empty() || !options_.curve_allow_file.empty();
+  if (curve && (options_.curve_secret_key_file.empty() || options_.curve_allow_file.empty()))
+    throw Error("CURVE needs both --curve-secret-key and --curve-allow");
+  if (!curve && !wire::is_loopback_endpoint(options_.listen))
+    throw Error("refusing to listen on " + options_.listen +
+                " without CURVE: bind to 127.0.0.1 or give --curve-secret-key FILE --curve-allow FILE");
+
+  worker_ = std::make_unique<EmissionWorker>(kernels::make_backend(options_.backend), options_.core.out_dir, options_.runner);
+  core_ = std::make_unique<MergerCore>(options_.core, [this](EmissionJob job) { worker_->submit(std::move(job)); });
+  core_->set_pending_source([this] { return worker_->pending(); });
+  core_->restore();
+
+  if (curve) zap_ = std::make_unique<ZapHandler>(ctx_, read_allowed_keys(options_.curve_allow_file));
+  router_ = zmq::socket_t(ctx_, zmq::socket_type::router);
+  router_.set(zmq::sockopt::linger, 0);
+  router_.set(zmq::sockopt::rcvhwm, 0);  // credit bounds what clients send; never drop
+  router_.set(zmq::sockopt::sndhwm, 0);
+  if (curve) {
+    const auto secret = read_z85_key(options_.curve_secret_key_file);
+    public_key_ = curve_public_from_secret(secret);
+    router_.set(zmq::sockopt::zap_domain, "wsm");
+    router_.set(zmq::sockopt::curve_server, true);
+    router_.set(zmq::sockopt::curve_secretkey, secret);
+  }
+  router_.bind(options_.listen);
+  endpoint_ = router_.get(zmq::sockopt::last_endpoint);
+  spdlog::info("merger {} listening on {}{} (emulations: {}, every {} steps, out {})", core_->server_id(), endpoint_,
+               curve ? " with CURVE" : "", options_.core.emulations.size(), options_.core.every,
+               options_.core.out_dir.string());
+}
+
+Server::~Server() {
+  if (worker_) worker_->stop();
+}
+
+void Server::send_all(std::vector<Outgoing>&& out) {
+  for (auto& o : out) {
+    try {
+      wire::send(router_, o.peer, o.envelope);
+    } catch (const zmq::error_t& e) {
+      spdlog::warn("reply to a departed peer dropped: {}", e.what());
+    }
+  }
+}
+
+void Server::run(const std::atomic<bool>& stop) {
+  auto last_expire = Clock::now();
+  while (!stop.load()) {
+    std::optional<wire::Received> r;
+    try {
+      r = wire::receive(router_, true, 50);
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;  // a signal: the loop condition decides
+      throw;
+    }
+    const auto now = Clock::now();
+    if (r) {
+      if (r->message) send_all(core_->handle(*r->message, now));
+      else if (r->fault) send_all(core_->fault(r->peer, *r->fault, now));
+    }
+    for (auto& c : worker_->take_completions()) send_all(core_->job_done(c.job, c.records, c.error));
+    if (now - last_expire > std::chrono::milliseconds(100)) {
+      send_all(core_->expire(now));
+      last_expire = now;
+    }
+  }
+  spdlog::info("shutting down: no longer accepting checkpoints; finishing the output being written");
+  core_->stop_accepting();
+  router_.close();
+  worker_->stop();
+  spdlog::info("merger stopped");
+}
+
+}  // namespace wsm::merger

@@ -1,0 +1,52 @@
+#pragma once
+// The daemon's sockets: a ROUTER bound to the listen endpoint (loopback unless CURVE is
+// configured), the MergerCore for message handling and the EmissionWorker for outputs.
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include <zmq.hpp>
+
+#include "merger/curve_auth.h"
+#include "merger/daemon_core.h"
+#include "merger/emission_worker.h"
+
+namespace wsm::merger {
+
+struct ServerOptions {
+  std::string listen = "tcp://127.0.0.1:5555";  // "tcp://127.0.0.1:*" picks a free port
+  std::string curve_secret_key_file;            // both set: CURVE on, any address allowed
+  std::string curve_allow_file;
+  std::string backend = "cpu";                  // kernels::make_backend name
+  RunnerOptions runner;
+  CoreOptions core;
+};
+
+class Server {
+ public:
+  explicit Server(ServerOptions options);  // restores the window from --store, then binds
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  std::string endpoint() const { return endpoint_; }  // the bound endpoint (real port)
+  std::string public_key() const { return public_key_; }  // Z85, when CURVE is on
+  // Serves until `stop` becomes true; then stops accepting, finishes the output being written,
+  // and returns.
+  void run(const std::atomic<bool>& stop);
+  // For tests and benchmarks: waits until every queued output is written.
+  void wait_outputs_idle() { worker_->wait_idle(); }
+
+ private:
+  void send_all(std::vector<Outgoing>&& out);
+
+  ServerOptions options_;
+  zmq::context_t ctx_;
+  std::unique_ptr<ZapHandler> zap_;
+  zmq::socket_t router_;
+  std::string endpoint_, public_key_;
+  std::unique_ptr<EmissionWorker> worker_;
+  std::unique_ptr<MergerCore> core_;
+};
+
+}  // namespace wsm::merger

@@ -1,0 +1,93 @@
+#include "merger/stored_checkpoint.h"
+
+#include <cstring>
+
+namespace wsm::merger {
+
+TensorBuffer make_buffer(std::uint64_t size) {
+  TensorBuffer b;
+  b.bytes = std::make_unique_for_overwrite<std::byte[]>(size ? size : 1);
+  b.size = size;
+  return b;
+}
+
+std::uint64_t StoredCheckpoint::nbytes() const {
+  std::uint64_t n = 0;
+  for (const auto& t : tensors) n += t.nbytes();
+  return n;
+}
+
+CheckpointMeta StoredCheckpoint::meta() const {
+  CheckpointMeta m;
+  m.step = step;
+  m.tokens = tokens;
+  m.lr = lr;
+  m.run_id = run_id;
+  return m;
+}
+
+std::shared_ptr<const StoredCheckpoint> without_memory(const StoredCheckpoint& c) {
+  if (c.file.empty()) throw Error("window: cannot drop the RAM copy of step " + std::to_string(c.step) + " (no file)");
+  auto out = std::make_shared<StoredCheckpoint>();
+  out->run_id = c.run_id;
+  out->step = c.step;
+  out->tokens = c.tokens;
+  out->lr = c.lr;
+  out->tensors = c.tensors;
+  out->file = c.file;
+  return out;
+}
+
+namespace {
+class RamReader final : public CheckpointReader {
+ public:
+  explicit RamReader(std::shared_ptr<const StoredCheckpoint> c)
+      : c_(std::move(c)), meta_(c_->meta()), path_("window:" + c_->run_id + "/step_" + std::to_string(c_->step)) {}
+  const std::vector<TensorInfo>& tensors() const override { return c_->tensors; }
+  const CheckpointMeta& meta() const override { return meta_; }
+  std::string format() const override { return "memory"; }
+  const std::filesystem::path& path() const override { return path_; }
+  void read(const std::string& name, std::uint64_t offset, std::span<std::byte> dst) override {
+    for (std::size_t i = 0; i < c_->tensors.size(); ++i)
+      if (c_->tensors[i].name == name) {
+        if (offset + dst.size() > c_->data[i].size)
+          throw Error(path_.string() + ": read past the end of tensor '" + name + "'");
+        if (!dst.empty()) std::memcpy(dst.data(), c_->data[i].bytes.get() + offset, dst.size());
+        return;
+      }
+    throw Error(path_.string() + ": no tensor '" + name + "'");
+  }
+
+ private:
+  std::shared_ptr<const StoredCheckpoint> c_;
+  CheckpointMeta meta_;
+  std::filesystem::path path_;
+};
+}  // namespace
+
+std::unique_ptr<CheckpointReader> open_stored(std::shared_ptr<const StoredCheckpoint> c) {
+  if (c->in_memory()) return std::make_unique<RamReader>(std::move(c));
+  return open_checkpoint(c->file);
+}
+
+void persist(const StoredCheckpoint& c, const std::filesystem::path& path) {
+  auto writer = create_checkpoint(path, c.meta(), c.tensors);
+  for (std::size_t i = 0; i < c.tensors.size(); ++i) writer->write(c.tensors[i].name, 0, c.data[i].span());
+  writer->commit();
+}
+
+std::shared_ptr<const StoredCheckpoint> load_stored(const std::filesystem::path& path) {
+  auto reader = open_checkpoint(path);
+  const auto& meta = reader->meta();
+  if (!meta.step) throw Error(path.string() + ": stored checkpoint has no step");
+  auto c = std::make_shared<StoredCheckpoint>();
+  c->run_id = meta.run_id;
+  c->step = *meta.step;
+  c->tokens = meta.tokens.value_or(0);
+  c->lr = meta.lr.value_or(0);
+  c->tensors = reader->tensors();
+  c->file = path;
+  return c;
+}
+
+}  // namespace wsm::merger

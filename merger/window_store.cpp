@@ -1,0 +1,167 @@
+#include "merger/window_store.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include <spdlog/spdlog.h>
+
+#include "protocol/error.h"
+
+namespace wsm::merger {
+
+namespace fs = std::filesystem;
+
+std::int64_t position(const StoredCheckpoint& c, Axis axis) { return axis == Axis::steps ? c.step : c.tokens; }
+
+namespace {
+std::string safe_name(const std::string& s) {
+  std::string out = s.empty() ? "run" : s;
+  for (char& ch : out)
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.')) ch = '_';
+  if (out == "." || out == "..") out = "_";
+  return out;
+}
+const std::vector<Entry> kNone;
+}  // namespace
+
+WindowStore::WindowStore(StoreOptions options, std::vector<Emulation> emulations)
+    : options_(std::move(options)), emulations_(std::move(emulations)) {
+  if (!options_.store_dir.empty()) fs::create_directories(options_.store_dir);
+}
+
+fs::path WindowStore::file_for(const StoredCheckpoint& c) const {
+  char name[64];
+  std::snprintf(name, sizeof name, "step_%012lld.h5", static_cast<long long>(c.step));
+  return options_.store_dir / safe_name(c.run_id) / name;
+}
+
+void WindowStore::rebuild_from_disk() {
+  if (options_.store_dir.empty()) return;
+  for (const auto& dir : fs::directory_iterator(options_.store_dir)) {
+    if (!dir.is_directory() || dir.path().filename().string().find(".tmp-") != std::string::npos) continue;
+    for (const auto& f : fs::directory_iterator(dir.path())) {
+      const auto name = f.path().filename().string();
+      if (!f.is_regular_file() || f.path().extension() != ".h5" || name.find(".tmp-") != std::string::npos) continue;
+      try {
+        auto c = load_stored(f.path());
+        auto& list = runs_[c->run_id];
+        if (std::any_of(list.begin(), list.end(), [&](const Entry& e) { return e->step == c->step; })) continue;
+        list.push_back(std::move(c));
+      } catch (const std::exception& e) {
+        spdlog::warn("store: skipping {}: {}", f.path().string(), e.what());
+      }
+    }
+  }
+  for (auto& [run, list] : runs_) {
+    std::sort(list.begin(), list.end(), [](const Entry& a, const Entry& b) { return a->step < b->step; });
+    retain(run);
+    spdlog::info("store: rebuilt run '{}' with {} checkpoints from {}", run, runs_[run].size(),
+                 options_.store_dir.string());
+  }
+}
+
+void WindowStore::add(std::shared_ptr<StoredCheckpoint> c) {
+  auto& list = runs_[c->run_id];
+  if (!list.empty()) {
+    const auto& newest = *list.back();
+    if (c->step <= newest.step)
+      throw Error("run '" + c->run_id + "': step " + std::to_string(c->step) + " is not newer than step " +
+                  std::to_string(newest.step) + " already in the window");
+    for (const auto& e : emulations_)
+      if (e.axis == Axis::tokens && c->tokens <= newest.tokens)
+        throw Error("run '" + c->run_id + "': tokens " + std::to_string(c->tokens) + " at step " +
+                    std::to_string(c->step) + " do not grow past " + std::to_string(newest.tokens));
+  }
+  if (!options_.store_dir.empty()) {
+    const auto path = file_for(*c);
+    fs::create_directories(path.parent_path());
+    persist(*c, path);
+    c->file = path;
+  }
+  memory_bytes_ += c->nbytes();
+  list.push_back(std::move(c));
+  retain(list.back()->run_id);
+  spill();
+}
+
+void WindowStore::retain(const std::string& run_id) {
+  auto& list = runs_[run_id];
+  if (list.empty()) return;
+  std::size_t keep_from = list.size() - 1;
+  if (emulations_.empty()) keep_from = 0;
+  for (const auto& e : emulations_) {
+    const std::int64_t lo = position(*list.back(), e.axis) - e.window;
+    std::size_t anchor = 0;  // no checkpoint at or before lo yet: keep everything
+    for (std::size_t i = list.size(); i-- > 0;)
+      if (position(*list[i], e.axis) <= lo) {
+        anchor = i;
+        break;
+      }
+    keep_from = std::min(keep_from, anchor);
+  }
+  for (std::size_t i = 0; i < keep_from; ++i) {
+    const auto& old = list[i];
+    if (old->in_memory()) memory_bytes_ -= old->nbytes();
+    if (!old->file.empty()) {
+      std::error_code ec;
+      fs::remove(old->file, ec);
+    }
+    spdlog::debug("window: run '{}' dropped step {}", run_id, old->step);
+  }
+  list.erase(list.begin(), list.begin() + static_cast<std::ptrdiff_t>(keep_from));
+}
+
+void WindowStore::spill() {
+  if (memory_bytes_ <= options_.memory_budget) return;
+  if (options_.store_dir.empty()) {
+    if (!warned_budget_)
+      spdlog::warn("window: {} bytes in RAM exceed --memory-budget {} and there is no --store to spill to",
+                   memory_bytes_, options_.memory_budget);
+    warned_budget_ = true;
+    return;
+  }
+  // Oldest first across runs: the newest checkpoints are the likeliest to be read again soon.
+  while (memory_bytes_ > options_.memory_budget) {
+    Entry* oldest = nullptr;
+    for (auto& [run, list] : runs_)
+      for (auto& e : list)
+        if (e->in_memory() && (!oldest || e->step < (*oldest)->step)) {
+          oldest = &e;
+          break;
+        }
+    if (!oldest) break;
+    memory_bytes_ -= (*oldest)->nbytes();
+    spdlog::debug("window: spilled run '{}' step {} to {}", (*oldest)->run_id, (*oldest)->step,
+                  (*oldest)->file.string());
+    *oldest = without_memory(**oldest);
+  }
+}
+
+bool WindowStore::contains(const std::string& run_id, std::int64_t step) const {
+  const auto& list = entries(run_id);
+  return std::any_of(list.begin(), list.end(), [&](const Entry& e) { return e->step == step; });
+}
+
+std::int64_t WindowStore::newest_step(const std::string& run_id) const {
+  const auto& list = entries(run_id);
+  return list.empty() ? -1 : list.back()->step;
+}
+
+const std::vector<Entry>& WindowStore::entries(const std::string& run_id) const {
+  auto it = runs_.find(run_id);
+  return it == runs_.end() ? kNone : it->second;
+}
+
+std::vector<std::string> WindowStore::runs() const {
+  std::vector<std::string> out;
+  for (const auto& [run, list] : runs_) out.push_back(run);
+  return out;
+}
+
+bool WindowStore::covered(const std::string& run_id, const Emulation& e) const {
+  const auto& list = entries(run_id);
+  if (list.empty()) return false;
+  return position(*list.front(), e.axis) <= position(*list.back(), e.axis) - e.window;
+}
+
+}  // namespace wsm::merger

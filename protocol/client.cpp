@@ -1,0 +1,419 @@
+// The C++ client of `wsm serve` (protocol/client.h; wire format in docs/protocol.md).
+//
+// send_checkpoint copies the tensors into one contiguous snapshot (buffers are recycled, so the
+// copy runs at memcpy speed) and queues it; a sender thread streams queued snapshots in order:
+// Hello (when the manifest or the socket is new), CheckpointBegin, chunks within the credit the
+// merger grants, CheckpointEnd, then waits for the Ack. Chunk frames point into the snapshot (no
+// copy). A NO_SESSION error or a silent merger starts a new socket and resends the checkpoint
+// from its start, until reconnect_timeout_ms runs out.
+#include "protocol/client.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+#include <zmq.hpp>
+
+#include "protocol/wire.h"
+
+namespace wsm {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Buffer {
+  std::unique_ptr<std::byte[]> bytes;
+  std::size_t capacity = 0;
+};
+
+// Recycles snapshot buffers: a fresh allocation would page-fault on every byte, a reused one does not.
+class BufferPool {
+ public:
+  explicit BufferPool(std::size_t max_bytes) : max_bytes_(max_bytes) {}
+  Buffer take(std::size_t size) {
+    std::lock_guard lock(mu_);
+    for (auto it = free_.begin(); it != free_.end(); ++it)
+      if (it->capacity >= size) {
+        Buffer b = std::move(*it);
+        held_ -= b.capacity;
+        free_.erase(it);
+        return b;
+      }
+    return {std::make_unique_for_overwrite<std::byte[]>(size ? size : 1), size};
+  }
+  void give(Buffer b) {
+    std::lock_guard lock(mu_);
+    if (held_ + b.capacity > max_bytes_) return;  // let it go
+    held_ += b.capacity;
+    free_.push_back(std::move(b));
+  }
+
+ private:
+  std::mutex mu_;
+  std::deque<Buffer> free_;
+  std::size_t held_ = 0, max_bytes_;
+};
+
+struct Snapshot {
+  std::int64_t step = 0, tokens = 0;
+  double lr = 0;
+  std::vector<TensorInfo> manifest;
+  std::vector<std::size_t> offsets;  // of each tensor in buffer
+  std::size_t total = 0;
+  Buffer buffer;
+  std::weak_ptr<BufferPool> pool;
+  ~Snapshot() {
+    if (auto p = pool.lock()) p->give(std::move(buffer));
+  }
+  const std::byte* data(std::size_t i) const { return buffer.bytes.get() + offsets[i]; }
+};
+
+std::string random_routing_id() {
+  std::random_device rd;
+  std::uniform_int_distribution<std::uint64_t> dist;
+  const auto v = dist(rd);
+  std::string id = "wsm-";
+  for (int i = 0; i < 12; ++i) id += "0123456789abcdef"[(v >> (4 * i)) & 15];
+  return id;
+}
+
+// The outcome of one attempt at sending a snapshot.
+enum class Attempt { acked, rejected, retry };
+
+}  // namespace
+
+struct MergerClient::Impl {
+  ClientOptions opt;
+  zmq::context_t ctx{1};
+  std::shared_ptr<BufferPool> pool;
+
+  std::mutex mu;
+  std::condition_variable room_cv, work_cv, idle_cv;
+  std::deque<std::shared_ptr<Snapshot>> queue;  // front is in flight
+  std::size_t queued_bytes = 0;
+  bool in_flight = false, closing = false;
+  std::vector<std::string> errors;
+  ClientStats stats;
+  std::thread sender;
+
+  // Sender-thread state.
+  std::optional<zmq::socket_t> socket;
+  std::vector<TensorInfo> session_manifest;
+  bool session = false;
+  std::uint32_t credit = 0;
+  std::uint64_t max_chunk = 0;
+
+  explicit Impl(ClientOptions o) : opt(std::move(o)), pool(std::make_shared<BufferPool>(opt.queue_bytes)) {
+    if (opt.chunk_bytes == 0) throw Error("merger client: chunk_bytes must be > 0");
+    sender = std::thread([this] { run(); });
+  }
+
+  void fail(const std::string& what) {
+    spdlog::error("merger client: {}", what);
+    std::lock_guard lock(mu);
+    errors.push_back(what);
+    ++stats.checkpoints_failed;
+  }
+
+  void new_socket() {
+    socket.reset();
+    socket.emplace(ctx, zmq::socket_type::dealer);
+    socket->set(zmq::sockopt::linger, 0);
+    socket->set(zmq::sockopt::routing_id, random_routing_id());
+    socket->set(zmq::sockopt::sndhwm, 0);  // credit bounds what is in flight
+    if (!opt.curve_server_key.empty()) {
+      socket->set(zmq::sockopt::curve_serverkey, opt.curve_server_key);
+      socket->set(zmq::sockopt::curve_publickey, opt.curve_public_key);
+      socket->set(zmq::sockopt::curve_secretkey, opt.curve_secret_key);
+    }
+    socket->connect(opt.endpoint);
+    session = false;
+    credit = 0;
+  }
+
+  // Waits for one message until `until`; nullopt when the merger stays silent.
+  std::optional<v1::Envelope> receive_until(Clock::time_point until) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
+    std::optional<wire::Received> r;
+    try {
+      r = wire::receive(*socket, false, static_cast<int>(std::max<long long>(0, left)));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) return std::nullopt;
+      throw;
+    }
+    if (!r) return std::nullopt;
+    if (r->fault) {
+      spdlog::warn("merger client: bad message from the merger: {}", r->fault->what());
+      return std::nullopt;
+    }
+    return std::move(r->message->envelope);
+  }
+
+  bool hello(const Snapshot& s) {
+    auto env = wire::envelope();
+    auto* h = env.mutable_hello();
+    h->set_protocol_version(wire::kProtocolVersion);
+    h->set_run_id(opt.run_id);
+    h->set_client("wsm-cpp/0.1");
+    for (const auto& t : s.manifest) {
+      auto* spec = h->add_manifest();
+      spec->set_name(t.name);
+      spec->set_dtype(std::string(dtype_name(t.dtype)));
+      for (auto d : t.shape) spec->add_shape(d);
+    }
+    wire::send(*socket, "", env);
+    const auto until = Clock::now() + std::chrono::milliseconds(opt.stall_timeout_ms);
+    while (auto reply = receive_until(until)) {
+      if (reply->has_welcome()) {
+        session = true;
+        session_manifest = s.manifest;
+        credit = reply->welcome().credit();
+        max_chunk = reply->welcome().max_chunk_bytes();
+        return true;
+      }
+      if (reply->has_error()) throw Error("merger refused hello: " + reply->error().message());
+    }
+    return false;  // silent: the caller reconnects
+  }
+
+  // Handles one message that is not the awaited one. Returns an Attempt when it ends the attempt.
+  std::optional<Attempt> on_message(const v1::Envelope& m, const Snapshot& s, bool resend, std::string& error) {
+    if (m.has_credit()) {
+      credit += m.credit().grant();
+    } else if (m.has_error()) {
+      const auto& e = m.error();
+      if (e.code() == v1::NO_SESSION) return Attempt::retry;
+      if (e.step() != s.step) {
+        spdlog::warn("merger client: late error for step {}: {}", e.step(), e.message());
+        return std::nullopt;
+      }
+      if (e.code() == v1::DUPLICATE_STEP && resend) return Attempt::acked;  // it got there before the break
+      if (e.code() == v1::TIMEOUT) return Attempt::retry;
+      error = "merger rejected step " + std::to_string(s.step) + ": " + e.message();
+      return Attempt::rejected;
+    } else if (m.has_ack() && m.ack().step() == s.step) {
+      return Attempt::acked;
+    }
+    return std::nullopt;
+  }
+
+  Attempt attempt(const std::shared_ptr<Snapshot>& snap, bool resend, std::string& error) {
+    const Snapshot& s = *snap;
+    if (!socket) new_socket();
+    if (!session || session_manifest != s.manifest)
+      if (!hello(s)) return Attempt::retry;
+    const auto stall = std::chrono::milliseconds(opt.stall_timeout_ms);
+
+    auto begin = wire::envelope();
+    begin.mutable_begin()->set_step(s.step);
+    begin.mutable_begin()->set_tokens(s.tokens);
+    begin.mutable_begin()->set_lr(s.lr);
+    wire::send(*socket, "", begin);
+
+    wire::StreamChecksum whole;
+    std::size_t chunk = opt.chunk_bytes;
+    if (max_chunk && chunk > max_chunk) chunk = max_chunk;
+    for (std::size_t i = 0; i < s.manifest.size(); ++i) {
+      const std::size_t n = s.manifest[i].nbytes();
+      for (std::size_t off = 0; off < n; off += chunk) {
+        const std::size_t len = std::min(chunk, n - off);
+        // Poll without waiting for what the merger sent (credit, an early rejection), and wait
+        // only when out of credit.
+        for (;;) {
+          auto m = receive_until(credit > 0 ? Clock::now() : Clock::now() + stall);
+          if (!m) {
+            if (credit > 0) break;
+            spdlog::warn("merger client: no credit from the merger for {} ms", opt.stall_timeout_ms);
+            return Attempt::retry;
+          }
+          if (auto end = on_message(*m, s, resend, error)) return *end;
+        }
+        const std::span<const std::byte> bytes(s.data(i) + off, len);
+        auto env = wire::envelope();
+        auto* c = env.mutable_chunk();
+        c->set_step(s.step);
+        c->set_name(s.manifest[i].name);
+        c->set_offset(off);
+        c->set_length(len);
+        c->set_checksum(wire::checksum(bytes));
+        whole.update(bytes);
+        wire::send(*socket, "", env, wire::borrowed_frame(snap, bytes.data(), len));
+        --credit;
+        std::lock_guard lock(mu);
+        stats.bytes_sent += len;
+      }
+    }
+    auto end = wire::envelope();
+    end.mutable_end()->set_step(s.step);
+    end.mutable_end()->set_total_bytes(s.total);
+    end.mutable_end()->set_checksum(whole.digest());
+    wire::send(*socket, "", end);
+    for (;;) {
+      auto m = receive_until(Clock::now() + stall);
+      if (!m) {
+        spdlog::warn("merger client: no ack for step {} after {} ms", s.step, opt.stall_timeout_ms);
+        return Attempt::retry;
+      }
+      if (auto r = on_message(*m, s, resend, error)) return *r;
+    }
+  }
+
+  void send_one(const std::shared_ptr<Snapshot>& snap) {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(opt.reconnect_timeout_ms);
+    bool resend = false;
+    for (;;) {
+      std::string error;
+      Attempt a;
+      try {
+        a = attempt(snap, resend, error);
+      } catch (const std::exception& e) {
+        fail("step " + std::to_string(snap->step) + ": " + e.what());
+        socket.reset();  // a refused hello: start clean next time
+        return;
+      }
+      if (a == Attempt::acked) {
+        std::lock_guard lock(mu);
+        ++stats.checkpoints_acked;
+        return;
+      }
+      if (a == Attempt::rejected) {
+        fail(error);
+        return;
+      }
+      if (Clock::now() >= deadline) {
+        fail("merger at " + opt.endpoint + " unreachable for " + std::to_string(opt.reconnect_timeout_ms) +
+             " ms; step " + std::to_string(snap->step) + " not delivered");
+        socket.reset();
+        return;
+      }
+      spdlog::warn("merger client: reconnecting to {} to resend step {}", opt.endpoint, snap->step);
+      new_socket();
+      resend = true;
+      std::lock_guard lock(mu);
+      ++stats.reconnects;
+      ++stats.resends;
+    }
+  }
+
+  void run() {
+    for (;;) {
+      std::shared_ptr<Snapshot> snap;
+      {
+        std::unique_lock lock(mu);
+        work_cv.wait(lock, [&] { return closing || !queue.empty(); });
+        if (queue.empty()) break;
+        snap = queue.front();
+        in_flight = true;
+      }
+      send_one(snap);
+      {
+        std::lock_guard lock(mu);
+        queue.pop_front();
+        queued_bytes -= snap->total;
+        in_flight = false;
+      }
+      snap.reset();
+      room_cv.notify_all();
+      idle_cv.notify_all();
+    }
+    if (socket && session) {
+      try {
+        auto bye = wire::envelope();
+        bye.mutable_bye();
+        wire::send(*socket, "", bye);
+      } catch (const zmq::error_t&) {
+      }
+    }
+    socket.reset();
+  }
+};
+
+MergerClient::MergerClient(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+MergerClient::~MergerClient() {
+  try {
+    close();
+  } catch (const std::exception& e) {
+    spdlog::error("merger client: {}", e.what());
+  }
+}
+
+void MergerClient::send_checkpoint(std::int64_t step, std::int64_t tokens, double lr, std::span<const TensorView> tensors) {
+  auto& im = *impl_;
+  auto snap = std::make_shared<Snapshot>();
+  snap->step = step;
+  snap->tokens = tokens;
+  snap->lr = lr;
+  for (const auto& t : tensors) {
+    TensorInfo info{t.name, t.dtype, t.shape};
+    if (info.nbytes() != t.data.size())
+      throw Error("send_checkpoint: tensor '" + t.name + "' has " + std::to_string(t.data.size()) +
+                  " bytes, its dtype and shape say " + std::to_string(info.nbytes()));
+    snap->offsets.push_back(snap->total);
+    snap->total += t.data.size();
+    snap->manifest.push_back(std::move(info));
+  }
+  {
+    std::unique_lock lock(im.mu);
+    if (im.closing) throw Error("send_checkpoint: the merger client is closed");
+    if (!im.queue.empty() && im.queued_bytes + snap->total > im.opt.queue_bytes) {
+      // Policy "wait": memory stays bounded; training pauses only while the merger lags this far.
+      spdlog::warn("merger client: {} bytes queued (queue_bytes {}); step {} waits for room", im.queued_bytes,
+                   im.opt.queue_bytes, step);
+      ++im.stats.queue_waits;
+      im.room_cv.wait(lock, [&] { return im.queue.empty() || im.queued_bytes + snap->total <= im.opt.queue_bytes; });
+    }
+    im.queued_bytes += snap->total;  // reserve before copying, outside the lock
+  }
+  snap->buffer = im.pool->take(snap->total);
+  snap->pool = im.pool;
+  for (std::size_t i = 0; i < tensors.size(); ++i)
+    if (!tensors[i].data.empty()) std::memcpy(snap->buffer.bytes.get() + snap->offsets[i], tensors[i].data.data(), tensors[i].data.size());
+  {
+    std::lock_guard lock(im.mu);
+    im.queue.push_back(std::move(snap));
+  }
+  im.work_cv.notify_one();
+}
+
+void MergerClient::flush() {
+  auto& im = *impl_;
+  std::unique_lock lock(im.mu);
+  im.idle_cv.wait(lock, [&] { return im.queue.empty() && !im.in_flight; });
+  if (!im.errors.empty()) {
+    std::string all;
+    for (const auto& e : im.errors) all += (all.empty() ? "" : "; ") + e;
+    im.errors.clear();
+    throw Error("merger client: " + all);
+  }
+}
+
+void MergerClient::close() {
+  if (!impl_ || !impl_->sender.joinable()) return;
+  std::string pending_error;
+  try {
+    flush();
+  } catch (const Error& e) {
+    pending_error = e.what();
+  }
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->closing = true;
+  }
+  impl_->work_cv.notify_all();
+  impl_->sender.join();
+  if (!pending_error.empty()) throw Error(pending_error);
+}
+
+ClientStats MergerClient::stats() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->stats;
+}
+
+}  // namespace wsm

@@ -1,0 +1,87 @@
+// MergeSpec's text form: what the CLI and every merged output's metadata use.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "protocol/error.h"
+#include "schedules/decay.h"
+
+namespace wsm {
+namespace {
+
+TEST(MergeSpecText, ParsesTheDocumentedForms) {
+  auto s = parse_merge_spec("1-sqrt");
+  EXPECT_EQ(s.shape, DecayShape::one_minus_sqrt);
+  EXPECT_EQ(s.floor, 0.0);
+
+  s = parse_merge_spec("cosine,floor=0.1");
+  EXPECT_EQ(s.shape, DecayShape::cosine);
+  EXPECT_EQ(s.floor, 0.1);
+
+  s = parse_merge_spec("ema");
+  EXPECT_EQ(s.shape, DecayShape::exponential);
+  EXPECT_EQ(s.alpha, 0.0);
+
+  s = parse_merge_spec("ema:alpha=0.2");
+  EXPECT_EQ(s.shape, DecayShape::exponential);
+  EXPECT_EQ(s.alpha, 0.2);
+
+  s = parse_merge_spec("wma");
+  EXPECT_EQ(s.shape, DecayShape::wma);
+
+  s = parse_merge_spec("weights=0.1,0.2,0.7");
+  EXPECT_FALSE(s.shape);
+  EXPECT_FALSE(s.table_is_decay);
+  EXPECT_EQ(s.table, (std::vector<double>{0.1, 0.2, 0.7}));
+
+  s = parse_merge_spec("decay=1,0.5,0.25");
+  EXPECT_TRUE(s.table_is_decay);
+  EXPECT_EQ(s.table, (std::vector<double>{1, 0.5, 0.25}));
+
+  s = parse_merge_spec("decay=1,0.2,0.5,allow-non-monotone");
+  EXPECT_TRUE(s.allow_non_monotone);
+  EXPECT_EQ(s.table.size(), 3u);
+}
+
+TEST(MergeSpecText, RoundTripsExactly) {
+  // "ema" alone is an alias of the paper's curve and prints as its canonical name.
+  EXPECT_EQ(parse_merge_spec("ema").to_string(), "exponential");
+  for (const char* text : {"1-sqrt", "cosine,floor=0.1", "exponential", "ema:alpha=0.2", "wma", "wma,floor=0.05",
+                           "inverse-sqrt,floor=0.3", "linear", "weights=0.1,0.2,0.7", "decay=1,0.5,0.25",
+                           "decay=1,0.2,0.5,allow-non-monotone", "decay="}) {
+    const auto s = parse_merge_spec(text);
+    EXPECT_EQ(s.to_string(), text);
+    EXPECT_EQ(parse_merge_spec(s.to_string()), s) << text;
+  }
+  // Values that do not print short still come back bit-exact.
+  MergeSpec s;
+  s.shape = DecayShape::cosine;
+  s.floor = 1.0 / 3.0;
+  EXPECT_EQ(parse_merge_spec(s.to_string()), s);
+  MergeSpec t;
+  t.table = {1.0 / 3, 2.0 / 3, 1e-300};
+  EXPECT_EQ(parse_merge_spec(t.to_string()), t);
+}
+
+TEST(MergeSpecText, RejectsBadSpecsNamingThePart) {
+  const auto message = [](const char* text) {
+    try {
+      parse_merge_spec(text);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  EXPECT_NE(message("triangle").find("triangle"), std::string::npos);
+  EXPECT_NE(message("cosine,floor=x").find("floor"), std::string::npos);
+  EXPECT_NE(message("cosine,floor=2").find("floor"), std::string::npos);
+  EXPECT_NE(message("cosine,speed=2").find("speed"), std::string::npos);
+  EXPECT_NE(message("cosine,alpha=0.2").find("alpha"), std::string::npos);
+  EXPECT_NE(message("ema:alpha=1.5").find("alpha"), std::string::npos);
+  EXPECT_NE(message("weights=0.5,0.5,floor=0.1").find("floor"), std::string::npos);
+  EXPECT_NE(message("").find("empty"), std::string::npos);
+  EXPECT_NE(message("decay=1,oops").find("oops"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace wsm

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The main job, on embedded defaults: install what wsm needs, build it, fetch the Austen corpus, train the
+# `small` GPT warmup-stable with `wsm serve` attached on loopback (both started here), and print the
+# validation loss of the last raw checkpoint beside each merged output's.
+#   STEPS=2000 EVERY=50 bash tools/main-job.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/install-deps.sh
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$(nproc)"
+
+steps=${STEPS:-2000}
+every=${EVERY:-50}
+window=${WINDOW:-500}
+out=${OUT:-out/main-job}
+rm -rf "$out"
+mkdir -p "$out"
+
+# Loopback only; pick a free port so two jobs on one machine do not collide.
+port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+endpoint="tcp://127.0.0.1:$port"
+
+./build/wsm serve --listen "$endpoint" --out "$out/merged" --store "$out/store" \
+  --emulate "linear:$window,1-sqrt:$window,cosine:$window" --every "$window" &
+serve_pid=$!
+trap 'kill "$serve_pid" 2>/dev/null || true' EXIT
+
+./build/wsm train --preset small --steps "$steps" --every "$every" --out "$out/train" --merger "$endpoint"
+
+kill -INT "$serve_pid"
+wait "$serve_pid" || true
+trap - EXIT
+
+echo
+echo "== validation loss: last raw checkpoint vs merged outputs =="
+./build/wsm eval "$out/train/step_$steps.h5" "$out"/merged/*.h5

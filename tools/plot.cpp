@@ -1,0 +1,260 @@
+#include "tools/plot.h"
+
+#include <cairo-svg.h>
+#include <cairo.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <limits>
+#include <memory>
+
+#include "protocol/atomic_file.h"
+#include "protocol/error.h"
+
+namespace wsm::tools {
+namespace {
+
+using SurfacePtr = std::unique_ptr<cairo_surface_t, decltype(&cairo_surface_destroy)>;
+using ContextPtr = std::unique_ptr<cairo_t, decltype(&cairo_destroy)>;
+
+struct Rgb {
+  double r, g, b;
+};
+// Colour-blind-safe palette (Okabe-Ito), cycled.
+constexpr Rgb kPalette[] = {{0.00, 0.45, 0.70}, {0.84, 0.37, 0.00}, {0.00, 0.62, 0.45}, {0.80, 0.47, 0.65},
+                            {0.90, 0.62, 0.00}, {0.34, 0.71, 0.91}, {0.35, 0.35, 0.35}};
+
+struct Range {
+  double lo = std::numeric_limits<double>::infinity();
+  double hi = -std::numeric_limits<double>::infinity();
+  void add(double v) {
+    if (!std::isfinite(v)) return;
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+  }
+  void settle() {  // empty or flat data still gets a readable axis
+    if (!std::isfinite(lo)) lo = 0, hi = 1;
+    if (hi - lo <= std::abs(hi) * 1e-12) {
+      const double pad = lo == 0 ? 1 : std::abs(lo) * 0.1;
+      lo -= pad;
+      hi += pad;
+    }
+  }
+};
+
+std::string tick_label(double v, double step) {
+  if (std::abs(v) < step * 1e-9) return "0";
+  const double mag = std::max(std::abs(v), step);
+  if (mag >= 1e6 || mag < 1e-3) {
+    // Scientific with as many digits as the spacing needs.
+    const int digits = std::max(0, static_cast<int>(std::floor(std::log10(mag))) -
+                                       static_cast<int>(std::floor(std::log10(step) + 1e-9)));
+    return fmt::format("{:.{}e}", v, std::min(digits, 6));
+  }
+  const int decimals = std::max(0, -static_cast<int>(std::floor(std::log10(step) + 1e-9)));
+  return fmt::format("{:.{}f}", v, decimals);
+}
+
+void text_at(cairo_t* cr, const std::string& s, double x, double y, double ax, double ay) {
+  // (ax, ay) anchor: 0 = left/top, 0.5 = centre, 1 = right/bottom of the text's box.
+  cairo_text_extents_t e;
+  cairo_text_extents(cr, s.c_str(), &e);
+  cairo_move_to(cr, x - e.x_bearing - ax * e.width, y - e.y_bearing - ay * e.height);
+  cairo_show_text(cr, s.c_str());
+}
+
+double text_width(cairo_t* cr, const std::string& s) {
+  cairo_text_extents_t e;
+  cairo_text_extents(cr, s.c_str(), &e);
+  return e.x_advance;
+}
+
+void draw(cairo_t* cr, const PlotOptions& o, std::string_view title, std::string_view xlabel,
+          std::string_view ylabel, std::span<const Series> series) {
+  Range xr, yr;
+  for (const auto& s : series)
+    for (std::size_t i = 0; i < s.xs.size(); ++i)
+      if (std::isfinite(s.xs[i]) && std::isfinite(s.ys[i])) xr.add(s.xs[i]), yr.add(s.ys[i]);
+  xr.settle();
+  yr.settle();
+  if (yr.lo > 0 && yr.lo < 0.5 * yr.hi) yr.lo = 0;  // non-negative quantities (LRs) read best from 0
+  const auto xt = nice_ticks(xr.lo, xr.hi);
+  const auto yt = nice_ticks(yr.lo, yr.hi);
+  const double xstep = xt.size() > 1 ? xt[1] - xt[0] : 1, ystep = yt.size() > 1 ? yt[1] - yt[0] : 1;
+
+  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size(cr, 12);
+  double ylabel_w = 0;
+  for (double v : yt) ylabel_w = std::max(ylabel_w, text_width(cr, tick_label(v, ystep)));
+
+  const double left = 40 + ylabel_w, right = o.width - 24.0, top = 48, bottom = o.height - 58.0;
+  const auto px = [&](double x) { return left + (x - xr.lo) / (xr.hi - xr.lo) * (right - left); };
+  const auto py = [&](double y) { return bottom - (y - yr.lo) / (yr.hi - yr.lo) * (bottom - top); };
+
+  cairo_set_source_rgb(cr, 1, 1, 1);
+  cairo_paint(cr);
+
+  // Grid and ticks.
+  cairo_set_line_width(cr, 1);
+  for (double v : xt) {
+    if (v < xr.lo - 1e-9 * xstep || v > xr.hi + 1e-9 * xstep) continue;
+    cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
+    cairo_move_to(cr, px(v), top);
+    cairo_line_to(cr, px(v), bottom);
+    cairo_stroke(cr);
+    cairo_set_source_rgb(cr, 0.15, 0.15, 0.15);
+    cairo_move_to(cr, px(v), bottom);
+    cairo_line_to(cr, px(v), bottom + 5);
+    cairo_stroke(cr);
+    text_at(cr, tick_label(v, xstep), px(v), bottom + 8, 0.5, 0);
+  }
+  for (double v : yt) {
+    if (v < yr.lo - 1e-9 * ystep || v > yr.hi + 1e-9 * ystep) continue;
+    cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
+    cairo_move_to(cr, left, py(v));
+    cairo_line_to(cr, right, py(v));
+    cairo_stroke(cr);
+    cairo_set_source_rgb(cr, 0.15, 0.15, 0.15);
+    cairo_move_to(cr, left - 5, py(v));
+    cairo_line_to(cr, left, py(v));
+    cairo_stroke(cr);
+    text_at(cr, tick_label(v, ystep), left - 8, py(v), 1, 0.5);
+  }
+  cairo_set_source_rgb(cr, 0.15, 0.15, 0.15);
+  cairo_rectangle(cr, left, top, right - left, bottom - top);
+  cairo_stroke(cr);
+
+  // Labels and title.
+  cairo_set_font_size(cr, 13);
+  text_at(cr, std::string(xlabel), (left + right) / 2, o.height - 8.0, 0.5, 1);
+  cairo_save(cr);
+  cairo_translate(cr, 14, (top + bottom) / 2);
+  cairo_rotate(cr, -M_PI / 2);
+  text_at(cr, std::string(ylabel), 0, 0, 0.5, 0);
+  cairo_restore(cr);
+  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_BOLD);
+  cairo_set_font_size(cr, 15);
+  text_at(cr, std::string(title), (left + right) / 2, 16, 0.5, 0);
+
+  // Series, clipped to the plot area.
+  cairo_save(cr);
+  cairo_rectangle(cr, left, top, right - left, bottom - top);
+  cairo_clip(cr);
+  cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
+  for (std::size_t k = 0; k < series.size(); ++k) {
+    const auto& s = series[k];
+    const Rgb c = kPalette[k % std::size(kPalette)];
+    cairo_set_source_rgb(cr, c.r, c.g, c.b);
+    cairo_set_line_width(cr, 2);
+    bool pen = false;
+    double last_y = 0;
+    for (std::size_t i = 0; i < s.xs.size(); ++i) {
+      if (!std::isfinite(s.xs[i]) || !std::isfinite(s.ys[i])) {
+        pen = false;
+        continue;
+      }
+      const double x = px(s.xs[i]), y = py(s.ys[i]);
+      if (!pen) cairo_move_to(cr, x, y);
+      else {
+        if (s.steps) cairo_line_to(cr, x, last_y);
+        cairo_line_to(cr, x, y);
+      }
+      pen = true;
+      last_y = y;
+    }
+    cairo_stroke(cr);
+  }
+  cairo_restore(cr);
+
+  // Legend, top right inside the plot.
+  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size(cr, 12);
+  double legend_w = 0;
+  for (const auto& s : series) legend_w = std::max(legend_w, text_width(cr, s.name));
+  if (!series.empty()) {
+    const double row = 18, box_w = legend_w + 44, box_h = row * series.size() + 8;
+    const double bx = right - box_w - 8, by = top + 8;
+    cairo_set_source_rgba(cr, 1, 1, 1, 0.9);
+    cairo_rectangle(cr, bx, by, box_w, box_h);
+    cairo_fill_preserve(cr);
+    cairo_set_source_rgb(cr, 0.6, 0.6, 0.6);
+    cairo_set_line_width(cr, 1);
+    cairo_stroke(cr);
+    for (std::size_t k = 0; k < series.size(); ++k) {
+      const Rgb c = kPalette[k % std::size(kPalette)];
+      const double y = by + 4 + row * (k + 0.5);
+      cairo_set_source_rgb(cr, c.r, c.g, c.b);
+      cairo_set_line_width(cr, 2);
+      cairo_move_to(cr, bx + 6, y);
+      cairo_line_to(cr, bx + 30, y);
+      cairo_stroke(cr);
+      cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+      text_at(cr, series[k].name, bx + 36, y, 0, 0.5);
+    }
+  }
+}
+
+void check(cairo_status_t status, const std::filesystem::path& path) {
+  if (status != CAIRO_STATUS_SUCCESS)
+    throw Error("plot " + path.string() + ": cairo: " + cairo_status_to_string(status));
+}
+
+}  // namespace
+
+std::vector<double> nice_ticks(double lo, double hi, int target) {
+  if (!(hi > lo) || !std::isfinite(lo) || !std::isfinite(hi)) return {lo};
+  const double raw = (hi - lo) / std::max(1, target);
+  const double mag = std::pow(10.0, std::floor(std::log10(raw)));
+  double step = mag;
+  for (double m : {1.0, 2.0, 5.0, 10.0})
+    if (m * mag >= raw * 0.999) {
+      step = m * mag;
+      break;
+    }
+  std::vector<double> ticks;
+  const double first = std::ceil(lo / step - 1e-9);
+  for (double i = first; i * step <= hi + step * 1e-9 && ticks.size() < 100; i += 1) ticks.push_back(i * step);
+  return ticks;
+}
+
+void plot_lines(const std::filesystem::path& path, std::string_view title, std::string_view xlabel,
+                std::string_view ylabel, std::span<const Series> series, const PlotOptions& options) {
+  std::string ext = path.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return std::tolower(ch); });
+  if (ext != ".svg" && ext != ".png")
+    throw Error("plot " + path.string() + ": unknown format (use a .svg or .png file name)");
+  if (options.width < 200 || options.height < 150) throw Error("plot " + path.string() + ": too small");
+  for (const auto& s : series)
+    if (s.xs.size() != s.ys.size())
+      throw Error("plot " + path.string() + ": series '" + s.name + "' has " + std::to_string(s.xs.size()) +
+                  " x values and " + std::to_string(s.ys.size()) + " y values");
+
+  AtomicFile out(path);
+  const std::string temp = out.temp_path().string();
+  if (ext == ".svg") {
+    SurfacePtr surface(cairo_svg_surface_create(temp.c_str(), options.width, options.height), cairo_surface_destroy);
+    check(cairo_surface_status(surface.get()), path);
+    {
+      ContextPtr cr(cairo_create(surface.get()), cairo_destroy);
+      draw(cr.get(), options, title, xlabel, ylabel, series);
+      check(cairo_status(cr.get()), path);
+    }
+    cairo_surface_finish(surface.get());  // writes the SVG document out
+    check(cairo_surface_status(surface.get()), path);
+  } else {
+    SurfacePtr surface(cairo_image_surface_create(CAIRO_FORMAT_ARGB32, options.width, options.height),
+                       cairo_surface_destroy);
+    check(cairo_surface_status(surface.get()), path);
+    {
+      ContextPtr cr(cairo_create(surface.get()), cairo_destroy);
+      draw(cr.get(), options, title, xlabel, ylabel, series);
+      check(cairo_status(cr.get()), path);
+    }
+    check(cairo_surface_write_to_png(surface.get(), temp.c_str()), path);
+  }
+  out.commit();
+}
+
+}  // namespace wsm::tools

@@ -1,0 +1,67 @@
+#include "trainer/adamw.h"
+
+#include <cmath>
+
+#include "protocol/error.h"
+
+namespace wsm::trainer {
+
+template <class F>
+void adamw_step(std::span<F> params, std::span<const F> grads, AdamWState<F>& state, const AdamWConfig& cfg,
+                const std::vector<ParamSpec>& layout, double lr) {
+  if (grads.size() != params.size()) throw Error("adamw_step: params and grads differ in size");
+  if (state.m.empty()) {
+    state.m.assign(params.size(), F(0));
+    state.v.assign(params.size(), F(0));
+  }
+  if (state.m.size() != params.size() || state.v.size() != params.size())
+    throw Error("adamw_step: optimizer state does not match the parameters");
+  state.t += 1;
+  const F b1 = F(cfg.beta1), b2 = F(cfg.beta2), eps = F(cfg.eps);
+  const F bc1 = F(1.0 - std::pow(cfg.beta1, double(state.t)));
+  const F bc2_sqrt = F(std::sqrt(1.0 - std::pow(cfg.beta2, double(state.t))));
+  const F step_size = F(lr) / bc1;
+  for (const auto& spec : layout) {
+    const F decay = spec.decay ? F(1) - F(lr) * F(cfg.weight_decay) : F(1);
+    const std::ptrdiff_t begin = std::ptrdiff_t(spec.offset), end = begin + std::ptrdiff_t(spec.numel);
+#pragma omp parallel for if (end - begin >= (1 << 15))
+    for (std::ptrdiff_t i = begin; i < end; ++i) {
+      F g = grads[i];
+      F m = state.m[i] = b1 * state.m[i] + (F(1) - b1) * g;
+      F v = state.v[i] = b2 * state.v[i] + (F(1) - b2) * g * g;
+      F p = params[i] * decay;
+      params[i] = p - step_size * m / (std::sqrt(v) / bc2_sqrt + eps);
+    }
+  }
+}
+
+template <class F>
+double clip_grad_norm(std::span<F> grads, double max_norm) {
+  // Fixed-size blocks summed in order: the norm does not depend on the thread count.
+  const std::ptrdiff_t n = std::ptrdiff_t(grads.size()), block = 1 << 14, nblocks = (n + block - 1) / block;
+  std::vector<double> partial(std::size_t(nblocks), 0.0);
+#pragma omp parallel for if (nblocks > 1)
+  for (std::ptrdiff_t b = 0; b < nblocks; ++b) {
+    double s = 0;
+    for (std::ptrdiff_t i = b * block; i < std::min(n, (b + 1) * block); ++i) s += double(grads[i]) * double(grads[i]);
+    partial[std::size_t(b)] = s;
+  }
+  double sum = 0;
+  for (double s : partial) sum += s;
+  const double norm = std::sqrt(sum);
+  if (max_norm > 0 && norm > max_norm) {
+    const F scale = F(max_norm / (norm + 1e-6));
+#pragma omp parallel for if (n >= (1 << 15))
+    for (std::ptrdiff_t i = 0; i < n; ++i) grads[i] *= scale;
+  }
+  return norm;
+}
+
+template void adamw_step<float>(std::span<float>, std::span<const float>, AdamWState<float>&, const AdamWConfig&,
+                                const std::vector<ParamSpec>&, double);
+template void adamw_step<double>(std::span<double>, std::span<const double>, AdamWState<double>&,
+                                 const AdamWConfig&, const std::vector<ParamSpec>&, double);
+template double clip_grad_norm<float>(std::span<float>, double);
+template double clip_grad_norm<double>(std::span<double>, double);
+
+}  // namespace wsm::trainer
