@@ -1,10 +1,74 @@
-// Placeholder until the convert command lands.
+// `wsm convert IN OUT [--dtype f32|f16|bf16|f64]`: between HDF5, safetensors and sharded
+// safetensors, streaming tensor by tensor in bounded chunks.
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "protocol/checkpoint.h"
 #include "protocol/error.h"
+#include "protocol/tensor_convert.h"
 #include "tools/commands.h"
 
 namespace wsm::tools {
-void add_convert_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("convert", "(not built yet)");
-  cmd->callback([] { throw wsm::Error("wsm convert: not built yet"); });
+
+namespace {
+
+struct ConvertArgs {
+  std::string in, out, dtype;
+  std::uint64_t shard_size = 0, hdf5_chunk = 0, buffer = 64ull << 20;
+  int compression = 0;
+  bool strict = false;
+};
+
+void run_convert(const ConvertArgs& a) {
+  ConvertOptions o;
+  if (!a.dtype.empty()) o.dtype = parse_dtype(a.dtype);
+  o.chunk_bytes = a.buffer;
+  o.fail_on_nonfinite = a.strict;
+  o.write.shard_bytes = a.shard_size;
+  o.write.compression = a.compression;
+  o.write.chunk_bytes = a.hdf5_chunk;
+  const ConvertReport r = convert_checkpoint(a.in, a.out, o);
+  std::printf("%s\n", fmt::format("{} ({}) -> {}: {} tensors, {} -> {} bytes{}", a.in, r.in_format, a.out, r.tensors,
+                                  r.bytes_in, r.bytes_out,
+                                  r.issues.empty() ? "" : fmt::format("; {} tensor(s) with NaN/Inf or overflow (see warnings)",
+                                                                      r.issues.size()))
+                          .c_str());
 }
+
+}  // namespace
+
+void add_convert_command(CLI::App& app) {
+  auto args = std::make_shared<ConvertArgs>();
+  auto* cmd = app.add_subcommand("convert", "Convert a checkpoint between HDF5, safetensors and sharded safetensors "
+                                            "(format from OUT's extension), optionally casting float tensors");
+  cmd->add_option("in", args->in, "Input checkpoint (file, index or shard directory)")->required();
+  cmd->add_option("out", args->out,
+                  "Output: *.h5/*.hdf5, *.safetensors, or a directory (sharded safetensors + index)")
+      ->required();
+  cmd->add_option("--dtype", args->dtype, "Cast float tensors to this type (integer and bool tensors are never cast)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "f64"}));
+  cmd->add_option("--shard-size", args->shard_size, "Write sharded safetensors with shards of at most this size "
+                                                    "(e.g. 5GB, 500MB)")
+      ->transform(CLI::AsSizeValue(false));
+  cmd->add_option("--compression", args->compression, "HDF5 output: deflate level 0..9 (values never change)")
+      ->check(CLI::Range(0, 9));
+  cmd->add_option("--hdf5-chunk", args->hdf5_chunk, "HDF5 output: chunk size in bytes (default 1MB when compressing)")
+      ->transform(CLI::AsSizeValue(false));
+  cmd->add_option("--buffer", args->buffer, "Most tensor bytes held in memory at once (default 64MB)")
+      ->transform(CLI::AsSizeValue(false));
+  cmd->add_flag("--strict", args->strict, "Fail on NaN/Inf in the input instead of warning");
+  cmd->footer(
+      "Examples:\n"
+      "  wsm convert step-12000.h5 step-12000.safetensors\n"
+      "  wsm convert Llama-3-8B/ llama.h5 --compression 4\n"
+      "  wsm convert merged.h5 merged-bf16/ --dtype bf16 --shard-size 5GB");
+  cmd->callback([args] {
+    if (args->buffer == 0) throw Error("--buffer must be positive");
+    run_convert(*args);
+  });
+}
+
 }  // namespace wsm::tools

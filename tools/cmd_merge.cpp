@@ -1,10 +1,191 @@
-// Placeholder until the merge command lands.
+// `wsm merge`: offline merge of checkpoint files, one output per decay shape (merger/offline_merge.h).
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+#include "merger/offline_merge.h"
 #include "protocol/error.h"
 #include "tools/commands.h"
 
 namespace wsm::tools {
-void add_merge_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("merge", "(not built yet)");
-  cmd->callback([] { throw wsm::Error("wsm merge: not built yet"); });
+namespace {
+namespace fs = std::filesystem;
+
+struct MergeArgs {
+  std::vector<std::string> shapes;
+  std::optional<double> floor;
+  std::vector<double> weights;
+  std::optional<std::int64_t> window_steps, window_tokens;
+  std::string dtype, backend = "auto", accumulate = "f32";
+  double chunk_mb = 16;
+  bool dry_run = false;
+  std::string out;
+  std::vector<std::string> inputs;
+};
+
+// "--shape linear,cosine,floor=0.1,ema:alpha=0.2": key=value tokens belong to the shape before them.
+std::vector<std::string> group_specs(const std::vector<std::string>& values) {
+  std::vector<std::string> specs;
+  for (const auto& v : values) {
+    std::size_t start = 0;
+    while (start <= v.size()) {
+      const std::size_t comma = std::min(v.find(',', start), v.size());
+      const std::string tok = v.substr(start, comma - start);
+      if (!tok.empty()) {
+        const bool option = tok.find('=') != std::string::npos || tok == "allow-non-monotone";
+        if (option && !specs.empty())
+          specs.back() += "," + tok;
+        else
+          specs.push_back(tok);
+      }
+      start = comma + 1;
+    }
+  }
+  return specs;
 }
+
+std::string file_stem_for(const MergeSpec& spec) {
+  std::string s = spec.to_string();
+  for (char& c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') c = '_';
+  return s;
+}
+
+std::string output_extension(const std::vector<std::string>& inputs) {
+  const auto ext = fs::path(inputs.front()).extension();
+  return ext == ".h5" || ext == ".hdf5" ? ".h5" : ".safetensors";
+}
+
+std::string human_bytes(double b) {
+  char buf[32];
+  if (b >= 1e9)
+    std::snprintf(buf, sizeof buf, "%.2f GB", b / 1e9);
+  else
+    std::snprintf(buf, sizeof buf, "%.1f MB", b / 1e6);
+  return buf;
+}
+
+void run_merge(const MergeArgs& a) {
+  merger::OfflineMergeRequest req;
+  for (const auto& text : group_specs(a.shapes)) {
+    MergeSpec spec = parse_merge_spec(text);
+    if (a.floor && spec.shape && spec.floor == 0.0) spec.floor = *a.floor;
+    req.specs.push_back(spec);
+  }
+  if (!a.weights.empty()) {
+    MergeSpec table;
+    table.table = a.weights;
+    req.specs.push_back(table);
+  }
+  if (req.specs.empty()) {
+    MergeSpec linear;
+    linear.shape = DecayShape::linear;
+    if (a.floor) linear.floor = *a.floor;
+    req.specs.push_back(linear);
+  }
+  for (const auto& in : a.inputs) req.inputs.emplace_back(in);
+  if (req.specs.size() == 1) {
+    req.outputs.emplace_back(a.out);
+  } else if (a.out.find("{shape}") != std::string::npos) {
+    for (const auto& spec : req.specs) {
+      std::string p = a.out;
+      p.replace(p.find("{shape}"), 7, file_stem_for(spec));
+      req.outputs.emplace_back(p);
+    }
+  } else {
+    if (fs::exists(a.out) && !fs::is_directory(a.out))
+      throw Error("wsm merge: several shapes need --out to be a directory or a pattern with {shape}; " + a.out +
+                  " is a file");
+    for (const auto& spec : req.specs)
+      req.outputs.push_back(fs::path(a.out) / (file_stem_for(spec) + output_extension(a.inputs)));
+  }
+  req.window_steps = a.window_steps;
+  req.window_tokens = a.window_tokens;
+  if (!a.dtype.empty()) {
+    req.dtype = parse_dtype(a.dtype);
+    if (!req.dtype || !is_float(*req.dtype)) throw Error("wsm merge: --dtype " + a.dtype + " is not a float dtype");
+  }
+  req.backend = a.backend;
+  req.accumulate_f64 = a.accumulate == "f64";
+  req.chunk_elements = std::max<std::uint64_t>(1, std::uint64_t(a.chunk_mb * double(1 << 20) / 4));
+
+  if (a.dry_run) {
+    const auto plan = merger::plan_offline_merge(req);
+    std::cout << "dry run: nothing is written\n" << plan.describe(req);
+    return;
+  }
+
+  // Progress on a terminal only: bytes done, rate, ETA, refreshed a few times a second.
+  std::function<void(std::uint64_t, std::uint64_t)> progress;
+  const auto start = std::chrono::steady_clock::now();
+  auto last = start;
+  if (isatty(STDERR_FILENO)) {
+    progress = [&](std::uint64_t done, std::uint64_t total) {
+      const auto now = std::chrono::steady_clock::now();
+      if (done < total && now - last < std::chrono::milliseconds(250)) return;
+      last = now;
+      const double s = std::chrono::duration<double>(now - start).count();
+      const double rate = s > 0 ? double(done) / s : 0;
+      const double eta = rate > 0 ? double(total - done) / rate : 0;
+      std::fprintf(stderr, "\r  written %s / %s  %s/s  ETA %.0f s   ", human_bytes(double(done)).c_str(),
+                   human_bytes(double(total)).c_str(), human_bytes(rate).c_str(), eta);
+      if (done >= total) std::fputc('\n', stderr);
+    };
+  }
+  const auto result = merger::run_offline_merge(req, progress);
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  for (std::size_t o = 0; o < req.outputs.size(); ++o)
+    std::cout << "wrote " << req.outputs[o].string() << "  (" << req.specs[o].to_string() << ")\n";
+  const auto& st = result.stats;
+  std::printf("read %s, wrote %s in %.2f s (%s/s) on the %s backend; merge buffers %s, peak RSS %s\n",
+              human_bytes(double(st.bytes_read)).c_str(), human_bytes(double(st.bytes_written)).c_str(), st.seconds,
+              human_bytes(double(st.bytes_read + st.bytes_written) / std::max(st.seconds, 1e-9)).c_str(),
+              result.backend.c_str(), human_bytes(double(st.buffer_bytes)).c_str(),
+              human_bytes(double(ru.ru_maxrss) * 1024.0).c_str());
+}
+
+}  // namespace
+
+void add_merge_command(CLI::App& app) {
+  auto args = std::make_shared<MergeArgs>();
+  auto* cmd = app.add_subcommand("merge", "Merge checkpoints offline: one output per decay shape");
+  cmd->add_option("--shape", args->shapes,
+                   "Decay shape(s), comma separated: linear (default, uniform mean), cosine, 1-sqrt, inverse-sqrt, "
+                   "exponential, ema:alpha=A, wma; key=value options attach to the shape before them");
+  cmd->add_option("--floor", args->floor, "Minimum LR fraction r: w = r + (1-r) f(t)")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--weights", args->weights, "Explicit merge weights c_0..c_k, oldest first (normalised to sum 1)")
+      ->delimiter(',');
+  auto* ws = cmd->add_option("--window-steps", args->window_steps,
+                             "Merge the checkpoints in (newest - N, newest] steps, shape sampled at their steps");
+  auto* wt = cmd->add_option("--window-tokens", args->window_tokens, "Same, over recorded token counts");
+  ws->excludes(wt);
+  cmd->add_option("--dtype", args->dtype, "Output dtype of float tensors (f32, bf16, f16, f64); default: as the newest");
+  cmd->add_option("--backend", args->backend, "cpu, cuda, cublas or auto")
+      ->check(CLI::IsMember({"cpu", "cuda", "cublas", "auto"}))
+      ->capture_default_str();
+  cmd->add_option("--accumulate", args->accumulate, "Accumulator precision")
+      ->check(CLI::IsMember({"f32", "f64"}))
+      ->capture_default_str();
+  cmd->add_option("--chunk-mb", args->chunk_mb, "Chunk size in MiB of f32 per tensor piece (bounds memory)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_flag("--dry-run", args->dry_run, "Print the plan (inputs, weights, bytes, memory) and write nothing");
+  cmd->add_option("--out", args->out,
+                  "Output file; with several shapes a directory, or a pattern containing {shape}")
+      ->required();
+  cmd->add_option("inputs", args->inputs, "Input checkpoints (.h5, .safetensors, sharded dirs)")->required();
+  cmd->footer(
+      "Examples:\n"
+      "  wsm merge --out merged.safetensors ckpt/step-*.safetensors\n"
+      "  wsm merge --shape linear,1-sqrt,cosine --floor 0.05 --window-steps 4000 --dtype bf16 \\\n"
+      "            --out 'merged-{shape}.h5' run/*.h5\n"
+      "  wsm merge --weights 0.1,0.2,0.3,0.4 --dry-run --out m.h5 a.h5 b.h5 c.h5 d.h5");
+  cmd->callback([args] { run_merge(*args); });
+}
+
 }  // namespace wsm::tools

@@ -1,0 +1,188 @@
+#pragma once
+// Shared by the merger daemon tests: a Server on an ephemeral loopback port in a thread, raw
+// DEALER peers, deterministic tensors, and the double-precision reference merge.
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "merger/server.h"
+#include "protocol/client.h"
+#include "protocol/wire.h"
+
+namespace wsm::test {
+
+inline std::filesystem::path temp_dir(const std::string& name) {
+  static std::atomic<int> counter{0};
+  auto p = std::filesystem::temp_directory_path() /
+           ("wsm-" + name + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+  std::filesystem::remove_all(p);
+  std::filesystem::create_directories(p);
+  return p;
+}
+
+// A value every implementation can compute: the same formula is used by tests/merger/*.py.
+inline float tensor_value(int tensor, std::int64_t step, std::uint64_t i) {
+  return static_cast<float>(std::sin(0.001 * static_cast<double>(i) * (tensor + 1) + 0.01 * static_cast<double>(step)) +
+                            0.001 * static_cast<double>(step));
+}
+
+struct OwnedTensor {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  std::vector<float> values;
+};
+
+inline std::vector<OwnedTensor> make_model(std::int64_t step, std::vector<std::vector<std::int64_t>> shapes) {
+  std::vector<OwnedTensor> out;
+  for (std::size_t t = 0; t < shapes.size(); ++t) {
+    OwnedTensor o{"layer" + std::to_string(t) + ".weight", shapes[t], {}};
+    std::uint64_t n = 1;
+    for (auto d : shapes[t]) n *= static_cast<std::uint64_t>(d);
+    o.values.resize(n);
+    for (std::uint64_t i = 0; i < n; ++i) o.values[i] = tensor_value(static_cast<int>(t), step, i);
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+inline std::vector<TensorView> views(const std::vector<OwnedTensor>& model) {
+  std::vector<TensorView> v;
+  for (const auto& t : model)
+    v.push_back({t.name, DType::f32, t.shape,
+                 {reinterpret_cast<const std::byte*>(t.values.data()), t.values.size() * sizeof(float)}});
+  return v;
+}
+
+class ServerThread {
+ public:
+  explicit ServerThread(merger::ServerOptions o) : server_(std::make_unique<merger::Server>(std::move(o))) {
+    thread_ = std::thread([this] { server_->run(stop_); });
+  }
+  ~ServerThread() { stop(); }
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  std::string endpoint() const { return server_->endpoint(); }
+  merger::Server& server() { return *server_; }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::unique_ptr<merger::Server> server_;
+  std::thread thread_;
+};
+
+inline merger::ServerOptions server_options(const std::filesystem::path& out, const std::string& emulate, std::int64_t every) {
+  merger::ServerOptions o;
+  o.listen = "tcp://127.0.0.1:*";
+  o.core.out_dir = out;
+  o.core.emulations = merger::parse_emulations(emulate);
+  o.core.every = every;
+  return o;
+}
+
+// A raw DEALER that speaks the wire protocol by hand, to misbehave on purpose.
+class RawPeer {
+ public:
+  explicit RawPeer(const std::string& endpoint) : socket_(ctx_, zmq::socket_type::dealer) {
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.connect(endpoint);
+  }
+  void send(const v1::Envelope& env) { wire::send(socket_, "", env); }
+  void send(const v1::Envelope& env, std::span<const std::byte> payload) {
+    wire::send(socket_, "", env, zmq::message_t(payload.data(), payload.size()));
+  }
+  void send_frames(const std::vector<std::string>& frames) {
+    for (std::size_t i = 0; i < frames.size(); ++i)
+      socket_.send(zmq::buffer(frames[i]), i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  }
+  // The next message that is not a Credit, within timeout.
+  std::optional<v1::Envelope> next(int timeout_ms = 3000) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()).count();
+      if (left <= 0) return std::nullopt;
+      auto r = wire::receive(socket_, false, static_cast<int>(left));
+      if (!r || !r->message) continue;
+      if (r->message->envelope.has_credit()) continue;
+      return r->message->envelope;
+    }
+  }
+  zmq::socket_t& socket() { return socket_; }
+
+ private:
+  zmq::context_t ctx_{1};
+  zmq::socket_t socket_;
+};
+
+inline v1::Envelope hello(const std::string& run, const std::vector<OwnedTensor>& model, std::uint32_t version = 1) {
+  auto env = wire::envelope();
+  auto* h = env.mutable_hello();
+  h->set_protocol_version(version);
+  h->set_run_id(run);
+  for (const auto& t : model) {
+    auto* s = h->add_manifest();
+    s->set_name(t.name);
+    s->set_dtype("f32");
+    for (auto d : t.shape) s->add_shape(d);
+  }
+  return env;
+}
+
+inline v1::Envelope begin(std::int64_t step) {
+  auto env = wire::envelope();
+  env.mutable_begin()->set_step(step);
+  env.mutable_begin()->set_tokens(step * 1000);
+  env.mutable_begin()->set_lr(1e-3);
+  return env;
+}
+
+inline v1::Envelope chunk(std::int64_t step, const std::string& name, std::uint64_t offset, std::span<const std::byte> bytes) {
+  auto env = wire::envelope();
+  auto* c = env.mutable_chunk();
+  c->set_step(step);
+  c->set_name(name);
+  c->set_offset(offset);
+  c->set_length(bytes.size());
+  c->set_checksum(wire::checksum(bytes));
+  return env;
+}
+
+inline std::span<const std::byte> bytes_of(const OwnedTensor& t) {
+  return {reinterpret_cast<const std::byte*>(t.values.data()), t.values.size() * sizeof(float)};
+}
+
+inline v1::Envelope end(std::int64_t step, const std::vector<OwnedTensor>& model) {
+  wire::StreamChecksum s;
+  std::uint64_t total = 0;
+  for (const auto& t : model) {
+    s.update(bytes_of(t));
+    total += bytes_of(t).size();
+  }
+  auto env = wire::envelope();
+  env.mutable_end()->set_step(step);
+  env.mutable_end()->set_total_bytes(total);
+  env.mutable_end()->set_checksum(s.digest());
+  return env;
+}
+
+template <class Pred>
+bool wait_for(Pred pred, int timeout_ms = 10000) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < until) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return pred();
+}
+
+}  // namespace wsm::test
