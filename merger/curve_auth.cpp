@@ -41,8 +41,9 @@ std::string read_z85_key(const std::filesystem::path& path, const std::string& k
     if (line.find('#') == 0) continue;
     const auto key = key_in_line(line);
     if (key.empty()) continue;
-    if (line.find(key_name) != std::string::npos) return key;
-    if (line.find('=') == std::string::npos && first_bare.empty()) first_bare = key;
+    const bool quoted = line.find('"') != std::string::npos;  // zcert: name = "key"
+    if (quoted && line.find(key_name) != std::string::npos) return key;
+    if (!quoted && first_bare.empty()) first_bare = key;
   }
   if (first_bare.empty()) throw Error(path.string() + ": no 40-character Z85 key found");
   return first_bare;

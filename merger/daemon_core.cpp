@@ -171,12 +171,9 @@ void MergerCore::on_chunk(Session& s, const wire::Message& msg, std::vector<Outg
   const auto& chunk = msg.envelope.chunk();
   bytes_received_ += msg.payload_bytes().size();
   note_rate(s.last_seen, msg.payload_bytes().size());
-  if (s.outstanding == 0) {
-    // More chunks than granted: the sender ignores flow control.
-    reject(s, msg.peer, chunk.step(), ProtocolError(v1::CREDIT_EXCEEDED, "chunk sent without credit"), out);
-    return;
-  }
-  --s.outstanding;
+  // Credit returns once a chunk is copied out of ZeroMQ's queue, so what a sender has in flight
+  // (queued here, unprocessed) never exceeds the credit it was granted.
+  if (s.outstanding > 0) --s.outstanding;
   ++s.consumed;
   grant(s, msg.peer, out, false);
   if (s.rejected_step && *s.rejected_step == chunk.step()) return;

@@ -62,7 +62,10 @@ std::vector<nlohmann::json> run_emission(const EmissionJob& job, kernels::MergeB
     weights.insert(weights.end(), out.weights.begin(), out.weights.end());
   }
   EngineOptions engine;
-  engine.chunk_elements = options.chunk_elements;
+  // The engine allocates whole chunks up front: no larger than the largest tensor.
+  std::uint64_t largest = 1;
+  for (const auto& t : plan.output_tensors) largest = std::max<std::uint64_t>(largest, t.numel());
+  engine.chunk_elements = std::min<std::uint64_t>(options.chunk_elements, largest);
   engine.accumulate_f64 = options.accumulate_f64;
   const auto stats = merge_checkpoints(inputs, weights, outputs, plan, backend, engine);
   for (auto& w : writers) w->commit();

@@ -143,6 +143,13 @@ std::uint64_t cast_elements(DType from, std::span<const std::byte> src, DType to
 ConvertReport convert_checkpoint(const std::filesystem::path& in, const std::filesystem::path& out,
                                  const ConvertOptions& options) {
   auto reader = open_checkpoint(in);
+  return convert_checkpoint(*reader, out, options);
+}
+
+ConvertReport convert_checkpoint(CheckpointReader& rd, const std::filesystem::path& out,
+                                 const ConvertOptions& options) {
+  CheckpointReader* reader = &rd;
+  const std::filesystem::path& in = rd.path();
   ConvertReport report;
   report.in_format = reader->format();
   std::vector<TensorInfo> out_infos = reader->tensors();

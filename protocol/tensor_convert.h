@@ -53,5 +53,8 @@ struct ConvertReport {
 // metadata is copied. Values are preserved bit for bit unless options.dtype asks for a cast.
 ConvertReport convert_checkpoint(const std::filesystem::path& in, const std::filesystem::path& out,
                                  const ConvertOptions& options = {});
+// Same, from an open reader (every read it is asked for is at most options.chunk_bytes long).
+ConvertReport convert_checkpoint(CheckpointReader& reader, const std::filesystem::path& out,
+                                 const ConvertOptions& options = {});
 
 }  // namespace wsm

@@ -160,7 +160,7 @@ std::vector<double> decay_to_merge_weights(std::span<const double> w, bool allow
     if (allow_non_monotone) continue;
     if (wi < -kTolerance || wi > 1.0 + kTolerance)
       throw Error("decay value w_" + std::to_string(i + 1) + " = " + text::format_number(wi) +
-                  " is outside [0, 1] (allow non-monotone decays to accept negative merge weights)");
+                  " is outside [0, 1] (allow-non-monotone / --allow-non-monotone accepts it)");
     if (i > 0 && wi > w[i - 1] + kTolerance)
       throw Error("decay is not non-increasing: w_" + std::to_string(i + 1) + " = " + text::format_number(wi) +
                   " > w_" + std::to_string(i) + " = " + text::format_number(w[i - 1]) +

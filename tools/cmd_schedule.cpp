@@ -95,7 +95,7 @@ void run(const ScheduleArgs& a) {
       else
         fmt::print("{},{}\n", s, sched.lr_at(s));
     }
-  } else if (a.plot.empty()) {
+  } else {
     fmt::print("# {} over {} steps\n", sched.to_string(), a.steps);
     if (cmp) fmt::print("# {}: checkpoints at {}\n", compare_label(*cmp), fmt::join(cmp->emulation.positions, ", "));
     fmt::print("{:>10}  {:>14}{}\n", "step", "lr", cmp ? fmt::format("  {:>14}", "merge_lr") : "");
@@ -151,7 +151,7 @@ void add_schedule_command(CLI::App& app) {
       "  wsm schedule 'warmup=500,stable,peak=3e-4' --steps 20000 --every 1000\n"
       "  wsm schedule 'wsd:warmup=500,decay=4000,shape=1-sqrt' --steps 20000 --csv --every 100\n"
       "  wsm schedule 'warmup=500,stable,peak=3e-4' --steps 20000 --compare-merge 1-sqrt:4000 --plot lr.svg\n"
-      "Kinds: stable, wsd, cosine, inverse-sqrt, linear; see docs/schedules.md.");
+      "Kinds: stable, wsd, cosine, inverse-sqrt, linear; see docs/schedules.md.\n");
   cmd->callback([args] { run(*args); });
 }
 

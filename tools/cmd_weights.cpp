@@ -93,7 +93,7 @@ void add_weights_command(CLI::App& app) {
       "  wsm weights --shape cosine --count 8 --floor 0.1 --json\n"
       "  wsm weights --shape ema --alpha 0.2 --count 6\n"
       "  wsm weights --decay 1,0.5,0.25        (4 checkpoints)\n"
-      "Sampling rule (method.md): w_i = f(i/(k+1)), i = 1..k; c_0 = 1 - w_1, c_j = w_j - w_{j+1}, c_k = w_k.");
+      "Sampling rule (method.md): w_i = f(i/(k+1)), i = 1..k; c_0 = 1 - w_1, c_j = w_j - w_{j+1}, c_k = w_k.\n");
   cmd->callback([args] { run(*args); });
 }
 

@@ -44,9 +44,10 @@ struct Range {
   }
 };
 
-std::string tick_label(double v, double step) {
+// Labels of one axis share a format, chosen from the largest |tick| (`mag`) and the spacing.
+std::string tick_label(double v, double step, double mag) {
   if (std::abs(v) < step * 1e-9) return "0";
-  const double mag = std::max(std::abs(v), step);
+  mag = std::max(mag, step);
   if (mag >= 1e6 || mag < 1e-3) {
     // Scientific with as many digits as the spacing needs.
     const int digits = std::max(0, static_cast<int>(std::floor(std::log10(mag))) -
@@ -80,14 +81,17 @@ void draw(cairo_t* cr, const PlotOptions& o, std::string_view title, std::string
   xr.settle();
   yr.settle();
   if (yr.lo > 0 && yr.lo < 0.5 * yr.hi) yr.lo = 0;  // non-negative quantities (LRs) read best from 0
+  yr.hi += 0.04 * (yr.hi - yr.lo);                    // keep the top line off the frame
   const auto xt = nice_ticks(xr.lo, xr.hi);
   const auto yt = nice_ticks(yr.lo, yr.hi);
   const double xstep = xt.size() > 1 ? xt[1] - xt[0] : 1, ystep = yt.size() > 1 ? yt[1] - yt[0] : 1;
+  const double xmag = std::max(std::abs(xt.front()), std::abs(xt.back()));
+  const double ymag = std::max(std::abs(yt.front()), std::abs(yt.back()));
 
   cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
   cairo_set_font_size(cr, 12);
   double ylabel_w = 0;
-  for (double v : yt) ylabel_w = std::max(ylabel_w, text_width(cr, tick_label(v, ystep)));
+  for (double v : yt) ylabel_w = std::max(ylabel_w, text_width(cr, tick_label(v, ystep, ymag)));
 
   const double left = 40 + ylabel_w, right = o.width - 24.0, top = 48, bottom = o.height - 58.0;
   const auto px = [&](double x) { return left + (x - xr.lo) / (xr.hi - xr.lo) * (right - left); };
@@ -108,7 +112,7 @@ void draw(cairo_t* cr, const PlotOptions& o, std::string_view title, std::string
     cairo_move_to(cr, px(v), bottom);
     cairo_line_to(cr, px(v), bottom + 5);
     cairo_stroke(cr);
-    text_at(cr, tick_label(v, xstep), px(v), bottom + 8, 0.5, 0);
+    text_at(cr, tick_label(v, xstep, xmag), px(v), bottom + 8, 0.5, 0);
   }
   for (double v : yt) {
     if (v < yr.lo - 1e-9 * ystep || v > yr.hi + 1e-9 * ystep) continue;
@@ -120,7 +124,7 @@ void draw(cairo_t* cr, const PlotOptions& o, std::string_view title, std::string
     cairo_move_to(cr, left - 5, py(v));
     cairo_line_to(cr, left, py(v));
     cairo_stroke(cr);
-    text_at(cr, tick_label(v, ystep), left - 8, py(v), 1, 0.5);
+    text_at(cr, tick_label(v, ystep, ymag), left - 8, py(v), 1, 0.5);
   }
   cairo_set_source_rgb(cr, 0.15, 0.15, 0.15);
   cairo_rectangle(cr, left, top, right - left, bottom - top);

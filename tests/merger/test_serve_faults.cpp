@@ -1,0 +1,222 @@
+// Faults over 127.0.0.1, each answered with an error to its sender while a well-behaved C++ client
+// keeps streaming to the same daemon: malformed frames, unknown messages, wrong protocol version,
+// a sender that dies mid-checkpoint (discarded after the timeout), and a merger restart while a
+// client is sending (the client reconnects and resends; the window is rebuilt from --store).
+#include <gtest/gtest.h>
+
+#include "serve_test_util.h"
+
+namespace wsm {
+namespace {
+
+const std::vector<std::vector<std::int64_t>> kShapes{{32, 8}, {16}};
+
+v1::StatusReply status_of(const std::string& endpoint) {
+  test::RawPeer peer(endpoint);
+  auto st = wire::envelope();
+  st.mutable_status_request();
+  peer.send(st);
+  auto r = peer.next();
+  if (!r || !r->has_status_reply()) throw Error("no status reply");
+  return r->status_reply();
+}
+
+TEST(ServeFaults, BadMessagesGetErrorsWhileAClientKeepsSending) {
+  const auto out = test::temp_dir("faults");
+  test::ServerThread server(test::server_options(out, "linear:300", 100));
+  ClientOptions co;
+  co.endpoint = server.endpoint();
+  co.run_id = "good";
+  MergerClient client(co);
+  std::atomic<bool> done{false};
+  std::thread good([&] {
+    for (std::int64_t step = 100; step <= 1000; step += 100) {
+      auto model = test::make_model(step, kShapes);
+      client.send_checkpoint(step, step, 1e-3, test::views(model));
+    }
+    client.flush();
+    done = true;
+  });
+
+  test::RawPeer bad(server.endpoint());
+  bad.send_frames({"\xff\xfe not a protobuf"});
+  auto r = bad.next();
+  ASSERT_TRUE(r && r->has_error());
+  EXPECT_EQ(r->error().code(), v1::MALFORMED);
+
+  bad.send_frames({"a", "b", "c"});
+  r = bad.next();
+  ASSERT_TRUE(r && r->has_error());
+  EXPECT_EQ(r->error().code(), v1::MALFORMED);
+
+  auto v2 = wire::envelope();
+  v2.set_version(2);
+  v2.mutable_status_request();
+  bad.send(v2);
+  r = bad.next();
+  ASSERT_TRUE(r && r->has_error());
+  EXPECT_EQ(r->error().code(), v1::VERSION_MISMATCH);
+
+  auto empty = wire::envelope();  // no body: an unknown message type
+  bad.send(empty);
+  r = bad.next();
+  ASSERT_TRUE(r && r->has_error());
+  EXPECT_EQ(r->error().code(), v1::UNKNOWN_MESSAGE);
+
+  // A chunk for a tensor not in the manifest, and a duplicate step, each reach the sender.
+  auto model = test::make_model(5000, kShapes);
+  bad.send(test::hello("other", model));
+  r = bad.next();
+  ASSERT_TRUE(r && r->has_welcome());
+  bad.send(test::begin(5000));
+  bad.send(test::chunk(5000, "ghost.weight", 0, test::bytes_of(model[0])), test::bytes_of(model[0]));
+  r = bad.next();
+  ASSERT_TRUE(r && r->has_error());
+  EXPECT_EQ(r->error().code(), v1::UNKNOWN_TENSOR);
+
+  good.join();
+  EXPECT_TRUE(done);
+  EXPECT_EQ(client.stats().checkpoints_acked, 10u);
+  EXPECT_EQ(client.stats().checkpoints_failed, 0u);
+}
+
+TEST(ServeFaults, SenderDyingMidCheckpointIsDiscardedOthersUnaffected) {
+  const auto out = test::temp_dir("dies");
+  auto opts = test::server_options(out, "linear:300", 100);
+  opts.core.partial_timeout = std::chrono::milliseconds(300);
+  test::ServerThread server(opts);
+  auto model = test::make_model(100, kShapes);
+  {
+    test::RawPeer dying(server.endpoint());
+    dying.send(test::hello("run", model));
+    ASSERT_TRUE(dying.next()->has_welcome());
+    dying.send(test::begin(100));
+    dying.send(test::chunk(100, model[0].name, 0, test::bytes_of(model[0]).first(64)), test::bytes_of(model[0]).first(64));
+    // ...and the process "dies": the socket goes away mid-checkpoint.
+  }
+  // Another run is served meanwhile.
+  ClientOptions co;
+  co.endpoint = server.endpoint();
+  co.run_id = "other";
+  MergerClient other(co);
+  other.send_checkpoint(100, 100, 1e-3, test::views(model));
+  other.flush();
+
+  ASSERT_TRUE(test::wait_for([&] { return status_of(server.endpoint()).checkpoints_rejected() >= 1; }, 5000));
+  const auto st = status_of(server.endpoint());
+  for (const auto& w : st.window()) EXPECT_NE(w.run_id(), "run");
+  // The same step of the same run now arrives whole from a new sender.
+  co.run_id = "run";
+  MergerClient again(co);
+  again.send_checkpoint(100, 100, 1e-3, test::views(model));
+  EXPECT_NO_THROW(again.flush());
+}
+
+TEST(ServeFaults, ClientErrorsSurfaceAtFlush) {
+  const auto out = test::temp_dir("flush-err");
+  test::ServerThread server(test::server_options(out, "linear:300", 100));
+  ClientOptions co;
+  co.endpoint = server.endpoint();
+  co.run_id = "run";
+  MergerClient client(co);
+  auto model = test::make_model(100, kShapes);
+  client.send_checkpoint(100, 100, 1e-3, test::views(model));
+  client.send_checkpoint(100, 100, 1e-3, test::views(model));  // duplicate step
+  try {
+    client.flush();
+    FAIL() << "flush did not report the duplicate step";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("already received"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(client.stats().checkpoints_acked, 1u);
+  EXPECT_EQ(client.stats().checkpoints_failed, 1u);
+  client.send_checkpoint(200, 200, 1e-3, test::views(model));
+  EXPECT_NO_THROW(client.flush());  // errors are reported once
+}
+
+TEST(ServeFaults, MergerRestartWhileSendingClientResendsAndWindowIsRebuilt) {
+  const auto out = test::temp_dir("restart-out");
+  const auto store = test::temp_dir("restart-store");
+  auto opts = test::server_options(out, "linear:300", 100);
+  opts.core.store.store_dir = store;
+  auto first = std::make_unique<test::ServerThread>(opts);
+  const std::string endpoint = first->endpoint();
+
+  ClientOptions co;
+  co.endpoint = endpoint;
+  co.run_id = "run";
+  co.chunk_bytes = 256;          // many chunks per checkpoint
+  co.stall_timeout_ms = 300;     // notice the dead merger quickly
+  co.reconnect_timeout_ms = 20000;
+  MergerClient client(co);
+  auto m100 = test::make_model(100, kShapes);
+  client.send_checkpoint(100, 100, 1e-3, test::views(m100));
+  client.flush();
+
+  first.reset();  // the merger goes away (as after kill); step 200 is sent into the void
+  auto m200 = test::make_model(200, kShapes);
+  client.send_checkpoint(200, 200, 1e-3, test::views(m200));
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+
+  opts.listen = endpoint;  // same port, same store
+  test::ServerThread second(opts);
+  client.flush();
+  EXPECT_GE(client.stats().resends, 1u);
+  EXPECT_EQ(client.stats().checkpoints_acked, 2u);
+
+  const auto st = status_of(endpoint);
+  ASSERT_EQ(st.window_size(), 2);
+  EXPECT_EQ(st.window(0).step(), 100);  // rebuilt from the store
+  EXPECT_TRUE(st.window(0).on_disk());
+  EXPECT_EQ(st.window(1).step(), 200);
+  // Nothing half-written is left in the store.
+  for (const auto& f : std::filesystem::recursive_directory_iterator(store))
+    EXPECT_EQ(f.path().string().find(".tmp-"), std::string::npos) << f.path();
+}
+
+TEST(ServeFaults, RestartRecoversTheWindowAndEmitsFromIt) {
+  const auto out = test::temp_dir("rebuild-out");
+  const auto store = test::temp_dir("rebuild-store");
+  auto opts = test::server_options(out, "linear:200", 100);
+  opts.core.store.store_dir = store;
+  opts.core.store.memory_budget = 1500;  // one checkpoint (1088 bytes): the rest spills
+  std::vector<std::vector<float>> sent;
+  {
+    test::ServerThread server(opts);
+    ClientOptions co;
+    co.endpoint = server.endpoint();
+    co.run_id = "run";
+    MergerClient client(co);
+    for (std::int64_t step = 100; step <= 200; step += 100) {
+      auto model = test::make_model(step, kShapes);
+      client.send_checkpoint(step, step, 1e-3, test::views(model));
+    }
+    client.flush();
+    const auto st = status_of(server.endpoint());
+    ASSERT_EQ(st.window_size(), 2);
+    EXPECT_FALSE(st.window(0).in_memory());  // spilled: over budget
+    EXPECT_TRUE(st.window(1).in_memory());
+    opts.listen = server.endpoint();
+  }
+  test::ServerThread server(opts);
+  ClientOptions co;
+  co.endpoint = server.endpoint();
+  co.run_id = "run";
+  MergerClient client(co);
+  auto model = test::make_model(300, kShapes);
+  client.send_checkpoint(300, 300, 1e-3, test::views(model));
+  client.flush();
+  server.server().wait_outputs_idle();
+  // linear:200 at 300 = mean of 200 (from disk) and 300.
+  const auto merged = load_checkpoint(out / "run" / "linear_w200" / "step_000000000300.h5");
+  const auto& t = merged.tensors[1];
+  for (std::size_t i = 0; i < 16; ++i) {
+    float got;
+    std::memcpy(&got, t.data.data() + i * 4, 4);
+    const double ref = 0.5 * test::tensor_value(1, 200, i) + 0.5 * test::tensor_value(1, 300, i);
+    EXPECT_NEAR(got, ref, 1e-6);
+  }
+}
+
+}  // namespace
+}  // namespace wsm

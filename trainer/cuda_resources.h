@@ -1,0 +1,75 @@
+#pragma once
+// RAII for the CUDA trainer: device buffers and the cuBLAS handle, plus error checks that turn a
+// failed call into a wsm::Error naming it. Only included from .cu files.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "protocol/error.h"
+
+namespace wsm::trainer::cuda {
+
+inline void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw Error(std::string("CUDA trainer: ") + what + ": " + cudaGetErrorString(e));
+}
+inline void check(cublasStatus_t s, const char* what) {
+  if (s != CUBLAS_STATUS_SUCCESS) throw Error(std::string("CUDA trainer: ") + what + ": cuBLAS status " + std::to_string(int(s)));
+}
+
+struct CudaFree {
+  void operator()(void* p) const { cudaFree(p); }
+};
+
+template <class T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(std::size_t n) { resize(n); }
+  void resize(std::size_t n) {
+    if (n == n_) return;
+    void* p = nullptr;
+    if (n) check(cudaMalloc(&p, n * sizeof(T)), "cudaMalloc");
+    ptr_.reset(p);
+    n_ = n;
+    zero();
+  }
+  void zero() {
+    if (n_) check(cudaMemset(ptr_.get(), 0, n_ * sizeof(T)), "cudaMemset");
+  }
+  void upload(const T* src, std::size_t n) {
+    resize(n);
+    if (n) check(cudaMemcpy(ptr_.get(), src, n * sizeof(T), cudaMemcpyHostToDevice), "upload");
+  }
+  void download(T* dst) const {
+    if (n_) check(cudaMemcpy(dst, ptr_.get(), n_ * sizeof(T), cudaMemcpyDeviceToHost), "download");
+  }
+  std::vector<T> to_host() const {
+    std::vector<T> v(n_);
+    download(v.data());
+    return v;
+  }
+  T* get() const { return static_cast<T*>(ptr_.get()); }
+  std::size_t size() const { return n_; }
+
+ private:
+  std::unique_ptr<void, CudaFree> ptr_;
+  std::size_t n_ = 0;
+};
+
+class CublasHandle {
+ public:
+  CublasHandle() { check(cublasCreate(&h_), "cublasCreate"); }
+  ~CublasHandle() { cublasDestroy(h_); }
+  CublasHandle(const CublasHandle&) = delete;
+  CublasHandle& operator=(const CublasHandle&) = delete;
+  cublasHandle_t get() const { return h_; }
+
+ private:
+  cublasHandle_t h_ = nullptr;
+};
+
+}  // namespace wsm::trainer::cuda
