@@ -1,10 +1,162 @@
-// Placeholder until the ingest benchmark lands.
+// `wsm bench ingest`: in one run, side by side on loopback TCP: raw ZeroMQ throughput for the
+// chunk size, checkpoint ingest through the daemon (an in-process Server), and how long
+// send_checkpoint blocks the trainer compared with a memcpy of the same tensors.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <zmq.hpp>
+
+#include "merger/server.h"
+#include "protocol/client.h"
 #include "protocol/error.h"
 #include "tools/commands.h"
 
 namespace wsm::tools {
-void add_bench_ingest_command(CLI::App& bench) {
-  auto* cmd = bench.add_subcommand("ingest", "(not built yet)");
-  cmd->callback([] { throw wsm::Error("wsm bench ingest: not built yet"); });
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct IngestArgs {
+  double size_mb = 256;   // checkpoint size
+  double chunk_mb = 4;
+  int checkpoints = 8;
+  int tensors = 8;
+  int repeats = 3;
+};
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Raw ZeroMQ: a DEALER streams `total` bytes in `chunk` frames (zero-copy from one buffer) to a
+// ROUTER on loopback that receives them; the same frame size and sockets the daemon uses.
+double raw_zmq_bytes_per_s(std::size_t chunk, std::size_t total) {
+  zmq::context_t ctx(1);
+  zmq::socket_t router(ctx, zmq::socket_type::router), dealer(ctx, zmq::socket_type::dealer);
+  router.set(zmq::sockopt::rcvhwm, 0);
+  router.bind("tcp://127.0.0.1:*");
+  const std::string ep = router.get(zmq::sockopt::last_endpoint);
+  dealer.set(zmq::sockopt::sndhwm, 0);
+  dealer.connect(ep);
+  std::vector<std::byte> buf(chunk, std::byte{1});
+  const std::size_t frames = std::max<std::size_t>(1, total / chunk);
+  // Handshake first so the connection is up before timing.
+  dealer.send(zmq::str_buffer("hi"), zmq::send_flags::none);
+  zmq::message_t id, m;
+  (void)router.recv(id);
+  (void)router.recv(m);
+  const auto t0 = Clock::now();
+  std::thread sender([&] {
+    for (std::size_t i = 0; i < frames; ++i) dealer.send(zmq::message_t(buf.data(), buf.size(), nullptr, nullptr), zmq::send_flags::none);
+  });
+  std::size_t got = 0;
+  for (std::size_t i = 0; i < frames; ++i) {
+    (void)router.recv(id);
+    (void)router.recv(m);
+    got += m.size();
+  }
+  const double s = seconds_since(t0);
+  sender.join();
+  return static_cast<double>(got) / s;
 }
+
+void run_ingest(const IngestArgs& a) {
+  spdlog::set_level(spdlog::level::warn);
+  const std::size_t total = static_cast<std::size_t>(a.size_mb * (1 << 20));
+  const std::size_t chunk = static_cast<std::size_t>(a.chunk_mb * (1 << 20));
+  if (total == 0 || chunk == 0 || a.tensors <= 0 || a.checkpoints <= 0) throw Error("bench ingest: sizes must be positive");
+  const std::size_t per_tensor = total / static_cast<std::size_t>(a.tensors) / 4 * 4;
+
+  std::vector<std::vector<float>> model(static_cast<std::size_t>(a.tensors), std::vector<float>(per_tensor / 4, 1.5f));
+  std::vector<TensorView> views;
+  for (std::size_t t = 0; t < model.size(); ++t)
+    views.push_back({"t" + std::to_string(t), DType::f32, {static_cast<std::int64_t>(per_tensor / 4)},
+                     {reinterpret_cast<const std::byte*>(model[t].data()), per_tensor}});
+  const std::size_t bytes = per_tensor * model.size();
+
+  fmt::print("wsm bench ingest: checkpoint {:.1f} MiB in {} tensors, chunk {:.2f} MiB, {} checkpoints x {} repeats\n",
+             bytes / 1048576.0, a.tensors, chunk / 1048576.0, a.checkpoints, a.repeats);
+
+  // memcpy of the same tensors into a warm buffer: the floor for any snapshot.
+  std::vector<std::byte> dst(bytes);
+  std::memset(dst.data(), 0, dst.size());
+  std::vector<double> memcpy_s;
+  for (int r = 0; r < a.checkpoints * a.repeats; ++r) {
+    const auto t0 = Clock::now();
+    std::size_t off = 0;
+    for (const auto& v : views) {
+      std::memcpy(dst.data() + off, v.data.data(), v.data.size());
+      off += v.data.size();
+    }
+    memcpy_s.push_back(seconds_since(t0));
+  }
+
+  std::vector<double> raw, ingest, blocks;
+  for (int r = 0; r < a.repeats; ++r) {
+    raw.push_back(raw_zmq_bytes_per_s(chunk, bytes * static_cast<std::size_t>(a.checkpoints)));
+
+    merger::ServerOptions o;
+    o.listen = "tcp://127.0.0.1:*";
+    o.core.out_dir = std::filesystem::temp_directory_path() / ("wsm-bench-ingest-" + std::to_string(::getpid()));
+    o.core.emulations = merger::parse_emulations("linear:1");  // keeps two checkpoints
+    o.core.every = 1ll << 62;                                    // ingest only
+    o.core.max_chunk_bytes = std::max<std::uint64_t>(chunk, 64ull << 20);
+    o.core.store.memory_budget = 1ull << 40;
+    merger::Server server(o);
+    std::atomic<bool> stop{false};
+    std::thread serving([&] { server.run(stop); });
+
+    ClientOptions co;
+    co.endpoint = server.endpoint();
+    co.chunk_bytes = chunk;
+    co.queue_bytes = bytes * static_cast<std::size_t>(a.checkpoints) + 1;
+    MergerClient client(co);
+    // Warm-up checkpoint (connection, buffers), not timed.
+    client.send_checkpoint(0, 0, 1e-3, views);
+    client.flush();
+    const auto t0 = Clock::now();
+    for (int c = 1; c <= a.checkpoints; ++c) {
+      const auto s0 = Clock::now();
+      client.send_checkpoint(c, c, 1e-3, views);
+      blocks.push_back(seconds_since(s0));
+    }
+    client.flush();
+    ingest.push_back(static_cast<double>(bytes) * a.checkpoints / seconds_since(t0));
+    client.close();
+    stop = true;
+    serving.join();
+    std::filesystem::remove_all(o.core.out_dir);
+  }
+
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  const double raw_bps = median(raw), ingest_bps = median(ingest), block = median(blocks), copy = median(memcpy_s);
+  fmt::print("raw ZeroMQ loopback ({:.2f} MiB frames): {:8.2f} GB/s\n", chunk / 1048576.0, raw_bps / 1e9);
+  fmt::print("ingest through wsm serve:                 {:8.2f} GB/s   ratio {:.2f}x raw (target >= 0.8)\n",
+             ingest_bps / 1e9, ingest_bps / raw_bps);
+  fmt::print("send_checkpoint blocks (median):          {:8.3f} ms\n", block * 1e3);
+  fmt::print("memcpy of the same tensors (median):      {:8.3f} ms   ratio {:.2f}x memcpy (target <= ~1)\n", copy * 1e3,
+             block / copy);
+}
+
+}  // namespace
+
+void add_bench_ingest_command(CLI::App& bench) {
+  auto args = std::make_shared<IngestArgs>();
+  auto* cmd = bench.add_subcommand("ingest", "Checkpoint ingest vs raw ZeroMQ on loopback; send_checkpoint vs memcpy");
+  cmd->add_option("--size-mb", args->size_mb, "Checkpoint size in MiB")->capture_default_str();
+  cmd->add_option("--chunk-mb", args->chunk_mb, "Chunk (frame) size in MiB")->capture_default_str();
+  cmd->add_option("--checkpoints", args->checkpoints, "Checkpoints per repeat")->capture_default_str();
+  cmd->add_option("--tensors", args->tensors, "Tensors per checkpoint")->capture_default_str();
+  cmd->add_option("--repeats", args->repeats, "Repeats (medians are printed)")->capture_default_str();
+  cmd->footer("Example:\n  wsm bench ingest --size-mb 256 --chunk-mb 4 --checkpoints 8");
+  cmd->callback([args] { run_ingest(*args); });
+}
+
 }  // namespace wsm::tools

@@ -40,11 +40,12 @@ void run_eval(const EvalArgs& a) {
       models.push_back(std::nullopt);  // retried below with a reference config
     }
   }
+  // without a reference this rethrows the file's own error, before any output
+  for (std::size_t i = 0; i < models.size(); ++i)
+    if (!models[i]) models[i] = trainer::load_model(a.checkpoints[i], reference);
   nlohmann::json out = nlohmann::json::array();
   if (!a.json) std::printf("%-48s %8s %12s %10s %10s\n", "checkpoint", "step", "val_loss", "bits/char", "positions");
   for (std::size_t i = 0; i < models.size(); ++i) {
-    // without a reference this rethrows the file's own error
-    if (!models[i]) models[i] = trainer::load_model(a.checkpoints[i], reference);
     const auto& m = *models[i];
     if (reference && !(m.vocab == reference->vocab))
       throw Error(a.checkpoints[i].string() + ": vocabulary differs from the other checkpoints'");

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <numbers>
 
 #include "protocol/atomic_file.h"
 #include "protocol/error.h"
@@ -135,7 +136,7 @@ void draw(cairo_t* cr, const PlotOptions& o, std::string_view title, std::string
   text_at(cr, std::string(xlabel), (left + right) / 2, o.height - 8.0, 0.5, 1);
   cairo_save(cr);
   cairo_translate(cr, 14, (top + bottom) / 2);
-  cairo_rotate(cr, -M_PI / 2);
+  cairo_rotate(cr, -std::numbers::pi / 2);
   text_at(cr, std::string(ylabel), 0, 0, 0.5, 0);
   cairo_restore(cr);
   cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_BOLD);

@@ -66,9 +66,11 @@ void layernorm_forward(F* out, F* mean, F* rstd, const F* inp, const F* w, const
   for (int n = 0; n < N; ++n) {
     const F* x = inp + std::size_t(n) * C;
     F m = 0;
+#pragma omp simd reduction(+ : m)
     for (int i = 0; i < C; ++i) m += x[i];
     m /= C;
     F v = 0;
+#pragma omp simd reduction(+ : v)
     for (int i = 0; i < C; ++i) v += (x[i] - m) * (x[i] - m);
     v /= C;
     F s = F(1) / std::sqrt(v + eps);
@@ -89,6 +91,7 @@ void layernorm_backward(F* dinp, F* dw, F* db, const F* dout, const F* inp, cons
     const F* x = inp + std::size_t(n) * C;
     F m = mean[n], s = rstd[n];
     F dnorm_mean = 0, dnorm_norm_mean = 0;
+#pragma omp simd reduction(+ : dnorm_mean, dnorm_norm_mean)
     for (int i = 0; i < C; ++i) {
       F norm = (x[i] - m) * s;
       F dnorm = w[i] * d[i];
@@ -163,6 +166,7 @@ void attention_forward(F* out, F* att, const F* qkv, int B, int T, int C, int NH
         for (int t2 = 0; t2 <= t; ++t2) {
           const F* k = qkv + (std::size_t(b) * T + t2) * C3 + C + h * hs;
           F dot = 0;
+#pragma omp simd reduction(+ : dot)
           for (int i = 0; i < hs; ++i) dot += q[i] * k[i];
           dot *= scale;
           a[t2] = dot;
@@ -180,6 +184,7 @@ void attention_forward(F* out, F* att, const F* qkv, int B, int T, int C, int NH
         for (int t2 = 0; t2 <= t; ++t2) {
           const F* v = qkv + (std::size_t(b) * T + t2) * C3 + 2 * C + h * hs;
           F w = a[t2];
+#pragma omp simd
           for (int i = 0; i < hs; ++i) o[i] += w * v[i];
         }
       }
@@ -204,6 +209,7 @@ void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* att, int 
           const F* v = qkv + (std::size_t(b) * T + t2) * C3 + 2 * C + h * hs;
           F* dv = dqkv + (std::size_t(b) * T + t2) * C3 + 2 * C + h * hs;
           F s = 0;
+#pragma omp simd reduction(+ : s)
           for (int i = 0; i < hs; ++i) {
             s += v[i] * d[i];
             dv[i] += a[t2] * d[i];
@@ -217,6 +223,7 @@ void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* att, int 
           const F* k = qkv + (std::size_t(b) * T + t2) * C3 + C + h * hs;
           F* dk = dqkv + (std::size_t(b) * T + t2) * C3 + C + h * hs;
           F g = dpre[t2];
+#pragma omp simd
           for (int i = 0; i < hs; ++i) {
             dq[i] += g * k[i];
             dk[i] += g * q[i];

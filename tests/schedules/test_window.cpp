@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <numbers>
 #include <numeric>
 #include <vector>
 
@@ -61,7 +62,7 @@ TEST(Window, UnevenSpacingSamplesAtPositions) {
     for (std::size_t i = 1; i < sel.indices.size(); ++i) {
       const double t = double(positions[sel.indices[i]] - p0) / window;
       const double f = s == DecayShape::linear ? 1 - t
-                       : s == DecayShape::cosine ? (1 + std::cos(M_PI * t)) / 2
+                       : s == DecayShape::cosine ? (1 + std::cos(std::numbers::pi * t)) / 2
                                                  : 1 - std::sqrt(t);
       w.push_back(0.05 + 0.95 * f);
     }

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <unistd.h>
 
+#include "protocol/error.h"
 #include "trainer/data.h"
 #include "trainer/train.h"
 

@@ -1,0 +1,12 @@
+"""wsm_client: stream checkpoints from a training loop to the wsm merger (`wsm serve`).
+
+    from wsm_client import MergerClient
+    merger = MergerClient("tcp://127.0.0.1:5555", run_id="gpt")
+    merger.send_checkpoint(step, tokens, lr, model.state_dict())   # in the loop; returns quickly
+
+See protocol/python/README.md; the wire format is docs/protocol.md.
+"""
+from .client import MergerClient, MergerError, merge_now, status
+
+__all__ = ["MergerClient", "MergerError", "status", "merge_now"]
+__version__ = "0.1.0"
