@@ -27,14 +27,14 @@ std::shared_ptr<const Manifest> manifest_from_hello(const v1::Hello& hello) {
 }
 
 CheckpointAssembler::CheckpointAssembler(std::string run_id, std::shared_ptr<const Manifest> manifest,
-                                         const v1::CheckpointBegin& begin)
+                                         const v1::CheckpointBegin& begin, BufferPool* pool)
     : manifest_(std::move(manifest)), c_(std::make_shared<StoredCheckpoint>()) {
   c_->run_id = std::move(run_id);
   c_->step = begin.step();
   c_->tokens = begin.tokens();
   c_->lr = begin.lr();
   c_->tensors = *manifest_;
-  for (const auto& t : *manifest_) c_->data.push_back(make_buffer(t.nbytes()));
+  for (const auto& t : *manifest_) c_->data.push_back(make_buffer(t.nbytes(), pool));
   skip_complete_tensors();
 }
 
@@ -68,7 +68,7 @@ void CheckpointAssembler::add(const v1::TensorChunk& chunk, std::span<const std:
   if (wire::checksum(payload) != chunk.checksum())
     throw ProtocolError(v1::CHECKSUM_MISMATCH, where + ": chunk checksum mismatch at offset " + std::to_string(chunk.offset()));
   std::memcpy(c_->data[index].bytes.get() + chunk.offset(), payload.data(), payload.size());
-  whole_.update(payload);
+  whole_.add(chunk.checksum());
   offset_ += chunk.length();
   received_ += chunk.length();
   skip_complete_tensors();

@@ -1,7 +1,7 @@
 #pragma once
 // Rebuilds one checkpoint from a peer's chunks and validates it against the run's manifest: chunks
 // in manifest order without gaps or overlap, each with a matching XXH3, and at the end the byte
-// count and the XXH3 of the whole. Every fault is a wire::ProtocolError with the code to send back.
+// count and the checksum chain of the whole (wire::ChecksumChain). Every fault is a wire::ProtocolError with the code to send back.
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -22,7 +22,8 @@ std::shared_ptr<const Manifest> manifest_from_hello(const v1::Hello& hello);
 
 class CheckpointAssembler {
  public:
-  CheckpointAssembler(std::string run_id, std::shared_ptr<const Manifest> manifest, const v1::CheckpointBegin& begin);
+  CheckpointAssembler(std::string run_id, std::shared_ptr<const Manifest> manifest, const v1::CheckpointBegin& begin,
+                      BufferPool* pool = nullptr);
 
   void add(const v1::TensorChunk& chunk, std::span<const std::byte> payload);
   std::shared_ptr<StoredCheckpoint> finish(const v1::CheckpointEnd& end);
@@ -38,7 +39,7 @@ class CheckpointAssembler {
   std::size_t tensor_ = 0;   // the tensor the next chunk must belong to
   std::uint64_t offset_ = 0;  // and its offset
   std::uint64_t received_ = 0;
-  wire::StreamChecksum whole_;
+  wire::ChecksumChain whole_;
 };
 
 }  // namespace wsm::merger

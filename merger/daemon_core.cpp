@@ -31,7 +31,10 @@ Outgoing error_to(const std::string& peer, const ProtocolError& e, std::int64_t 
 }  // namespace
 
 MergerCore::MergerCore(CoreOptions options, JobSink sink)
-    : options_(std::move(options)), sink_(std::move(sink)), store_(options_.store, options_.emulations) {
+    : options_(std::move(options)),
+      sink_(std::move(sink)),
+      pool_(std::make_shared<BufferPool>(options_.pool_bytes)),
+      store_(options_.store, options_.emulations) {
   if (options_.server_id.empty()) options_.server_id = random_id();
   if (options_.credit == 0) options_.credit = 1;
 }
@@ -161,7 +164,7 @@ void MergerCore::on_begin(Session& s, const std::string& peer, const v1::Checkpo
       throw ProtocolError(v1::OUT_OF_ORDER, "run '" + s.run_id + "': step " + std::to_string(b.step()) +
                                                 " is older than the newest in the window (" +
                                                 std::to_string(store_.newest_step(s.run_id)) + ")");
-    s.partial = std::make_unique<CheckpointAssembler>(s.run_id, s.manifest, b);
+    s.partial = std::make_unique<CheckpointAssembler>(s.run_id, s.manifest, b, pool_.get());
   } catch (const ProtocolError& e) {
     reject(s, peer, b.step(), e, out);
   }

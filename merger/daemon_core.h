@@ -34,6 +34,7 @@ struct CoreOptions {
   std::uint64_t max_chunk_bytes = 64ull << 20;
   std::chrono::milliseconds partial_timeout{30000};  // a silent sender's partial checkpoint is dropped
   std::string server_id;                  // random per start when empty
+  std::uint64_t pool_bytes = 1ull << 30;  // idle receive buffers kept for reuse
 };
 
 struct Outgoing {
@@ -93,6 +94,7 @@ class MergerCore {
   CoreOptions options_;
   JobSink sink_;
   PendingSource pending_;
+  std::shared_ptr<BufferPool> pool_;
   WindowStore store_;
   std::map<std::string, Session> sessions_;
   std::map<std::string, std::shared_ptr<const Manifest>> run_manifests_;

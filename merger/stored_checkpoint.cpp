@@ -4,10 +4,50 @@
 
 namespace wsm::merger {
 
-TensorBuffer make_buffer(std::uint64_t size) {
+TensorBuffer::~TensorBuffer() {
+  if (bytes)
+    if (auto p = pool.lock()) p->give(std::move(bytes), capacity);
+}
+
+TensorBuffer BufferPool::take(std::uint64_t size) {
+  {
+    std::lock_guard lock(mu_);
+    // The smallest idle buffer that fits, unless it would waste more than half of itself.
+    auto it = free_.lower_bound(size);
+    if (it != free_.end() && it->first / 2 <= size) {
+      TensorBuffer b;
+      b.capacity = it->first;
+      b.bytes = std::move(it->second);
+      b.size = size;
+      b.pool = weak_from_this();
+      idle_ -= b.capacity;
+      free_.erase(it);
+      return b;
+    }
+  }
+  TensorBuffer b = make_buffer(size);
+  b.pool = weak_from_this();
+  return b;
+}
+
+void BufferPool::give(std::unique_ptr<std::byte[]> bytes, std::uint64_t capacity) {
+  std::lock_guard lock(mu_);
+  if (idle_ + capacity > max_bytes_) return;  // freed
+  idle_ += capacity;
+  free_.emplace(capacity, std::move(bytes));
+}
+
+std::uint64_t BufferPool::idle_bytes() const {
+  std::lock_guard lock(mu_);
+  return idle_;
+}
+
+TensorBuffer make_buffer(std::uint64_t size, BufferPool* pool) {
+  if (pool) return pool->take(size);
   TensorBuffer b;
   b.bytes = std::make_unique_for_overwrite<std::byte[]>(size ? size : 1);
   b.size = size;
+  b.capacity = size ? size : 1;
   return b;
 }
 

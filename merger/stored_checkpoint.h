@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <map>
+#include <mutex>
 #include <memory>
 #include <span>
 #include <string>
@@ -13,13 +15,40 @@
 
 namespace wsm::merger {
 
+class BufferPool;
+
 struct TensorBuffer {
   std::unique_ptr<std::byte[]> bytes;  // uninitialised on allocation: every byte is received
   std::uint64_t size = 0;
+  std::uint64_t capacity = 0;
+  std::weak_ptr<BufferPool> pool;      // where the bytes go when this buffer is dropped
+
+  TensorBuffer() = default;
+  TensorBuffer(TensorBuffer&&) noexcept = default;
+  TensorBuffer& operator=(TensorBuffer&&) noexcept = default;
+  ~TensorBuffer();
   std::span<std::byte> span() { return {bytes.get(), size}; }
   std::span<const std::byte> span() const { return {bytes.get(), size}; }
 };
-TensorBuffer make_buffer(std::uint64_t size);
+
+// Recycles the buffers of checkpoints that left the window for the next ones to arrive: a fresh
+// allocation page-faults on every byte it receives, a recycled one does not. Holds at most
+// max_bytes of idle buffers.
+class BufferPool : public std::enable_shared_from_this<BufferPool> {
+ public:
+  explicit BufferPool(std::uint64_t max_bytes) : max_bytes_(max_bytes) {}
+  TensorBuffer take(std::uint64_t size);
+  void give(std::unique_ptr<std::byte[]> bytes, std::uint64_t capacity);
+  std::uint64_t idle_bytes() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::multimap<std::uint64_t, std::unique_ptr<std::byte[]>> free_;  // by capacity
+  std::uint64_t idle_ = 0, max_bytes_;
+};
+
+// A buffer of `size` bytes, from `pool` when given.
+TensorBuffer make_buffer(std::uint64_t size, BufferPool* pool = nullptr);
 
 struct StoredCheckpoint {
   std::string run_id;

@@ -216,7 +216,7 @@ struct MergerClient::Impl {
     begin.mutable_begin()->set_lr(s.lr);
     wire::send(*socket, "", begin);
 
-    wire::StreamChecksum whole;
+    wire::ChecksumChain whole;
     std::size_t chunk = opt.chunk_bytes;
     if (max_chunk && chunk > max_chunk) chunk = max_chunk;
     for (std::size_t i = 0; i < s.manifest.size(); ++i) {
@@ -242,7 +242,7 @@ struct MergerClient::Impl {
         c->set_offset(off);
         c->set_length(len);
         c->set_checksum(wire::checksum(bytes));
-        whole.update(bytes);
+        whole.add(c->checksum());
         wire::send(*socket, "", env, wire::borrowed_frame(snap, bytes.data(), len));
         --credit;
         std::lock_guard lock(mu);

@@ -34,6 +34,13 @@ MappedFile::MappedFile(const fs::path& path) {
   ::close(fd);  // the mapping keeps the file alive
 }
 
+void MappedFile::release(const std::byte* p, std::size_t n) const {
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto lo = (reinterpret_cast<std::uintptr_t>(p) + page - 1) / page * page;
+  const auto hi = (reinterpret_cast<std::uintptr_t>(p) + n) / page * page;
+  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);  // advisory: errors ignored
+}
+
 MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
 }
@@ -64,7 +71,12 @@ void SafetensorsReader::read(const std::string& name, std::uint64_t offset, std:
   if (offset > src.size() || dst.size() > src.size() - offset)
     throw Error(path_.string() + ": tensor '" + name + "': read of bytes [" + std::to_string(offset) + ", " +
                 std::to_string(offset + dst.size()) + ") outside its " + std::to_string(src.size()) + " bytes");
-  if (!dst.empty()) std::memcpy(dst.data(), src.data() + offset, dst.size());
+  if (dst.empty()) return;
+  std::memcpy(dst.data(), src.data() + offset, dst.size());
+  // Streaming a multi-GB file through read() would otherwise leave every page it touched counted
+  // in this process's RSS; drop the mapping's pages behind large reads (the page cache keeps them).
+  constexpr std::size_t kDropAbove = 4u << 20;
+  if (dst.size() >= kDropAbove) file_.release(src.data() + offset, dst.size());
 }
 
 SafetensorsFileWriter::SafetensorsFileWriter(fs::path path, std::vector<TensorInfo> tensors,

@@ -24,6 +24,8 @@ class MappedFile {
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
   std::span<const std::byte> bytes() const { return {data_, size_}; }
+  // Drops the whole pages inside [p, p+n) from this process's resident set (data stays valid).
+  void release(const std::byte* p, std::size_t n) const;
 
  private:
   const std::byte* data_ = nullptr;

@@ -22,6 +22,12 @@ void StreamChecksum::reset() { XXH3_64bits_reset(state_->s); }
 void StreamChecksum::update(std::span<const std::byte> bytes) { XXH3_64bits_update(state_->s, bytes.data(), bytes.size()); }
 std::uint64_t StreamChecksum::digest() const { return XXH3_64bits_digest(state_->s); }
 
+void ChecksumChain::add(std::uint64_t chunk_checksum) {
+  std::byte le[8];
+  for (int i = 0; i < 8; ++i) le[i] = std::byte((chunk_checksum >> (8 * i)) & 0xff);
+  stream_.update(le);
+}
+
 v1::Envelope envelope() {
   v1::Envelope env;
   env.set_version(kProtocolVersion);

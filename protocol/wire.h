@@ -37,6 +37,18 @@ class StreamChecksum {
   std::unique_ptr<State> state_;
 };
 
+// The per-checkpoint checksum: XXH3-64 over the chunk checksums in the order sent, each as 8
+// little-endian bytes. It covers every byte (through the chunk checksums) plus the chunk order,
+// without hashing the data a second time.
+class ChecksumChain {
+ public:
+  void add(std::uint64_t chunk_checksum);
+  std::uint64_t digest() const { return stream_.digest(); }
+
+ private:
+  StreamChecksum stream_;
+};
+
 // A protocol fault detected on receipt; code goes back to the sender in an ErrorReply.
 class ProtocolError : public Error {
  public:

@@ -162,10 +162,11 @@ inline std::span<const std::byte> bytes_of(const OwnedTensor& t) {
 }
 
 inline v1::Envelope end(std::int64_t step, const std::vector<OwnedTensor>& model) {
-  wire::StreamChecksum s;
+  // Matches test::chunk: one chunk per tensor.
+  wire::ChecksumChain s;
   std::uint64_t total = 0;
   for (const auto& t : model) {
-    s.update(bytes_of(t));
+    s.add(wire::checksum(bytes_of(t)));
     total += bytes_of(t).size();
   }
   auto env = wire::envelope();

@@ -240,7 +240,7 @@ class MergerClient:
         if self._session_manifest != snap.manifest() and not self._hello(snap):
             return "retry"
         self._send("begin", step=snap.step, tokens=snap.tokens, lr=snap.lr)
-        whole = _xxh3.Stream()
+        whole = _xxh3.Stream()  # over the chunk checksums, 8 little-endian bytes each
         chunk = self.chunk_bytes if not self._max_chunk else min(self.chunk_bytes, self._max_chunk)
         total = 0
         for name, _dtype, _shape, data in snap.tensors:
@@ -256,10 +256,10 @@ class MergerClient:
                     r = self._on_message(m, snap, resend)
                     if r is not None:
                         return r
-                whole.update(piece)
                 env = pb.Envelope(version=PROTOCOL_VERSION)
                 c = env.chunk
                 c.step, c.name, c.offset, c.length, c.checksum = snap.step, name, off, piece.nbytes, _xxh3.checksum(piece)
+                whole.update(c.checksum.to_bytes(8, "little"))
                 self._sock.send(env.SerializeToString(), zmq.SNDMORE)
                 self._sock.send(piece, copy=False)  # zero-copy: pyzmq holds the view until sent
                 self._credit -= 1
