@@ -141,7 +141,8 @@ void run_ingest(const IngestArgs& a) {
   fmt::print("raw ZeroMQ loopback ({:.2f} MiB frames): {:8.2f} GB/s\n", chunk / 1048576.0, raw_bps / 1e9);
   fmt::print("ingest through wsm serve:                 {:8.2f} GB/s   ratio {:.2f}x raw (target >= 0.8)\n",
              ingest_bps / 1e9, ingest_bps / raw_bps);
-  fmt::print("send_checkpoint blocks (median):          {:8.3f} ms\n", block * 1e3);
+  fmt::print("send_checkpoint blocks (median, min):     {:8.3f} ms, {:.3f} ms (min: sender thread idle)\n", block * 1e3,
+             *std::min_element(blocks.begin(), blocks.end()) * 1e3);
   fmt::print("memcpy of the same tensors (median):      {:8.3f} ms   ratio {:.2f}x memcpy (target <= ~1)\n", copy * 1e3,
              block / copy);
 }

@@ -177,7 +177,7 @@ TrainSummary train(const TrainOptions& o) {
       interval_loss = 0;
     }
   }
-  sum.step = std::max(st.step, o.steps);
+  sum.step = st.step;
   sum.tokens_per_s = double(run_steps) * B * T /
                      std::max(std::chrono::duration<double>(Clock::now() - run_start).count(), 1e-9);
   if (merger) merger->flush();

@@ -85,8 +85,7 @@ void expect_equals_elementwise(const Case& c, const std::string& what) {
     Buffer expect(c.out[o].dtype, c.out[o].size());
     for (std::size_t i = 0; i < expect.size(); ++i)
       elem::store(expect.bytes.data(), expect.dtype, i, elem::merge_one<Acc>(ptrs.data(), types.data(), &w[o * k], int(k), i));
-    ASSERT_EQ(0, std::memcmp(expect.bytes.data(), c.out[o].bytes.data(), expect.bytes.size()))
-        << what << " output " << o << " differs from the per-element code";
+    ASSERT_TRUE(expect.bytes == c.out[o].bytes) << what << " output " << o << " differs from the per-element code";
   }
 }
 

@@ -12,3 +12,7 @@ add_custom_target(wsm_python_proto ALL DEPENDS ${wsm_py_gen}/wsm_pb2.py)
 if(TARGET merger_client_python)
   add_dependencies(merger_client_python wsm_python_proto)
 endif()
+# merger_serve_command runs the `wsm` executable.
+if(TARGET merger_serve_command AND TARGET wsm)
+  add_dependencies(merger_serve_command wsm)
+endif()

@@ -1,6 +1,7 @@
 // MergerCore without sockets: handshake, credit, complete checkpoints, every fault of issue 5, and
 // emission planning against schedules/ (select_window) as the reference.
 #include <gtest/gtest.h>
+#include <xxhash.h>
 
 #include "merger/daemon_core.h"
 #include "serve_test_util.h"
@@ -80,8 +81,16 @@ TEST(ServeCore, CreditIsReturnedForEveryChunk) {
     for (auto& o : h.send("a", test::chunk(100, model[0].name, i * 32, bytes.subspan(i * 32, 32)), bytes.subspan(i * 32, 32)))
       if (o.envelope.has_credit()) granted += o.envelope.credit().grant();
   EXPECT_EQ(granted, 8u);  // batches of credit/4 = 2
-  auto out = h.send("a", test::end(100, model));
-  ASSERT_TRUE(out.back().envelope.has_ack());
+  // The end's checksum chains the 8 chunk checksums (docs/protocol.md), computed here by hand.
+  std::vector<std::byte> chain;
+  for (int i = 0; i < 8; ++i) {
+    const auto c = wire::checksum(bytes.subspan(i * 32, 32));
+    for (int b = 0; b < 8; ++b) chain.push_back(std::byte((c >> (8 * b)) & 0xff));
+  }
+  auto end = test::end(100, model);
+  end.mutable_end()->set_checksum(XXH3_64bits(chain.data(), chain.size()));
+  auto out = h.send("a", end);
+  ASSERT_TRUE(out.back().envelope.has_ack()) << out.back().envelope.DebugString();
 }
 
 v1::ErrorCode error_of(const std::vector<v1::Envelope>& replies) {
