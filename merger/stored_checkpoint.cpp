@@ -4,6 +4,12 @@
 
 namespace wsm::merger {
 
+FileLease::~FileLease() {
+  if (!dropped) return;
+  std::error_code ec;
+  std::filesystem::remove(path, ec);
+}
+
 TensorBuffer::~TensorBuffer() {
   if (bytes)
     if (auto p = pool.lock()) p->give(std::move(bytes), capacity);
@@ -75,6 +81,7 @@ std::shared_ptr<const StoredCheckpoint> without_memory(const StoredCheckpoint& c
   out->lr = c.lr;
   out->tensors = c.tensors;
   out->file = c.file;
+  out->lease = c.lease;
   return out;
 }
 
@@ -127,6 +134,7 @@ std::shared_ptr<const StoredCheckpoint> load_stored(const std::filesystem::path&
   c->lr = meta.lr.value_or(0);
   c->tensors = reader->tensors();
   c->file = path;
+  c->lease = std::make_shared<FileLease>(path);
   return c;
 }
 

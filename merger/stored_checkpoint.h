@@ -1,6 +1,7 @@
 #pragma once
 // A checkpoint held by the daemon's window: immutable once complete, shared by the window and by
 // any emission reading it, so dropping or spilling never pulls bytes from under a running merge.
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -50,6 +51,15 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
 // A buffer of `size` bytes, from `pool` when given.
 TensorBuffer make_buffer(std::uint64_t size, BufferPool* pool = nullptr);
 
+// A file in the store, deleted when the window has dropped it and no reader (a queued or running
+// output) still holds it; kept otherwise, so a restart finds it.
+struct FileLease {
+  std::filesystem::path path;
+  std::atomic<bool> dropped{false};
+  explicit FileLease(std::filesystem::path p) : path(std::move(p)) {}
+  ~FileLease();
+};
+
 struct StoredCheckpoint {
   std::string run_id;
   std::int64_t step = 0;
@@ -58,6 +68,7 @@ struct StoredCheckpoint {
   std::vector<TensorInfo> tensors;
   std::vector<TensorBuffer> data;   // one per tensor; empty when only on disk
   std::filesystem::path file;       // persisted copy in the store, empty when none
+  std::shared_ptr<FileLease> lease; // of `file`
 
   bool in_memory() const { return !data.empty(); }
   std::uint64_t nbytes() const;

@@ -77,6 +77,7 @@ void WindowStore::add(std::shared_ptr<StoredCheckpoint> c) {
     fs::create_directories(path.parent_path());
     persist(*c, path);
     c->file = path;
+    c->lease = std::make_shared<FileLease>(path);
   }
   memory_bytes_ += c->nbytes();
   list.push_back(std::move(c));
@@ -102,10 +103,7 @@ void WindowStore::retain(const std::string& run_id) {
   for (std::size_t i = 0; i < keep_from; ++i) {
     const auto& old = list[i];
     if (old->in_memory()) memory_bytes_ -= old->nbytes();
-    if (!old->file.empty()) {
-      std::error_code ec;
-      fs::remove(old->file, ec);
-    }
+    if (old->lease) old->lease->dropped = true;  // the file goes when its last reader is done
     spdlog::debug("window: run '{}' dropped step {}", run_id, old->step);
   }
   list.erase(list.begin(), list.begin() + static_cast<std::ptrdiff_t>(keep_from));

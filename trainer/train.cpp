@@ -180,7 +180,16 @@ TrainSummary train(const TrainOptions& o) {
   sum.step = st.step;
   sum.tokens_per_s = double(run_steps) * B * T /
                      std::max(std::chrono::duration<double>(Clock::now() - run_start).count(), 1e-9);
-  if (merger) merger->flush();
+  std::string merger_error;
+  if (merger) {
+    // Checkpoints are on disk either way: finish the run (and its evaluation), then report.
+    try {
+      merger->flush();
+    } catch (const std::exception& e) {
+      merger_error = e.what();
+      spdlog::error("merger {}: {}", o.merger, merger_error);
+    }
+  }
 
   if (o.eval_positions > 0 && !val_tokens.empty()) {
     backend->download(st.model.params, st.optim);
@@ -192,6 +201,8 @@ TrainSummary train(const TrainOptions& o) {
     std::printf("validation: loss %.4f nats, %.4f bits/char over %lld positions of %s\n", ev.loss,
                 ev.bits_per_char, (long long)ev.positions, val_path.string().c_str());
   }
+  if (!merger_error.empty())
+    throw Error("merger " + o.merger + ": " + merger_error + " (checkpoints are in " + o.out.string() + ")");
   return sum;
 }
 

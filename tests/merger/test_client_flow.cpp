@@ -43,22 +43,26 @@ TEST(ClientFlow, NeverExceedsTheGrantedCredit) {
   welcome.mutable_welcome()->set_protocol_version(1);
   fake.reply(hello->peer, welcome);
 
-  auto count_chunks = [&](int window_ms) {
+  // Receives until `want` chunks arrived (bounded), then checks that nothing more comes for a while.
+  auto count_chunks = [&](int want) {
     int chunks = 0;
-    while (auto m = fake.next(window_ms))
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (chunks < want && std::chrono::steady_clock::now() < until)
+      if (auto m = fake.next(100); m && m->envelope.has_chunk()) ++chunks;
+    while (auto m = fake.next(300))
       if (m->envelope.has_chunk()) ++chunks;
     return chunks;
   };
-  EXPECT_EQ(count_chunks(300), 3);  // begin + 3 chunks, then it waits
+  EXPECT_EQ(count_chunks(3), 3);  // begin + 3 chunks, then it waits
   auto credit = wire::envelope();
   credit.mutable_credit()->set_grant(5);
   fake.reply(hello->peer, credit);
-  EXPECT_EQ(count_chunks(300), 5);
+  EXPECT_EQ(count_chunks(5), 5);
   credit.mutable_credit()->set_grant(100);
   fake.reply(hello->peer, credit);
   int chunks = 0;
   bool ended = false;
-  while (auto m = fake.next(500)) {
+  while (auto m = fake.next(5000)) {
     chunks += m->envelope.has_chunk();
     if (m->envelope.has_end()) {
       ended = true;
@@ -89,6 +93,7 @@ TEST(ClientFlow, FullQueueMakesSendWait) {
       ++sent;
     }
   });
+  ASSERT_TRUE(test::wait_for([&] { return sent.load() == 2; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   EXPECT_EQ(sent.load(), 2);  // the third waits: the merger has not acked anything
 
