@@ -64,7 +64,7 @@ TEST(ServeWindow, RetentionKeepsTheLargestWindowAndItsAnchor) {
 TEST(ServeWindow, TokenWindowsUseTokens) {
   WindowStore store({}, parse_emulations("linear:2000t"));  // tokens = 10 x step
   for (std::int64_t s = 100; s <= 600; s += 100) store.add(ckpt(s));
-  EXPECT_FALSE(store.covered("run", store.emulations()[0]) && store.entries("run").front()->tokens > 6000 - 2000);
+  EXPECT_TRUE(store.covered("run", store.emulations()[0]));
   EXPECT_EQ(store.entries("run").front()->tokens, 4000);  // anchor at <= 6000 - 2000
 }
 
