@@ -7,6 +7,7 @@
 #include <chrono>
 #include <exception>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -82,10 +83,14 @@ namespace {
 
 struct Sizes {
   std::uint64_t in_elem = 1, out_elem = 1;
+  std::uint64_t max_numel = 1;  // no buffer larger than the largest tensor needs
 };
 Sizes max_sizes(const MergePlan& plan, std::span<CheckpointReader* const> inputs) {
   Sizes s;
+  // Sized by the float tensors only: copied (integer) tensors go through in smaller element counts.
   for (std::size_t t = 0; t < plan.output_tensors.size(); ++t) {
+    s.max_numel = std::max<std::uint64_t>(s.max_numel, plan.output_tensors[t].numel());
+    if (plan.copied[t]) continue;
     s.out_elem = std::max<std::uint64_t>(s.out_elem, dtype_size(plan.output_tensors[t].dtype));
     for (const CheckpointReader* r : inputs)
       s.in_elem = std::max<std::uint64_t>(s.in_elem, dtype_size(r->info(plan.output_tensors[t].name).dtype));
@@ -94,7 +99,7 @@ Sizes max_sizes(const MergePlan& plan, std::span<CheckpointReader* const> inputs
 }
 
 std::uint64_t buffer_bytes(const Sizes& s, std::size_t k, std::size_t m, const EngineOptions& o) {
-  const std::uint64_t chunk = std::max<std::uint64_t>(1, o.chunk_elements);
+  const std::uint64_t chunk = std::clamp<std::uint64_t>(o.chunk_elements, 1, s.max_numel);
   return std::uint64_t(std::max(1, o.chunks_in_flight)) * chunk * (k * s.in_elem + m * s.out_elem);
 }
 
@@ -122,12 +127,13 @@ EngineStats merge_checkpoints(std::span<CheckpointReader* const> inputs, std::sp
                 " outputs x " + std::to_string(k) + " inputs");
   const auto start = std::chrono::steady_clock::now();
   const Sizes sizes = max_sizes(plan, inputs);
-  const std::uint64_t chunk = std::max<std::uint64_t>(1, options.chunk_elements);
+  const std::uint64_t chunk = std::clamp<std::uint64_t>(options.chunk_elements, 1, sizes.max_numel);
   const std::size_t slots = std::size_t(std::max(1, options.chunks_in_flight));
   const std::uint64_t in_stride = chunk * sizes.in_elem, out_stride = chunk * sizes.out_elem;
   const std::uint64_t slot_bytes = k * in_stride + m * out_stride;
   // Every buffer up front: the peak is known before the first byte is read.
-  std::vector<std::vector<std::byte>> buffers(slots, std::vector<std::byte>(slot_bytes));
+  std::vector<std::unique_ptr<std::byte[]>> buffers;  // not zero-filled: every byte used is read first
+  for (std::size_t s = 0; s < slots; ++s) buffers.push_back(std::make_unique_for_overwrite<std::byte[]>(slot_bytes));
 
   for (std::size_t t = 0; t < plan.output_tensors.size(); ++t)
     if (plan.copied[t])
@@ -164,11 +170,14 @@ EngineStats merge_checkpoints(std::span<CheckpointReader* const> inputs, std::sp
       for (std::size_t t = 0; t < plan.output_tensors.size(); ++t) {
         const TensorInfo& info = plan.output_tensors[t];
         const std::uint64_t n = info.numel();
-        for (std::uint64_t begin = 0; begin < n; begin += chunk) {
+        // A copied tensor's chunk fills the newest input's region, whatever its element size.
+        const std::uint64_t step =
+            plan.copied[t] ? std::max<std::uint64_t>(1, in_stride / dtype_size(info.dtype)) : chunk;
+        for (std::uint64_t begin = 0; begin < n; begin += step) {
           const auto slot = free_slots.pop();
           if (!slot) return;
-          Item item{t, begin, std::min(chunk, n - begin), *slot};
-          std::byte* base = buffers[*slot].data();
+          Item item{t, begin, std::min(step, n - begin), *slot};
+          std::byte* base = buffers[*slot].get();
           for (std::size_t j = plan.copied[t] ? k - 1 : 0; j < k; ++j) {
             const std::uint64_t es = dtype_size(inputs[j]->info(info.name).dtype);
             inputs[j]->read(info.name, begin * es, {base + j * in_stride, item.count * es});
@@ -191,7 +200,7 @@ EngineStats merge_checkpoints(std::span<CheckpointReader* const> inputs, std::sp
         if (failed()) return;
         const TensorInfo& info = plan.output_tensors[item->tensor];
         const std::uint64_t es = dtype_size(info.dtype);
-        const std::byte* base = buffers[item->slot].data();
+        const std::byte* base = buffers[item->slot].get();
         for (std::size_t o = 0; o < m; ++o) {
           const std::byte* src = plan.copied[item->tensor] ? base + (k - 1) * in_stride : base + k * in_stride + o * out_stride;
           outputs[o]->write(info.name, item->begin * es, {src, item->count * es});
@@ -213,7 +222,7 @@ EngineStats merge_checkpoints(std::span<CheckpointReader* const> inputs, std::sp
       if (failed()) break;
       if (!plan.copied[item->tensor]) {
         const TensorInfo& info = plan.output_tensors[item->tensor];
-        std::byte* base = buffers[item->slot].data();
+        std::byte* base = buffers[item->slot].get();
         for (std::size_t j = 0; j < k; ++j) in[j] = {base + j * in_stride, inputs[j]->info(info.name).dtype};
         for (std::size_t o = 0; o < m; ++o) out[o] = {base + k * in_stride + o * out_stride, info.dtype};
         backend.merge({in, weights, out, item->count, options.accumulate_f64});

@@ -40,7 +40,7 @@ TEST(Austen, SmallPresetBeatsUnigramBaseline) {
 
   TrainOptions o;
   o.preset = "small";
-  o.steps = 300;
+  o.steps = 500;
   o.every = 100;
   o.batch_size = 8;
   o.schedule = "warmup=50,stable,peak=3e-3";
