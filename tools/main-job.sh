@@ -33,4 +33,6 @@ trap - EXIT
 
 echo
 echo "== validation loss: last raw checkpoint vs merged outputs =="
-./build/wsm eval "$out/train/step_$steps.h5" "$out"/merged/*.h5
+# Merged files are <out>/merged/<run>/<emulation>/step_<N>.h5; the raw checkpoint goes first (eval takes
+# the model configuration from it for merged files that do not carry one).
+./build/wsm eval "$out/train/step_$(printf %08d "$steps").h5" "$out"/merged/*/*/*.h5
