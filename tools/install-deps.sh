@@ -9,7 +9,7 @@ packages=(
   libprotobuf-dev protobuf-compiler
   libhdf5-dev
   libspdlog-dev libfmt-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev
   libcli11-dev nlohmann-json3-dev
   libxxhash-dev zlib1g-dev
   libopenblas-dev libomp-dev
