@@ -31,6 +31,7 @@ struct MergeProblem {
   std::span<const MergeOutput> outputs;  // M outputs
   std::size_t count = 0;                 // elements per tensor
   bool accumulate_f64 = false;
+  int threads = 0;                       // CPU: 0 = an OpenMP team as large as allowed; 1 = the calling thread only
 };
 
 class MergeBackend {
@@ -38,6 +39,10 @@ class MergeBackend {
   virtual ~MergeBackend() = default;
   virtual std::string name() const = 0;   // "cpu", "cuda", "cublas"
   virtual void merge(const MergeProblem& problem) = 0;  // throws wsm::Error on bad arguments
+  // How many merge() calls may usefully run at once from different threads, each with threads = 1
+  // on its own slice of the data: the merge engine then runs that many compute threads instead of
+  // a thread team per call. 1 for backends that serialise on one device.
+  virtual int concurrent_calls() const { return 1; }
 };
 
 std::unique_ptr<MergeBackend> make_cpu_backend();

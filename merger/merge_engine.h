@@ -1,8 +1,11 @@
 #pragma once
 // The checkpoint-level merge engine, reusable by the offline `wsm merge` and by the daemon:
-// K readers (oldest first) -> M writers, tensor by tensor and chunk by chunk, with a reader thread,
-// the kernel on the calling thread and a writer thread joined by bounded queues, so reading,
+// K readers (oldest first) -> M writers, tensor by tensor and chunk by chunk: a reader thread, the
+// kernel on the calling thread (plus one more compute thread per extra core when the backend runs
+// calls side by side) and one writer thread per output, joined by bounded queues, so reading,
 // computing and writing overlap and memory stays at `buffer_bytes` whatever the checkpoint size.
+// Inputs whose bytes the reader maps (CheckpointReader::mapped) are read in place, not copied: the
+// reader thread only faults their pages in ahead of the kernel, and the writer drops them after.
 //
 // Float tensors (f32/f16/bf16/f64, mixed allowed) are merged by a kernels::MergeBackend. Integer
 // and bool tensors are never averaged: they are copied from the newest input (said so in the log).
@@ -31,8 +34,8 @@ struct MergePlan {
 MergePlan plan_merge(std::span<CheckpointReader* const> inputs, std::optional<DType> out_dtype);
 
 struct EngineOptions {
-  std::uint64_t chunk_elements = 4u << 20;  // elements per tensor chunk: sizes every buffer
-  int chunks_in_flight = 3;                 // buffers cycling between the reader, kernel and writer
+  std::uint64_t chunk_elements = 1u << 18;  // elements per tensor chunk: sizes every buffer (cache-sized)
+  int chunks_in_flight = 4;                 // buffers cycling between reader, compute threads, writer
   bool accumulate_f64 = false;
   // Called from the writer thread after each chunk: output bytes done, output bytes in total.
   std::function<void(std::uint64_t done, std::uint64_t total)> progress;

@@ -26,7 +26,7 @@ struct OfflineMergeRequest {
   std::optional<DType> dtype;                 // float tensors' output dtype; default: the newest input's
   std::string backend = "cpu";                // kernels::make_backend name
   bool accumulate_f64 = false;
-  std::uint64_t chunk_elements = 4u << 20;
+  std::uint64_t chunk_elements = 1u << 18;  // per tensor piece: buffers stay in the CPU caches
 };
 
 struct OfflineInput {

@@ -50,6 +50,11 @@ class CheckpointReader {
   // naming file and tensor on a bad name, an out-of-range request or a short read.
   virtual void read(const std::string& name, std::uint64_t offset, std::span<std::byte> dst) = 0;
 
+  // The tensor's bytes in place, when the format keeps them contiguous and uncompressed in a file
+  // it maps (safetensors, contiguous HDF5 datasets): the merge engine then reads without copying.
+  // Empty when bytes must come through read(). Valid while the reader lives.
+  virtual std::optional<std::span<const std::byte>> mapped(const std::string& /*name*/) { return std::nullopt; }
+
   const TensorInfo& info(const std::string& name) const;  // throws when absent
 };
 

@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "protocol/atomic_file.h"
+#include "protocol/mapped_file.h"
 #include "protocol/safetensors_header.h"
 
 namespace fs = std::filesystem;
@@ -352,6 +353,7 @@ class Hdf5Reader final : public CheckpointReader {
         throw Error(where + ": duplicate tensor name '" + datasets_[i].info.name + "'");
     }
     open_.resize(datasets_.size());
+    located_.resize(datasets_.size());
   }
   ~Hdf5Reader() override {
     const Lock lock(hdf5_lock());
@@ -388,7 +390,39 @@ class Hdf5Reader final : public CheckpointReader {
         });
   }
 
+  std::optional<std::span<const std::byte>> mapped(const std::string& name) override {
+    const auto it = index_.find(name);
+    if (it == index_.end()) throw Error(path_.string() + ": no tensor '" + name + "'");
+    const Lock lock(hdf5_lock());
+    auto& slot = located_[it->second];
+    if (!slot) slot = locate_in_file(it->second, path_.string() + ": tensor '" + name + "'");
+    return *slot;
+  }
+
  private:
+  // Where a dataset's bytes lie in the file, when they lie there as-is: contiguous layout, no
+  // filters, stored in exactly our little-endian element type, storage allocated.
+  std::optional<std::span<const std::byte>> locate_in_file(std::size_t i, const std::string& where) {
+    const DatasetInfo& d = datasets_[i];
+    if (d.info.dtype == DType::boolean || d.info.nbytes() == 0) return std::nullopt;
+    auto& [dset, mtype] = open_dataset(i, where);
+    Handle dcpl = plist_handle(H5Dget_create_plist(dset.get()), where + ": cannot read its creation properties");
+    if (H5Pget_layout(dcpl.get()) != H5D_CONTIGUOUS || H5Pget_nfilters(dcpl.get()) != 0) return std::nullopt;
+    Handle ftype = type_handle(H5Dget_type(dset.get()), where + ": no type");
+    if (H5Tequal(ftype.get(), mtype.get()) <= 0) return std::nullopt;
+    const haddr_t at = H5Dget_offset(dset.get());
+    if (at == HADDR_UNDEF) {  // never written: read() gives the fill value
+      H5Eclear2(H5E_DEFAULT);
+      return std::nullopt;
+    }
+    if (!file_map_) file_map_ = std::make_unique<MappedFile>(path_);
+    const auto bytes = file_map_->bytes();
+    if (at > bytes.size() || d.info.nbytes() > bytes.size() - at)
+      throw Error(where + ": its data (" + std::to_string(d.info.nbytes()) + " bytes at offset " + std::to_string(at) +
+                  ") runs past the end of the file (truncated?)");
+    return bytes.subspan(at, d.info.nbytes());
+  }
+
   std::pair<Handle, Handle>& open_dataset(std::size_t i, const std::string& where) {
     auto& slot = open_[i];
     if (!slot.first.valid()) {
@@ -492,6 +526,8 @@ class Hdf5Reader final : public CheckpointReader {
   std::vector<TensorInfo> infos_;
   std::unordered_map<std::string, std::size_t> index_;
   std::vector<std::pair<Handle, Handle>> open_;  // dataset, memory type; opened on first read
+  std::vector<std::optional<std::optional<std::span<const std::byte>>>> located_;  // mapped(), once per tensor
+  std::unique_ptr<MappedFile> file_map_;  // mapped on the first mapped() that finds bytes in place
 };
 
 // Chunk shape of at most ~chunk_bytes: whole trailing dimensions while they fit, then part of the next.

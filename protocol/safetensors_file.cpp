@@ -1,7 +1,6 @@
 #include "protocol/safetensors_file.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,39 +10,6 @@
 namespace fs = std::filesystem;
 
 namespace wsm {
-
-MappedFile::MappedFile(const fs::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(path.string() + ": cannot open: " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    throw Error(path.string() + ": cannot stat: " + std::strerror(err));
-  }
-  size_ = static_cast<std::size_t>(st.st_size);
-  if (size_ > 0) {
-    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) {
-      const int err = errno;
-      ::close(fd);
-      throw Error(path.string() + ": cannot mmap: " + std::strerror(err));
-    }
-    data_ = static_cast<const std::byte*>(p);
-  }
-  ::close(fd);  // the mapping keeps the file alive
-}
-
-void MappedFile::release(const std::byte* p, std::size_t n) const {
-  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const auto lo = (reinterpret_cast<std::uintptr_t>(p) + page - 1) / page * page;
-  const auto hi = (reinterpret_cast<std::uintptr_t>(p) + n) / page * page;
-  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);  // advisory: errors ignored
-}
-
-MappedFile::~MappedFile() {
-  if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
-}
 
 SafetensorsReader::SafetensorsReader(fs::path path) : path_(std::move(path)), file_(path_) {
   const auto bytes = file_.bytes();
@@ -76,7 +42,7 @@ void SafetensorsReader::read(const std::string& name, std::uint64_t offset, std:
   // Streaming a multi-GB file through read() would otherwise leave every page it touched counted
   // in this process's RSS; drop the mapping's pages behind large reads (the page cache keeps them).
   constexpr std::size_t kDropAbove = 4u << 20;
-  if (dst.size() >= kDropAbove) file_.release(src.data() + offset, dst.size());
+  if (dst.size() >= kDropAbove) release_mapped(src.subspan(offset, dst.size()));
 }
 
 SafetensorsFileWriter::SafetensorsFileWriter(fs::path path, std::vector<TensorInfo> tensors,

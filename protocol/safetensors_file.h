@@ -12,25 +12,10 @@
 
 #include "protocol/atomic_file.h"
 #include "protocol/checkpoint.h"
+#include "protocol/mapped_file.h"
 #include "protocol/safetensors_header.h"
 
 namespace wsm {
-
-// Owns a read-only mapping of a whole file; unmapped on destruction.
-class MappedFile {
- public:
-  explicit MappedFile(const std::filesystem::path& path);
-  ~MappedFile();
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-  std::span<const std::byte> bytes() const { return {data_, size_}; }
-  // Drops the whole pages inside [p, p+n) from this process's resident set (data stays valid).
-  void release(const std::byte* p, std::size_t n) const;
-
- private:
-  const std::byte* data_ = nullptr;
-  std::size_t size_ = 0;
-};
 
 class SafetensorsReader final : public CheckpointReader {
  public:
@@ -40,6 +25,7 @@ class SafetensorsReader final : public CheckpointReader {
   std::string format() const override { return "safetensors"; }
   const std::filesystem::path& path() const override { return path_; }
   void read(const std::string& name, std::uint64_t offset, std::span<std::byte> dst) override;
+  std::optional<std::span<const std::byte>> mapped(const std::string& name) override { return data(name); }
 
   // Zero-copy view of a tensor's bytes inside the mapping (valid while the reader lives).
   std::span<const std::byte> data(const std::string& name) const;

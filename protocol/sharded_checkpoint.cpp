@@ -107,6 +107,11 @@ class ShardedReader final : public CheckpointReader {
     if (it == where_.end()) throw Error(path_.string() + ": no tensor '" + name + "'");
     shards_[it->second]->read(name, offset, dst);
   }
+  std::optional<std::span<const std::byte>> mapped(const std::string& name) override {
+    const auto it = where_.find(name);
+    if (it == where_.end()) throw Error(path_.string() + ": no tensor '" + name + "'");
+    return shards_[it->second]->mapped(name);
+  }
 
  private:
   static void parse_index(const fs::path& index, std::map<std::string, std::string>& strings,

@@ -21,7 +21,7 @@ struct MergeArgs {
   std::vector<double> weights;
   std::optional<std::int64_t> window_steps, window_tokens;
   std::string dtype, backend = "auto", accumulate = "f32";
-  double chunk_mb = 16;
+  double chunk_mb = 1;
   bool dry_run = false;
   std::string out;
   std::vector<std::string> inputs;

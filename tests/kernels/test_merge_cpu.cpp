@@ -115,6 +115,36 @@ TEST(MergeCpu, EveryDtypePairAndSizeMatchesDoubleReference) {
           }
 }
 
+// Output counts 1..9 cover the register tiles' groups of 4 outputs and their remainders, with
+// sizes below, at and past the 16-element tile; every output must equal the per-element code.
+TEST(MergeCpu, EveryOutputCountMatchesElementwise) {
+  auto backend = make_cpu_backend();
+  std::uint64_t seed = 900;
+  for (std::size_t m = 1; m <= 9; ++m)
+    for (std::size_t n : {std::size_t(15), std::size_t(16), std::size_t(4099)})
+      for (DType out : {DType::bf16, DType::f16, DType::f32}) {
+        Case c = make_case(DType::bf16, m % 2 ? DType::f16 : DType::f32, 6, m, n, out, false, ++seed);
+        c.run(*backend);
+        const std::string what = "m=" + std::to_string(m) + " " + label(DType::bf16, DType::f16, out, n, false);
+        expect_near_reference(c, what);
+        expect_equals_elementwise<float>(c, what);
+      }
+}
+
+// Values that round across bf16/f16 boundaries: ties to even, overflow to inf, f16 subnormals.
+TEST(MergeCpu, RoundingEdgesMatchElementwise) {
+  auto backend = make_cpu_backend();
+  for (DType out : {DType::bf16, DType::f16}) {
+    Case c = make_case(DType::f32, DType::f32, 1, 1, 64, out, false, 5);
+    c.w = {1.0};
+    const float edges[] = {1.00390625f, 1.01171875f, 65504.f, 65519.f, 65520.f, 3.4e38f, -3.4e38f, 6.0e-8f,
+                           3.0e-8f,     2.9e-8f,     1e-5f,   -1e-5f,  0.f,     -0.f,    1.0009765625f, 1.0029296875f};
+    for (std::size_t i = 0; i < 64; ++i) c.in[0].set(i, edges[i % 16] * (i < 32 ? 1.f : 1.0000001f));
+    c.run(*backend);
+    expect_equals_elementwise<float>(c, std::string("edges -> ") + std::string(dtype_name(out)));
+  }
+}
+
 TEST(MergeCpu, SingleInputIsExactCopyAndCastIsRoundToNearestEven) {
   auto backend = make_cpu_backend();
   for (DType out : test::kFloatTypes) {

@@ -6,6 +6,8 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <functional>
+#include <omp.h>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -324,6 +326,81 @@ TEST(MergeEngine, InMemoryInputsAndFailurePropagation) {
     EXPECT_THROW(merge_checkpoints(rp, w, std::span(&wp, 1), plan, *backend, eo), Error);
   }
   EXPECT_EQ(dir.listing(), before);
+}
+
+// The same checkpoints read in place (safetensors, plain HDF5: CheckpointReader::mapped), copied
+// through read() (deflated HDF5) or from memory give the same bytes, with one or two compute
+// threads, for M = 6 outputs (register tiles of 4 + 2 outputs), and match the double reference.
+TEST(MergeEngine, MappedCopiedAndThreadedInputsGiveIdenticalBytes) {
+  TempDir dir;
+  std::vector<Checkpoint> ins;
+  for (int j = 0; j < 4; ++j) ins.push_back(make_checkpoint(j + 1, 300 + j));
+  struct Source {
+    std::string name;
+    std::function<std::unique_ptr<CheckpointReader>(int)> open;
+    bool mapped;
+  };
+  for (int j = 0; j < 4; ++j) {
+    save_checkpoint(dir.path() / ("in" + std::to_string(j) + ".safetensors"), ins[j]);
+    save_checkpoint(dir.path() / ("in" + std::to_string(j) + ".h5"), ins[j]);
+    save_checkpoint(dir.path() / ("in" + std::to_string(j) + ".deflate.h5"), ins[j],
+                    {.shard_bytes = 0, .compression = 3, .chunk_bytes = 256});
+  }
+  const std::vector<Source> sources = {
+      {"safetensors", [&](int j) { return open_checkpoint(dir.path() / ("in" + std::to_string(j) + ".safetensors")); }, true},
+      {"hdf5", [&](int j) { return open_checkpoint(dir.path() / ("in" + std::to_string(j) + ".h5")); }, true},
+      {"hdf5-deflate", [&](int j) { return open_checkpoint(dir.path() / ("in" + std::to_string(j) + ".deflate.h5")); }, false},
+      {"memory", [&](int j) { return std::make_unique<MemoryReader>(std::make_shared<Checkpoint>(ins[j]), "m"); }, false},
+  };
+  std::vector<std::vector<double>> rows;
+  std::vector<double> w;
+  for (int o = 0; o < 6; ++o) {
+    std::vector<double> row = {0.1 * o, 0.2, 0.3 - 0.05 * o, 0.0};
+    row[3] = 1.0 - row[0] - row[1] - row[2];
+    rows.push_back(row);
+    w.insert(w.end(), row.begin(), row.end());
+  }
+  auto backend = kernels::make_cpu_backend();
+  const int saved_threads = omp_get_max_threads();
+  std::optional<std::vector<Checkpoint>> first;
+  for (const auto& src : sources)
+    for (int threads : {1, 2}) {
+      omp_set_num_threads(threads);  // the CPU backend's concurrent_calls: compute threads in the engine
+      std::vector<std::unique_ptr<CheckpointReader>> readers;
+      std::vector<CheckpointReader*> rp;
+      for (int j = 0; j < 4; ++j) {
+        readers.push_back(src.open(j));
+        rp.push_back(readers.back().get());
+      }
+      EXPECT_EQ(rp[0]->mapped("layer.0/attn.w").has_value(), src.mapped) << src.name;
+      const MergePlan plan = plan_merge(rp, std::nullopt);
+      std::vector<std::unique_ptr<CheckpointWriter>> writers;
+      std::vector<CheckpointWriter*> wp;
+      for (int o = 0; o < 6; ++o) {
+        writers.push_back(create_checkpoint(dir.path() / ("out" + std::to_string(o) + ".safetensors"), ins.back().meta,
+                                            plan.output_tensors));
+        wp.push_back(writers.back().get());
+      }
+      EngineOptions eo;
+      eo.chunk_elements = 100;  // many chunks per tensor, tails not a multiple of the 16-element tile
+      merge_checkpoints(rp, w, wp, plan, *backend, eo);
+      std::vector<Checkpoint> outs;
+      for (int o = 0; o < 6; ++o) {
+        writers[o]->commit();
+        outs.push_back(load_checkpoint(dir.path() / ("out" + std::to_string(o) + ".safetensors")));
+      }
+      const std::string what = src.name + " threads=" + std::to_string(threads);
+      if (!first) {
+        for (int o = 0; o < 6; ++o) expect_merged(outs[o], ins, rows[o], std::nullopt, what + " output " + std::to_string(o));
+        first = outs;
+        continue;
+      }
+      for (int o = 0; o < 6; ++o)
+        for (std::size_t t = 0; t < outs[o].tensors.size(); ++t)
+          EXPECT_EQ(outs[o].tensors[t].data, (*first)[o].tensors[t].data)
+              << what << " output " << o << " tensor " << outs[o].tensors[t].info.name;
+    }
+  omp_set_num_threads(saved_threads);
 }
 
 // Files written by h5py (no wsm metadata: merged in the order given), the merged output read back
