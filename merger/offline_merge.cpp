@@ -9,6 +9,7 @@
 #include <set>
 
 #include "protocol/error.h"
+#include "protocol/version.h"
 
 namespace wsm::merger {
 namespace fs = std::filesystem;
@@ -200,7 +201,7 @@ std::map<std::string, std::string> merge_provenance(const OfflineMergeRequest& r
   for (std::size_t t = 0; t < plan.merge.copied.size(); ++t)
     if (plan.merge.copied[t]) copied.push_back(plan.merge.output_tensors[t].name);
   x["wsm.merge.copied_from_newest"] = copied.dump();
-  x["wsm.version"] = json(std::string(kWsmVersion)).dump();
+  x["wsm.version"] = json(std::string(wsm_version())).dump();
   return x;
 }
 
@@ -234,7 +235,7 @@ OfflineResult run_offline_merge(const OfflineMergeRequest& req, std::function<vo
   eo.progress = std::move(progress);
   OfflineResult result;
   result.stats = merge_checkpoints(used, weights, outs, op.plan.merge, *backend, eo);
-  for (auto* w : outs) w->commit();
+  commit_all(outs);  // all outputs or none
   result.plan = std::move(op.plan);
   result.backend = backend->name();
   return result;

@@ -56,7 +56,8 @@ AtomicFile::~AtomicFile() {
   if (ec) spdlog::warn("{}: could not remove temporary: {}", temp_.string(), ec.message());
 }
 
-void AtomicFile::commit() {
+void AtomicFile::sync() {
+  if (synced_) return;
   if (committed_) throw Error(final_.string() + ": already committed");
   std::error_code ec;
   const auto st = fs::symlink_status(temp_, ec);
@@ -69,6 +70,14 @@ void AtomicFile::commit() {
     }
   }
   fsync_path(temp_, is_dir);
+  synced_ = true;
+}
+
+void AtomicFile::commit() {
+  if (committed_) throw Error(final_.string() + ": already committed");
+  sync();
+  std::error_code ec;
+  const bool is_dir = fs::is_directory(fs::symlink_status(temp_, ec));
 
   // rename(2) replaces a file atomically, but not a non-empty directory: move the old one aside
   // first, then drop it once the new one is in place.

@@ -16,13 +16,15 @@ class AtomicFile {
 
   const std::filesystem::path& temp_path() const { return temp_; }
   const std::filesystem::path& final_path() const { return final_; }
-  // fsyncs the temporary (every file in it, for a directory), renames it over the final path
-  // (replacing an older one), and fsyncs the parent directory.
+  // fsyncs the temporary (every file in it, for a directory). Idempotent.
+  void sync();
+  // sync()s if not yet done, renames the temporary over the final path (replacing an older one),
+  // and fsyncs the parent directory.
   void commit();
 
  private:
   std::filesystem::path final_, temp_;
-  bool committed_ = false;
+  bool synced_ = false, committed_ = false;
 };
 
 // Whole small files (JSON indexes, reports) written atomically.

@@ -54,7 +54,7 @@ class CheckedWriter final : public CheckpointWriter {
     if (!src.empty()) add_interval(written_[name], offset, offset + src.size());
   }
 
-  void commit() override {
+  void prepare() override {
     for (const auto& [name, size] : sizes_) {
       if (size == 0) continue;
       const auto it = written_.find(name);
@@ -65,6 +65,10 @@ class CheckedWriter final : public CheckpointWriter {
         throw Error(path_.string() + ": tensor '" + name + "': only " + std::to_string(done) + " of " +
                     std::to_string(size) + " bytes were written; refusing to commit");
     }
+    inner_->prepare();
+  }
+  void commit() override {
+    prepare();
     inner_->commit();
   }
 
@@ -106,6 +110,20 @@ std::unique_ptr<CheckpointReader> open_checkpoint(const fs::path& path) {
   // Unknown extension: trust the content.
   if (looks_like_hdf5(path)) return open_hdf5(path);
   return std::make_unique<SafetensorsReader>(path);
+}
+
+void commit_all(std::span<CheckpointWriter* const> writers) {
+  for (CheckpointWriter* w : writers) w->prepare();
+  for (std::size_t i = 0; i < writers.size(); ++i) {
+    try {
+      writers[i]->commit();
+    } catch (const Error& e) {
+      // Only a rename can fail here; say which outputs are already in place.
+      if (i == 0) throw;
+      throw Error(std::string(e.what()) + " (" + std::to_string(i) + " of " + std::to_string(writers.size()) +
+                  " outputs were already committed)");
+    }
+  }
 }
 
 std::unique_ptr<CheckpointWriter> create_checkpoint(const fs::path& path, const CheckpointMeta& meta,

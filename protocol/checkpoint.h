@@ -75,8 +75,15 @@ class CheckpointWriter {
  public:
   virtual ~CheckpointWriter() = default;
   virtual void write(const std::string& name, std::uint64_t offset, std::span<const std::byte> src) = 0;
-  virtual void commit() = 0;
+  // Everything but the rename: checks every byte was written, flushes, fsyncs the temporary.
+  // Idempotent. Once it has succeeded, commit() can fail only in the rename itself.
+  virtual void prepare() = 0;
+  virtual void commit() = 0;  // prepare()s if not yet done, then renames into place
 };
+
+// Commits several outputs as one: all are prepared first, so a failure there (a short write, a full
+// disk, a failed fsync) leaves none of them in place; only then are they renamed, one by one.
+void commit_all(std::span<CheckpointWriter* const> writers);
 
 // Format chosen by extension: .h5/.hdf5 -> HDF5; .safetensors -> safetensors; a path with no
 // extension or WriteOptions::shard_bytes > 0 -> a sharded safetensors directory.

@@ -602,13 +602,19 @@ class Hdf5Writer final : public CheckpointWriter {
         });
   }
 
-  void commit() override {
+  void prepare() override {
     {
       const Lock lock(hdf5_lock());
-      datasets_.clear();
-      check_status(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), where_ + ": flush failed");
-      check_status(file_.close(), where_ + ": close failed");
+      if (file_.valid()) {
+        datasets_.clear();
+        check_status(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), where_ + ": flush failed");
+        check_status(file_.close(), where_ + ": close failed");
+      }
     }
+    out_.sync();
+  }
+  void commit() override {
+    prepare();
     out_.commit();
   }
 

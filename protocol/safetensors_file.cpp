@@ -101,8 +101,12 @@ class SafetensorsWriter final : public CheckpointWriter {
   void write(const std::string& name, std::uint64_t offset, std::span<const std::byte> src) override {
     file_.write(name, offset, src);
   }
-  void commit() override {
+  void prepare() override {
     file_.close();
+    out_.sync();
+  }
+  void commit() override {
+    prepare();
     out_.commit();
   }
 

@@ -184,7 +184,8 @@ class ShardedWriter final : public CheckpointWriter {
     shards_[it->second]->write(name, offset, src);
   }
 
-  void commit() override {
+  void prepare() override {
+    if (prepared_) return;
     for (auto& s : shards_) s->close();
     ojson index;
     ojson m = ojson::object();
@@ -200,6 +201,11 @@ class ShardedWriter final : public CheckpointWriter {
     f.write(text.data(), static_cast<std::streamsize>(text.size()));
     f.close();
     if (!f) throw Error(p.string() + ": write failed");
+    out_.sync();
+    prepared_ = true;
+  }
+  void commit() override {
+    prepare();
     out_.commit();
   }
 
@@ -210,6 +216,7 @@ class ShardedWriter final : public CheckpointWriter {
   std::unordered_map<std::string, std::size_t> owner_;
   std::vector<std::pair<std::string, std::string>> weight_map_;
   std::uint64_t total_ = 0;
+  bool prepared_ = false;
 };
 
 }  // namespace

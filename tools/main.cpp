@@ -3,12 +3,14 @@
 #include <exception>
 
 #include "protocol/error.h"
+#include "protocol/version.h"
 #include "tools/commands.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"wsm: Warmup-Stable and Merge. Decay-free LR schedules via checkpoint merging.", "wsm"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
+  app.set_version_flag("--version", std::string(wsm::wsm_version()));
   using namespace wsm::tools;
   add_weights_command(app);
   add_schedule_command(app);

@@ -225,3 +225,41 @@ TEST(TensorInfo, Numel) {
 
 }  // namespace
 }  // namespace wsm
+
+namespace wsm {
+namespace {
+
+// commit_all: a failure while preparing any output (here a short write in the last) leaves none
+// of them in place, and no temporaries once the writers are gone.
+TEST(CommitAll, AllOutputsOrNone) {
+  test::TempDir dir;
+  const Tensor t = test::random_tensor("w", DType::f32, {64}, 1);
+  for (bool complete : {false, true}) {
+    const std::vector<std::string> names = {"a.safetensors", "b.h5", "c_dir"};
+    {
+      std::vector<std::unique_ptr<CheckpointWriter>> writers;
+      std::vector<CheckpointWriter*> ptrs;
+      for (const auto& n : names) {
+        writers.push_back(create_checkpoint(dir / n, {}, {t.info}, {.shard_bytes = n == "c_dir" ? 100u : 0u}));
+        ptrs.push_back(writers.back().get());
+      }
+      for (std::size_t i = 0; i < writers.size(); ++i) {
+        const std::size_t n = (i + 1 == writers.size() && !complete) ? t.data.size() / 2 : t.data.size();
+        writers[i]->write("w", 0, {t.data.data(), n});
+      }
+      if (complete) {
+        commit_all(ptrs);
+      } else {
+        EXPECT_THROW(commit_all(ptrs), Error);
+      }
+    }
+    for (const auto& n : names) EXPECT_EQ(std::filesystem::exists(dir / n), complete) << n;
+    EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), complete ? 3 : 0);
+    if (complete) {
+      for (const auto& n : names) EXPECT_TRUE(load_checkpoint(dir / n).tensors.at(0).data == t.data) << n;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace wsm

@@ -12,6 +12,7 @@
 
 #include "protocol/checkpoint.h"
 #include "tests/protocol/test_util.h"
+#include "tests/run_command.h"
 
 namespace wsm {
 namespace {
@@ -19,32 +20,9 @@ namespace {
 using test::TempDir;
 namespace fs = std::filesystem;
 
-struct CmdResult {
-  int rc;
-  std::string out;
-};
+using CmdResult = test::CommandResult;
 
-// Runs `wsm ARGS`, capturing stdout (stderr to `err_file` when given).
-CmdResult wsm(const std::string& args, const fs::path& err_file = "/dev/null") {
-  const std::string cmd = std::string(WSM_BINARY_DIR) + "/wsm " + args + " 2>'" + err_file.string() + "'";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return {-1, ""};
-  std::string out;
-  std::array<char, 4096> buf;
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-std::string slurp(const fs::path& p) {
-  FILE* f = std::fopen(p.c_str(), "rb");
-  std::string s;
-  if (!f) return s;
-  std::array<char, 4096> buf;
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), f)) s.append(buf.data(), n);
-  std::fclose(f);
-  return s;
-}
+CmdResult wsm(const std::string& args) { return test::run_wsm(args); }
 
 TEST(Cli, InspectJsonListsEveryTensorAndMetadata) {
   TempDir dir;
@@ -80,9 +58,9 @@ TEST(Cli, InspectTextAndErrors) {
   EXPECT_EQ(r.rc, 0);
   EXPECT_NE(r.out.find("hdf5 checkpoint, 13 tensors"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("model.layers.4.w/i8"), std::string::npos);
-  const CmdResult bad = wsm("inspect '" + (dir / "missing.safetensors").string() + "'", dir / "err.txt");
+  const CmdResult bad = wsm("inspect '" + (dir / "missing.safetensors").string() + "'");
   EXPECT_NE(bad.rc, 0);
-  const std::string err = slurp(dir / "err.txt");
+  const std::string& err = bad.err;
   EXPECT_NE(err.find("missing.safetensors"), std::string::npos) << err;
   EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
   // --check finds the NaN/Inf the random bit patterns contain, and says so with a failing status.

@@ -17,6 +17,7 @@
 #include "schedules/decay.h"
 #include "schedules/emulate.h"
 #include "schedules/schedule.h"
+#include "tests/run_command.h"
 
 namespace wsm {
 namespace {
@@ -24,16 +25,9 @@ namespace {
 namespace fs = std::filesystem;
 const fs::path kWsm = fs::path(WSM_BINARY_DIR) / "wsm";
 
-struct Result {
-  int rc = -1;
-  std::string out;  // stdout
-  std::string err;  // stderr
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using Result = test::CommandResult;
+using test::run_command;
+using test::slurp;
 
 class Cli : public ::testing::Test {
  protected:
@@ -48,20 +42,6 @@ class Cli : public ::testing::Test {
     if (!dir_.empty()) fs::remove_all(dir_, ec);
   }
   Result run(const std::string& args) const { return run_command(kWsm.string() + " " + args); }
-  Result run_command(const std::string& command) const {
-    const fs::path err = dir_ / "stderr.txt";
-    const std::string full = command + " 2>'" + err.string() + "'";
-    Result r;
-    std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(full.c_str(), "r"), ::pclose);
-    if (!pipe) return r;
-    std::array<char, 4096> buf{};
-    std::size_t n = 0;
-    while ((n = std::fread(buf.data(), 1, buf.size(), pipe.get())) > 0) r.out.append(buf.data(), n);
-    const int status = ::pclose(pipe.release());
-    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.err = slurp(err);
-    return r;
-  }
   fs::path dir_;
 };
 

@@ -1,0 +1,138 @@
+// `wsm merge` as a user runs it: the built executable on files, its outputs and their provenance
+// checked against schedules/ and the version in CMakeLists.txt, and every argument error answered
+// with a non-zero exit, one line naming the problem, and no output file.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "protocol/checkpoint.h"
+#include "schedules/decay.h"
+#include "tests/protocol/test_util.h"
+#include "tests/run_command.h"
+
+namespace wsm {
+namespace {
+
+namespace fs = std::filesystem;
+using test::run_wsm;
+
+// The version as project(wsm VERSION x.y.z) states it: an independent reading of the source.
+std::string cmake_project_version() {
+  const std::string text = test::slurp(fs::path(WSM_SOURCE_DIR) / "CMakeLists.txt");
+  std::smatch m;
+  if (!std::regex_search(text, m, std::regex(R"(project\(wsm VERSION ([0-9.]+))"))) return "?";
+  return m[1];
+}
+
+// Shell-quoted path (appended piecewise: GCC 12 warns falsely on "'" + s + "'").
+std::string q(const fs::path& p) {
+  std::string s(1, '\'');
+  s.append(p.string());
+  s.push_back('\'');
+  return s;
+}
+
+class MergeCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::exists(test::wsm_binary())) GTEST_SKIP() << test::wsm_binary() << " is not built";
+    for (int j = 0; j < 3; ++j) {
+      Checkpoint c;
+      c.meta.step = 100 * (j + 1);
+      c.tensors.push_back(test::random_tensor("w", DType::f32, {5, 3}, 10 + j));
+      // Finite values: random bit patterns may be NaN, which the merge would (rightly) propagate.
+      for (std::size_t i = 0; i < 15; ++i) {
+        const float v = float(j + 1) * float(i) / 7.0f;
+        std::memcpy(c.tensors[0].data.data() + 4 * i, &v, 4);
+      }
+      inputs_.push_back(dir_ / ("in" + std::to_string(j) + ".safetensors"));
+      save_checkpoint(inputs_.back(), c);
+    }
+  }
+  std::string all_inputs() const {
+    std::string s;
+    for (const auto& p : inputs_) {
+      s.push_back(' ');
+      s.append(q(p));
+    }
+    return s;
+  }
+  std::size_t files_in_dir() const { return std::distance(fs::directory_iterator(dir_.path()), {}); }
+
+  test::TempDir dir_;
+  std::vector<fs::path> inputs_;
+};
+
+TEST_F(MergeCli, VersionIsTheProjectVersion) {
+  const auto r = run_wsm("--version");
+  EXPECT_EQ(r.rc, 0);
+  EXPECT_NE(r.out.find(cmake_project_version()), std::string::npos) << r.out;
+}
+
+TEST_F(MergeCli, SeveralShapesIntoADirectoryWithProvenance) {
+  const auto r = run_wsm("merge --shape linear,cosine,floor=0.1 --out " + q(dir_ / "out") + all_inputs());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const std::vector<std::pair<std::string, MergeSpec>> expect = {{"linear", parse_merge_spec("linear")},
+                                                                  {"cosine_floor_0.1", parse_merge_spec("cosine,floor=0.1")}};
+  for (const auto& [stem, spec] : expect) {
+    const fs::path out = dir_ / "out" / (stem + ".safetensors");
+    ASSERT_TRUE(fs::exists(out)) << out << "\n" << r.out;
+    const Checkpoint c = load_checkpoint(out);
+    const auto weights = nlohmann::json::parse(c.meta.extra.at("wsm.merge.weights")).get<std::vector<double>>();
+    const auto ref = merge_weights(spec, 3);
+    ASSERT_EQ(weights.size(), ref.size());
+    for (std::size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(weights[i], ref[i], 1e-12) << stem;
+    EXPECT_EQ(nlohmann::json::parse(c.meta.extra.at("wsm.version")).get<std::string>(), cmake_project_version());
+    EXPECT_EQ(c.meta.step, 300);
+    // Element 4 of input j is (j+1)*4/7: the merge is sum_j c_j (j+1) 4/7.
+    float got;
+    std::memcpy(&got, c.tensors.at(0).data.data() + 16, 4);
+    const double want = (ref[0] * 1 + ref[1] * 2 + ref[2] * 3) * 4.0 / 7.0;
+    EXPECT_NEAR(got, want, 1e-6) << stem;
+  }
+}
+
+TEST_F(MergeCli, PatternDryRunAndWeights) {
+  auto r = run_wsm("merge --shape 1-sqrt,linear --out " + q(dir_ / "m-{shape}.h5") + all_inputs());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_TRUE(fs::exists(dir_ / "m-1-sqrt.h5"));
+  EXPECT_TRUE(fs::exists(dir_ / "m-linear.h5"));
+
+  const std::size_t before = files_in_dir();
+  r = run_wsm("merge --dry-run --weights 0.2,0.3,0.5 --out " + q(dir_ / "never.safetensors") + all_inputs());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("0.200000 0.300000 0.500000"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("step=300"), std::string::npos) << r.out;
+  EXPECT_EQ(files_in_dir(), before);
+}
+
+TEST_F(MergeCli, ArgumentErrorsExitNonZeroAndWriteNothing) {
+  Checkpoint other;
+  other.meta.step = 400;
+  other.tensors.push_back(test::random_tensor("w", DType::f32, {3, 5}, 1));
+  save_checkpoint(dir_ / "other-shape.safetensors", other);
+  const std::string out = " --out " + q(dir_ / "bad.safetensors");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"merge --window-steps 200 --window-tokens 9" + out + all_inputs(), "excludes"},
+      {"merge --shape bogus" + out + all_inputs(), "bogus"},
+      {"merge --dtype i32" + out + all_inputs(), "i32"},
+      {"merge --floor 1.5" + out + all_inputs(), "floor"},
+      {"merge" + out + all_inputs() + " " + q(dir_ / "other-shape.safetensors"), "shape"},
+      {"merge" + out + all_inputs() + " " + q(dir_ / "missing.safetensors"), "missing.safetensors"},
+      {"merge --weights 0.5,0.5" + out + all_inputs(), "weights"},
+      {"merge --out " + q(inputs_[0]) + all_inputs(), "also an input"},
+      {"merge --window-steps 200" + out, "inputs"},
+  };
+  const std::size_t before = files_in_dir();
+  for (const auto& [args, needle] : cases) {
+    const auto r = run_wsm(args);
+    EXPECT_NE(r.rc, 0) << args;
+    EXPECT_NE(r.err.find(needle), std::string::npos) << args << "\nstderr: " << r.err;
+    EXPECT_EQ(files_in_dir(), before) << args;
+  }
+}
+
+}  // namespace
+}  // namespace wsm
