@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "kernels/merge.h"
 #include "merger/offline_merge.h"
 #include "protocol/error.h"
 #include "tools/commands.h"
@@ -21,7 +22,7 @@ struct MergeArgs {
   std::vector<double> weights;
   std::optional<std::int64_t> window_steps, window_tokens;
   std::string dtype, backend = "auto", accumulate = "f32";
-  double chunk_mb = 1;
+  std::optional<double> chunk_mb;  // default: 1 MiB on the CPU (cache-sized), 64 MiB on a GPU (long transfers)
   bool dry_run = false;
   std::string out;
   std::vector<std::string> inputs;
@@ -111,7 +112,9 @@ void run_merge(const MergeArgs& a) {
   }
   req.backend = a.backend;
   req.accumulate_f64 = a.accumulate == "f64";
-  req.chunk_elements = std::max<std::uint64_t>(1, std::uint64_t(a.chunk_mb * double(1 << 20) / 4));
+  const bool gpu = a.backend == "cuda" || a.backend == "cublas" || (a.backend == "auto" && kernels::cuda_available());
+  const double chunk_mb = a.chunk_mb.value_or(gpu ? 64.0 : 1.0);
+  req.chunk_elements = std::max<std::uint64_t>(1, std::uint64_t(chunk_mb * double(1 << 20) / 4));
 
   if (a.dry_run) {
     const auto plan = merger::plan_offline_merge(req);
@@ -171,9 +174,9 @@ void add_merge_command(CLI::App& app) {
   cmd->add_option("--accumulate", args->accumulate, "Accumulator precision")
       ->check(CLI::IsMember({"f32", "f64"}))
       ->capture_default_str();
-  cmd->add_option("--chunk-mb", args->chunk_mb, "Chunk size in MiB of f32 per tensor piece (bounds memory)")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  cmd->add_option("--chunk-mb", args->chunk_mb,
+                  "Chunk size in MiB of f32 per tensor piece (bounds memory); default 1 on the CPU, 64 on a GPU")
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--dry-run", args->dry_run, "Print the plan (inputs, weights, bytes, memory) and write nothing");
   cmd->add_option("--out", args->out,
                   "Output file; with several shapes a directory, or a pattern containing {shape}")

@@ -1,10 +1,13 @@
-// The per-element conversions of kernels/merge_element.h (shared by the CPU backend and the CUDA
-// kernel) against protocol/dtype.h and against an independent double-precision rounding.
+// The per-element code of kernels/merge_element.h (shared by the CPU backend and the CUDA kernel)
+// and the conversions it takes from protocol/float_convert.h, against independent double-precision
+// decoding and rounding.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <utility>
+#include <vector>
 
 #include "kernels/merge_element.h"
 
@@ -22,34 +25,10 @@ float from_bits(std::uint32_t u) {
   return f;
 }
 
-TEST(MergeElement, HalfToFloatMatchesProtocolForEveryValue) {
-  for (std::uint32_t h = 0; h <= 0xffff; ++h) {
-    const float a = elem::f16_to_f32(std::uint16_t(h)), b = wsm::f16_to_f32(std::uint16_t(h));
-    if (std::isnan(b))
-      ASSERT_TRUE(std::isnan(a)) << h;
-    else
-      ASSERT_EQ(bits(a), bits(b)) << "f16 0x" << std::hex << h;
-    ASSERT_EQ(bits(elem::bf16_to_f32(std::uint16_t(h))), bits(wsm::bf16_to_f32(std::uint16_t(h))));
-  }
-}
-
-TEST(MergeElement, FloatToHalfMatchesProtocol) {
-  std::mt19937 rng(1);
-  std::vector<std::uint32_t> samples = {0, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0x477ff000u,
-                                        0x477fefffu, 0x38800000u, 0x387fffffu, 0x33000000u, 0x33000001u};
-  for (int i = 0; i < 2'000'000; ++i) samples.push_back(rng());
-  // Dense sweep over the f16 range, where rounding cases live.
-  for (std::uint32_t u = 0x33000000u; u < 0x47800000u; u += 37) samples.push_back(u);
-  for (std::uint32_t u : samples) {
-    const float f = from_bits(u);
-    ASSERT_EQ(elem::f32_to_f16(f), wsm::f32_to_f16(f)) << "f32 0x" << std::hex << u;
-    ASSERT_EQ(elem::f32_to_bf16(f), wsm::f32_to_bf16(f)) << "f32 0x" << std::hex << u;
-  }
-}
-
 // Direct round-to-nearest-even of a positive double to the 16-bit format whose non-negative bit
 // patterns 0..max_finite are ordered by value: binary search, then the nearer neighbour (ties even).
-std::uint16_t rne16(double d, float (*decode)(std::uint16_t), std::uint16_t max_finite, std::uint16_t inf) {
+template <class Decode>
+std::uint16_t rne16(double d, Decode decode, std::uint16_t max_finite, std::uint16_t inf) {
   std::uint32_t lo = 0, hi = max_finite;
   if (d >= decode(max_finite)) {
     // Above the largest finite: overflow when at or past the midpoint to the next (virtual) step.
@@ -64,6 +43,59 @@ std::uint16_t rne16(double d, float (*decode)(std::uint16_t), std::uint16_t max_
   if (d - a < b - d) return std::uint16_t(lo);
   if (d - a > b - d) return std::uint16_t(hi);
   return std::uint16_t(lo % 2 == 0 ? lo : hi);
+}
+
+// Every f16 and bf16 bit pattern decoded from its fields in double arithmetic (ldexp): the
+// reference for protocol/float_convert.h, which the kernels and the host share.
+double decode_f16(std::uint16_t h) {
+  const int exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+  const double sign = (h & 0x8000) ? -1.0 : 1.0;
+  if (exp == 0x1f) return mant ? NAN : sign * INFINITY;
+  if (exp == 0) return sign * std::ldexp(double(mant), -24);
+  return sign * std::ldexp(double(1024 + mant), exp - 25);
+}
+double decode_bf16(std::uint16_t h) {
+  const int exp = (h >> 7) & 0xff, mant = h & 0x7f;
+  const double sign = (h & 0x8000) ? -1.0 : 1.0;
+  if (exp == 0xff) return mant ? NAN : sign * INFINITY;
+  if (exp == 0) return sign * std::ldexp(double(mant), -133);
+  return sign * std::ldexp(double(128 + mant), exp - 134);
+}
+
+TEST(MergeElement, HalfAndBfloatDecodeEveryValueExactly) {
+  for (std::uint32_t h = 0; h <= 0xffff; ++h) {
+    const auto u = std::uint16_t(h);
+    for (auto [got, want] : {std::pair{double(elem::f16_to_f32(u)), decode_f16(u)},
+                             std::pair{double(elem::bf16_to_f32(u)), decode_bf16(u)}}) {
+      if (std::isnan(want)) {
+        ASSERT_TRUE(std::isnan(got)) << "0x" << std::hex << h;
+      } else {
+        ASSERT_EQ(got, want) << "0x" << std::hex << h;
+        ASSERT_EQ(std::signbit(got), std::signbit(want)) << "0x" << std::hex << h;
+      }
+    }
+  }
+}
+
+// f32 -> f16/bf16 against rne16 (a search over the decoded values) on random and dense samples.
+TEST(MergeElement, FloatToHalfAndBfloatRoundToNearestEven) {
+  std::mt19937 rng(1);
+  std::vector<std::uint32_t> samples = {0, 0x80000000u, 0x7f800000u, 0xff800000u, 0x477ff000u,
+                                        0x477fefffu, 0x38800000u, 0x387fffffu, 0x33000000u, 0x33000001u};
+  for (int i = 0; i < 1'000'000; ++i) samples.push_back(rng());
+  for (std::uint32_t u = 0x33000000u; u < 0x47800000u; u += 37) samples.push_back(u);  // the f16 range
+  for (std::uint32_t u : samples) {
+    const float f = from_bits(u);
+    if (std::isnan(f)) {
+      EXPECT_EQ(elem::f32_to_f16(f) & 0x7fff, 0x7e00) << "f32 0x" << std::hex << u;
+      EXPECT_GT(elem::f32_to_bf16(f) & 0x7fff, 0x7f80) << "f32 0x" << std::hex << u;
+      continue;
+    }
+    const double d = std::fabs(double(f));
+    const std::uint16_t sign = (u & 0x80000000u) ? 0x8000 : 0;
+    ASSERT_EQ(elem::f32_to_f16(f), sign | rne16(d, decode_f16, 0x7bff, 0x7c00)) << "f32 0x" << std::hex << u;
+    ASSERT_EQ(elem::f32_to_bf16(f), sign | rne16(d, decode_bf16, 0x7f7f, 0x7f80)) << "f32 0x" << std::hex << u;
+  }
 }
 
 TEST(MergeElement, DoubleAccumulatorRoundsOnceToHalfAndBfloat) {
