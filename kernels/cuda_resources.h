@@ -1,5 +1,7 @@
 #pragma once
-// RAII owners for the CUDA resources of the merge backend (internal to kernels/, CUDA builds only).
+// RAII owners for CUDA resources and error checks that turn a failed call into a wsm::Error naming
+// it (CUDA builds only, included from .cu files): the merge backend's, and the trainer's through
+// trainer/cuda_resources.h.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -12,11 +14,11 @@
 namespace wsm::kernels::cuda {
 
 inline void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw Error(std::string("CUDA merge backend: ") + what + ": " + cudaGetErrorString(e));
+  if (e != cudaSuccess) throw Error(std::string("CUDA: ") + what + ": " + cudaGetErrorString(e));
 }
 inline void check(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS)
-    throw Error(std::string("CUDA merge backend: ") + what + ": cuBLAS status " + std::to_string(int(s)));
+    throw Error(std::string("CUDA: ") + what + ": cuBLAS status " + std::to_string(int(s)));
 }
 
 // Move-only owner of a pointer released by Free (cudaFree, cudaFreeHost).

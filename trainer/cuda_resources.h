@@ -1,6 +1,6 @@
 #pragma once
-// RAII for the CUDA trainer: device buffers and the cuBLAS handle, plus error checks that turn a
-// failed call into a wsm::Error naming it. Only included from .cu files.
+// RAII for the CUDA trainer: typed device buffers, plus kernels/'s error checks and cuBLAS handle.
+// Only included from .cu files.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -9,16 +9,14 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda_resources.h"
 #include "protocol/error.h"
 
 namespace wsm::trainer::cuda {
 
-inline void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw Error(std::string("CUDA trainer: ") + what + ": " + cudaGetErrorString(e));
-}
-inline void check(cublasStatus_t s, const char* what) {
-  if (s != CUBLAS_STATUS_SUCCESS) throw Error(std::string("CUDA trainer: ") + what + ": cuBLAS status " + std::to_string(int(s)));
-}
+// The error checks and the cuBLAS handle are the merge backend's (one set of CUDA RAII in wsm).
+using kernels::cuda::check;
+using kernels::cuda::CublasHandle;
 
 struct CudaFree {
   void operator()(void* p) const { cudaFree(p); }
@@ -58,18 +56,6 @@ class DeviceBuffer {
  private:
   std::unique_ptr<void, CudaFree> ptr_;
   std::size_t n_ = 0;
-};
-
-class CublasHandle {
- public:
-  CublasHandle() { check(cublasCreate(&h_), "cublasCreate"); }
-  ~CublasHandle() { cublasDestroy(h_); }
-  CublasHandle(const CublasHandle&) = delete;
-  CublasHandle& operator=(const CublasHandle&) = delete;
-  cublasHandle_t get() const { return h_; }
-
- private:
-  cublasHandle_t h_ = nullptr;
 };
 
 }  // namespace wsm::trainer::cuda
