@@ -139,17 +139,20 @@ void run_merge(const MergeArgs& a) {
       if (done >= total) std::fputc('\n', stderr);
     };
   }
+  // RSS before the merge (mostly the shared libraries, cuBLAS among them), to show what the merge adds.
+  rusage before{};
+  getrusage(RUSAGE_SELF, &before);
   const auto result = merger::run_offline_merge(req, progress);
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   for (std::size_t o = 0; o < req.outputs.size(); ++o)
     std::cout << "wrote " << req.outputs[o].string() << "  (" << req.specs[o].to_string() << ")\n";
   const auto& st = result.stats;
-  std::printf("read %s, wrote %s in %.2f s (%s/s) on the %s backend; merge buffers %s, peak RSS %s\n",
+  std::printf("read %s, wrote %s in %.2f s (%s/s) on the %s backend; merge buffers %s, peak RSS %s (%s at start)\n",
               human_bytes(double(st.bytes_read)).c_str(), human_bytes(double(st.bytes_written)).c_str(), st.seconds,
               human_bytes(double(st.bytes_read + st.bytes_written) / std::max(st.seconds, 1e-9)).c_str(),
               result.backend.c_str(), human_bytes(double(st.buffer_bytes)).c_str(),
-              human_bytes(double(ru.ru_maxrss) * 1024.0).c_str());
+              human_bytes(double(ru.ru_maxrss) * 1024.0).c_str(), human_bytes(double(before.ru_maxrss) * 1024.0).c_str());
 }
 
 }  // namespace
