@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <random>
 
 #include "kernels/cuda_bench.h"
@@ -30,7 +31,7 @@ struct BenchArgs {
   std::string format = "safetensors";
   std::string backend = "cpu";
   int repeats = 3;
-  std::uint64_t chunk_elements = merger::OfflineMergeRequest{}.chunk_elements;
+  std::optional<std::uint64_t> chunk_elements;  // default: the CPU's cache-sized chunk, 16 Mi on a GPU
   bool kernel_only = false;
   bool keep = false;
 };
@@ -137,6 +138,8 @@ void read_and_write(const std::vector<fs::path>& inputs, const std::vector<fs::p
 
 void bench_files(const BenchArgs& a, DType t) {
   const auto bytes = std::uint64_t(a.size_mb * 1e6);
+  const bool gpu = a.backend == "cuda" || a.backend == "cublas" || (a.backend == "auto" && kernels::cuda_available());
+  const std::uint64_t chunk_elements = a.chunk_elements.value_or(gpu ? 16u << 20 : merger::OfflineMergeRequest{}.chunk_elements);
   fs::path dir = fs::path(a.dir) / ("wsm-bench-" + std::to_string(getpid()));
   fs::create_directories(dir);
   struct Cleanup {
@@ -151,7 +154,7 @@ void bench_files(const BenchArgs& a, DType t) {
   const std::string ext = a.format == "h5" ? ".h5" : ".safetensors";
   std::printf("wsm bench merge: %d inputs x %.0f MB %s (%s) in %s, backend %s, chunk %llu elements, best of %d\n",
               a.inputs, a.size_mb, std::string(dtype_name(t)).c_str(), a.format.c_str(), dir.c_str(), a.backend.c_str(),
-              static_cast<unsigned long long>(a.chunk_elements), a.repeats);
+              static_cast<unsigned long long>(chunk_elements), a.repeats);
   std::printf("machine: %s\n", cpu_model().c_str());
   const auto inputs = make_inputs(dir, a.inputs, bytes, t, ext);
   std::uint64_t in_bytes = 0;
@@ -169,7 +172,7 @@ void bench_files(const BenchArgs& a, DType t) {
     req.outputs = out_paths(specs.size());
     req.specs = std::move(specs);
     req.backend = a.backend;
-    req.chunk_elements = a.chunk_elements;
+    req.chunk_elements = chunk_elements;
     merger::run_offline_merge(req);
   };
   auto spec = [](DecayShape s) {
@@ -177,7 +180,7 @@ void bench_files(const BenchArgs& a, DType t) {
     m.shape = s;
     return m;
   };
-  const std::uint64_t io_chunk = a.chunk_elements * dtype_size(t);
+  const std::uint64_t io_chunk = chunk_elements * dtype_size(t);
   // Warm the page cache and the allocator once.
   read_and_write(inputs, out_paths(1), io_chunk);
   merge({spec(DecayShape::linear)});
@@ -282,9 +285,9 @@ void add_bench_command(CLI::App& app) {
   merge->add_option("--format", args->format, "Checkpoint format of the scratch files")
       ->check(CLI::IsMember({"safetensors", "h5"}))
       ->capture_default_str();
-  merge->add_option("--chunk-elements", args->chunk_elements, "Elements per tensor chunk in the merge pipeline")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  merge->add_option("--chunk-elements", args->chunk_elements,
+                    "Elements per tensor chunk in the merge pipeline (default 262144 on the CPU, 16777216 on a GPU)")
+      ->check(CLI::PositiveNumber);
   merge->add_flag("--kernel-only", args->kernel_only,
                   "Time the kernels on in-memory buffers (and CUDA on device memory when a GPU is present)");
   merge->add_flag("--keep", args->keep, "Keep the scratch files");
