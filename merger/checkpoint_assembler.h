@@ -40,6 +40,7 @@ class CheckpointAssembler {
   std::uint64_t offset_ = 0;  // and its offset
   std::uint64_t received_ = 0;
   wire::ChecksumChain whole_;
+  wire::StreamChecksum chunk_hash_;  // reused for every chunk (no allocation per chunk)
 };
 
 }  // namespace wsm::merger

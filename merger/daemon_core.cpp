@@ -4,6 +4,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "protocol/version.h"
+
 namespace wsm::merger {
 
 using wire::ProtocolError;
@@ -200,8 +202,9 @@ void MergerCore::on_end(Session& s, const std::string& peer, const v1::Checkpoin
       throw ProtocolError(v1::OUT_OF_ORDER, "end of step " + std::to_string(e.step()) + " without its begin");
     auto c = s.partial->finish(e);
     s.partial.reset();
+    std::vector<Entry> dropped;
     try {
-      store_.add(c);
+      dropped = store_.add(c);
     } catch (const Error& err) {
       throw ProtocolError(v1::INTERNAL, err.what());
     }
@@ -212,23 +215,38 @@ void MergerCore::on_end(Session& s, const std::string& peer, const v1::Checkpoin
     auto ack = wire::envelope();
     ack.mutable_ack()->set_step(c->step);
     out.push_back({peer, std::move(ack)});
-    after_commit(s.run_id, c->step);
+    after_commit(s.run_id, c->step, dropped);
   } catch (const ProtocolError& err) {
     reject(s, peer, e.step(), err, out);
   }
 }
 
-void MergerCore::after_commit(const std::string& run_id, std::int64_t step) {
+void MergerCore::after_commit(const std::string& run_id, std::int64_t step, const std::vector<Entry>& dropped) {
   auto prev = last_step_.find(run_id);
   const std::int64_t previous = prev == last_step_.end() ? -1 : prev->second;
   last_step_[run_id] = step;
-  if (!emission_due(previous, step, options_.every)) return;
+  const bool due = emission_due(previous, step, options_.every);
+  if (!due && !options_.running_sums) return;
   auto job = plan_emission(store_, run_id, options_.emulations, options_.out_dir, options_.dtype);
-  if (job.outputs.empty()) {
+  if (due && job.outputs.empty()) {
     spdlog::info("run '{}' step {}: output due, but no window is covered yet", run_id, step);
     return;
   }
+  // Running sums are brought up to date at every checkpoint (on the worker), so each update
+  // reads only what entered or left the window; outputs are written only when due.
+  if (options_.running_sums) split_running_sums(job, due, store_.entries(run_id), dropped);
+  if (job.outputs.empty() && job.sums.empty()) return;
   if (sink_) sink_(std::move(job));
+}
+
+std::vector<Outgoing> MergerCore::pump() {
+  std::vector<Outgoing> out;
+  store_.poll();
+  if (!withholding_ || store_.backlogged()) return out;
+  withholding_ = false;
+  spdlog::info("store writer caught up: granting credit again");
+  for (auto& [peer, s] : sessions_) grant(s, peer, out, true);
+  return out;
 }
 
 void MergerCore::on_merge_request(const std::string& peer, const v1::MergeRequest& r, std::vector<Outgoing>& out) {
@@ -291,6 +309,13 @@ void MergerCore::grant(Session& s, const std::string& peer, std::vector<Outgoing
   // Credit comes back in batches of a quarter of the window (and at every checkpoint end).
   const std::uint32_t batch = std::max<std::uint32_t>(1, options_.credit / 4);
   if (s.consumed == 0 || (!force && s.consumed < batch)) return;
+  if (store_.backlogged()) {  // the disk is behind: the sender waits, memory stays bounded
+    if (!withholding_)
+      spdlog::warn("store writer {} bytes behind (limit {}): withholding credit", store_.write_backlog_bytes(),
+                   options_.store.write_backlog);
+    withholding_ = true;
+    return;
+  }
   auto env = wire::envelope();
   env.mutable_credit()->set_grant(s.consumed);
   s.outstanding += s.consumed;
@@ -325,7 +350,7 @@ void MergerCore::note_rate(Clock::time_point now, std::uint64_t bytes) {
 v1::StatusReply MergerCore::status(Clock::time_point now) const {
   v1::StatusReply r;
   r.set_server_id(options_.server_id);
-  r.set_version("0.1.0");
+  r.set_version(std::string(wsm_version()));
   r.set_uptime_s(std::chrono::duration<double>(now - started_).count());
   for (const auto& run : store_.runs())
     for (const auto& c : store_.entries(run)) {
@@ -335,7 +360,7 @@ v1::StatusReply MergerCore::status(Clock::time_point now) const {
       w->set_tokens(c->tokens);
       w->set_bytes(c->nbytes());
       w->set_in_memory(c->in_memory());
-      w->set_on_disk(!c->file.empty());
+      w->set_on_disk(c->lease && c->lease->persisted);  // renamed into place, not merely queued
     }
   if (pending_)
     for (auto& p : pending_()) *r.add_pending() = std::move(p);
@@ -362,6 +387,9 @@ v1::StatusReply MergerCore::status(Clock::time_point now) const {
   r.set_memory_bytes(store_.memory_bytes());
   r.set_memory_budget(options_.store.memory_budget);
   r.set_every(options_.every);
+  r.set_running_sums(options_.running_sums);
+  r.set_running_sum_bytes(running_sum_bytes_ ? running_sum_bytes_() : 0);
+  r.set_store_backlog_bytes(store_.write_backlog_bytes());
   return r;
 }
 

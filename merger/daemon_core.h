@@ -35,6 +35,7 @@ struct CoreOptions {
   std::chrono::milliseconds partial_timeout{30000};  // a silent sender's partial checkpoint is dropped
   std::string server_id;                  // random per start when empty
   std::uint64_t pool_bytes = 1ull << 30;  // idle receive buffers kept for reuse
+  bool running_sums = true;               // uniform/EMA emulations as running sums (running_sum.h)
 };
 
 struct Outgoing {
@@ -57,12 +58,23 @@ class MergerCore {
   std::vector<Outgoing> fault(const std::string& peer, const wire::ProtocolError& error, Clock::time_point now);
   // Drops partial checkpoints whose sender has been silent past partial_timeout.
   std::vector<Outgoing> expire(Clock::time_point now);
+  // Called often by the server loop: spills what the store writer has persisted meanwhile, and
+  // grants the credit withheld while the writer was behind (store_.backlogged()).
+  std::vector<Outgoing> pump();
+  bool withholding_credit() const { return withholding_; }
   // The worker finished (or failed) a job: MergeReply/ErrorReply for an on-demand merge.
   std::vector<Outgoing> job_done(const EmissionJob& job, const std::vector<nlohmann::json>& records,
                                  const std::string& error);
 
   v1::StatusReply status(Clock::time_point now) const;
   void set_pending_source(PendingSource source) { pending_ = std::move(source); }
+  // The running sums' bytes (the emission worker's), counted against the memory budget.
+  void set_running_sum_bytes(std::function<std::uint64_t()> f) {
+    running_sum_bytes_ = f;
+    store_.set_extra_bytes(std::move(f));
+  }
+  // Waits for the store writer (clean shutdown, tests).
+  void flush_store() { store_.flush(); }
   void stop_accepting() { accepting_ = false; }
 
   const WindowStore& store() const { return store_; }
@@ -88,12 +100,14 @@ class MergerCore {
   void reject(Session& s, const std::string& peer, std::int64_t step, const wire::ProtocolError& e,
               std::vector<Outgoing>& out);
   void grant(Session& s, const std::string& peer, std::vector<Outgoing>& out, bool force);
-  void after_commit(const std::string& run_id, std::int64_t step);
+  void after_commit(const std::string& run_id, std::int64_t step, const std::vector<Entry>& dropped);
   void note_rate(Clock::time_point now, std::uint64_t bytes);
 
   CoreOptions options_;
   JobSink sink_;
   PendingSource pending_;
+  std::function<std::uint64_t()> running_sum_bytes_;
+  bool withholding_ = false;  // credit held back while the store writer is behind
   std::shared_ptr<BufferPool> pool_;
   WindowStore store_;
   std::map<std::string, Session> sessions_;

@@ -67,4 +67,52 @@ EmissionJob plan_emission(const WindowStore& store, const std::string& run_id,
   return job;
 }
 
+void split_running_sums(EmissionJob& job, bool due, const std::vector<Entry>& window,
+                        const std::vector<Entry>& dropped) {
+  std::vector<EmissionOutput> full;
+  for (auto& out : job.outputs) {
+    auto model = sum_model(out.emulation.spec, out.source_weights);
+    if (!model) {
+      if (due) full.push_back(std::move(out));
+      continue;
+    }
+    SumItem item;
+    for (auto step : out.source_steps)
+      for (const auto& in : job.inputs)
+        if (in->step == step) item.members.push_back(in);
+    item.weights = out.source_weights;
+    item.model = *model;
+    item.emit = due;
+    item.output = std::move(out);
+    job.sums.push_back(std::move(item));
+  }
+  // The full merges read only their own sources: rebuild inputs and re-align their weights.
+  std::vector<Entry> inputs;
+  for (const auto& in : job.inputs) {
+    bool used = false;
+    for (const auto& out : full)
+      for (auto step : out.source_steps) used = used || step == in->step;
+    if (used) inputs.push_back(in);
+  }
+  for (auto& out : full) {
+    out.weights.assign(inputs.size(), 0.0);
+    for (std::size_t j = 0; j < out.source_steps.size(); ++j)
+      for (std::size_t i = 0; i < inputs.size(); ++i)
+        if (inputs[i]->step == out.source_steps[j]) out.weights[i] = out.source_weights[j];
+  }
+  job.inputs = std::move(inputs);
+  job.outputs = std::move(full);
+  if (!job.sums.empty()) {
+    job.context = window;
+    job.context.insert(job.context.end(), dropped.begin(), dropped.end());
+  }
+}
+
+bool writes_output(const EmissionJob& job) {
+  if (!job.outputs.empty()) return true;
+  for (const auto& s : job.sums)
+    if (s.emit) return true;
+  return false;
+}
+
 }  // namespace wsm::merger

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "merger/emulation.h"
+#include "merger/sum_model.h"
 #include "merger/window_store.h"
 #include "protocol/dtype.h"
 
@@ -23,6 +24,16 @@ struct EmissionOutput {
   std::filesystem::path path;
 };
 
+// An emulation kept as a running sum (running_sum.h): its selection now, and whether its output
+// is due at this step (else the job only brings the sum up to date).
+struct SumItem {
+  EmissionOutput output;        // provenance and path; output.weights is unused
+  std::vector<Entry> members;   // the selection, oldest first
+  std::vector<double> weights;  // c_j per member
+  SumModel model;
+  bool emit = false;
+};
+
 struct EmissionJob {
   std::string run_id;
   std::int64_t step = 0;  // newest checkpoint in the window
@@ -30,6 +41,9 @@ struct EmissionJob {
   std::vector<Entry> inputs;  // union of every output's sources, oldest first
   std::vector<EmissionOutput> outputs;
   std::optional<DType> dtype;  // empty: each tensor keeps its input dtype
+  std::vector<SumItem> sums;      // running-sum emulations (periodic jobs only)
+  std::vector<Entry> context;     // the run's window at this step plus what it just dropped: where
+                                  // a running sum finds the checkpoints leaving it
   std::uint64_t request_id = 0;  // > 0: an on-demand MergeRequest
   std::string requester;         // its peer
 };
@@ -43,6 +57,15 @@ bool emission_due(std::int64_t previous_step, std::int64_t step, std::int64_t ev
 EmissionJob plan_emission(const WindowStore& store, const std::string& run_id,
                           const std::vector<Emulation>& emulations, const std::filesystem::path& out_dir,
                           std::optional<DType> dtype, bool require_covered = true);
+
+// Moves the outputs whose weights a running sum reproduces (sum_model) into job.sums, each marked
+// emit = due; drops the other outputs when not due; and trims job.inputs to what the remaining
+// full merges read. `dropped`: what the window just dropped (becomes part of job.context).
+void split_running_sums(EmissionJob& job, bool due, const std::vector<Entry>& window,
+                        const std::vector<Entry>& dropped);
+
+// True when the job writes something (a full-merge output or a due running sum).
+bool writes_output(const EmissionJob& job);
 
 std::string file_safe(const std::string& s);
 

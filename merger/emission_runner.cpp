@@ -6,8 +6,9 @@
 #include <spdlog/spdlog.h>
 
 #include "merger/merge_engine.h"
-#include "merger/offline_merge.h"
+#include "schedules/decay.h"
 #include "protocol/error.h"
+#include "protocol/version.h"
 
 namespace wsm::merger {
 
@@ -21,7 +22,7 @@ std::string json_list(const std::vector<T>& v) {
 std::map<std::string, std::string> provenance(const EmissionJob& job, const EmissionOutput& out) {
   std::map<std::string, std::string> p;
   p["wsm.source"] = "wsm serve";
-  p["wsm.version"] = std::string(kWsmVersion);
+  p["wsm.version"] = std::string(wsm_version());
   p["wsm.merge.spec"] = out.emulation.spec.to_string();
   p["wsm.merge.window"] = std::to_string(out.emulation.window);
   p["wsm.merge.axis"] = std::string(axis_name(out.emulation.axis));
@@ -31,7 +32,25 @@ std::map<std::string, std::string> provenance(const EmissionJob& job, const Emis
   p["wsm.merge.sampling"] = "w_i=f((p_i-p_0)/window) (" + std::string(kSamplingRule) + " for even spacing)";
   p["wsm.merge.dtype"] = job.dtype ? std::string(dtype_name(*job.dtype)) : "as-input";
   p["wsm.merge.run_id"] = job.run_id;
+  p["wsm.merge.method"] = "full-merge";
   return p;
+}
+
+nlohmann::json output_record(const EmissionJob& job, const EmissionOutput& out) {
+  return {{"run_id", job.run_id},
+          {"label", out.emulation.label},
+          {"spec", out.emulation.spec.to_string()},
+          {"window", out.emulation.window},
+          {"axis", axis_name(out.emulation.axis)},
+          {"step", job.step},
+          {"tokens", job.tokens},
+          {"path", out.path.string()},
+          {"sources", out.source_steps},
+          {"source_tokens", out.source_tokens},
+          {"weights", out.source_weights},
+          {"sampling", "w_i=f((p_i-p_0)/window)"},
+          {"dtype", job.dtype ? std::string(dtype_name(*job.dtype)) : std::string("as-input")},
+          {"request_id", job.request_id}};
 }
 
 std::vector<nlohmann::json> run_emission(const EmissionJob& job, kernels::MergeBackend& backend,
@@ -68,26 +87,15 @@ std::vector<nlohmann::json> run_emission(const EmissionJob& job, kernels::MergeB
   engine.chunk_elements = std::min<std::uint64_t>(options.chunk_elements, largest);
   engine.accumulate_f64 = options.accumulate_f64;
   const auto stats = merge_checkpoints(inputs, weights, outputs, plan, backend, engine);
-  for (auto& w : writers) w->commit();
+  commit_all(outputs);  // all outputs of the emission or none
 
   std::vector<nlohmann::json> records;
   for (const auto& out : job.outputs) {
     spdlog::info("wrote {} (run '{}', step {}, {} over steps {}, {:.2f} s)", out.path.string(), job.run_id, job.step,
                  out.emulation.label, json_list(out.source_steps), stats.seconds);
-    records.push_back({{"run_id", job.run_id},
-                       {"label", out.emulation.label},
-                       {"spec", out.emulation.spec.to_string()},
-                       {"window", out.emulation.window},
-                       {"axis", axis_name(out.emulation.axis)},
-                       {"step", job.step},
-                       {"tokens", job.tokens},
-                       {"path", out.path.string()},
-                       {"sources", out.source_steps},
-                       {"source_tokens", out.source_tokens},
-                       {"weights", out.source_weights},
-                       {"sampling", "w_i=f((p_i-p_0)/window)"},
-                       {"dtype", job.dtype ? std::string(dtype_name(*job.dtype)) : std::string("as-input")},
-                       {"request_id", job.request_id}});
+    auto record = output_record(job, out);
+    record["method"] = "full-merge";
+    records.push_back(std::move(record));
   }
   return records;
 }

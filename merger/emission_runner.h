@@ -10,11 +10,12 @@
 
 #include "kernels/merge.h"
 #include "merger/emission.h"
+#include "merger/merge_engine.h"
 
 namespace wsm::merger {
 
 struct RunnerOptions {
-  std::uint64_t chunk_elements = 4u << 20;  // bounds the engine's buffers
+  std::uint64_t chunk_elements = EngineOptions{}.chunk_elements;  // bounds the engine's buffers
   bool accumulate_f64 = false;
 };
 
@@ -22,6 +23,9 @@ struct RunnerOptions {
 // inputs' manifests differ or a file cannot be read or written; nothing partial is left behind.
 std::vector<nlohmann::json> run_emission(const EmissionJob& job, kernels::MergeBackend& backend,
                                          const RunnerOptions& options = {});
+
+// The index record of an output (see output_index.h); "method" is set by the caller.
+nlohmann::json output_record(const EmissionJob& job, const EmissionOutput& out);
 
 // The provenance written into each output's metadata (CheckpointMeta::extra).
 std::map<std::string, std::string> provenance(const EmissionJob& job, const EmissionOutput& out);

@@ -5,22 +5,31 @@
 namespace wsm::merger {
 
 EmissionWorker::EmissionWorker(std::unique_ptr<kernels::MergeBackend> backend, std::filesystem::path out_dir,
-                               RunnerOptions options)
-    : backend_(std::move(backend)), index_(std::move(out_dir)), options_(options), thread_([this] { loop(); }) {}
+                               RunnerOptions options, RunningSumOptions sums)
+    : backend_(std::move(backend)),
+      index_(std::move(out_dir)),
+      options_(options),
+      sums_(sums),
+      thread_([this] { loop(); }) {}
 
 EmissionWorker::~EmissionWorker() { stop(); }
 
 void EmissionWorker::submit(EmissionJob job) {
   std::lock_guard lock(mu_);
   if (stopping_) return;
-  if (job.request_id == 0)
+  if (job.request_id == 0) {
+    // The run's newest queued periodic job: replaced unless it has an output due and this one has not.
+    EmissionJob* last = nullptr;
     for (auto& queued : queue_)
-      if (queued.request_id == 0 && queued.run_id == job.run_id) {
+      if (queued.request_id == 0 && queued.run_id == job.run_id) last = &queued;
+    if (last && (writes_output(job) || !writes_output(*last))) {
+      if (writes_output(*last))
         spdlog::warn("run '{}': merges are slower than checkpoints; output for step {} skipped for step {}",
-                     job.run_id, queued.step, job.step);
-        queued = std::move(job);
-        return;
-      }
+                     job.run_id, last->step, job.step);
+      *last = std::move(job);
+      return;
+    }
+  }
   queue_.push_back(std::move(job));
   cv_.notify_one();
 }
@@ -32,7 +41,8 @@ void EmissionWorker::loop() {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (stopping_) {
-        for (const auto& q : queue_) spdlog::warn("shutdown: dropped the queued output of run '{}' step {}", q.run_id, q.step);
+        for (const auto& q : queue_)
+          if (writes_output(q)) spdlog::warn("shutdown: dropped the queued output of run '{}' step {}", q.run_id, q.step);
         queue_.clear();
         idle_cv_.notify_all();
         return;
@@ -42,13 +52,29 @@ void EmissionWorker::loop() {
       running_ = job;
     }
     Completion c;
+    auto failed = [&](const std::string& what) {
+      c.error += (c.error.empty() ? "" : "; ") + what;
+      spdlog::error("run '{}' step {}: output failed: {}", job.run_id, job.step, what);
+    };
     try {
-      c.records = run_emission(job, *backend_, options_);
-      std::lock_guard lock(mu_);  // the index is also read by status callers through index()
-      index_.append(c.records);
+      if (!job.outputs.empty()) c.records = run_emission(job, *backend_, options_);
     } catch (const std::exception& e) {
-      c.error = e.what();
-      spdlog::error("run '{}' step {}: output failed: {}", job.run_id, job.step, e.what());
+      failed(e.what());
+    }
+    for (const auto& item : job.sums) {
+      try {
+        if (auto record = sums_.apply(job, item)) c.records.push_back(std::move(*record));
+      } catch (const std::exception& e) {
+        failed(item.output.emulation.label + ": " + e.what());
+      }
+    }
+    if (!c.records.empty()) {
+      try {
+        std::lock_guard lock(mu_);  // the index is also read by status callers through index()
+        index_.append(c.records);
+      } catch (const std::exception& e) {
+        failed(e.what());
+      }
     }
     c.job = std::move(job);
     std::lock_guard lock(mu_);
@@ -72,7 +98,9 @@ std::vector<v1::PendingEmission> EmissionWorker::pending() const {
     p.set_step(j.step);
     p.set_running(running);
     for (const auto& o : j.outputs) p.add_labels(o.emulation.label);
-    out.push_back(std::move(p));
+    for (const auto& o : j.sums)
+      if (o.emit) p.add_labels(o.output.emulation.label);
+    if (p.labels_size() > 0) out.push_back(std::move(p));
   };
   if (running_) add(*running_, true);
   for (const auto& j : queue_) add(j, false);

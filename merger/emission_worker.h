@@ -1,7 +1,10 @@
 #pragma once
-// Runs emissions on a background thread so ingest never waits for a merge. The queue stays
-// bounded: a periodic job for a run replaces that run's queued (not yet started) periodic job,
-// with a warning, since the newer window supersedes it. On-demand merges are never dropped.
+// Runs emissions and running-sum updates (running_sum.h) on a background thread so ingest never
+// waits for a merge. The queue stays bounded: a periodic job for a run replaces that run's queued
+// (not yet started) periodic job, with a warning when that one had an output due, since the newer
+// window supersedes it; an update-only job never replaces one with an output due (it queues
+// behind it), so at most two periodic jobs per run wait. A running sum that misses an update
+// recomputes from the window. On-demand merges are never dropped.
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -18,6 +21,7 @@
 #include "merger/emission.h"
 #include "merger/emission_runner.h"
 #include "merger/output_index.h"
+#include "merger/running_sum.h"
 #include "protocol/wsm.pb.h"
 
 namespace wsm::merger {
@@ -31,7 +35,7 @@ struct Completion {
 class EmissionWorker {
  public:
   EmissionWorker(std::unique_ptr<kernels::MergeBackend> backend, std::filesystem::path out_dir,
-                 RunnerOptions options = {});
+                 RunnerOptions options = {}, RunningSumOptions sums = {});
   ~EmissionWorker();  // stop()
   EmissionWorker(const EmissionWorker&) = delete;
   EmissionWorker& operator=(const EmissionWorker&) = delete;
@@ -43,6 +47,7 @@ class EmissionWorker {
   // Finishes the job being written, drops the queued ones (logged), joins the thread.
   void stop();
   const OutputIndex& index() const { return index_; }
+  std::uint64_t running_sum_bytes() const { return sums_.bytes(); }
 
  private:
   void loop();
@@ -50,6 +55,7 @@ class EmissionWorker {
   std::unique_ptr<kernels::MergeBackend> backend_;
   OutputIndex index_;
   RunnerOptions options_;
+  RunningSums sums_;  // touched by the worker thread only (bytes() excepted)
   mutable std::mutex mu_;
   std::condition_variable cv_, idle_cv_;
   std::deque<EmissionJob> queue_;

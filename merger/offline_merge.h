@@ -15,8 +15,6 @@
 
 namespace wsm::merger {
 
-inline constexpr std::string_view kWsmVersion = "0.1.0";
-
 struct OfflineMergeRequest {
   std::vector<std::filesystem::path> inputs;  // any order: sorted by recorded step when all have one
   std::vector<MergeSpec> specs;               // one output each

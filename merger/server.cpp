@@ -14,9 +14,11 @@ Server::Server(ServerOptions options) : options_(std::move(options)), ctx_(1) {
     throw Error("refusing to listen on " + options_.listen +
                 " without CURVE: bind to 127.0.0.1 or give --curve-secret-key FILE --curve-allow FILE");
 
-  worker_ = std::make_unique<EmissionWorker>(kernels::make_backend(options_.backend), options_.core.out_dir, options_.runner);
+  worker_ = std::make_unique<EmissionWorker>(kernels::make_backend(options_.backend), options_.core.out_dir,
+                                             options_.runner, options_.sums);
   core_ = std::make_unique<MergerCore>(options_.core, [this](EmissionJob job) { worker_->submit(std::move(job)); });
   core_->set_pending_source([this] { return worker_->pending(); });
+  core_->set_running_sum_bytes([w = worker_.get()] { return w->running_sum_bytes(); });
   core_->restore();
 
   if (curve) zap_ = std::make_unique<ZapHandler>(ctx_, read_allowed_keys(options_.curve_allow_file));
@@ -57,12 +59,14 @@ void Server::run(const std::atomic<bool>& stop) {
   while (!stop.load()) {
     std::optional<wire::Received> r;
     try {
-      r = wire::receive(router_, true, 50);
+      // While credit is withheld, look at the store writer often.
+      r = wire::receive(router_, true, core_->withholding_credit() ? 5 : 50);
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;  // a signal: the loop condition decides
       throw;
     }
     const auto now = Clock::now();
+    send_all(core_->pump());  // before the message: a status reply sees what the writer finished
     if (r) {
       if (r->message) send_all(core_->handle(*r->message, now));
       else if (r->fault) send_all(core_->fault(r->peer, *r->fault, now));
@@ -77,6 +81,7 @@ void Server::run(const std::atomic<bool>& stop) {
   core_->stop_accepting();
   router_.close();
   worker_->stop();
+  core_->flush_store();  // checkpoints already acknowledged reach the store before exit
   spdlog::info("merger stopped");
 }
 

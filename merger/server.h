@@ -19,6 +19,7 @@ struct ServerOptions {
   std::string curve_allow_file;
   std::string backend = "cpu";                  // kernels::make_backend name
   RunnerOptions runner;
+  RunningSumOptions sums;
   CoreOptions core;
 };
 
@@ -36,6 +37,10 @@ class Server {
   void run(const std::atomic<bool>& stop);
   // For tests and benchmarks: waits until every queued output is written.
   void wait_outputs_idle() { worker_->wait_idle(); }
+  // For tests, while no client sends: the window.
+  const WindowStore& window() const { return core_->store(); }
+  // For tests: waits until every received checkpoint is written to --store.
+  void wait_store_idle() { core_->store().wait_written(); }
 
  private:
   void send_all(std::vector<Outgoing>&& out);

@@ -135,6 +135,7 @@ std::shared_ptr<const StoredCheckpoint> load_stored(const std::filesystem::path&
   c->tensors = reader->tensors();
   c->file = path;
   c->lease = std::make_shared<FileLease>(path);
+  c->lease->persisted = true;
   return c;
 }
 

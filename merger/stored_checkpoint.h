@@ -53,9 +53,11 @@ TensorBuffer make_buffer(std::uint64_t size, BufferPool* pool = nullptr);
 
 // A file in the store, deleted when the window has dropped it and no reader (a queued or running
 // output) still holds it; kept otherwise, so a restart finds it.
+// Written in the background (store_writer.h): the file exists once `persisted`.
 struct FileLease {
   std::filesystem::path path;
   std::atomic<bool> dropped{false};
+  std::atomic<bool> persisted{false};
   explicit FileLease(std::filesystem::path p) : path(std::move(p)) {}
   ~FileLease();
 };

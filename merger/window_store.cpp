@@ -26,7 +26,17 @@ const std::vector<Entry> kNone;
 
 WindowStore::WindowStore(StoreOptions options, std::vector<Emulation> emulations)
     : options_(std::move(options)), emulations_(std::move(emulations)) {
-  if (!options_.store_dir.empty()) fs::create_directories(options_.store_dir);
+  if (!options_.store_dir.empty()) {
+    fs::create_directories(options_.store_dir);
+    writer_ = std::make_unique<StoreWriter>();
+  }
+}
+
+bool WindowStore::backlogged() const { return writer_ && writer_->backlog_bytes() > options_.write_backlog; }
+
+void WindowStore::flush() {
+  if (writer_) writer_->flush();
+  spill();
 }
 
 fs::path WindowStore::file_for(const StoredCheckpoint& c) const {
@@ -60,7 +70,7 @@ void WindowStore::rebuild_from_disk() {
   }
 }
 
-void WindowStore::add(std::shared_ptr<StoredCheckpoint> c) {
+std::vector<Entry> WindowStore::add(std::shared_ptr<StoredCheckpoint> c) {
   auto& list = runs_[c->run_id];
   if (!list.empty()) {
     const auto& newest = *list.back();
@@ -73,21 +83,20 @@ void WindowStore::add(std::shared_ptr<StoredCheckpoint> c) {
                     std::to_string(c->step) + " do not grow past " + std::to_string(newest.tokens));
   }
   if (!options_.store_dir.empty()) {
-    const auto path = file_for(*c);
-    fs::create_directories(path.parent_path());
-    persist(*c, path);
-    c->file = path;
-    c->lease = std::make_shared<FileLease>(path);
+    c->file = file_for(*c);
+    c->lease = std::make_shared<FileLease>(c->file);
   }
   memory_bytes_ += c->nbytes();
   list.push_back(std::move(c));
-  retain(list.back()->run_id);
+  if (writer_) writer_->submit(list.back());
+  auto dropped = retain(list.back()->run_id);
   spill();
+  return dropped;
 }
 
-void WindowStore::retain(const std::string& run_id) {
+std::vector<Entry> WindowStore::retain(const std::string& run_id) {
   auto& list = runs_[run_id];
-  if (list.empty()) return;
+  if (list.empty()) return {};
   std::size_t keep_from = list.size() - 1;
   if (emulations_.empty()) keep_from = 0;
   for (const auto& e : emulations_) {
@@ -106,24 +115,29 @@ void WindowStore::retain(const std::string& run_id) {
     if (old->lease) old->lease->dropped = true;  // the file goes when its last reader is done
     spdlog::debug("window: run '{}' dropped step {}", run_id, old->step);
   }
+  std::vector<Entry> dropped(list.begin(), list.begin() + static_cast<std::ptrdiff_t>(keep_from));
   list.erase(list.begin(), list.begin() + static_cast<std::ptrdiff_t>(keep_from));
+  return dropped;
 }
 
 void WindowStore::spill() {
-  if (memory_bytes_ <= options_.memory_budget) return;
+  const std::uint64_t extra = extra_bytes_ ? extra_bytes_() : 0;
+  const std::uint64_t budget = options_.memory_budget > extra ? options_.memory_budget - extra : 0;
+  if (memory_bytes_ <= budget) return;
   if (options_.store_dir.empty()) {
     if (!warned_budget_)
-      spdlog::warn("window: {} bytes in RAM exceed --memory-budget {} and there is no --store to spill to",
-                   memory_bytes_, options_.memory_budget);
+      spdlog::warn("window: {} bytes in RAM (+{} of running sums) exceed --memory-budget {} and there is no --store "
+                   "to spill to", memory_bytes_, extra, options_.memory_budget);
     warned_budget_ = true;
     return;
   }
   // Oldest first across runs: the newest checkpoints are the likeliest to be read again soon.
-  while (memory_bytes_ > options_.memory_budget) {
+  // Only checkpoints whose file is persisted can drop their RAM copy.
+  while (memory_bytes_ > budget) {
     Entry* oldest = nullptr;
     for (auto& [run, list] : runs_)
       for (auto& e : list)
-        if (e->in_memory() && (!oldest || e->step < (*oldest)->step)) {
+        if (e->in_memory() && e->lease && e->lease->persisted && (!oldest || e->step < (*oldest)->step)) {
           oldest = &e;
           break;
         }

@@ -2,17 +2,21 @@
 // The daemon's window: per run, the recent checkpoints the emulations need and no more.
 // Retention: for each emulation, the newest checkpoint at or before (newest - window) (the anchor
 // that proves the window is covered) and everything after it; older checkpoints are dropped.
-// Memory: RAM copies are kept within memory_budget, oldest spilled first. With a store directory,
-// every checkpoint is also written there (HDF5, atomically), so a restart rebuilds the window from
-// disk and a RAM copy can be dropped at any time; without one, the budget is a warning.
+// Memory: RAM copies are kept within memory_budget (minus what extra_bytes reports, the running
+// sums), oldest spilled first. With a store directory, every checkpoint is also written there
+// (HDF5, atomically) by a background writer (store_writer.h), so a restart rebuilds the window
+// from disk; a RAM copy can be dropped once its file is persisted. Without one, the budget is a
+// warning.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "merger/emulation.h"
+#include "merger/store_writer.h"
 #include "merger/stored_checkpoint.h"
 
 namespace wsm::merger {
@@ -22,6 +26,7 @@ using Entry = std::shared_ptr<const StoredCheckpoint>;
 struct StoreOptions {
   std::filesystem::path store_dir;        // empty: RAM only
   std::uint64_t memory_budget = 8ull << 30;
+  std::uint64_t write_backlog = 1ull << 30;  // unwritten bytes past which ingest waits (backlogged())
 };
 
 class WindowStore {
@@ -31,9 +36,24 @@ class WindowStore {
   // Loads every persisted checkpoint of store_dir (temporaries ignored), then applies retention.
   void rebuild_from_disk();
 
-  // Adds a complete checkpoint (RAM copy set). Persists it when there is a store, drops what left
-  // every window, spills over budget. Throws wsm::Error when the step is not newer than the run's newest.
-  void add(std::shared_ptr<StoredCheckpoint> c);
+  // Adds a complete checkpoint (RAM copy set). Queues it for the store writer when there is a
+  // store, drops what left every window (returned, oldest first), spills over budget. Throws
+  // wsm::Error when the step is not newer than the run's newest.
+  std::vector<Entry> add(std::shared_ptr<StoredCheckpoint> c);
+
+  // The store writer is behind by more than write_backlog bytes: stop granting credit.
+  bool backlogged() const;
+  std::uint64_t write_backlog_bytes() const { return writer_ ? writer_->backlog_bytes() : 0; }
+  // Spills what became spillable since the last add (files persisted meanwhile).
+  void poll() { spill(); }
+  // Waits until every queued checkpoint is written (shutdown), then spills.
+  void flush();
+  // Only waits for the writer: safe from another thread than the store's (tests).
+  void wait_written() const {
+    if (writer_) writer_->flush();
+  }
+  // Bytes held elsewhere that count against memory_budget (the running sums).
+  void set_extra_bytes(std::function<std::uint64_t()> f) { extra_bytes_ = std::move(f); }
 
   bool contains(const std::string& run_id, std::int64_t step) const;
   std::int64_t newest_step(const std::string& run_id) const;  // -1 when the run is empty
@@ -47,7 +67,7 @@ class WindowStore {
   bool covered(const std::string& run_id, const Emulation& e) const;
 
  private:
-  void retain(const std::string& run_id);
+  std::vector<Entry> retain(const std::string& run_id);
   void spill();
   std::filesystem::path file_for(const StoredCheckpoint& c) const;
 
@@ -56,6 +76,8 @@ class WindowStore {
   std::map<std::string, std::vector<Entry>> runs_;
   std::uint64_t memory_bytes_ = 0;
   bool warned_budget_ = false;
+  std::function<std::uint64_t()> extra_bytes_;
+  std::unique_ptr<StoreWriter> writer_;  // last member: joined first, while the store is intact
 };
 
 std::int64_t position(const StoredCheckpoint& c, Axis axis);

@@ -68,10 +68,12 @@ struct Snapshot {
   std::size_t total = 0;
   Buffer buffer;
   std::weak_ptr<BufferPool> pool;
+  std::shared_ptr<const void> owner;     // send_checkpoint_owned: the caller's bytes, in place
+  std::vector<const std::byte*> in_place;
   ~Snapshot() {
     if (auto p = pool.lock()) p->give(std::move(buffer));
   }
-  const std::byte* data(std::size_t i) const { return buffer.bytes.get() + offsets[i]; }
+  const std::byte* data(std::size_t i) const { return owner ? in_place[i] : buffer.bytes.get() + offsets[i]; }
 };
 
 std::string random_routing_id() {
@@ -108,6 +110,9 @@ struct MergerClient::Impl {
   bool session = false;
   std::uint32_t credit = 0;
   std::uint64_t max_chunk = 0;
+
+  void reserve(const Snapshot& snap);  // waits for room in the queue (policy "wait")
+  void enqueue(std::shared_ptr<Snapshot> snap);
 
   explicit Impl(ClientOptions o) : opt(std::move(o)), pool(std::make_shared<BufferPool>(opt.queue_bytes)) {
     if (opt.chunk_bytes == 0) throw Error("merger client: chunk_bytes must be > 0");
@@ -344,8 +349,8 @@ MergerClient::~MergerClient() {
   }
 }
 
-void MergerClient::send_checkpoint(std::int64_t step, std::int64_t tokens, double lr, std::span<const TensorView> tensors) {
-  auto& im = *impl_;
+namespace {
+std::shared_ptr<Snapshot> describe(std::int64_t step, std::int64_t tokens, double lr, std::span<const TensorView> tensors) {
   auto snap = std::make_shared<Snapshot>();
   snap->step = step;
   snap->tokens = tokens;
@@ -359,27 +364,51 @@ void MergerClient::send_checkpoint(std::int64_t step, std::int64_t tokens, doubl
     snap->total += t.data.size();
     snap->manifest.push_back(std::move(info));
   }
-  {
-    std::unique_lock lock(im.mu);
-    if (im.closing) throw Error("send_checkpoint: the merger client is closed");
-    if (!im.queue.empty() && im.queued_bytes + snap->total > im.opt.queue_bytes) {
-      // Policy "wait": memory stays bounded; training pauses only while the merger lags this far.
-      spdlog::warn("merger client: {} bytes queued (queue_bytes {}); step {} waits for room", im.queued_bytes,
-                   im.opt.queue_bytes, step);
-      ++im.stats.queue_waits;
-      im.room_cv.wait(lock, [&] { return im.queue.empty() || im.queued_bytes + snap->total <= im.opt.queue_bytes; });
-    }
-    im.queued_bytes += snap->total;  // reserve before copying, outside the lock
+  return snap;
+}
+}  // namespace
+
+void MergerClient::Impl::reserve(const Snapshot& snap) {
+  std::unique_lock lock(mu);
+  if (closing) throw Error("send_checkpoint: the merger client is closed");
+  if (!queue.empty() && queued_bytes + snap.total > opt.queue_bytes) {
+    // Policy "wait": memory stays bounded; training pauses only while the merger lags this far.
+    spdlog::warn("merger client: {} bytes queued (queue_bytes {}); step {} waits for room", queued_bytes,
+                 opt.queue_bytes, snap.step);
+    ++stats.queue_waits;
+    room_cv.wait(lock, [&] { return queue.empty() || queued_bytes + snap.total <= opt.queue_bytes; });
   }
+  queued_bytes += snap.total;  // reserved before copying, outside the lock
+}
+
+void MergerClient::Impl::enqueue(std::shared_ptr<Snapshot> snap) {
+  {
+    std::lock_guard lock(mu);
+    queue.push_back(std::move(snap));
+  }
+  work_cv.notify_one();
+}
+
+void MergerClient::send_checkpoint(std::int64_t step, std::int64_t tokens, double lr, std::span<const TensorView> tensors) {
+  auto& im = *impl_;
+  auto snap = describe(step, tokens, lr, tensors);
+  im.reserve(*snap);
   snap->buffer = im.pool->take(snap->total);
   snap->pool = im.pool;
   for (std::size_t i = 0; i < tensors.size(); ++i)
     if (!tensors[i].data.empty()) std::memcpy(snap->buffer.bytes.get() + snap->offsets[i], tensors[i].data.data(), tensors[i].data.size());
-  {
-    std::lock_guard lock(im.mu);
-    im.queue.push_back(std::move(snap));
-  }
-  im.work_cv.notify_one();
+  im.enqueue(std::move(snap));
+}
+
+void MergerClient::send_checkpoint_owned(std::int64_t step, std::int64_t tokens, double lr,
+                                         std::span<const TensorView> tensors, std::shared_ptr<const void> owner) {
+  if (!owner) throw Error("send_checkpoint_owned: no owner for the tensors' bytes");
+  auto& im = *impl_;
+  auto snap = describe(step, tokens, lr, tensors);
+  for (const auto& t : tensors) snap->in_place.push_back(t.data.data());
+  snap->owner = std::move(owner);
+  im.reserve(*snap);
+  im.enqueue(std::move(snap));
 }
 
 void MergerClient::flush() {

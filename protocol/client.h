@@ -54,6 +54,12 @@ class MergerClient {
   MergerClient& operator=(const MergerClient&) = delete;
 
   void send_checkpoint(std::int64_t step, std::int64_t tokens, double lr, std::span<const TensorView> tensors);
+  // The same without the snapshot copy, for a trainer that already stages each checkpoint in a
+  // buffer of its own (e.g. pinned memory the GPU copies into): the tensors' bytes are streamed in
+  // place and must stay unchanged until the client drops `owner` (after the checkpoint is
+  // acknowledged or has failed). Counts against queue_bytes like a snapshot.
+  void send_checkpoint_owned(std::int64_t step, std::int64_t tokens, double lr, std::span<const TensorView> tensors,
+                             std::shared_ptr<const void> owner);
   // Blocks until every queued checkpoint is acknowledged or has failed; throws wsm::Error listing
   // the failures (merger errors, or an unreachable merger past reconnect_timeout_ms) since the
   // last flush.

@@ -95,7 +95,7 @@ void run_ingest(const IngestArgs& a) {
     memcpy_s.push_back(seconds_since(t0));
   }
 
-  std::vector<double> raw, ingest, blocks;
+  std::vector<double> raw, ingest, ingest_owned, blocks;
   for (int r = 0; r < a.repeats; ++r) {
     raw.push_back(raw_zmq_bytes_per_s(chunk, bytes * static_cast<std::size_t>(a.checkpoints)));
 
@@ -104,6 +104,7 @@ void run_ingest(const IngestArgs& a) {
     o.core.out_dir = std::filesystem::temp_directory_path() / ("wsm-bench-ingest-" + std::to_string(::getpid()));
     o.core.emulations = merger::parse_emulations("linear:1");  // keeps two checkpoints
     o.core.every = 1ll << 62;                                    // ingest only
+    o.core.running_sums = false;                                 // no sum updates either
     o.core.max_chunk_bytes = std::max<std::uint64_t>(chunk, 64ull << 20);
     o.core.store.memory_budget = 1ull << 40;
     merger::Server server(o);
@@ -127,6 +128,13 @@ void run_ingest(const IngestArgs& a) {
     }
     client.flush();
     ingest.push_back(static_cast<double>(bytes) * a.checkpoints / seconds_since(t0));
+    // The same from buffers handed over (send_checkpoint_owned): no snapshot copy on these cores,
+    // as for a trainer whose GPU already copies each checkpoint into host memory of its own.
+    const std::shared_ptr<const void> owner(&model, [](const void*) {});
+    const auto t1 = Clock::now();
+    for (int c = 2 * a.checkpoints + 1; c <= 3 * a.checkpoints; ++c) client.send_checkpoint_owned(c, c, 1e-3, views, owner);
+    client.flush();
+    ingest_owned.push_back(static_cast<double>(bytes) * a.checkpoints / seconds_since(t1));
     client.close();
     stop = true;
     serving.join();
@@ -137,10 +145,13 @@ void run_ingest(const IngestArgs& a) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
   };
-  const double raw_bps = median(raw), ingest_bps = median(ingest), block = median(blocks), copy = median(memcpy_s);
+  const double raw_bps = median(raw), ingest_bps = median(ingest), owned_bps = median(ingest_owned),
+               block = median(blocks), copy = median(memcpy_s);
   fmt::print("raw ZeroMQ loopback ({:.2f} MiB frames): {:8.2f} GB/s\n", chunk / 1048576.0, raw_bps / 1e9);
-  fmt::print("ingest through wsm serve:                 {:8.2f} GB/s   ratio {:.2f}x raw (target >= 0.8)\n",
+  fmt::print("ingest through wsm serve (with snapshots): {:8.2f} GB/s   ratio {:.2f}x raw (target >= 0.8)\n",
              ingest_bps / 1e9, ingest_bps / raw_bps);
+  fmt::print("ingest, buffers handed over (no snapshot): {:8.2f} GB/s   ratio {:.2f}x raw\n", owned_bps / 1e9,
+             owned_bps / raw_bps);
   fmt::print("send_checkpoint blocks (median, min):     {:8.3f} ms, {:.3f} ms (min: sender thread idle)\n", block * 1e3,
              *std::min_element(blocks.begin(), blocks.end()) * 1e3);
   fmt::print("memcpy of the same tensors (median):      {:8.3f} ms   ratio {:.2f}x memcpy (target <= ~1)\n", copy * 1e3,

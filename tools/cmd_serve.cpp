@@ -17,13 +17,13 @@ namespace {
 std::atomic<bool> g_stop{false};
 extern "C" void on_stop_signal(int) { g_stop.store(true); }
 
-std::uint64_t parse_bytes(const std::string& text) {
+std::uint64_t parse_bytes(const std::string& text, const std::string& flag = "--memory-budget") {
   std::size_t used = 0;
   double v = 0;
   try {
     v = std::stod(text, &used);
   } catch (const std::exception&) {
-    throw Error("--memory-budget '" + text + "': expected bytes, e.g. 8G, 512M, 1000000");
+    throw Error(flag + " '" + text + "': expected bytes, e.g. 8G, 512M, 1000000");
   }
   std::string suffix = text.substr(used);
   if (!suffix.empty() && (suffix.back() == 'B' || suffix.back() == 'b')) suffix.pop_back();
@@ -33,8 +33,8 @@ std::uint64_t parse_bytes(const std::string& text) {
   else if (suffix == "M" || suffix == "m") mult = 1024.0 * 1024;
   else if (suffix == "G" || suffix == "g") mult = 1024.0 * 1024 * 1024;
   else if (suffix == "T" || suffix == "t") mult = 1024.0 * 1024 * 1024 * 1024;
-  else if (!suffix.empty()) throw Error("--memory-budget '" + text + "': unknown suffix '" + suffix + "'");
-  if (!(v >= 0)) throw Error("--memory-budget '" + text + "': must be >= 0");
+  else if (!suffix.empty()) throw Error(flag + " '" + text + "': unknown suffix '" + suffix + "'");
+  if (!(v >= 0)) throw Error(flag + " '" + text + "': must be >= 0");
   return static_cast<std::uint64_t>(std::llround(v * mult));
 }
 
@@ -51,6 +51,9 @@ struct ServeArgs {
   std::uint32_t credit = 16;
   double partial_timeout_s = 30;
   std::string log_level = "info";
+  std::string running_sums = "on";
+  int recompute_every = 64;
+  std::string write_backlog = "1G";
 };
 
 void run_serve(const ServeArgs& a) {
@@ -74,7 +77,13 @@ void run_serve(const ServeArgs& a) {
   }
   o.core.store.store_dir = a.store;
   o.core.store.memory_budget = parse_bytes(a.memory_budget);
+  o.core.store.write_backlog = parse_bytes(a.write_backlog, "--write-backlog");
   o.core.credit = a.credit;
+  if (a.running_sums != "on" && a.running_sums != "off")
+    throw Error("--running-sums '" + a.running_sums + "': expected on or off");
+  o.core.running_sums = a.running_sums == "on";
+  if (a.recompute_every < 1) throw Error("--running-sums-recompute must be >= 1");
+  o.sums.recompute_every = a.recompute_every;
   o.core.partial_timeout = std::chrono::milliseconds(static_cast<long long>(a.partial_timeout_s * 1000));
 
   merger::Server server(o);
@@ -105,11 +114,22 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--partial-timeout", args->partial_timeout_s,
                   "Seconds of sender silence before a partial checkpoint is discarded")
       ->capture_default_str();
+  cmd->add_option("--running-sums", args->running_sums,
+                  "on: uniform (linear, even spacing) and EMA emulations are kept as f64 running sums "
+                  "updated per checkpoint; off: every output re-merges its window")
+      ->capture_default_str();
+  cmd->add_option("--running-sums-recompute", args->recompute_every,
+                  "Recompute each running sum from the window after this many incremental updates (bounds f64 drift)")
+      ->capture_default_str();
+  cmd->add_option("--write-backlog", args->write_backlog,
+                  "Bytes received but not yet written to --store past which ingest waits (credit withheld)")
+      ->capture_default_str();
   cmd->add_option("--log-level", args->log_level, "trace, debug, info, warn, error")->capture_default_str();
   cmd->footer(
       "Example:\n"
       "  wsm serve --listen tcp://127.0.0.1:5555 --out merged --emulate 1-sqrt:800,linear:2000 \\\n"
       "            --every 200 --store window --memory-budget 16G --dtype bf16\n"
+      "  wsm serve --out merged --emulate linear:800,ema:alpha=0.2:1000 --every 100 --running-sums off\n"
       "Outputs: merged/<run>/<shape>_w<window>/step_<step>.h5 and merged/index.json.\n"
       "SIGINT/SIGTERM: stop accepting, finish the output being written, exit.");
   cmd->callback([args] { run_serve(*args); });

@@ -35,6 +35,9 @@ void print_text(const v1::StatusReply& r) {
              r.checkpoints_per_min());
   fmt::print("outputs written: {}; every {} steps; window RAM {} of {}\n", r.outputs_written(), r.every(),
              human_bytes(static_cast<double>(r.memory_bytes())), human_bytes(static_cast<double>(r.memory_budget())));
+  fmt::print("running sums: {}; their f64 state {} (counted against the memory budget); store backlog {}\n",
+             r.running_sums() ? "on" : "off", human_bytes(static_cast<double>(r.running_sum_bytes())),
+             human_bytes(static_cast<double>(r.store_backlog_bytes())));
   fmt::print("emulations:\n");
   for (const auto& e : r.emulations()) fmt::print("  {:<28} {} over {} {}\n", e.label(), e.spec(), e.window(), e.axis());
   fmt::print("window ({} checkpoints):\n", r.window_size());

@@ -1,5 +1,7 @@
 // MergerCore without sockets: handshake, credit, complete checkpoints, every fault of issue 5, and
 // emission planning against schedules/ (select_window) as the reference.
+#include <algorithm>
+
 #include <gtest/gtest.h>
 #include <xxhash.h>
 
@@ -237,8 +239,11 @@ TEST(ServeCore, SilentSenderIsDiscardedAfterTimeoutOthersUnaffected) {
 }
 
 TEST(ServeCore, EmissionsFollowEveryAndCoverage) {
-  // linear over 300 steps, checkpoints every 100, outputs every 200 steps.
-  CoreHarness h(options("linear:300,1-sqrt:200", 200));
+  // linear over 300 steps, checkpoints every 100, outputs every 200 steps. Running sums off: this
+  // checks the full-merge plan (ServeCore.RunningSumsUpdateEveryCheckpoint covers them).
+  auto o = options("linear:300,1-sqrt:200", 200);
+  o.running_sums = false;
+  CoreHarness h(o);
   auto model = make_model(0, kShapes);
   h.send("a", test::hello("run", model));
   for (std::int64_t step = 0; step <= 800; step += 100) ASSERT_TRUE(h.checkpoint("a", step, make_model(step, kShapes))[0].has_ack());
@@ -268,6 +273,51 @@ TEST(ServeCore, EmissionsFollowEveryAndCoverage) {
   const auto& entries = h.core->store().entries("run");
   EXPECT_EQ(entries.front()->step, 500);
   EXPECT_EQ(entries.size(), 4u);
+}
+
+TEST(ServeCore, RunningSumsUpdateEveryCheckpoint) {
+  CoreHarness h(options("linear:300,1-sqrt:200", 200));
+  auto model = make_model(0, kShapes);
+  h.send("a", test::hello("run", model));
+  for (std::int64_t step = 0; step <= 800; step += 100) ASSERT_TRUE(h.checkpoint("a", step, make_model(step, kShapes))[0].has_ack());
+  // linear:300 is uniform over evenly spaced checkpoints: a running sum updated at every
+  // checkpoint once covered (300..800), emitted when due (400, 600, 800); 1-sqrt is merged in full.
+  std::vector<std::int64_t> updates, emits, full;
+  for (const auto& job : h.jobs) {
+    for (const auto& s : job.sums) {
+      EXPECT_EQ(s.output.emulation.label, "linear_w300");
+      EXPECT_EQ(s.model, (SumModel{1.0, false}));
+      ASSERT_EQ(s.members.size(), s.weights.size());
+      EXPECT_EQ(s.members.back()->step, job.step);
+      updates.push_back(job.step);
+      if (s.emit) emits.push_back(job.step);
+      // The context holds what left the window at this step, for the sum to subtract.
+      for (const auto& m : s.members)
+        EXPECT_TRUE(std::any_of(job.context.begin(), job.context.end(), [&](const Entry& e) { return e == m; }));
+    }
+    for (const auto& o : job.outputs) {
+      EXPECT_EQ(o.emulation.label, "1-sqrt_w200");
+      full.push_back(job.step);
+      // Inputs trimmed to the full merge's own sources.
+      EXPECT_EQ(job.inputs.size(), o.source_steps.size());
+    }
+  }
+  EXPECT_EQ(updates, (std::vector<std::int64_t>{300, 400, 500, 600, 700, 800}));
+  EXPECT_EQ(emits, (std::vector<std::int64_t>{400, 600, 800}));
+  EXPECT_EQ(full, (std::vector<std::int64_t>{200, 400, 600, 800}));
+}
+
+TEST(ServeCore, SumModelRecognisesUniformAndEmaOnly) {
+  EXPECT_EQ(sum_model(parse_merge_spec("linear"), std::vector<double>{0.25, 0.25, 0.25, 0.25}), (SumModel{1.0, false}));
+  const auto ema = parse_merge_spec("ema:alpha=0.2");
+  const auto w = merge_weights(ema, 5);  // schedules/: c_0 = 0.8^4, c_j = 0.2 * 0.8^(4-j)
+  const auto m = sum_model(ema, w);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_TRUE(m->anchor_apart);
+  EXPECT_DOUBLE_EQ(m->ratio, 0.8);
+  EXPECT_FALSE(sum_model(parse_merge_spec("1-sqrt"), merge_weights(parse_merge_spec("1-sqrt"), 5)).has_value());
+  EXPECT_FALSE(sum_model(parse_merge_spec("linear"), std::vector<double>{1.0 / 3, 1.0 / 3, 1.0 / 6, 1.0 / 6}).has_value());
+  EXPECT_FALSE(sum_model(ema, std::vector<double>{0.5, 0.25, 0.25}).has_value());
 }
 
 TEST(ServeCore, StatusReportsWindowAndCounters) {

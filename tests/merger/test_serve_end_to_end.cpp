@@ -98,6 +98,43 @@ TEST(ServeEndToEnd, CppClientSequenceMatchesDoubleReference) {
   for (const auto& rec : outputs) check_output(rec, steps, 2);
 }
 
+TEST(ServeEndToEnd, OwnedBuffersAreStreamedInPlaceAndReleasedAfterTheAck) {
+  const auto out = test::temp_dir("e2e-owned");
+  test::ServerThread server(test::server_options(out, "linear:200,1-sqrt:200", 100));
+  ClientOptions co;
+  co.endpoint = server.endpoint();
+  co.run_id = "owned";
+  co.chunk_bytes = 3000;
+  MergerClient client(co);
+  struct Staged {  // what a trainer stages in host memory of its own
+    std::vector<test::OwnedTensor> model;
+    std::int64_t counter = 0;
+  };
+  std::vector<std::int64_t> steps;
+  std::vector<std::weak_ptr<Staged>> released;
+  for (std::int64_t step = 100; step <= 400; step += 100) {
+    auto staged = std::make_shared<Staged>();
+    staged->model = test::make_model(step, kShapes);
+    staged->counter = step;
+    auto v = test::views(staged->model);
+    v.push_back({"step_counter", DType::i64, {1}, {reinterpret_cast<const std::byte*>(&staged->counter), 8}});
+    client.send_checkpoint_owned(step, step * 1000, 1e-3, v, staged);
+    released.push_back(staged);
+    steps.push_back(step);
+    staged.reset();  // only the client holds it now
+    client.flush();  // paced, so that no output is coalesced away
+    server.server().wait_outputs_idle();
+  }
+  for (const auto& w : released) EXPECT_TRUE(w.expired()) << "the client still holds a staged buffer after its ack";
+  EXPECT_EQ(client.stats().checkpoints_acked, steps.size());
+  std::ifstream in(out / "index.json");
+  ASSERT_TRUE(in);
+  const auto outputs = nlohmann::json::parse(in)["outputs"];
+  EXPECT_EQ(outputs.size(), 4u);  // both shapes, covered from 300 on: at 300 and 400
+  for (const auto& rec : outputs) check_output(rec, steps, 2);
+  EXPECT_THROW(client.send_checkpoint_owned(500, 0, 0, test::views(test::make_model(500, kShapes)), nullptr), Error);
+}
+
 TEST(ServeEndToEnd, MergeRequestAndStatusOverTheWire) {
   const auto out = test::temp_dir("e2e-req");
   test::ServerThread server(test::server_options(out, "linear:200", 1000000));

@@ -163,6 +163,7 @@ TEST(ServeFaults, MergerRestartWhileSendingClientResendsAndWindowIsRebuilt) {
   client.flush();
   EXPECT_GE(client.stats().resends, 1u);
   EXPECT_EQ(client.stats().checkpoints_acked, 2u);
+  second.server().wait_store_idle();  // acknowledged, then written in the background
 
   const auto st = status_of(endpoint);
   ASSERT_EQ(st.window_size(), 2);
@@ -192,6 +193,7 @@ TEST(ServeFaults, RestartRecoversTheWindowAndEmitsFromIt) {
       client.send_checkpoint(step, step, 1e-3, test::views(model));
     }
     client.flush();
+    server.server().wait_store_idle();  // files are written in the background; spilled once written
     const auto st = status_of(server.endpoint());
     ASSERT_EQ(st.window_size(), 2);
     EXPECT_FALSE(st.window(0).in_memory());  // spilled: over budget

@@ -72,14 +72,21 @@ TEST(ServeWindow, SpillsOverBudgetAndDeletesDroppedFilesAfterTheLastReader) {
   const auto dir = test::temp_dir("window-store");
   WindowStore store({dir, 100}, parse_emulations("linear:100"));  // budget: one checkpoint (64 B)
   store.add(ckpt(100));
+  EXPECT_TRUE(store.entries("run")[0]->in_memory()) << "not spilled before its file is written";
+  store.flush();  // the background writer persists, then what is over budget spills
   store.add(ckpt(200));
+  store.flush();
   EXPECT_FALSE(store.entries("run")[0]->in_memory());
   EXPECT_TRUE(store.entries("run")[1]->in_memory());
   EXPECT_LE(store.memory_bytes(), 100u);
   Entry held = store.entries("run")[0];  // as a queued output would
   const auto file = held->file;
   ASSERT_TRUE(std::filesystem::exists(file));
-  store.add(ckpt(300));  // 100 leaves the window (anchor 200)
+  auto dropped = store.add(ckpt(300));  // 100 leaves the window (anchor 200)
+  store.flush();
+  ASSERT_EQ(dropped.size(), 1u);
+  EXPECT_EQ(dropped[0]->step, 100);
+  dropped.clear();
   EXPECT_EQ(store.entries("run").front()->step, 200);
   EXPECT_TRUE(std::filesystem::exists(file)) << "deleted while still read";
   // The spilled copy reads back the same bytes from disk.
