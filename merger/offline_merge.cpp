@@ -170,6 +170,11 @@ std::string OfflinePlan::describe(const OfflineMergeRequest& req) const {
   return s;
 }
 
+std::uint64_t default_chunk_elements(std::string_view backend) {
+  const bool gpu = backend == "cuda" || backend == "cublas" || (backend == "auto" && kernels::cuda_available());
+  return gpu ? 16u << 20 : 1u << 18;
+}
+
 OfflinePlan plan_offline_merge(const OfflineMergeRequest& request) { return open_and_plan(request).plan; }
 
 std::map<std::string, std::string> merge_provenance(const OfflineMergeRequest& req, const OfflinePlan& plan,

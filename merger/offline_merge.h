@@ -8,12 +8,17 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "merger/merge_engine.h"
 #include "schedules/decay.h"
 
 namespace wsm::merger {
+
+// Elements per chunk for a backend name ("cpu", "cuda", "cublas", "auto"): 256 Ki on the CPU, so a
+// chunk's buffers stay in the caches; 16 Mi on a GPU, so each host-device transfer is long.
+std::uint64_t default_chunk_elements(std::string_view backend);
 
 struct OfflineMergeRequest {
   std::vector<std::filesystem::path> inputs;  // any order: sorted by recorded step when all have one
@@ -24,7 +29,7 @@ struct OfflineMergeRequest {
   std::optional<DType> dtype;                 // float tensors' output dtype; default: the newest input's
   std::string backend = "cpu";                // kernels::make_backend name
   bool accumulate_f64 = false;
-  std::uint64_t chunk_elements = 1u << 18;  // per tensor piece: buffers stay in the CPU caches
+  std::uint64_t chunk_elements = default_chunk_elements("cpu");  // per tensor piece
 };
 
 struct OfflineInput {

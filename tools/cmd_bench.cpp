@@ -31,7 +31,7 @@ struct BenchArgs {
   std::string format = "safetensors";
   std::string backend = "cpu";
   int repeats = 3;
-  std::optional<std::uint64_t> chunk_elements;  // default: the CPU's cache-sized chunk, 16 Mi on a GPU
+  std::optional<std::uint64_t> chunk_elements;  // default: merger::default_chunk_elements(backend)
   bool kernel_only = false;
   bool keep = false;
 };
@@ -138,8 +138,7 @@ void read_and_write(const std::vector<fs::path>& inputs, const std::vector<fs::p
 
 void bench_files(const BenchArgs& a, DType t) {
   const auto bytes = std::uint64_t(a.size_mb * 1e6);
-  const bool gpu = a.backend == "cuda" || a.backend == "cublas" || (a.backend == "auto" && kernels::cuda_available());
-  const std::uint64_t chunk_elements = a.chunk_elements.value_or(gpu ? 16u << 20 : merger::OfflineMergeRequest{}.chunk_elements);
+  const std::uint64_t chunk_elements = a.chunk_elements.value_or(merger::default_chunk_elements(a.backend));
   fs::path dir = fs::path(a.dir) / ("wsm-bench-" + std::to_string(getpid()));
   fs::create_directories(dir);
   struct Cleanup {

@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <iostream>
 
-#include "kernels/merge.h"
 #include "merger/offline_merge.h"
 #include "protocol/error.h"
 #include "tools/commands.h"
@@ -22,7 +21,7 @@ struct MergeArgs {
   std::vector<double> weights;
   std::optional<std::int64_t> window_steps, window_tokens;
   std::string dtype, backend = "auto", accumulate = "f32";
-  std::optional<double> chunk_mb;  // default: 1 MiB on the CPU (cache-sized), 64 MiB on a GPU (long transfers)
+  std::optional<double> chunk_mb;  // default: merger::default_chunk_elements(backend)
   bool dry_run = false;
   std::string out;
   std::vector<std::string> inputs;
@@ -112,9 +111,8 @@ void run_merge(const MergeArgs& a) {
   }
   req.backend = a.backend;
   req.accumulate_f64 = a.accumulate == "f64";
-  const bool gpu = a.backend == "cuda" || a.backend == "cublas" || (a.backend == "auto" && kernels::cuda_available());
-  const double chunk_mb = a.chunk_mb.value_or(gpu ? 64.0 : 1.0);
-  req.chunk_elements = std::max<std::uint64_t>(1, std::uint64_t(chunk_mb * double(1 << 20) / 4));
+  req.chunk_elements = a.chunk_mb ? std::max<std::uint64_t>(1, std::uint64_t(*a.chunk_mb * double(1 << 20) / 4))
+                                  : merger::default_chunk_elements(a.backend);
 
   if (a.dry_run) {
     const auto plan = merger::plan_offline_merge(req);
