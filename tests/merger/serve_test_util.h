@@ -13,6 +13,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "merger/server.h"
 #include "protocol/client.h"
@@ -174,6 +175,35 @@ inline v1::Envelope end(std::int64_t step, const std::vector<OwnedTensor>& model
   env.mutable_end()->set_total_bytes(total);
   env.mutable_end()->set_checksum(s.digest());
   return env;
+}
+
+// A loopback endpoint whose port was free a moment ago (bound to an ephemeral port, then released),
+// for a `wsm serve` process that must be told where to listen.
+inline std::string free_loopback_endpoint() {
+  zmq::context_t ctx(1);
+  zmq::socket_t s(ctx, zmq::socket_type::router);
+  s.bind("tcp://127.0.0.1:*");
+  return s.get(zmq::sockopt::last_endpoint);
+}
+
+// Starts the built `wsm serve --listen ENDPOINT ARGS...` as a child process, its stdout and stderr
+// in DIR/serve.log. Returns the child's pid (the caller signals and reaps it).
+inline pid_t spawn_wsm_serve(const std::filesystem::path& dir, const std::string& endpoint,
+                             const std::vector<std::string>& args) {
+  const std::string wsm = std::string(WSM_BINARY_DIR) + "/wsm", log = (dir / "serve.log").string();
+  std::vector<std::string> words = {"wsm", "serve", "--listen", endpoint};
+  words.insert(words.end(), args.begin(), args.end());
+  std::vector<char*> argv;  // built before fork: the child only redirects and execs
+  for (auto& w : words) argv.push_back(w.data());
+  argv.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    std::freopen(log.c_str(), "w", stderr);
+    std::freopen(log.c_str(), "a", stdout);
+    ::execv(wsm.c_str(), argv.data());
+    ::_exit(127);
+  }
+  return pid;
 }
 
 template <class Pred>

@@ -4,51 +4,26 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
-#include <cstdio>
 #include <fstream>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "serve_test_util.h"
+#include "tests/run_command.h"
 
 namespace wsm {
 namespace {
-
-int free_port() {
-  zmq::context_t ctx(1);
-  zmq::socket_t s(ctx, zmq::socket_type::router);
-  s.bind("tcp://127.0.0.1:*");
-  const std::string ep = s.get(zmq::sockopt::last_endpoint);
-  return std::stoi(ep.substr(ep.rfind(':') + 1));
-}
-
-std::string run_capture(const std::string& cmd, int& status) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  while (p && std::fgets(buf.data(), buf.size(), p)) out += buf.data();
-  status = p ? ::pclose(p) : -1;
-  return out;
-}
 
 TEST(ServeCommand, StatusJsonAndCleanExitOnSigterm) {
   const std::string wsm = std::string(WSM_BINARY_DIR) + "/wsm";
   if (::access(wsm.c_str(), X_OK) != 0) GTEST_SKIP() << wsm << " is not built";
   const auto dir = test::temp_dir("cmd");
-  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_port());
-  const pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    const std::string log = (dir / "serve.log").string();
-    std::freopen(log.c_str(), "w", stderr);
-    std::freopen(log.c_str(), "a", stdout);
-    const std::string out = (dir / "out").string(), store = (dir / "store").string();
-    ::execl(wsm.c_str(), "wsm", "serve", "--listen", endpoint.c_str(), "--out", out.c_str(), "--emulate",
-            "linear:200,1-sqrt:300", "--every", "100", "--store", store.c_str(), nullptr);
-    ::_exit(127);
-  }
+  const std::string endpoint = test::free_loopback_endpoint();
+  const pid_t pid = test::spawn_wsm_serve(dir, endpoint,
+                                          {"--out", (dir / "out").string(), "--emulate", "linear:200,1-sqrt:300",
+                                           "--every", "100", "--store", (dir / "store").string()});
+  ASSERT_GT(pid, 0);
   ClientOptions co;
   co.endpoint = endpoint;
   co.run_id = "cmd";
@@ -60,16 +35,15 @@ TEST(ServeCommand, StatusJsonAndCleanExitOnSigterm) {
     }
     client.flush();
   }
-  int status = 0;
-  const auto json = run_capture(wsm + " status --connect " + endpoint + " --json", status);
-  ASSERT_EQ(status, 0) << json;
-  const auto st = nlohmann::json::parse(json);
+  const auto json = test::run_command(wsm + " status --connect " + endpoint + " --json");
+  ASSERT_EQ(json.rc, 0) << json.out << json.err;
+  const auto st = nlohmann::json::parse(json.out);
   EXPECT_EQ(st["checkpoints_received"], "5");  // protobuf's JSON prints 64-bit integers as strings
   ASSERT_FALSE(st["window"].empty());
   EXPECT_EQ(st["window"].back()["step"], "500");
-  const auto text = run_capture(wsm + " status --connect " + endpoint, status);
-  EXPECT_EQ(status, 0);
-  EXPECT_NE(text.find("received 5 checkpoints"), std::string::npos) << text;
+  const auto text = test::run_command(wsm + " status --connect " + endpoint);
+  EXPECT_EQ(text.rc, 0);
+  EXPECT_NE(text.out.find("received 5 checkpoints"), std::string::npos) << text.out;
 
   ASSERT_EQ(::kill(pid, SIGTERM), 0);
   int wstatus = 0;
@@ -96,8 +70,8 @@ TEST(ServeCommand, StatusJsonAndCleanExitOnSigterm) {
   for (const auto& f : std::filesystem::recursive_directory_iterator(dir))
     EXPECT_EQ(f.path().string().find(".tmp-"), std::string::npos) << f.path();
 
-  const auto help = run_capture(wsm + " serve --help", status);
-  EXPECT_NE(help.find("Example"), std::string::npos);
+  const auto help = test::run_command(wsm + " serve --help");
+  EXPECT_NE(help.out.find("Example"), std::string::npos);
 }
 
 }  // namespace

@@ -225,24 +225,11 @@ TEST(ServeRunningSums, RestartAfterKillRebuildsWindowFromStore) {
   const std::string wsm = std::string(WSM_BINARY_DIR) + "/wsm";
   if (::access(wsm.c_str(), X_OK) != 0) GTEST_SKIP() << wsm << " is not built";
   const auto dir = test::temp_dir("rs-kill");
-  std::string endpoint;
-  {
-    zmq::context_t ctx(1);
-    zmq::socket_t s(ctx, zmq::socket_type::router);
-    s.bind("tcp://127.0.0.1:*");
-    endpoint = s.get(zmq::sockopt::last_endpoint);
-  }
+  const std::string endpoint = test::free_loopback_endpoint();
   const std::string out = (dir / "out").string(), store = (dir / "store").string();
-  const pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    const std::string log = (dir / "serve.log").string();
-    std::freopen(log.c_str(), "w", stderr);
-    std::freopen(log.c_str(), "a", stdout);
-    ::execl(wsm.c_str(), "wsm", "serve", "--listen", endpoint.c_str(), "--out", out.c_str(), "--emulate",
-            "linear:300", "--every", "100", "--store", store.c_str(), nullptr);
-    ::_exit(127);
-  }
+  const pid_t pid = test::spawn_wsm_serve(dir, endpoint,
+                                          {"--out", out, "--emulate", "linear:300", "--every", "100", "--store", store});
+  ASSERT_GT(pid, 0);
   const auto before = range(100, 600, 100);
   {
     ClientOptions co;
