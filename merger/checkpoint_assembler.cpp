@@ -1,7 +1,6 @@
 #include "merger/checkpoint_assembler.h"
 
 #include <algorithm>
-#include <cstring>
 #include <set>
 
 namespace wsm::merger {
@@ -28,14 +27,14 @@ std::shared_ptr<const Manifest> manifest_from_hello(const v1::Hello& hello) {
 }
 
 CheckpointAssembler::CheckpointAssembler(std::string run_id, std::shared_ptr<const Manifest> manifest,
-                                         const v1::CheckpointBegin& begin, BufferPool* pool)
+                                         const v1::CheckpointBegin& begin)
     : manifest_(std::move(manifest)), c_(std::make_shared<StoredCheckpoint>()) {
   c_->run_id = std::move(run_id);
   c_->step = begin.step();
   c_->tokens = begin.tokens();
   c_->lr = begin.lr();
   c_->tensors = *manifest_;
-  for (const auto& t : *manifest_) c_->data.push_back(make_buffer(t.nbytes(), pool));
+  c_->data.resize(manifest_->size());
   skip_complete_tensors();
 }
 
@@ -46,7 +45,8 @@ void CheckpointAssembler::skip_complete_tensors() {
   }
 }
 
-void CheckpointAssembler::add(const v1::TensorChunk& chunk, std::span<const std::byte> payload) {
+void CheckpointAssembler::add(const v1::TensorChunk& chunk, zmq::message_t frame) {
+  const std::span<const std::byte> payload(static_cast<const std::byte*>(frame.data()), frame.size());
   const auto where = "step " + std::to_string(c_->step) + ", tensor '" + chunk.name() + "'";
   if (chunk.length() != payload.size())
     throw ProtocolError(v1::MALFORMED, where + ": chunk says " + std::to_string(chunk.length()) +
@@ -66,20 +66,16 @@ void CheckpointAssembler::add(const v1::TensorChunk& chunk, std::span<const std:
                                               " out of order (expected " + expected + ")");
   }
   if (chunk.length() == 0) throw ProtocolError(v1::MALFORMED, where + ": empty chunk");
-  // Copy and checksum in one pass: each block is hashed from the destination while it is still in
-  // cache, so verifying costs a cache read instead of a second trip through memory. XXH3's
-  // streaming digest equals its one-shot one. Bytes of a bad chunk land in a buffer of a
-  // checkpoint that is then rejected, never used.
-  constexpr std::size_t kBlock = 128 << 10;
-  std::byte* dst = c_->data[index].bytes.get() + chunk.offset();
-  chunk_hash_.reset();
-  for (std::size_t off = 0; off < payload.size(); off += kBlock) {
-    const std::size_t n = std::min(kBlock, payload.size() - off);
-    std::memcpy(dst + off, payload.data() + off, n);
-    chunk_hash_.update({dst + off, n});
-  }
-  if (chunk_hash_.digest() != chunk.checksum())
+  // The frame was just written by ZeroMQ's I/O thread, so hashing it mostly reads the cache.
+  if (wire::checksum(payload) != chunk.checksum())
     throw ProtocolError(v1::CHECKSUM_MISMATCH, where + ": chunk checksum mismatch at offset " + std::to_string(chunk.offset()));
+  if (payload.size() >= kKeepFrameBytes) {
+    auto owner = std::make_shared<const zmq::message_t>(std::move(frame));
+    c_->data[index].append({static_cast<const std::byte*>(owner->data()), owner->size()}, owner);
+  } else {
+    auto owner = std::make_shared<const std::vector<std::byte>>(payload.begin(), payload.end());
+    c_->data[index].append(*owner, owner);
+  }
   whole_.add(chunk.checksum());
   offset_ += chunk.length();
   received_ += chunk.length();

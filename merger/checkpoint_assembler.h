@@ -2,6 +2,8 @@
 // Rebuilds one checkpoint from a peer's chunks and validates it against the run's manifest: chunks
 // in manifest order without gaps or overlap, each with a matching XXH3, and at the end the byte
 // count and the checksum chain of the whole (wire::ChecksumChain). Every fault is a wire::ProtocolError with the code to send back.
+// Large payloads are kept as received (the ZeroMQ frame becomes the tensor's storage, no copy);
+// small ones are copied, so that a tiny chunk does not pin the larger receive buffer it shares.
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -22,10 +24,13 @@ std::shared_ptr<const Manifest> manifest_from_hello(const v1::Hello& hello);
 
 class CheckpointAssembler {
  public:
-  CheckpointAssembler(std::string run_id, std::shared_ptr<const Manifest> manifest, const v1::CheckpointBegin& begin,
-                      BufferPool* pool = nullptr);
+  CheckpointAssembler(std::string run_id, std::shared_ptr<const Manifest> manifest, const v1::CheckpointBegin& begin);
 
-  void add(const v1::TensorChunk& chunk, std::span<const std::byte> payload);
+  // Payloads below this size are copied rather than kept.
+  static constexpr std::size_t kKeepFrameBytes = 64 << 10;
+
+  // Takes the chunk's payload frame (kept or copied, see above).
+  void add(const v1::TensorChunk& chunk, zmq::message_t payload);
   std::shared_ptr<StoredCheckpoint> finish(const v1::CheckpointEnd& end);
 
   std::int64_t step() const { return c_->step; }
@@ -40,7 +45,6 @@ class CheckpointAssembler {
   std::uint64_t offset_ = 0;  // and its offset
   std::uint64_t received_ = 0;
   wire::ChecksumChain whole_;
-  wire::StreamChecksum chunk_hash_;  // reused for every chunk (no allocation per chunk)
 };
 
 }  // namespace wsm::merger

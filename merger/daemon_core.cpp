@@ -35,7 +35,6 @@ Outgoing error_to(const std::string& peer, const ProtocolError& e, std::int64_t 
 MergerCore::MergerCore(CoreOptions options, JobSink sink)
     : options_(std::move(options)),
       sink_(std::move(sink)),
-      pool_(std::make_shared<BufferPool>(options_.pool_bytes)),
       store_(options_.store, options_.emulations) {
   if (options_.server_id.empty()) options_.server_id = random_id();
   if (options_.credit == 0) options_.credit = 1;
@@ -46,7 +45,7 @@ void MergerCore::restore() {
   for (const auto& run : store_.runs()) last_step_[run] = store_.newest_step(run);
 }
 
-std::vector<Outgoing> MergerCore::handle(const wire::Message& msg, Clock::time_point now) {
+std::vector<Outgoing> MergerCore::handle(wire::Message msg, Clock::time_point now) {
   std::vector<Outgoing> out;
   const auto& env = msg.envelope;
   switch (env.body_case()) {
@@ -166,17 +165,17 @@ void MergerCore::on_begin(Session& s, const std::string& peer, const v1::Checkpo
       throw ProtocolError(v1::OUT_OF_ORDER, "run '" + s.run_id + "': step " + std::to_string(b.step()) +
                                                 " is older than the newest in the window (" +
                                                 std::to_string(store_.newest_step(s.run_id)) + ")");
-    s.partial = std::make_unique<CheckpointAssembler>(s.run_id, s.manifest, b, pool_.get());
+    s.partial = std::make_unique<CheckpointAssembler>(s.run_id, s.manifest, b);
   } catch (const ProtocolError& e) {
     reject(s, peer, b.step(), e, out);
   }
 }
 
-void MergerCore::on_chunk(Session& s, const wire::Message& msg, std::vector<Outgoing>& out) {
+void MergerCore::on_chunk(Session& s, wire::Message& msg, std::vector<Outgoing>& out) {
   const auto& chunk = msg.envelope.chunk();
   bytes_received_ += msg.payload_bytes().size();
   note_rate(s.last_seen, msg.payload_bytes().size());
-  // Credit returns once a chunk is copied out of ZeroMQ's queue, so what a sender has in flight
+  // Credit returns once a chunk is taken out of ZeroMQ's queue, so what a sender has in flight
   // (queued here, unprocessed) never exceeds the credit it was granted.
   if (s.outstanding > 0) --s.outstanding;
   ++s.consumed;
@@ -188,7 +187,7 @@ void MergerCore::on_chunk(Session& s, const wire::Message& msg, std::vector<Outg
     if (chunk.length() > options_.max_chunk_bytes)
       throw ProtocolError(v1::BAD_REQUEST, "chunk of " + std::to_string(chunk.length()) + " bytes exceeds max_chunk_bytes " +
                                                std::to_string(options_.max_chunk_bytes));
-    s.partial->add(chunk, msg.payload_bytes());
+    s.partial->add(chunk, std::move(*msg.payload));
   } catch (const ProtocolError& e) {
     reject(s, msg.peer, chunk.step(), e, out);
   }

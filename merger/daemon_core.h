@@ -34,7 +34,6 @@ struct CoreOptions {
   std::uint64_t max_chunk_bytes = 64ull << 20;
   std::chrono::milliseconds partial_timeout{30000};  // a silent sender's partial checkpoint is dropped
   std::string server_id;                  // random per start when empty
-  std::uint64_t pool_bytes = 1ull << 30;  // idle receive buffers kept for reuse
   bool running_sums = true;               // uniform/EMA emulations as running sums (running_sum.h)
 };
 
@@ -53,7 +52,7 @@ class MergerCore {
   // Rebuilds the window from --store (call once before serving).
   void restore();
 
-  std::vector<Outgoing> handle(const wire::Message& msg, Clock::time_point now);
+  std::vector<Outgoing> handle(wire::Message msg, Clock::time_point now);  // takes a chunk's payload frame
   // A message that failed framing checks: the error goes back to its sender.
   std::vector<Outgoing> fault(const std::string& peer, const wire::ProtocolError& error, Clock::time_point now);
   // Drops partial checkpoints whose sender has been silent past partial_timeout.
@@ -94,7 +93,7 @@ class MergerCore {
 
   void on_hello(const wire::Message& msg, Clock::time_point now, std::vector<Outgoing>& out);
   void on_begin(Session& s, const std::string& peer, const v1::CheckpointBegin& b, std::vector<Outgoing>& out);
-  void on_chunk(Session& s, const wire::Message& msg, std::vector<Outgoing>& out);
+  void on_chunk(Session& s, wire::Message& msg, std::vector<Outgoing>& out);
   void on_end(Session& s, const std::string& peer, const v1::CheckpointEnd& e, std::vector<Outgoing>& out);
   void on_merge_request(const std::string& peer, const v1::MergeRequest& r, std::vector<Outgoing>& out);
   void reject(Session& s, const std::string& peer, std::int64_t step, const wire::ProtocolError& e,
@@ -108,7 +107,6 @@ class MergerCore {
   PendingSource pending_;
   std::function<std::uint64_t()> running_sum_bytes_;
   bool withholding_ = false;  // credit held back while the store writer is behind
-  std::shared_ptr<BufferPool> pool_;
   WindowStore store_;
   std::map<std::string, Session> sessions_;
   std::map<std::string, std::shared_ptr<const Manifest>> run_manifests_;

@@ -68,7 +68,7 @@ void Server::run(const std::atomic<bool>& stop) {
     const auto now = Clock::now();
     send_all(core_->pump());  // before the message: a status reply sees what the writer finished
     if (r) {
-      if (r->message) send_all(core_->handle(*r->message, now));
+      if (r->message) send_all(core_->handle(std::move(*r->message), now));
       else if (r->fault) send_all(core_->fault(r->peer, *r->fault, now));
     }
     for (auto& c : worker_->take_completions()) send_all(core_->job_done(c.job, c.records, c.error));

@@ -1,5 +1,6 @@
 #include "merger/stored_checkpoint.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace wsm::merger {
@@ -10,51 +11,32 @@ FileLease::~FileLease() {
   std::filesystem::remove(path, ec);
 }
 
-TensorBuffer::~TensorBuffer() {
-  if (bytes)
-    if (auto p = pool.lock()) p->give(std::move(bytes), capacity);
+void TensorBytes::append(std::span<const std::byte> bytes, std::shared_ptr<const void> owner) {
+  pieces.push_back({size(), bytes, std::move(owner)});
 }
 
-TensorBuffer BufferPool::take(std::uint64_t size) {
-  {
-    std::lock_guard lock(mu_);
-    // The smallest idle buffer that fits, unless it would waste more than half of itself.
-    auto it = free_.lower_bound(size);
-    if (it != free_.end() && it->first / 2 <= size) {
-      TensorBuffer b;
-      b.capacity = it->first;
-      b.bytes = std::move(it->second);
-      b.size = size;
-      b.pool = weak_from_this();
-      idle_ -= b.capacity;
-      free_.erase(it);
-      return b;
-    }
+void TensorBytes::read(std::uint64_t offset, std::span<std::byte> dst) const {
+  if (offset > size() || dst.size() > size() - offset)
+    throw Error("read of [" + std::to_string(offset) + ", " + std::to_string(offset + dst.size()) +
+                ") past the end of a tensor of " + std::to_string(size()) + " bytes");
+  if (dst.empty()) return;
+  // The last piece that starts at or before offset, then forward through the pieces.
+  auto it = std::upper_bound(pieces.begin(), pieces.end(), offset,
+                             [](std::uint64_t o, const Piece& p) { return o < p.offset; });
+  std::size_t done = 0;
+  for (--it; done < dst.size(); ++it) {
+    const std::uint64_t from = offset + done - it->offset;
+    const std::size_t n = std::min<std::uint64_t>(dst.size() - done, it->bytes.size() - from);
+    std::memcpy(dst.data() + done, it->bytes.data() + from, n);
+    done += n;
   }
-  TensorBuffer b = make_buffer(size);
-  b.pool = weak_from_this();
-  return b;
 }
 
-void BufferPool::give(std::unique_ptr<std::byte[]> bytes, std::uint64_t capacity) {
-  std::lock_guard lock(mu_);
-  if (idle_ + capacity > max_bytes_) return;  // freed
-  idle_ += capacity;
-  free_.emplace(capacity, std::move(bytes));
-}
-
-std::uint64_t BufferPool::idle_bytes() const {
-  std::lock_guard lock(mu_);
-  return idle_;
-}
-
-TensorBuffer make_buffer(std::uint64_t size, BufferPool* pool) {
-  if (pool) return pool->take(size);
-  TensorBuffer b;
-  b.bytes = std::make_unique_for_overwrite<std::byte[]>(size ? size : 1);
-  b.size = size;
-  b.capacity = size ? size : 1;
-  return b;
+TensorBytes tensor_bytes(std::vector<std::byte> bytes) {
+  auto owner = std::make_shared<const std::vector<std::byte>>(std::move(bytes));
+  TensorBytes t;
+  if (!owner->empty()) t.append(*owner, owner);
+  return t;
 }
 
 std::uint64_t StoredCheckpoint::nbytes() const {
@@ -97,9 +79,11 @@ class RamReader final : public CheckpointReader {
   void read(const std::string& name, std::uint64_t offset, std::span<std::byte> dst) override {
     for (std::size_t i = 0; i < c_->tensors.size(); ++i)
       if (c_->tensors[i].name == name) {
-        if (offset + dst.size() > c_->data[i].size)
-          throw Error(path_.string() + ": read past the end of tensor '" + name + "'");
-        if (!dst.empty()) std::memcpy(dst.data(), c_->data[i].bytes.get() + offset, dst.size());
+        try {
+          c_->data[i].read(offset, dst);
+        } catch (const Error& e) {
+          throw Error(path_.string() + ": tensor '" + name + "': " + e.what());
+        }
         return;
       }
     throw Error(path_.string() + ": no tensor '" + name + "'");
@@ -119,7 +103,10 @@ std::unique_ptr<CheckpointReader> open_stored(std::shared_ptr<const StoredCheckp
 
 void persist(const StoredCheckpoint& c, const std::filesystem::path& path) {
   auto writer = create_checkpoint(path, c.meta(), c.tensors);
-  for (std::size_t i = 0; i < c.tensors.size(); ++i) writer->write(c.tensors[i].name, 0, c.data[i].span());
+  for (std::size_t i = 0; i < c.tensors.size(); ++i) {
+    if (c.data[i].pieces.empty()) writer->write(c.tensors[i].name, 0, {});  // an empty tensor
+    for (const auto& piece : c.data[i].pieces) writer->write(c.tensors[i].name, piece.offset, piece.bytes);
+  }
   writer->commit();
 }
 

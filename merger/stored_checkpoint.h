@@ -5,8 +5,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
-#include <map>
-#include <mutex>
 #include <memory>
 #include <span>
 #include <string>
@@ -16,40 +14,26 @@
 
 namespace wsm::merger {
 
-class BufferPool;
+// One tensor's bytes as they arrived: the payload frames of its chunks, in offset order, kept as
+// received instead of copied into one buffer, so ingest makes no pass over the bytes but the
+// checksum. Each piece's owner (a ZeroMQ frame, or a small vector) keeps its bytes alive.
+struct TensorBytes {
+  struct Piece {
+    std::uint64_t offset = 0;
+    std::span<const std::byte> bytes;
+    std::shared_ptr<const void> owner;
+  };
+  std::vector<Piece> pieces;  // contiguous: each starts where the previous one ends
 
-struct TensorBuffer {
-  std::unique_ptr<std::byte[]> bytes;  // uninitialised on allocation: every byte is received
-  std::uint64_t size = 0;
-  std::uint64_t capacity = 0;
-  std::weak_ptr<BufferPool> pool;      // where the bytes go when this buffer is dropped
-
-  TensorBuffer() = default;
-  TensorBuffer(TensorBuffer&&) noexcept = default;
-  TensorBuffer& operator=(TensorBuffer&&) noexcept = default;
-  ~TensorBuffer();
-  std::span<std::byte> span() { return {bytes.get(), size}; }
-  std::span<const std::byte> span() const { return {bytes.get(), size}; }
+  std::uint64_t size() const { return pieces.empty() ? 0 : pieces.back().offset + pieces.back().bytes.size(); }
+  // Appends bytes owned by `owner` after the last piece.
+  void append(std::span<const std::byte> bytes, std::shared_ptr<const void> owner);
+  // Copies [offset, offset + dst.size()) out of the pieces; throws wsm::Error past the end.
+  void read(std::uint64_t offset, std::span<std::byte> dst) const;
 };
 
-// Recycles the buffers of checkpoints that left the window for the next ones to arrive: a fresh
-// allocation page-faults on every byte it receives, a recycled one does not. Holds at most
-// max_bytes of idle buffers.
-class BufferPool : public std::enable_shared_from_this<BufferPool> {
- public:
-  explicit BufferPool(std::uint64_t max_bytes) : max_bytes_(max_bytes) {}
-  TensorBuffer take(std::uint64_t size);
-  void give(std::unique_ptr<std::byte[]> bytes, std::uint64_t capacity);
-  std::uint64_t idle_bytes() const;
-
- private:
-  mutable std::mutex mu_;
-  std::multimap<std::uint64_t, std::unique_ptr<std::byte[]>> free_;  // by capacity
-  std::uint64_t idle_ = 0, max_bytes_;
-};
-
-// A buffer of `size` bytes, from `pool` when given.
-TensorBuffer make_buffer(std::uint64_t size, BufferPool* pool = nullptr);
+// A tensor held in one piece of its own (tests, and checkpoints built in memory).
+TensorBytes tensor_bytes(std::vector<std::byte> bytes);
 
 // A file in the store, deleted when the window has dropped it and no reader (a queued or running
 // output) still holds it; kept otherwise, so a restart finds it.
@@ -68,7 +52,7 @@ struct StoredCheckpoint {
   std::int64_t tokens = 0;
   double lr = 0;
   std::vector<TensorInfo> tensors;
-  std::vector<TensorBuffer> data;   // one per tensor; empty when only on disk
+  std::vector<TensorBytes> data;    // one per tensor; empty when only on disk
   std::filesystem::path file;       // persisted copy in the store, empty when none
   std::shared_ptr<FileLease> lease; // of `file`
 

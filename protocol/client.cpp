@@ -6,6 +6,11 @@
 // merger grants, CheckpointEnd, then waits for the Ack. Chunk frames point into the snapshot (no
 // copy). A NO_SESSION error or a silent merger starts a new socket and resends the checkpoint
 // from its start, until reconnect_timeout_ms runs out.
+//
+// Two rules keep the cost off the trainer and the cores: the sender thread pauses between chunks
+// while a send_checkpoint call is copying (the caller waits on that copy, so it gets the machine),
+// and it stays at most kBytesAhead ahead of ZeroMQ's I/O thread, so a chunk it has just hashed is
+// still in cache when the I/O thread copies it into the socket.
 #include "protocol/client.h"
 
 #include <chrono>
@@ -88,6 +93,30 @@ std::string random_routing_id() {
 // The outcome of one attempt at sending a snapshot.
 enum class Attempt { acked, rejected, retry };
 
+// Chunk bytes handed to ZeroMQ that its I/O thread has not yet written to the socket.
+inline constexpr std::size_t kBytesAhead = 8 << 20;
+struct QueuedFrames {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::size_t bytes = 0;
+  void add(std::size_t n) {
+    std::lock_guard lock(mu);
+    bytes += n;
+  }
+  void done(std::size_t n) {
+    {
+      std::lock_guard lock(mu);
+      bytes -= n;
+    }
+    cv.notify_all();
+  }
+  // Waits until n more bytes fit (or nothing is queued); false when ZeroMQ wrote nothing until `until`.
+  bool wait_for_room(std::size_t n, std::chrono::steady_clock::time_point until) {
+    std::unique_lock lock(mu);
+    return cv.wait_until(lock, until, [&] { return bytes == 0 || bytes + n <= kBytesAhead; });
+  }
+};
+
 }  // namespace
 
 struct MergerClient::Impl {
@@ -96,9 +125,10 @@ struct MergerClient::Impl {
   std::shared_ptr<BufferPool> pool;
 
   std::mutex mu;
-  std::condition_variable room_cv, work_cv, idle_cv;
+  std::condition_variable room_cv, work_cv, idle_cv, copy_cv;
   std::deque<std::shared_ptr<Snapshot>> queue;  // front is in flight
   std::size_t queued_bytes = 0;
+  int copying = 0;  // send_checkpoint calls copying a snapshot right now
   bool in_flight = false, closing = false;
   std::vector<std::string> errors;
   ClientStats stats;
@@ -110,6 +140,7 @@ struct MergerClient::Impl {
   bool session = false;
   std::uint32_t credit = 0;
   std::uint64_t max_chunk = 0;
+  std::shared_ptr<QueuedFrames> queued_frames = std::make_shared<QueuedFrames>();
 
   void reserve(const Snapshot& snap);  // waits for room in the queue (policy "wait")
   void enqueue(std::shared_ptr<Snapshot> snap);
@@ -138,6 +169,7 @@ struct MergerClient::Impl {
       socket->set(zmq::sockopt::curve_secretkey, opt.curve_secret_key);
     }
     socket->connect(opt.endpoint);
+    queued_frames = std::make_shared<QueuedFrames>();  // frames of the old socket are released on their own
     session = false;
     credit = 0;
   }
@@ -239,6 +271,14 @@ struct MergerClient::Impl {
           }
           if (auto end = on_message(*m, s, resend, error)) return *end;
         }
+        {
+          std::unique_lock lock(mu);
+          copy_cv.wait(lock, [&] { return copying == 0; });
+        }
+        if (!queued_frames->wait_for_room(len, Clock::now() + stall)) {
+          spdlog::warn("merger client: ZeroMQ wrote nothing to the merger for {} ms", opt.stall_timeout_ms);
+          return Attempt::retry;
+        }
         const std::span<const std::byte> bytes(s.data(i) + off, len);
         auto env = wire::envelope();
         auto* c = env.mutable_chunk();
@@ -248,7 +288,10 @@ struct MergerClient::Impl {
         c->set_length(len);
         c->set_checksum(wire::checksum(bytes));
         whole.add(c->checksum());
-        wire::send(*socket, "", env, wire::borrowed_frame(snap, bytes.data(), len));
+        // The frame's owner keeps the snapshot alive and tells queued_frames when ZeroMQ is done.
+        queued_frames->add(len);
+        std::shared_ptr<const void> owner(snap.get(), [snap, q = queued_frames, len](const void*) { q->done(len); });
+        wire::send(*socket, "", env, wire::borrowed_frame(std::move(owner), bytes.data(), len));
         --credit;
         std::lock_guard lock(mu);
         stats.bytes_sent += len;
@@ -395,8 +438,17 @@ void MergerClient::send_checkpoint(std::int64_t step, std::int64_t tokens, doubl
   im.reserve(*snap);
   snap->buffer = im.pool->take(snap->total);
   snap->pool = im.pool;
+  {
+    std::lock_guard lock(im.mu);
+    ++im.copying;  // the sender thread pauses between chunks meanwhile
+  }
   for (std::size_t i = 0; i < tensors.size(); ++i)
     if (!tensors[i].data.empty()) std::memcpy(snap->buffer.bytes.get() + snap->offsets[i], tensors[i].data.data(), tensors[i].data.size());
+  {
+    std::lock_guard lock(im.mu);
+    --im.copying;
+  }
+  im.copy_cv.notify_all();
   im.enqueue(std::move(snap));
 }
 

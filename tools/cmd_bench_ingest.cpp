@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
+#include "merger/freed_memory.h"
 #include "merger/server.h"
 #include "protocol/client.h"
 #include "protocol/error.h"
@@ -66,6 +67,8 @@ double raw_zmq_bytes_per_s(std::size_t chunk, std::size_t total) {
 
 void run_ingest(const IngestArgs& a) {
   spdlog::set_level(spdlog::level::warn);
+  // As `wsm serve` does; the raw ZeroMQ baseline runs under the same settings.
+  merger::keep_freed_memory(1ull << 31);
   const std::size_t total = static_cast<std::size_t>(a.size_mb * (1 << 20));
   const std::size_t chunk = static_cast<std::size_t>(a.chunk_mb * (1 << 20));
   if (total == 0 || chunk == 0 || a.tensors <= 0 || a.checkpoints <= 0) throw Error("bench ingest: sizes must be positive");

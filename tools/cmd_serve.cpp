@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "merger/freed_memory.h"
 #include "merger/server.h"
 #include "protocol/error.h"
 #include "tools/commands.h"
@@ -86,6 +87,7 @@ void run_serve(const ServeArgs& a) {
   o.sums.recompute_every = a.recompute_every;
   o.core.partial_timeout = std::chrono::milliseconds(static_cast<long long>(a.partial_timeout_s * 1000));
 
+  merger::keep_freed_memory(o.core.store.memory_budget);  // before the server's threads start
   merger::Server server(o);
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);

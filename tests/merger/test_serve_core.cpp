@@ -26,7 +26,7 @@ struct CoreHarness {
     m.peer = peer;
     m.envelope = std::move(env);
     if (m.envelope.has_chunk()) m.payload = zmq::message_t(payload.data(), payload.size());
-    return core->handle(m, now);
+    return core->handle(std::move(m), now);
   }
   // Sends a whole checkpoint; returns every reply that is not a Credit.
   std::vector<v1::Envelope> checkpoint(const std::string& peer, std::int64_t step, const std::vector<test::OwnedTensor>& model) {
@@ -68,7 +68,9 @@ TEST(ServeCore, HelloGrantsCreditAndCheckpointIsAcked) {
   const auto& entries = h.core->store().entries("run");
   ASSERT_EQ(entries.size(), 1u);
   // The stored bytes are exactly what was sent.
-  EXPECT_EQ(0, std::memcmp(entries[0]->data[0].bytes.get(), model[0].values.data(), model[0].values.size() * 4));
+  std::vector<float> stored(model[0].values.size());
+  entries[0]->data[0].read(0, std::as_writable_bytes(std::span(stored)));
+  EXPECT_EQ(stored, model[0].values);
   EXPECT_EQ(entries[0]->tokens, 100000);
 }
 

@@ -14,11 +14,12 @@ std::shared_ptr<StoredCheckpoint> ckpt(std::int64_t step, std::uint64_t floats =
   c->step = step;
   c->tokens = step * 10;
   c->tensors = {TensorInfo{"w", DType::f32, {static_cast<std::int64_t>(floats)}}};
-  c->data.push_back(make_buffer(floats * 4));
+  std::vector<std::byte> bytes(floats * 4);
   for (std::uint64_t i = 0; i < floats; ++i) {
     const float v = test::tensor_value(0, step, i);
-    std::memcpy(c->data[0].bytes.get() + i * 4, &v, 4);
+    std::memcpy(bytes.data() + i * 4, &v, 4);
   }
+  c->data.push_back(tensor_bytes(std::move(bytes)));
   return c;
 }
 
