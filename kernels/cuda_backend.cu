@@ -61,9 +61,9 @@ void launch_cublas(const DeviceJob<Acc>& job, cublasHandle_t h, cudaStream_t s, 
   constexpr int kThreads = 256;
   widen_columns<Acc><<<launch_blocks(job.n * job.k, kThreads), kThreads, 0, s>>>(job, a);
   check(cudaGetLastError(), "widen kernel launch");
-  check(cublasSetStream(h, s), "cublasSetStream");
+  check(cublas().set_stream(h, s), "cublasSetStream");
   const Acc one = 1, zero = 0;
-  check(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, int(job.n), job.m, job.k, &one, a, cublas_type<Acc>(), int(job.n), w,
+  check(cublas().gemm_ex(h, CUBLAS_OP_N, CUBLAS_OP_N, int(job.n), job.m, job.k, &one, a, cublas_type<Acc>(), int(job.n), w,
                      cublas_type<Acc>(), job.k, &zero, c, cublas_type<Acc>(), int(job.n), cublas_compute<Acc>(),
                      CUBLAS_GEMM_DEFAULT),
         "cublasGemmEx");

@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include "kernels/cublas_loader.h"
 #include "protocol/error.h"
 
 namespace wsm::kernels::cuda {
@@ -96,9 +97,9 @@ class Event {
 
 class CublasHandle {
  public:
-  CublasHandle() { check(cublasCreate(&h_), "cublasCreate"); }
+  CublasHandle() { check(cublas().create(&h_), "cublasCreate"); }
   ~CublasHandle() {
-    if (h_) cublasDestroy(h_);
+    if (h_) cublas().destroy(h_);
   }
   CublasHandle(const CublasHandle&) = delete;
   CublasHandle& operator=(const CublasHandle&) = delete;

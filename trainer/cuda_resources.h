@@ -14,8 +14,9 @@
 
 namespace wsm::trainer::cuda {
 
-// The error checks and the cuBLAS handle are the merge backend's (one set of CUDA RAII in wsm).
+// The error checks, cuBLAS (loaded on first use) and its handle are the merge backend's (one set of CUDA RAII in wsm).
 using kernels::cuda::check;
+using kernels::cuda::cublas;
 using kernels::cuda::CublasHandle;
 
 struct CudaFree {

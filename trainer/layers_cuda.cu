@@ -288,7 +288,7 @@ void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, co
 void matmul_forward(cublasHandle_t h, float* out, const float* inp, const float* w, const float* bias, int N, int IC, int OC) {
   // Row-major out[N,OC] = inp[N,IC] W[OC,IC]^T is column-major out^T = W^T(op T on W's storage) inp^T.
   const float one = 1, zero = 0;
-  check(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, IC, &one, w, IC, inp, IC, &zero, out, OC), "sgemm forward");
+  check(cublas().sgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, IC, &one, w, IC, inp, IC, &zero, out, OC), "sgemm forward");
   if (bias) {
     add_bias_k<<<blocks_for(std::size_t(N) * OC), kThreads>>>(out, bias, N, OC);
     launched("add_bias");
@@ -297,8 +297,8 @@ void matmul_forward(cublasHandle_t h, float* out, const float* inp, const float*
 void matmul_backward(cublasHandle_t h, float* dinp, float* dw, float* dbias, const float* dout, const float* inp,
                      const float* w, int N, int IC, int OC) {
   const float one = 1;
-  check(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, &one, w, IC, dout, OC, &one, dinp, IC), "sgemm dinp");
-  check(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, N, &one, inp, IC, dout, OC, &one, dw, IC), "sgemm dweight");
+  check(cublas().sgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, &one, w, IC, dout, OC, &one, dinp, IC), "sgemm dinp");
+  check(cublas().sgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, N, &one, inp, IC, dout, OC, &one, dw, IC), "sgemm dweight");
   if (dbias) {
     bias_grad_k<<<blocks_for(OC), kThreads>>>(dbias, dout, N, OC);
     launched("bias_grad");

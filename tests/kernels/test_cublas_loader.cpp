@@ -1,0 +1,40 @@
+// cuBLAS is loaded on first use, not at start-up: this process (which links every wsm library, as
+// the wsm binary does) must not map libcublas until the loader is called, and then must resolve
+// every entry point. Needs no GPU: loading the library does not touch a device.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <string>
+
+#ifdef WSM_HAVE_CUDA
+#include "kernels/cublas_loader.h"
+#endif
+
+namespace {
+
+bool process_maps(const std::string& library) {
+  std::ifstream maps("/proc/self/maps");
+  for (std::string line; std::getline(maps, line);)
+    if (line.find(library) != std::string::npos) return true;
+  return false;
+}
+
+TEST(CublasLoader, LoadsOnFirstUseNotAtStartUp) {
+#ifdef WSM_HAVE_CUDA
+  ASSERT_FALSE(wsm::kernels::cuda::cublas_loaded());
+  EXPECT_FALSE(process_maps("libcublas")) << "libcublas is mapped before first use: is it linked again?";
+  const auto& api = wsm::kernels::cuda::cublas();
+  EXPECT_TRUE(wsm::kernels::cuda::cublas_loaded());
+  EXPECT_TRUE(process_maps("libcublas.so"));
+  EXPECT_NE(api.create, nullptr);
+  EXPECT_NE(api.destroy, nullptr);
+  EXPECT_NE(api.set_stream, nullptr);
+  EXPECT_NE(api.sgemm, nullptr);
+  EXPECT_NE(api.gemm_ex, nullptr);
+  EXPECT_EQ(&api, &wsm::kernels::cuda::cublas());  // loaded once
+#else
+  GTEST_SKIP() << "wsm built without CUDA: there is no cuBLAS to load";
+#endif
+}
+
+}  // namespace
