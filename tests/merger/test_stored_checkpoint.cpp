@@ -1,6 +1,6 @@
 // How the daemon holds a received checkpoint: tensors as the pieces their chunks arrived in, large
-// frames kept without a copy, reads across piece boundaries, and the HDF5 copy written from pieces.
-// The reference is the byte vector the chunks were cut from.
+// frames kept without a copy, reads across piece boundaries, and the HDF5 copy written from pieces
+// (boundaries inside an element included). The reference is the byte vector the chunks were cut from.
 #include <gtest/gtest.h>
 
 #include "merger/checkpoint_assembler.h"
@@ -66,11 +66,14 @@ v1::TensorChunk chunk_of(const std::string& name, std::uint64_t offset, std::spa
 
 TEST(CheckpointAssembler, KeepsLargeFramesWithoutCopyAndCopiesSmallOnes) {
   const std::size_t big = CheckpointAssembler::kKeepFrameBytes;
-  const std::vector<std::size_t> chunks{big, big + 4, 100, big / 2};  // tensor "a" in four chunks
+  // Tensor "a" (f32) in four chunks, two of them ending inside an element: the HDF5 copy then
+  // writes those elements in two parts.
+  const std::vector<std::size_t> chunks{big + 1, big + 3, 101, big / 2 - 1};
   std::size_t total = 0;
   for (auto n : chunks) total += n;
+  ASSERT_EQ(total % 4, 0u);
   const auto a = random_bytes(total, 2), b = random_bytes(12, 3);
-  auto manifest = std::make_shared<const Manifest>(Manifest{{"a", DType::u8, {static_cast<std::int64_t>(total)}},
+  auto manifest = std::make_shared<const Manifest>(Manifest{{"a", DType::f32, {static_cast<std::int64_t>(total / 4)}},
                                                            {"b", DType::f32, {3}}});
   v1::CheckpointBegin begin;
   begin.set_step(5);
