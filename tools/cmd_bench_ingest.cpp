@@ -35,10 +35,11 @@ struct IngestArgs {
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // A DEALER connected to a ROUTER on loopback with the daemon's socket options (no high-water
-// marks), handshaken so that the connection is up before timing.
+// marks), handshaken so that the connection is up before timing. Each side has a context (an I/O
+// thread) of its own, as a trainer and `wsm serve` do.
 struct LoopbackPair {
-  zmq::context_t ctx{1};
-  zmq::socket_t router{ctx, zmq::socket_type::router}, dealer{ctx, zmq::socket_type::dealer};
+  zmq::context_t receiver_ctx{1}, sender_ctx{1};
+  zmq::socket_t router{receiver_ctx, zmq::socket_type::router}, dealer{sender_ctx, zmq::socket_type::dealer};
   LoopbackPair() {
     router.set(zmq::sockopt::rcvhwm, 0);
     router.bind("tcp://127.0.0.1:*");

@@ -12,12 +12,14 @@
 
 namespace {
 
+#ifdef WSM_HAVE_CUDA
 bool process_maps(const std::string& library) {
   std::ifstream maps("/proc/self/maps");
   for (std::string line; std::getline(maps, line);)
     if (line.find(library) != std::string::npos) return true;
   return false;
 }
+#endif
 
 TEST(CublasLoader, LoadsOnFirstUseNotAtStartUp) {
 #ifdef WSM_HAVE_CUDA
