@@ -7,12 +7,14 @@
 // copy). A NO_SESSION error or a silent merger starts a new socket and resends the checkpoint
 // from its start, until reconnect_timeout_ms runs out.
 //
-// Two rules keep the cost off the trainer and the cores: the sender thread pauses between chunks
-// while a send_checkpoint call is copying (the caller waits on that copy, so it gets the machine),
-// and it stays at most kBytesAhead ahead of ZeroMQ's I/O thread, so a chunk it has just hashed is
-// still in cache when the I/O thread copies it into the socket.
+// Two rules keep the cost off the trainer and the cores: while a send_checkpoint call copies, the
+// sender thread stops streaming and helps with the copy instead (it takes blocks of the snapshot
+// when it is idle or between chunks; the caller copies whatever it does not), so the trainer waits
+// about half a memcpy; and the sender stays at most kBytesAhead ahead of ZeroMQ's I/O thread, so a
+// chunk it has just hashed is still in cache when the I/O thread copies it into the socket.
 #include "protocol/client.h"
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -117,6 +119,40 @@ struct QueuedFrames {
   }
 };
 
+// One snapshot copy, shared by the send_checkpoint caller and the sender thread: each takes the
+// next block until none is left. Blocks are what makes sharing possible; their size keeps the
+// handoff cost small next to the copy.
+class SnapshotCopy {
+ public:
+  static constexpr std::size_t kBlock = 2 << 20;
+  // Worth sharing only when it has more than one block.
+  bool shareable() const { return blocks_.size() > 1; }
+  void add(std::byte* dst, const std::byte* src, std::size_t n) {
+    for (std::size_t off = 0; off < n; off += kBlock) blocks_.push_back({dst + off, src + off, std::min(kBlock, n - off)});
+  }
+  // Copies blocks until none is left to take.
+  void help() {
+    for (std::size_t i; (i = next_.fetch_add(1)) < blocks_.size();) {
+      std::memcpy(blocks_[i].dst, blocks_[i].src, blocks_[i].n);
+      done_.fetch_add(1, std::memory_order_release);
+      done_.notify_all();
+    }
+  }
+  // Returns once every block is copied, by whoever took it.
+  void wait_done() {
+    for (std::size_t d; (d = done_.load(std::memory_order_acquire)) < blocks_.size();) done_.wait(d);
+  }
+
+ private:
+  struct Block {
+    std::byte* dst;
+    const std::byte* src;
+    std::size_t n;
+  };
+  std::vector<Block> blocks_;
+  std::atomic<std::size_t> next_{0}, done_{0};
+};
+
 }  // namespace
 
 struct MergerClient::Impl {
@@ -129,6 +165,7 @@ struct MergerClient::Impl {
   std::deque<std::shared_ptr<Snapshot>> queue;  // front is in flight
   std::size_t queued_bytes = 0;
   int copying = 0;  // send_checkpoint calls copying a snapshot right now
+  std::shared_ptr<SnapshotCopy> copy_job;  // the copy the sender thread may help with
   bool in_flight = false, closing = false;
   std::vector<std::string> errors;
   ClientStats stats;
@@ -141,6 +178,18 @@ struct MergerClient::Impl {
   std::uint32_t credit = 0;
   std::uint64_t max_chunk = 0;
   std::shared_ptr<QueuedFrames> queued_frames = std::make_shared<QueuedFrames>();
+
+  // Sender thread, holding `lock` on mu: helps with the copy under way, if any (lock released
+  // meanwhile). Returns whether there was one.
+  bool help_copy(std::unique_lock<std::mutex>& lock) {
+    auto job = copy_job;
+    if (!job) return false;
+    lock.unlock();
+    job->help();
+    lock.lock();
+    if (copy_job == job) copy_job.reset();  // nothing left to take: do not come back for it
+    return true;
+  }
 
   void reserve(const Snapshot& snap);  // waits for room in the queue (policy "wait")
   void enqueue(std::shared_ptr<Snapshot> snap);
@@ -273,7 +322,8 @@ struct MergerClient::Impl {
         }
         {
           std::unique_lock lock(mu);
-          copy_cv.wait(lock, [&] { return copying == 0; });
+          while (copying > 0)
+            if (!help_copy(lock)) copy_cv.wait(lock);
         }
         if (!queued_frames->wait_for_room(len, Clock::now() + stall)) {
           spdlog::warn("merger client: ZeroMQ wrote nothing to the merger for {} ms", opt.stall_timeout_ms);
@@ -354,7 +404,8 @@ struct MergerClient::Impl {
       std::shared_ptr<Snapshot> snap;
       {
         std::unique_lock lock(mu);
-        work_cv.wait(lock, [&] { return closing || !queue.empty(); });
+        work_cv.wait(lock, [&] { return closing || !queue.empty() || copy_job; });
+        if (help_copy(lock)) continue;
         if (queue.empty()) break;
         snap = queue.front();
         in_flight = true;
@@ -438,15 +489,22 @@ void MergerClient::send_checkpoint(std::int64_t step, std::int64_t tokens, doubl
   im.reserve(*snap);
   snap->buffer = im.pool->take(snap->total);
   snap->pool = im.pool;
+  auto copy = std::make_shared<SnapshotCopy>();
+  for (std::size_t i = 0; i < tensors.size(); ++i)
+    copy->add(snap->buffer.bytes.get() + snap->offsets[i], tensors[i].data.data(), tensors[i].data.size());
   {
     std::lock_guard lock(im.mu);
-    ++im.copying;  // the sender thread pauses between chunks meanwhile
+    ++im.copying;  // the sender thread stops streaming meanwhile, and helps when it can
+    if (copy->shareable()) im.copy_job = copy;
   }
-  for (std::size_t i = 0; i < tensors.size(); ++i)
-    if (!tensors[i].data.empty()) std::memcpy(snap->buffer.bytes.get() + snap->offsets[i], tensors[i].data.data(), tensors[i].data.size());
+  im.work_cv.notify_all();
+  im.copy_cv.notify_all();
+  copy->help();
+  copy->wait_done();
   {
     std::lock_guard lock(im.mu);
     --im.copying;
+    if (im.copy_job == copy) im.copy_job.reset();
   }
   im.copy_cv.notify_all();
   im.enqueue(std::move(snap));

@@ -1,6 +1,7 @@
 // The C++ client against a scripted fake merger (a raw ROUTER): it never has more chunks in flight
 // than the credit granted, sends zero-copy frames that keep the snapshot alive, and send_checkpoint
-// waits (with a warning) when the bounded queue is full.
+// waits (with a warning) when the bounded queue is full. Against a real daemon: snapshots large
+// enough for the sender thread to share the copy arrive intact.
 #include <gtest/gtest.h>
 
 #include "serve_test_util.h"
@@ -154,6 +155,35 @@ TEST(ClientFlow, SnapshotIsIndependentOfTheCallersBuffer) {
   }
   client.flush();
   EXPECT_EQ(got, expected);
+}
+
+TEST(ClientFlow, SharedSnapshotCopiesArriveIntact) {
+  // 3 MiB and 5 MiB + 12 bytes: several of SnapshotCopy's 2 MiB blocks, the last one partial.
+  const std::vector<std::vector<std::int64_t>> shapes{{786432}, {1310723}};
+  const auto out = test::temp_dir("shared-copy");
+  test::ServerThread server(test::server_options(out, "linear:100", 1000000));  // keeps every step below
+  ClientOptions co;
+  co.endpoint = server.endpoint();
+  MergerClient client(co);
+  auto model = test::make_model(0, shapes);
+  // Back to back, so the sender thread is idle for the first copy and busy streaming for the next.
+  for (std::int64_t step = 1; step <= 4; ++step) {
+    model = test::make_model(step, shapes);
+    client.send_checkpoint(step, step, 1e-3, test::views(model));
+    for (auto& t : model) std::fill(t.values.begin(), t.values.end(), -1.0f);  // training moves on
+  }
+  client.flush();
+  server.stop();
+  const auto& entries = server.server().window().entries("run");
+  ASSERT_EQ(entries.size(), 4u);
+  for (const auto& e : entries) {
+    const auto expected = test::make_model(e->step, shapes);
+    for (std::size_t t = 0; t < shapes.size(); ++t) {
+      std::vector<float> got(expected[t].values.size());
+      e->data[t].read(0, std::as_writable_bytes(std::span(got)));
+      EXPECT_TRUE(got == expected[t].values) << "step " << e->step << ", tensor " << t;
+    }
+  }
 }
 
 }  // namespace
