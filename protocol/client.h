@@ -1,7 +1,8 @@
 #pragma once
 // C++ client for the merger daemon (`wsm serve`). send_checkpoint() returns quickly: the tensors
 // are copied into a buffer and a background thread streams them over ZeroMQ, so training never waits
-// on the network (streaming pauses while a copy runs, so the copy costs what a memcpy does). The queue of snapshots is bounded (ClientOptions::queue_bytes); when it is full,
+// on the network (while a copy runs, the background thread stops streaming and copies part of it,
+// so the call takes less than a memcpy). The queue of snapshots is bounded (ClientOptions::queue_bytes); when it is full,
 // send_checkpoint waits for room and logs a warning (policy "wait"), so memory stays bounded.
 #include <cstddef>
 #include <cstdint>
