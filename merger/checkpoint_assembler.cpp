@@ -66,15 +66,14 @@ void CheckpointAssembler::add(const v1::TensorChunk& chunk, zmq::message_t frame
                                               " out of order (expected " + expected + ")");
   }
   if (chunk.length() == 0) throw ProtocolError(v1::MALFORMED, where + ": empty chunk");
-  // The frame was just written by ZeroMQ's I/O thread, so hashing it mostly reads the cache.
+  // Verified on the frame itself: no copy is made before (or, for large frames, after) the check.
   if (wire::checksum(payload) != chunk.checksum())
     throw ProtocolError(v1::CHECKSUM_MISMATCH, where + ": chunk checksum mismatch at offset " + std::to_string(chunk.offset()));
   if (payload.size() >= kKeepFrameBytes) {
     auto owner = std::make_shared<const zmq::message_t>(std::move(frame));
     c_->data[index].append({static_cast<const std::byte*>(owner->data()), owner->size()}, owner);
   } else {
-    auto owner = std::make_shared<const std::vector<std::byte>>(payload.begin(), payload.end());
-    c_->data[index].append(*owner, owner);
+    c_->data[index].append_copy(payload);
   }
   whole_.add(chunk.checksum());
   offset_ += chunk.length();

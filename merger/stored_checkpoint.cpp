@@ -15,6 +15,11 @@ void TensorBytes::append(std::span<const std::byte> bytes, std::shared_ptr<const
   pieces.push_back({size(), bytes, std::move(owner)});
 }
 
+void TensorBytes::append_copy(std::span<const std::byte> bytes) {
+  auto owner = std::make_shared<const std::vector<std::byte>>(bytes.begin(), bytes.end());
+  append(*owner, owner);
+}
+
 void TensorBytes::read(std::uint64_t offset, std::span<std::byte> dst) const {
   if (offset > size() || dst.size() > size() - offset)
     throw Error("read of [" + std::to_string(offset) + ", " + std::to_string(offset + dst.size()) +

@@ -28,6 +28,8 @@ struct TensorBytes {
   std::uint64_t size() const { return pieces.empty() ? 0 : pieces.back().offset + pieces.back().bytes.size(); }
   // Appends bytes owned by `owner` after the last piece.
   void append(std::span<const std::byte> bytes, std::shared_ptr<const void> owner);
+  // Appends a copy of `bytes`, held by the piece itself.
+  void append_copy(std::span<const std::byte> bytes);
   // Copies [offset, offset + dst.size()) out of the pieces; throws wsm::Error past the end.
   void read(std::uint64_t offset, std::span<std::byte> dst) const;
 };

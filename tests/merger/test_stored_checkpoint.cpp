@@ -17,13 +17,12 @@ std::vector<std::byte> random_bytes(std::size_t n, unsigned seed) {
   return v;
 }
 
-// Pieces of the given sizes cut from `whole`, each in a vector of its own.
+// Pieces of the given sizes cut from `whole`, each a copy of its own.
 TensorBytes cut(const std::vector<std::byte>& whole, const std::vector<std::size_t>& sizes) {
   TensorBytes t;
   std::size_t at = 0;
   for (auto n : sizes) {
-    auto owner = std::make_shared<const std::vector<std::byte>>(whole.begin() + at, whole.begin() + at + n);
-    t.append(*owner, owner);
+    t.append_copy({whole.data() + at, n});
     at += n;
   }
   return t;
