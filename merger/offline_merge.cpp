@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -210,6 +211,13 @@ std::map<std::string, std::string> merge_provenance(const OfflineMergeRequest& r
   return x;
 }
 
+std::string output_stem(const MergeSpec& spec) {
+  std::string s = spec.to_string();
+  for (char& c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') c = '_';
+  return s;
+}
+
 OfflineResult run_offline_merge(const OfflineMergeRequest& req, std::function<void(std::uint64_t, std::uint64_t)> progress) {
   Opened op = open_and_plan(req);  // everything validated before the first output exists
   auto backend = kernels::make_backend(req.backend);
@@ -226,7 +234,11 @@ OfflineResult run_offline_merge(const OfflineMergeRequest& req, std::function<vo
     meta.tokens = newest.tokens;
     meta.lr = newest.lr;
     meta.run_id = newest.run_id;
-    meta.extra = merge_provenance(req, op.plan, o);
+    // The newest input's own metadata (model config, vocabulary) travels along, so a merged file is
+    // usable on its own; its wsm.* keys are replaced by this merge's provenance.
+    for (const auto& [key, value] : newest.extra)
+      if (!key.starts_with("wsm.")) meta.extra[key] = value;
+    for (auto& [key, value] : merge_provenance(req, op.plan, o)) meta.extra.insert_or_assign(key, std::move(value));
     if (req.outputs[o].has_parent_path()) fs::create_directories(req.outputs[o].parent_path());
     writers.push_back(create_checkpoint(req.outputs[o], meta, op.plan.merge.output_tensors));
     outs.push_back(writers.back().get());

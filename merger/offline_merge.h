@@ -63,6 +63,10 @@ struct OfflineResult {
 OfflineResult run_offline_merge(const OfflineMergeRequest& request,
                                 std::function<void(std::uint64_t, std::uint64_t)> progress = {});
 
+// A file-name stem for a spec's output ("1-sqrt", "cosine_floor_0.1"): its text form with every
+// character outside [A-Za-z0-9._-] replaced by '_'.
+std::string output_stem(const MergeSpec& spec);
+
 // The provenance recorded in CheckpointMeta::extra of output `o` (JSON strings under wsm.* keys).
 std::map<std::string, std::string> merge_provenance(const OfflineMergeRequest& request, const OfflinePlan& plan,
                                                     std::size_t o);

@@ -50,10 +50,7 @@ void run_eval(const EvalArgs& a) {
     const auto& m = *models[i];
     if (reference && !(m.vocab == reference->vocab))
       throw Error(a.checkpoints[i].string() + ": vocabulary differs from the other checkpoints'");
-    trainer::GptCpu<float> model(m.config);
-    model.params() = m.params;
-    const auto tokens = m.vocab.encode(val_text, val_path.string());
-    const auto r = trainer::evaluate(model, tokens, a.positions);
+    const auto r = trainer::evaluate_model(m, val_text, val_path.string(), a.positions);
     const long long step = m.meta.step ? (long long)*m.meta.step : -1;
     if (a.json) {
       out.push_back({{"checkpoint", a.checkpoints[i].string()}, {"step", m.meta.step ? nlohmann::json(*m.meta.step) : nlohmann::json()},

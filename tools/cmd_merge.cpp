@@ -48,13 +48,6 @@ std::vector<std::string> group_specs(const std::vector<std::string>& values) {
   return specs;
 }
 
-std::string file_stem_for(const MergeSpec& spec) {
-  std::string s = spec.to_string();
-  for (char& c : s)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') c = '_';
-  return s;
-}
-
 std::string output_extension(const std::vector<std::string>& inputs) {
   const auto ext = fs::path(inputs.front()).extension();
   return ext == ".h5" || ext == ".hdf5" ? ".h5" : ".safetensors";
@@ -93,7 +86,7 @@ void run_merge(const MergeArgs& a) {
   } else if (a.out.find("{shape}") != std::string::npos) {
     for (const auto& spec : req.specs) {
       std::string p = a.out;
-      p.replace(p.find("{shape}"), 7, file_stem_for(spec));
+      p.replace(p.find("{shape}"), 7, merger::output_stem(spec));
       req.outputs.emplace_back(p);
     }
   } else {
@@ -101,7 +94,7 @@ void run_merge(const MergeArgs& a) {
       throw Error("wsm merge: several shapes need --out to be a directory or a pattern with {shape}; " + a.out +
                   " is a file");
     for (const auto& spec : req.specs)
-      req.outputs.push_back(fs::path(a.out) / (file_stem_for(spec) + output_extension(a.inputs)));
+      req.outputs.push_back(fs::path(a.out) / (merger::output_stem(spec) + output_extension(a.inputs)));
   }
   req.window_steps = a.window_steps;
   req.window_tokens = a.window_tokens;

@@ -109,7 +109,7 @@ void run(const ScheduleArgs& a) {
     std::vector<Series> series(1);
     series[0].name = sched.to_string();
     if (cmp) {
-      series.push_back({compare_label(*cmp), {}, {}, true});
+      series.push_back({compare_label(*cmp), {}, {}, Mark::staircase});
     }
     for (std::int64_t s = 0; s < a.steps; s += stride) {
       series[0].xs.push_back(static_cast<double>(s));

@@ -24,6 +24,11 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--val", opts->val, "Validation text file (default: Persuasion)");
   cmd->add_option("--device", opts->device, "cpu or cuda")->capture_default_str();
   cmd->add_flag("--resume", opts->resume, "Continue from <out>/state.h5 (bit-exact)");
+  cmd->add_option("--from-state", opts->from_state,
+                  "Branch: start from a full state another run kept (its state_<N>.h5) and go on under --schedule")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--keep-states", opts->keep_states, "Also keep the full state at these steps as <out>/state_<N>.h5")
+      ->delimiter(',');
   cmd->add_option("--threads", opts->threads, "CPU threads (OpenMP + OpenBLAS)")->capture_default_str();
   cmd->add_option("--batch-size", opts->batch_size, "Sequences per step (default: the preset's)");
   cmd->add_option("--clip", opts->clip, "Global gradient-norm clip, 0 = off")->capture_default_str();
@@ -36,6 +41,9 @@ void add_train_command(CLI::App& app) {
       "  wsm train --preset small --steps 2000 --every 100 --out runs/a --seed 1\n"
       "  wsm train --preset small --steps 2000 --out runs/a --merger tcp://127.0.0.1:5555\n"
       "  wsm train --preset small --steps 4000 --out runs/a --resume\n"
+      "  wsm train --preset small --steps 2000 --out runs/a --keep-states 1600\n"
+      "  wsm train --preset small --steps 2000 --out runs/a-wsd --from-state runs/a/state_00001600.h5 \\\n"
+      "            --schedule wsd:warmup=100,decay=400,shape=1-sqrt,peak=2e-3   # == a WSD run from scratch\n"
       "The Austen corpus is cached by `python3 tools/fetch-austen.py` (run automatically when missing).");
   cmd->callback([opts] { trainer::train(*opts); });
 }

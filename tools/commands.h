@@ -1,6 +1,7 @@
 #pragma once
 // Each `wsm` subcommand lives in its own tools/cmd_<name>.cpp and registers itself here.
 #include <CLI/CLI.hpp>
+#include <string>
 
 namespace wsm::tools {
 
@@ -15,5 +16,8 @@ void add_serve_command(CLI::App& app);     // cmd_serve.cpp     the merger daemo
 void add_status_command(CLI::App& app);    // cmd_status.cpp    ask a running daemon for its status
 void add_train_command(CLI::App& app);     // cmd_train.cpp     train the GPT model
 void add_eval_command(CLI::App& app);      // cmd_eval.cpp      validation loss of checkpoint files
+// cmd_compare.cpp   WSM vs WSD study, or a sweep of merges scored by an evaluator; `command_line`
+// (the command as typed) goes into its reports.
+void add_compare_command(CLI::App& app, const std::string& command_line);
 
 }  // namespace wsm::tools

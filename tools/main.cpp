@@ -1,10 +1,32 @@
 // `wsm`: one executable, git-style subcommands. Errors go to stderr with a non-zero exit code.
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include "protocol/error.h"
 #include "protocol/version.h"
 #include "tools/commands.h"
+
+namespace {
+// The command as typed (shell-quoted where needed), recorded in the reports it makes.
+std::string command_line(int argc, char** argv) {
+  std::string line;
+  for (int i = 0; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const bool plain = !arg.empty() && arg.find_first_not_of(
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,%@+") == std::string::npos;
+    if (i) line += ' ';
+    if (plain) {
+      line += arg;
+      continue;
+    }
+    line += '\'';
+    for (char c : arg) line.append(c == '\'' ? "'\\''" : std::string(1, c));
+    line += '\'';
+  }
+  return line;
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"wsm: Warmup-Stable and Merge. Decay-free LR schedules via checkpoint merging.", "wsm"};
@@ -22,6 +44,7 @@ int main(int argc, char** argv) {
   add_status_command(app);
   add_train_command(app);
   add_eval_command(app);
+  add_compare_command(app, command_line(argc, argv));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -73,12 +73,119 @@ double text_width(cairo_t* cr, const std::string& s) {
   return e.x_advance;
 }
 
+Rgb colour_of(const Series& s, std::size_t k) {
+  return kPalette[(s.colour >= 0 ? std::size_t(s.colour) : k) % std::size(kPalette)];
+}
+
+template <class Px, class Py>
+void draw_series(cairo_t* cr, const Series& s, Rgb c, const Px& px, const Py& py) {
+  cairo_set_source_rgb(cr, c.r, c.g, c.b);
+  cairo_set_line_width(cr, 2);
+  const bool lines = s.mark != Mark::points, dots = s.mark == Mark::points || s.mark == Mark::line_points;
+  bool pen = false;
+  double last_y = 0;
+  for (std::size_t i = 0; lines && i < s.xs.size(); ++i) {
+    if (!std::isfinite(s.xs[i]) || !std::isfinite(s.ys[i])) {
+      pen = false;
+      continue;
+    }
+    const double x = px(s.xs[i]), y = py(s.ys[i]);
+    if (!pen) cairo_move_to(cr, x, y);
+    else {
+      if (s.mark == Mark::staircase) cairo_line_to(cr, x, last_y);
+      cairo_line_to(cr, x, y);
+    }
+    pen = true;
+    last_y = y;
+  }
+  cairo_stroke(cr);
+  for (std::size_t i = 0; i < s.xs.size(); ++i) {
+    if (!std::isfinite(s.xs[i]) || !std::isfinite(s.ys[i])) continue;
+    const double x = px(s.xs[i]), y = py(s.ys[i]);
+    if (!s.yerr.empty() && std::isfinite(s.yerr[i])) {  // whisker with caps
+      const double lo = py(s.ys[i] - s.yerr[i]), hi = py(s.ys[i] + s.yerr[i]);
+      cairo_set_line_width(cr, 1.5);
+      cairo_move_to(cr, x, lo), cairo_line_to(cr, x, hi);
+      cairo_move_to(cr, x - 4, lo), cairo_line_to(cr, x + 4, lo);
+      cairo_move_to(cr, x - 4, hi), cairo_line_to(cr, x + 4, hi);
+      cairo_stroke(cr);
+    }
+    if (dots) {
+      cairo_arc(cr, x, y, 4, 0, 2 * std::numbers::pi);
+      cairo_fill(cr);
+    }
+  }
+}
+
+struct Frame {
+  double left, top, right, bottom;
+};
+
+// The legend goes in the inside corner that covers the fewest data points.
+template <class Px, class Py>
+void draw_legend(cairo_t* cr, std::span<const Series> series, Frame f, const Px& px, const Py& py) {
+  if (series.empty()) return;
+  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size(cr, 12);
+  double legend_w = 0;
+  for (const auto& s : series) legend_w = std::max(legend_w, text_width(cr, s.name));
+  const double row = 18, box_w = legend_w + 44, box_h = row * double(series.size()) + 8;
+  const double corners[4][2] = {{f.right - box_w - 8, f.top + 8},
+                                {f.left + 8, f.top + 8},
+                                {f.right - box_w - 8, f.bottom - box_h - 8},
+                                {f.left + 8, f.bottom - box_h - 8}};
+  std::size_t best = 0, best_covered = std::numeric_limits<std::size_t>::max();
+  for (std::size_t c = 0; c < 4; ++c) {
+    std::size_t covered = 0;
+    for (const auto& s : series)
+      for (std::size_t i = 0; i < s.xs.size(); ++i) {
+        if (!std::isfinite(s.xs[i]) || !std::isfinite(s.ys[i])) continue;
+        const double x = px(s.xs[i]), y = py(s.ys[i]);
+        covered += x >= corners[c][0] - 4 && x <= corners[c][0] + box_w + 4 && y >= corners[c][1] - 4 &&
+                   y <= corners[c][1] + box_h + 4;
+      }
+    if (covered < best_covered) best = c, best_covered = covered;
+  }
+  const double bx = corners[best][0], by = corners[best][1];
+  cairo_set_source_rgba(cr, 1, 1, 1, 0.9);
+  cairo_rectangle(cr, bx, by, box_w, box_h);
+  cairo_fill_preserve(cr);
+  cairo_set_source_rgb(cr, 0.6, 0.6, 0.6);
+  cairo_set_line_width(cr, 1);
+  cairo_stroke(cr);
+  for (std::size_t k = 0; k < series.size(); ++k) {
+    const Rgb c = colour_of(series[k], k);
+    const double y = by + 4 + row * (double(k) + 0.5);
+    cairo_set_source_rgb(cr, c.r, c.g, c.b);
+    cairo_set_line_width(cr, 2);
+    if (series[k].mark != Mark::points) {
+      cairo_move_to(cr, bx + 6, y);
+      cairo_line_to(cr, bx + 30, y);
+      cairo_stroke(cr);
+    }
+    if (series[k].mark == Mark::points || series[k].mark == Mark::line_points) {
+      cairo_arc(cr, bx + 18, y, 4, 0, 2 * std::numbers::pi);
+      cairo_fill(cr);
+    }
+    cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+    text_at(cr, series[k].name, bx + 36, y, 0, 0.5);
+  }
+}
+
 void draw(cairo_t* cr, const PlotOptions& o, std::string_view title, std::string_view xlabel,
           std::string_view ylabel, std::span<const Series> series) {
   Range xr, yr;
   for (const auto& s : series)
-    for (std::size_t i = 0; i < s.xs.size(); ++i)
-      if (std::isfinite(s.xs[i]) && std::isfinite(s.ys[i])) xr.add(s.xs[i]), yr.add(s.ys[i]);
+    for (std::size_t i = 0; i < s.xs.size(); ++i) {
+      if (!std::isfinite(s.xs[i]) || !std::isfinite(s.ys[i])) continue;
+      xr.add(s.xs[i]), yr.add(s.ys[i]);
+      if (!s.yerr.empty()) yr.add(s.ys[i] - s.yerr[i]), yr.add(s.ys[i] + s.yerr[i]);
+    }
+  for (const auto& [x, label] : o.xlabels) xr.add(x);
+  if (!o.xlabels.empty()) {  // categories sit inside the frame, not on it
+    const double pad = o.xlabels.size() > 1 ? 0.5 * (xr.hi - xr.lo) / double(o.xlabels.size() - 1) : 0.5;
+    xr.lo -= pad, xr.hi += pad;
+  }
   xr.settle();
   yr.settle();
   if (yr.lo > 0 && yr.lo < 0.5 * yr.hi) yr.lo = 0;  // non-negative quantities (LRs) read best from 0
@@ -103,7 +210,11 @@ void draw(cairo_t* cr, const PlotOptions& o, std::string_view title, std::string
 
   // Grid and ticks.
   cairo_set_line_width(cr, 1);
-  for (double v : xt) {
+  for (const auto& [v, label] : o.xlabels) {
+    cairo_set_source_rgb(cr, 0.15, 0.15, 0.15);
+    text_at(cr, label, px(v), bottom + 8, 0.5, 0);
+  }
+  for (double v : o.xlabels.empty() ? xt : std::vector<double>{}) {
     if (v < xr.lo - 1e-9 * xstep || v > xr.hi + 1e-9 * xstep) continue;
     cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
     cairo_move_to(cr, px(v), top);
@@ -148,57 +259,10 @@ void draw(cairo_t* cr, const PlotOptions& o, std::string_view title, std::string
   cairo_rectangle(cr, left, top, right - left, bottom - top);
   cairo_clip(cr);
   cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
-  for (std::size_t k = 0; k < series.size(); ++k) {
-    const auto& s = series[k];
-    const Rgb c = kPalette[k % std::size(kPalette)];
-    cairo_set_source_rgb(cr, c.r, c.g, c.b);
-    cairo_set_line_width(cr, 2);
-    bool pen = false;
-    double last_y = 0;
-    for (std::size_t i = 0; i < s.xs.size(); ++i) {
-      if (!std::isfinite(s.xs[i]) || !std::isfinite(s.ys[i])) {
-        pen = false;
-        continue;
-      }
-      const double x = px(s.xs[i]), y = py(s.ys[i]);
-      if (!pen) cairo_move_to(cr, x, y);
-      else {
-        if (s.steps) cairo_line_to(cr, x, last_y);
-        cairo_line_to(cr, x, y);
-      }
-      pen = true;
-      last_y = y;
-    }
-    cairo_stroke(cr);
-  }
+  for (std::size_t k = 0; k < series.size(); ++k) draw_series(cr, series[k], colour_of(series[k], k), px, py);
   cairo_restore(cr);
 
-  // Legend, top right inside the plot.
-  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
-  cairo_set_font_size(cr, 12);
-  double legend_w = 0;
-  for (const auto& s : series) legend_w = std::max(legend_w, text_width(cr, s.name));
-  if (!series.empty()) {
-    const double row = 18, box_w = legend_w + 44, box_h = row * series.size() + 8;
-    const double bx = right - box_w - 8, by = top + 8;
-    cairo_set_source_rgba(cr, 1, 1, 1, 0.9);
-    cairo_rectangle(cr, bx, by, box_w, box_h);
-    cairo_fill_preserve(cr);
-    cairo_set_source_rgb(cr, 0.6, 0.6, 0.6);
-    cairo_set_line_width(cr, 1);
-    cairo_stroke(cr);
-    for (std::size_t k = 0; k < series.size(); ++k) {
-      const Rgb c = kPalette[k % std::size(kPalette)];
-      const double y = by + 4 + row * (k + 0.5);
-      cairo_set_source_rgb(cr, c.r, c.g, c.b);
-      cairo_set_line_width(cr, 2);
-      cairo_move_to(cr, bx + 6, y);
-      cairo_line_to(cr, bx + 30, y);
-      cairo_stroke(cr);
-      cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
-      text_at(cr, series[k].name, bx + 36, y, 0, 0.5);
-    }
-  }
+  draw_legend(cr, series, {left, top, right, bottom}, px, py);
 }
 
 void check(cairo_status_t status, const std::filesystem::path& path) {
@@ -232,9 +296,10 @@ void plot_lines(const std::filesystem::path& path, std::string_view title, std::
     throw Error("plot " + path.string() + ": unknown format (use a .svg or .png file name)");
   if (options.width < 200 || options.height < 150) throw Error("plot " + path.string() + ": too small");
   for (const auto& s : series)
-    if (s.xs.size() != s.ys.size())
+    if (s.xs.size() != s.ys.size() || (!s.yerr.empty() && s.yerr.size() != s.ys.size()))
       throw Error("plot " + path.string() + ": series '" + s.name + "' has " + std::to_string(s.xs.size()) +
-                  " x values and " + std::to_string(s.ys.size()) + " y values");
+                  " x values, " + std::to_string(s.ys.size()) + " y values and " + std::to_string(s.yerr.size()) +
+                  " error bars");
 
   AtomicFile out(path);
   const std::string temp = out.temp_path().string();

@@ -1,25 +1,33 @@
 #pragma once
 // A small line-plot module on cairo for the `wsm` tools (schedule curves, merge comparisons):
-// several named series, axes with ticks, axis labels, a title and a legend. The file format follows
+// several named series (lines, staircases, points, error bars), axes with ticks, axis labels, a
+// title and a legend placed where it covers the fewest points. The file format follows
 // the extension (.svg or .png); the file is written atomically.
 #include <filesystem>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace wsm::tools {
+
+enum class Mark { line, staircase, points, line_points };  // staircase: a value holds until the next x
 
 struct Series {
   std::string name;        // legend entry
   std::vector<double> xs;  // same length as ys; non-finite points are skipped
   std::vector<double> ys;
-  bool steps = false;      // draw as a staircase (value holds until the next x)
+  Mark mark = Mark::line;
+  std::vector<double> yerr;  // optional, same length as ys: error bars of +-yerr
+  int colour = -1;           // palette index; -1: the series' position
 };
 
 struct PlotOptions {
   int width = 960;   // pixels (PNG) or points (SVG)
   int height = 560;
+  // Categorical x axis: labels at these x positions replace the numeric ticks.
+  std::vector<std::pair<double, std::string>> xlabels;
 };
 
 // Throws wsm::Error on an unknown extension, mismatched xs/ys, or when cairo cannot write the file.

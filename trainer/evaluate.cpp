@@ -22,4 +22,11 @@ EvalResult evaluate(GptCpu<float>& model, const std::vector<std::int32_t>& val, 
   return r;
 }
 
+EvalResult evaluate_model(const ModelFile& m, const std::string& val_text, const std::string& val_name,
+                          std::int64_t max_positions) {
+  GptCpu<float> model(m.config);
+  model.params() = m.params;
+  return evaluate(model, m.vocab.encode(val_text, val_name), max_positions);
+}
+
 }  // namespace wsm::trainer

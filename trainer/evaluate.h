@@ -4,6 +4,9 @@
 #include <cstdint>
 #include <vector>
 
+#include <string_view>
+
+#include "trainer/checkpoint_io.h"
 #include "trainer/data.h"
 #include "trainer/gpt_cpu.h"
 
@@ -18,5 +21,10 @@ struct EvalResult {
 // Sums losses in double, in window order, so the result does not depend on the batch size.
 EvalResult evaluate(GptCpu<float>& model, const std::vector<std::int32_t>& val, std::int64_t max_positions,
                     int batch = 32);
+
+// Scores a loaded checkpoint on validation text as `wsm eval` does (its vocabulary encodes the text;
+// `val_name` names the text in errors).
+EvalResult evaluate_model(const ModelFile& m, const std::string& val_text, const std::string& val_name,
+                          std::int64_t max_positions);
 
 }  // namespace wsm::trainer

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -64,6 +65,111 @@ fs::path repo_root_for_data() {
   return root;
 }
 
+std::string checkpoint_file_name(std::int64_t step) {
+  char name[64];
+  std::snprintf(name, sizeof name, "step_%08lld.h5", (long long)step);
+  return name;
+}
+
+std::string state_file_name(std::int64_t step) {
+  char name[64];
+  std::snprintf(name, sizeof name, "state_%08lld.h5", (long long)step);
+  return name;
+}
+
+namespace {
+
+struct TrainData {
+  fs::path train_path, val_path;
+  std::string train_text, val_text;
+};
+
+TrainData read_data(const TrainOptions& o) {
+  TrainData d{o.data, o.val, {}, {}};
+  if (d.train_path.empty()) {
+    const auto corpus = default_corpus(repo_root_for_data());
+    d.train_path = corpus.train;
+    if (d.val_path.empty()) d.val_path = corpus.val;
+  }
+  d.train_text = read_text_file(d.train_path);
+  if (!d.val_path.empty()) d.val_text = read_text_file(d.val_path);
+  return d;
+}
+
+// Fresh weights, out/state.h5 (--resume) or another run's kept state (--from-state).
+TrainState initial_state(const TrainOptions& o, const Preset& pre, const TrainData& d) {
+  if (o.resume && !o.from_state.empty()) throw Error("wsm train: --resume and --from-state exclude each other");
+  const fs::path from = o.resume ? o.out / "state.h5" : o.from_state;
+  if (!from.empty()) {
+    if (!fs::exists(from))
+      throw Error(from.string() + (o.resume ? ": no resume state (run without --resume first)" : ": no such state file"));
+    TrainState st = load_state(from);
+    spdlog::info("{} from {} at step {}", o.resume ? "resuming" : "branching", from.string(), st.step);
+    if (!o.from_state.empty() && st.seed != o.seed)
+      spdlog::info("branch keeps the state's seed {} (batches are a function of seed and step)", st.seed);
+    return st;
+  }
+  TrainState st;
+  st.model.vocab = Vocab::from_texts({&d.train_text, &d.val_text});
+  st.model.config = pre.model;
+  st.model.config.vocab_size = st.model.vocab.size();
+  st.model.params = init_params(st.model.config, o.seed);
+  st.seed = o.seed;
+  return st;
+}
+
+void check_batch_size(const TrainOptions& o, const TrainState& st, int B) {
+  const auto& extra = st.model.meta.extra;
+  if ((o.resume || !o.from_state.empty()) && extra.contains("train.batch_size") &&
+      std::to_string(B) != extra.at("train.batch_size"))
+    throw Error((o.resume ? (o.out / "state.h5").string() : o.from_state.string()) + ": saved with batch size " +
+                extra.at("train.batch_size") + ", continued with " + std::to_string(B));
+}
+
+Schedule run_schedule(const TrainOptions& o, const Preset& pre) {
+  std::string text = o.schedule;
+  if (text.empty()) text = "warmup=" + std::to_string(pre.warmup) + ",stable,peak=" + std::to_string(pre.peak_lr);
+  Schedule sched = parse_schedule(text);
+  if (sched.needs_total()) sched = sched.with_total(o.steps);
+  return sched;
+}
+
+std::unique_ptr<Backend> make_backend(const TrainOptions& o, const GptConfig& cfg) {
+  if (o.device == "cpu") return make_cpu_backend(cfg, o.adamw, o.clip);
+  if (o.device == "cuda") return make_cuda_backend(cfg, o.adamw, o.clip);
+  throw Error("--device must be cpu or cuda, not '" + o.device + "'");
+}
+
+void send_to_merger(MergerClient& merger, const GptConfig& cfg, const TrainState& st) {
+  // The client copies the tensors and streams them from its own thread: the loop goes on.
+  std::vector<TensorView> views;
+  for (const auto& s : param_layout(cfg))
+    views.push_back({s.name, DType::f32, s.shape,
+                     std::as_bytes(std::span<const float>(st.model.params.data() + s.offset, s.numel))});
+  merger.send_checkpoint(*st.model.meta.step, *st.model.meta.tokens, *st.model.meta.lr, views);
+}
+
+void print_progress(std::int64_t done, std::int64_t total, double mean_loss, double lr, double tokens_per_s,
+                    double seconds_per_step) {
+  std::printf("step %6lld/%lld %5.1f%%  loss %.4f  lr %.3e  tok/s %.0f  eta %s\n", (long long)done,
+              (long long)total, 100.0 * double(done) / double(total), mean_loss, lr, tokens_per_s,
+              format_eta(double(total - done) * seconds_per_step).c_str());
+  std::fflush(stdout);
+}
+
+void report_validation(TrainSummary& sum, const TrainOptions& o, const GptConfig& cfg, const TrainState& st,
+                       const std::vector<std::int32_t>& val_tokens, const fs::path& val_path) {
+  GptCpu<float> model(cfg);
+  model.params() = st.model.params;
+  const EvalResult ev = evaluate(model, val_tokens, o.eval_positions);
+  sum.val_loss = ev.loss;
+  sum.val_bpc = ev.bits_per_char;
+  std::printf("validation: loss %.4f nats, %.4f bits/char over %lld positions of %s\n", ev.loss, ev.bits_per_char,
+              (long long)ev.positions, val_path.string().c_str());
+}
+
+}  // namespace
+
 TrainSummary train(const TrainOptions& o) {
   if (o.out.empty()) throw Error("wsm train: --out DIR is required");
   if (o.every <= 0) throw Error("wsm train: --every must be > 0");
@@ -71,49 +177,18 @@ TrainSummary train(const TrainOptions& o) {
   fs::create_directories(o.out);
   const fs::path state_path = o.out / "state.h5";
 
-  // Data
-  fs::path train_path = o.data, val_path = o.val;
-  if (train_path.empty()) {
-    const auto corpus = default_corpus(repo_root_for_data());
-    train_path = corpus.train;
-    if (val_path.empty()) val_path = corpus.val;
-  }
-  const std::string train_text = read_text_file(train_path);
-  const std::string val_text = val_path.empty() ? std::string() : read_text_file(val_path);
-
-  // Model, optimizer state, step: fresh or from state.h5
-  Preset pre = preset(o.preset);
-  TrainState st;
-  if (o.resume) {
-    if (!fs::exists(state_path)) throw Error(state_path.string() + ": no resume state (run without --resume first)");
-    st = load_state(state_path);
-    spdlog::info("resuming from {} at step {}", state_path.string(), st.step);
-  } else {
-    st.model.vocab = Vocab::from_texts({&train_text, &val_text});
-    st.model.config = pre.model;
-    st.model.config.vocab_size = st.model.vocab.size();
-    st.model.params = init_params(st.model.config, o.seed);
-    st.seed = o.seed;
-  }
+  const TrainData data = read_data(o);
+  const Preset pre = preset(o.preset);
+  TrainState st = initial_state(o, pre, data);
   const GptConfig cfg = st.model.config;
   const int B = o.batch_size > 0 ? o.batch_size : pre.batch_size, T = cfg.block_size;
-  if (o.resume && st.model.meta.extra.contains("train.batch_size") &&
-      std::to_string(B) != st.model.meta.extra.at("train.batch_size"))
-    throw Error(state_path.string() + ": saved with batch size " + st.model.meta.extra.at("train.batch_size") +
-                ", resumed with " + std::to_string(B));
-  const auto train_tokens = st.model.vocab.encode(train_text, train_path.string());
-  const auto val_tokens = val_text.empty() ? std::vector<std::int32_t>{} : st.model.vocab.encode(val_text, val_path.string());
-
-  std::string sched_text = o.schedule;
-  if (sched_text.empty())
-    sched_text = "warmup=" + std::to_string(pre.warmup) + ",stable,peak=" + std::to_string(pre.peak_lr);
-  Schedule sched = parse_schedule(sched_text);
-  if (sched.needs_total()) sched = sched.with_total(o.steps);
+  check_batch_size(o, st, B);
+  const auto train_tokens = st.model.vocab.encode(data.train_text, data.train_path.string());
+  const auto val_tokens = data.val_text.empty() ? std::vector<std::int32_t>{}
+                                                : st.model.vocab.encode(data.val_text, data.val_path.string());
+  const Schedule sched = run_schedule(o, pre);
   const std::string run_id = o.run_id.empty() ? fs::absolute(o.out).filename().string() : o.run_id;
-
-  std::unique_ptr<Backend> backend = o.device == "cpu"    ? make_cpu_backend(cfg, o.adamw, o.clip)
-                                     : o.device == "cuda" ? make_cuda_backend(cfg, o.adamw, o.clip)
-                                                          : throw Error("--device must be cpu or cuda, not '" + o.device + "'");
+  std::unique_ptr<Backend> backend = make_backend(o, cfg);
   backend->upload(st.model.params, st.optim);
 
   std::unique_ptr<MergerClient> merger;
@@ -123,59 +198,46 @@ TrainSummary train(const TrainOptions& o) {
     co.run_id = run_id;
     merger = std::make_unique<MergerClient>(co);
   }
-  const auto layout = param_layout(cfg);
 
   spdlog::info("train: preset {} ({} params, {} layers, width {}, ctx {}, vocab {}), batch {}x{}, device {}, "
                "schedule {}, steps {} -> {}, data {} ({} tokens)",
                o.preset, num_params(cfg), cfg.n_layer, cfg.n_embd, cfg.block_size, cfg.vocab_size, B, T,
-               backend->name(), sched.to_string(), st.step, o.steps, train_path.string(), train_tokens.size());
+               backend->name(), sched.to_string(), st.step, o.steps, data.train_path.string(), train_tokens.size());
 
   TrainSummary sum;
   const auto run_start = Clock::now();
   auto interval_start = run_start;
   std::int64_t interval_steps = 0, run_steps = 0;
-  double interval_loss = 0, lr = 0;
+  double interval_loss = 0;
+  const auto keep_state = [&](std::int64_t step) {
+    return std::find(o.keep_states.begin(), o.keep_states.end(), step) != o.keep_states.end();
+  };
   for (std::int64_t step = st.step; step < o.steps; ++step) {
-    lr = sched.lr_at(step);
-    const Batch batch = batch_at(train_tokens, st.seed, step, B, T);
-    const StepResult r = backend->step(batch, B, T, lr);
+    const double lr = sched.lr_at(step);
+    const StepResult r = backend->step(batch_at(train_tokens, st.seed, step, B, T), B, T, lr);
     if (!std::isfinite(r.loss)) throw Error("training diverged at step " + std::to_string(step) + " (loss not finite)");
     sum.last_loss = r.loss;
     interval_loss += r.loss;
     ++interval_steps;
     ++run_steps;
     const std::int64_t done = step + 1;
-    if (done % o.every == 0 || done == o.steps) {
-      const double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();
-      const double tps = double(interval_steps) * B * T / std::max(secs, 1e-9);
-      const double eta = double(o.steps - done) * secs / double(interval_steps);
-      std::printf("step %6lld/%lld %5.1f%%  loss %.4f  lr %.3e  tok/s %.0f  eta %s\n", (long long)done,
-                  (long long)o.steps, 100.0 * double(done) / double(o.steps), interval_loss / double(interval_steps),
-                  lr, tps, format_eta(eta).c_str());
-      std::fflush(stdout);
+    const bool checkpoint = done % o.every == 0 || done == o.steps;
+    if (!checkpoint && !keep_state(done)) continue;
 
-      backend->download(st.model.params, st.optim);
-      st.step = done;
-      const std::int64_t tokens = done * std::int64_t(B) * T;
-      st.model.meta = make_meta(o, run_id, sched, done, tokens, lr, st.seed, B);
-      if (merger) {
-        // The client copies the tensors and streams them from its own thread: the loop goes on.
-        std::vector<TensorView> views;
-        for (const auto& s : layout)
-          views.push_back({s.name, DType::f32, s.shape,
-                           std::as_bytes(std::span<const float>(st.model.params.data() + s.offset, s.numel))});
-        merger->send_checkpoint(done, tokens, lr, views);
-      }
-      if (o.save_checkpoints) {
-        char name[64];
-        std::snprintf(name, sizeof name, "step_%08lld.h5", (long long)done);
-        save_model(o.out / name, cfg, st.model.vocab, st.model.params, st.model.meta);
-      }
-      save_state(state_path, st);
-      interval_start = Clock::now();
-      interval_steps = 0;
-      interval_loss = 0;
-    }
+    backend->download(st.model.params, st.optim);
+    st.step = done;
+    st.model.meta = make_meta(o, run_id, sched, done, done * std::int64_t(B) * T, lr, st.seed, B);
+    if (keep_state(done)) save_state(o.out / state_file_name(done), st);
+    if (!checkpoint) continue;
+    const double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();
+    print_progress(done, o.steps, interval_loss / double(interval_steps), lr,
+                   double(interval_steps) * B * T / std::max(secs, 1e-9), secs / double(interval_steps));
+    if (merger) send_to_merger(*merger, cfg, st);
+    if (o.save_checkpoints) save_model(o.out / checkpoint_file_name(done), cfg, st.model.vocab, st.model.params, st.model.meta);
+    save_state(state_path, st);
+    interval_start = Clock::now();
+    interval_steps = 0;
+    interval_loss = 0;
   }
   sum.step = st.step;
   sum.tokens_per_s = double(run_steps) * B * T /
@@ -190,16 +252,9 @@ TrainSummary train(const TrainOptions& o) {
       spdlog::error("merger {}: {}", o.merger, merger_error);
     }
   }
-
   if (o.eval_positions > 0 && !val_tokens.empty()) {
     backend->download(st.model.params, st.optim);
-    GptCpu<float> model(cfg);
-    model.params() = st.model.params;
-    const EvalResult ev = evaluate(model, val_tokens, o.eval_positions);
-    sum.val_loss = ev.loss;
-    sum.val_bpc = ev.bits_per_char;
-    std::printf("validation: loss %.4f nats, %.4f bits/char over %lld positions of %s\n", ev.loss,
-                ev.bits_per_char, (long long)ev.positions, val_path.string().c_str());
+    report_validation(sum, o, cfg, st, val_tokens, data.val_path);
   }
   if (!merger_error.empty())
     throw Error("merger " + o.merger + ": " + merger_error + " (checkpoints are in " + o.out.string() + ")");

@@ -1,11 +1,13 @@
 #pragma once
 // The training run behind `wsm train`: warmup-stable by default, checkpoints every K steps to
-// DIR/step_<N>.h5 (parameters) and DIR/state.h5 (full resume state), optional streaming to a merger
-// daemon, a log line per K steps, and a final validation score.
+// DIR/step_<N>.h5 (parameters) and DIR/state.h5 (full resume state), full states kept at chosen
+// steps for branching (DIR/state_<N>.h5), optional streaming to a merger daemon, a log line per K
+// steps, and a final validation score.
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "trainer/adamw.h"
 
@@ -23,6 +25,10 @@ struct TrainOptions {
   std::filesystem::path data, val;   // empty: the cached Austen corpus
   std::string device = "cpu";        // cpu | cuda
   bool resume = false;               // continue from out/state.h5
+  // Branch: start from this full state (another run's state_<N>.h5) instead of from scratch; the run
+  // then goes on under `schedule` (e.g. a WSD decay), bit for bit as a run from scratch would.
+  std::filesystem::path from_state;
+  std::vector<std::int64_t> keep_states;  // also write DIR/state_<N>.h5 at these steps (branch points)
   int threads = 2;                   // OpenMP + OpenBLAS threads (CPU backend)
   int batch_size = 0;                // 0: the preset's
   double clip = 1.0;                 // global gradient-norm clip (0: off)
@@ -42,6 +48,10 @@ struct TrainSummary {
 // Locates the Austen cache: ./data/cache/austen, else <source tree>/data/cache/austen; runs
 // tools/fetch-austen.py once when the cache is missing and the script is there.
 std::filesystem::path repo_root_for_data();
+
+// File names of a run's outputs, shared by the trainer and the tools that read its directory.
+std::string checkpoint_file_name(std::int64_t step);  // "step_00000600.h5"
+std::string state_file_name(std::int64_t step);       // "state_00000600.h5" (a kept branch point)
 
 TrainSummary train(const TrainOptions& opts);
 

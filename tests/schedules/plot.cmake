@@ -1,5 +1,5 @@
-# tools/plot.cpp belongs to the `wsm` executable, not to a library: its unit test compiles it in.
+# tools/plot.cpp lives in the wsm_tools library beside the `wsm` commands that draw.
 # (Not named test_*.cpp so the generic glob in tests/CMakeLists.txt does not pick it up alone.)
 wsm_add_test(schedules_plot
-  SOURCES ${CMAKE_CURRENT_LIST_DIR}/plot_unittest.cpp ${PROJECT_SOURCE_DIR}/tools/plot.cpp
-  LIBS ${WSM_ALL_LIBS} PkgConfig::CAIRO)
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/plot_unittest.cpp
+  LIBS wsm_tools ${WSM_ALL_LIBS} PkgConfig::CAIRO)

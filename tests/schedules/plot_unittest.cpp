@@ -65,7 +65,7 @@ TEST_F(Plot, PngShowsEverySeries) {
     s[0].xs.push_back(i), s[0].ys.push_back(i * 0.01);
     s[1].xs.push_back(i), s[1].ys.push_back(1 - i * 0.01);
   }
-  s[1].steps = true;
+  s[1].mark = Mark::staircase;
   const fs::path png = dir_ / "two.PNG";  // the extension is case-insensitive
   plot_lines(png, "two series", "step", "value", s);
   std::unique_ptr<cairo_surface_t, decltype(&cairo_surface_destroy)> img(

@@ -12,6 +12,7 @@
 #include "trainer/checkpoint_io.h"
 #include "trainer/data.h"
 #include "trainer/backend.h"
+#include "schedules/schedule.h"
 #include "trainer/train.h"
 
 namespace wsm::trainer {
@@ -127,6 +128,52 @@ TEST(Resume, BitExact) {
   auto reader = open_checkpoint(root / "straight" / "step_00000020.h5");
   EXPECT_EQ(reader->tensors().size(), param_layout(m.config).size());  // no optimizer state in it
   EXPECT_EQ(reader->info("h.0.attn.c_attn.weight").shape, (std::vector<std::int64_t>{96, 32}));
+  fs::remove_all(root);
+}
+
+// WSD from a trunk's kept state (what `wsm compare study` does) equals a WSD run from scratch with
+// the same seed, bit for bit: the trunk's constant LR and the WSD schedule agree before the decay.
+TEST(Branch, FromKeptStateEqualsWsdFromScratch) {
+  const fs::path root = temp_dir("branch");
+  const fs::path data = root / "train.txt", val = root / "val.txt";
+  std::ofstream(data) << synthetic_text(20000);
+  std::ofstream(val) << synthetic_text(3000).substr(1000);
+  const std::string wsd = "wsd:warmup=20,decay=10,shape=1-sqrt,total=40,peak=3e-3";  // tiny preset's warmup, peak
+
+  auto scratch = tiny_options(root / "scratch", data, val, 40);
+  scratch.schedule = wsd;
+  const auto a = train(scratch);
+
+  auto trunk = tiny_options(root / "trunk", data, val, 40);
+  trunk.keep_states = {30};
+  train(trunk);
+  ASSERT_TRUE(fs::exists(root / "trunk" / state_file_name(30)));
+  EXPECT_FALSE(fs::exists(root / "trunk" / state_file_name(25)));  // only the steps asked for
+
+  auto branch = tiny_options(root / "branch", data, val, 40);
+  branch.schedule = wsd;
+  branch.from_state = root / "trunk" / state_file_name(30);
+  const auto b = train(branch);
+  EXPECT_EQ(a.last_loss, b.last_loss);
+  EXPECT_EQ(a.val_loss, b.val_loss);
+
+  const TrainState x = load_state(root / "scratch" / "state.h5"), y = load_state(root / "branch" / "state.h5");
+  ASSERT_EQ(x.model.params.size(), y.model.params.size());
+  EXPECT_EQ(std::memcmp(x.model.params.data(), y.model.params.data(), x.model.params.size() * 4), 0);
+  EXPECT_EQ(std::memcmp(x.optim.m.data(), y.optim.m.data(), x.optim.m.size() * 4), 0);
+  EXPECT_EQ(std::memcmp(x.optim.v.data(), y.optim.v.data(), x.optim.v.size() * 4), 0);
+  // The decay did change the result: the trunk at 40 differs from both.
+  const TrainState t = load_state(root / "trunk" / "state.h5");
+  EXPECT_NE(std::memcmp(t.model.params.data(), x.model.params.data(), x.model.params.size() * 4), 0);
+  // The branch's own checkpoints start after the branch point and record the WSD schedule.
+  EXPECT_FALSE(fs::exists(root / "branch" / checkpoint_file_name(30)));
+  const ModelFile m = load_model(root / "branch" / checkpoint_file_name(40));
+  EXPECT_EQ(m.meta.extra.at("train.schedule"), parse_schedule(wsd).to_string());
+  EXPECT_EQ(*m.meta.lr, parse_schedule(wsd).lr_at(39));
+
+  auto both = branch;
+  both.resume = true;
+  EXPECT_THROW(train(both), wsm::Error);  // --resume and --from-state exclude each other
   fs::remove_all(root);
 }
 

@@ -1,0 +1,178 @@
+// `wsm compare study|sweep`: does a merge of constant-LR checkpoints match a real decay, and which
+// shape and window to ship. The work is in tools/compare/; this file parses the command line.
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "protocol/error.h"
+#include "tools/commands.h"
+#include "tools/compare/report.h"
+#include "tools/compare/study.h"
+#include "tools/compare/sweep.h"
+
+namespace wsm::tools {
+namespace {
+namespace fs = std::filesystem;
+using namespace compare;
+
+struct CompareArgs {
+  std::string preset = "small";
+  std::int64_t steps = 600, every = 20;
+  std::string seeds = "3";
+  std::vector<std::string> durations{"10%", "20%"};
+  std::vector<std::string> shapes{"linear", "cosine", "1-sqrt"};
+  std::vector<std::int64_t> windows;
+  std::vector<double> floors;
+  std::string eval_cmd, score_key, keep = "all", merger;
+  bool higher_is_better = false;
+  int jobs = 1, threads = 0, batch_size = 0;
+  std::int64_t positions = 131072;
+  fs::path data, val, out;
+  std::vector<fs::path> checkpoints;
+  std::string command_line;
+};
+
+// "20%" of the run, or a step count.
+std::int64_t resolve_steps(const std::string& text, std::int64_t steps) {
+  try {
+    if (!text.empty() && text.back() == '%') return std::int64_t(std::llround(std::stod(text) / 100.0 * double(steps)));
+    std::size_t used = 0;
+    const std::int64_t v = std::stoll(text, &used);
+    if (used == text.size()) return v;
+  } catch (const std::exception&) {
+  }
+  throw Error("wsm compare: '" + text + "' is neither a step count nor a percentage like 20%");
+}
+
+// "3": seeds 1..3; "1,5,9": those seeds.
+std::vector<std::uint64_t> parse_seeds(const std::string& text) {
+  std::vector<std::uint64_t> seeds;
+  try {
+    if (text.find(',') == std::string::npos) {
+      for (std::uint64_t s = 1; s <= std::stoull(text); ++s) seeds.push_back(s);
+    } else {
+      for (std::size_t at = 0; at <= text.size();) {
+        const std::size_t comma = std::min(text.find(',', at), text.size());
+        seeds.push_back(std::stoull(text.substr(at, comma - at)));
+        at = comma + 1;
+      }
+    }
+  } catch (const std::exception&) {
+    throw Error("wsm compare: --seeds '" + text + "' is neither a count nor a list like 1,2,3");
+  }
+  if (seeds.empty()) throw Error("wsm compare: --seeds needs at least one seed");
+  return seeds;
+}
+
+DecayShape parse_shape(const std::string& name) {
+  const auto s = parse_decay_shape(name);
+  if (!s) throw Error("wsm compare: unknown shape '" + name + "' (linear, cosine, 1-sqrt, inverse-sqrt, exponential, wma)");
+  return *s;
+}
+
+void print_and_finish(const CompareReport& report, const fs::path& out) {
+  const std::string md = write_report(report, out);
+  // The table part of the report on stdout, then where everything is.
+  const auto table = md.find("## Results") != std::string::npos ? md.find("## Results") : md.find("## Ranking");
+  const auto end = md.find("## Pictures");
+  std::printf("%s", md.substr(table, end == std::string::npos ? std::string::npos : end - table).c_str());
+  std::printf("report: %s\n", fs::absolute(out / "report.md").c_str());
+  std::size_t failed = 0;
+  for (const auto& m : report.rows) failed += !m.error.empty();
+  if (failed) throw Error(fmt::format("wsm compare: {} model(s) could not be scored (see {}; the other results are kept)", failed,
+                                      (out / "report.md").string()));
+}
+
+void run_study_command(const CompareArgs& a) {
+  const auto start = std::chrono::steady_clock::now();
+  StudyOptions o;
+  o.preset = a.preset, o.steps = a.steps, o.every = a.every, o.seeds = parse_seeds(a.seeds);
+  o.durations.clear();
+  for (const auto& d : a.durations) o.durations.push_back(resolve_steps(d, a.steps));
+  o.shapes.clear();
+  for (const auto& s : a.shapes) o.shapes.push_back(parse_shape(s));
+  o.windows = a.windows, o.jobs = a.jobs, o.threads = a.threads, o.eval_positions = a.positions;
+  o.batch_size = a.batch_size, o.data = a.data, o.val = a.val, o.merger = a.merger, o.out = a.out;
+  StudyResult r = run_study(o);
+  Evaluator ev;
+  ev.positions = a.positions, ev.val = a.val;
+  CompareReport report{Mode::study, a.command_line, 0, ev.describe(), ScoreOrder::lower_is_better, r.config, r.regime,
+                       std::move(r.rows)};
+  report.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  print_and_finish(report, a.out);
+}
+
+void run_sweep_command(const CompareArgs& a) {
+  const auto start = std::chrono::steady_clock::now();
+  SweepOptions o;
+  const std::vector<double> floors = a.floors.empty() ? std::vector<double>{0.0} : a.floors;
+  for (const auto& text : a.shapes)
+    for (double f : floors) {
+      MergeSpec spec = parse_merge_spec(text);
+      if (spec.shape && spec.table.empty()) spec.floor = f;
+      if (std::find(o.specs.begin(), o.specs.end(), spec) == o.specs.end()) o.specs.push_back(spec);
+    }
+  o.windows = a.windows;
+  o.evaluator.command = a.eval_cmd, o.evaluator.json_key = a.score_key, o.evaluator.positions = a.positions;
+  o.evaluator.val = a.val;
+  o.evaluator.order = a.higher_is_better ? ScoreOrder::higher_is_better : ScoreOrder::lower_is_better;
+  o.keep = a.keep == "best" ? Keep::best : Keep::all;
+  o.jobs = a.jobs, o.out = a.out, o.checkpoints = a.checkpoints;
+  SweepResult r = run_sweep(o);
+  CompareReport report{Mode::sweep, a.command_line, 0, o.evaluator.describe(), o.evaluator.order, r.config, {},
+                       std::move(r.rows)};
+  report.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  print_and_finish(report, a.out);
+}
+
+}  // namespace
+
+void add_compare_command(CLI::App& app, const std::string& command_line) {
+  auto a = std::make_shared<CompareArgs>();
+  a->command_line = command_line;
+  auto* cmd = app.add_subcommand("compare", "Compare schedules: WSM merges against real WSD decays (study) or a "
+                                            "sweep of merges of your checkpoints scored by your evaluator");
+  cmd->require_subcommand(1);
+  auto* study = cmd->add_subcommand("study", "Train trunks and WSD branches of wsm's GPT, merge, score, report");
+  study->add_option("--preset", a->preset, "Model size: tiny, small, medium, large")->capture_default_str();
+  study->add_option("--steps", a->steps, "Run length S: every method is compared at this step")->capture_default_str();
+  study->add_option("--every", a->every, "Checkpoint interval K in steps")->capture_default_str();
+  study->add_option("--seeds", a->seeds, "Number of seeds (1..N) or a list like 1,2,5")->capture_default_str();
+  study->add_option("--durations", a->durations, "Decay durations D: steps or % of the run")->delimiter(',')->capture_default_str();
+  study->add_option("--windows", a->windows, "Merge windows besides each D (default: D/4 and D/2)")->delimiter(',');
+  study->add_option("--jobs", a->jobs, "Training processes at once")->capture_default_str();
+  study->add_option("--threads", a->threads, "Threads per training process (default: cores / jobs)");
+  study->add_option("--batch-size", a->batch_size, "Sequences per step (default: the preset's)");
+  study->add_option("--data", a->data, "Training text (default: Austen's five novels)");
+  study->add_option("--merger", a->merger, "Also stream each trunk to this `wsm serve` (online merges, run id seed<N>)");
+  study->footer(
+      "Example:\n"
+      "  wsm compare study --preset small --steps 600 --every 20 --seeds 3 --durations 10%,20% --out study/\n"
+      "Re-running the same command reuses finished runs, merges and scores.");
+  auto* sweep = cmd->add_subcommand("sweep", "Merge checkpoints over shapes x windows x floors, score each, rank");
+  sweep->add_option("--windows", a->windows, "Merge windows in steps (default: 2, 4, 8, 16 checkpoint intervals)")->delimiter(',');
+  sweep->add_option("--floors", a->floors, "Floors r (minimum LR fraction) crossed with every shape")->delimiter(',');
+  sweep->add_option("--eval-cmd", a->eval_cmd, "Score a model with this command; {path} is replaced by its path; the "
+                                                "last number on stdout is the score (default: wsm's own evaluator)");
+  sweep->add_option("--score-key", a->score_key, "Read the score from this key of a JSON object on stdout instead");
+  sweep->add_flag("--higher-is-better", a->higher_is_better, "Scores rank highest first (accuracy) instead of lowest");
+  sweep->add_option("--keep", a->keep, "Merged models kept after scoring")->check(CLI::IsMember({"best", "all"}))->capture_default_str();
+  sweep->add_option("--jobs", a->jobs, "Eval commands at once")->capture_default_str();
+  sweep->add_option("checkpoints", a->checkpoints, "Constant-LR checkpoints (.h5, .safetensors, sharded dirs)")->required();
+  sweep->footer(
+      "Example:\n"
+      "  wsm compare sweep --shapes linear,1-sqrt --windows 2000,4000,8000 --eval-cmd 'python eval.py {path}' \\\n"
+      "                    --jobs 2 --keep best --out sweep/ ckpts/step-*.safetensors");
+  for (auto* sub : {study, sweep}) {
+    sub->add_option("--shapes", a->shapes, "Decay shapes: linear, cosine, 1-sqrt, ...")->delimiter(',')->capture_default_str();
+    sub->add_option("--out", a->out, "Output directory: results.json, results.csv, report.md, pictures")->required();
+    sub->add_option("--val", a->val, "Validation text of wsm's evaluator (default: Persuasion)");
+    sub->add_option("--eval-positions", a->positions, "Positions scored by wsm's evaluator")->capture_default_str();
+  }
+  study->callback([a] { run_study_command(*a); });
+  sweep->callback([a] { run_sweep_command(*a); });
+}
+
+}  // namespace wsm::tools

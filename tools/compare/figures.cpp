@@ -1,0 +1,186 @@
+#include "tools/compare/figures.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "schedules/emulate.h"
+#include "schedules/schedule.h"
+#include "tools/compare/report.h"
+#include "tools/plot.h"
+
+namespace wsm::tools::compare {
+namespace fs = std::filesystem;
+namespace {
+
+using Figures = std::vector<std::pair<std::string, std::string>>;
+constexpr int kGrey = 6;  // palette index of the trunk / raw series
+
+void save(Figures& out, const fs::path& dir, const std::string& stem, const std::string& caption, const std::string& title,
+          const std::string& xlabel, const std::string& ylabel, const std::vector<Series>& series,
+          const PlotOptions& options = {}) {
+  for (const char* ext : {".png", ".svg"}) plot_lines(dir / (stem + ext), title, xlabel, ylabel, series, options);
+  out.emplace_back(stem, caption);
+}
+
+std::vector<std::string> shapes_of(const std::vector<ScoredModel>& rows, Method method) {
+  std::vector<std::string> shapes;
+  for (const auto& m : rows)
+    if (m.method == method && std::find(shapes.begin(), shapes.end(), m.shape) == shapes.end()) shapes.push_back(m.shape);
+  return shapes;
+}
+
+int colour_for(const std::vector<std::string>& shapes, const std::string& shape) {
+  return int(std::find(shapes.begin(), shapes.end(), shape) - shapes.begin());
+}
+
+void add_point(Series& s, const ScoredModel& m) {
+  s.xs.push_back(double(*m.step));
+  s.ys.push_back(*m.score);
+}
+
+void loss_vs_step(Figures& out, const CompareReport& r, const fs::path& dir, std::uint64_t seed, std::int64_t d) {
+  const std::int64_t steps = r.config.at("steps");
+  const auto shapes = shapes_of(r.rows, Method::wsd);
+  const double from = double(std::max<std::int64_t>(0, steps - 2 * d));
+  std::vector<Series> series{{"raw trunk (constant LR)", {}, {}, Mark::line_points, {}, kGrey}};
+  std::map<std::string, Series> wsd, wsm;
+  double branch_start_loss = 0;
+  for (const auto& m : r.rows) {
+    if (m.seed != seed || !m.score || !m.step || double(*m.step) < from) continue;
+    if (m.method == Method::raw) add_point(series[0], m);
+    if (m.method == Method::raw && *m.step == steps - d) branch_start_loss = *m.score;
+  }
+  for (const auto& shape : shapes) {
+    wsd[shape] = {"WSD " + shape + fmt::format(", decay over {} steps", d), {double(steps - d)}, {branch_start_loss}, Mark::line, {}, colour_for(shapes, shape)};
+    wsm[shape] = {"WSM " + shape + fmt::format(" merge, window {}", d), {}, {}, Mark::points, {}, colour_for(shapes, shape)};
+  }
+  for (const auto& m : r.rows) {
+    if (m.seed != seed || !m.score || !m.step) continue;
+    if (m.method == Method::wsd && m.window == d) add_point(wsd[m.shape], m);
+    if (m.method == Method::wsm && m.window == d && wsm.contains(m.shape)) add_point(wsm[m.shape], m);
+  }
+  for (auto& [shape, s] : wsd) series.push_back(std::move(s));
+  for (auto& [shape, s] : wsm) series.push_back(std::move(s));
+  save(out, dir, "loss_vs_step",
+       fmt::format("Validation loss against step (seed {}): the constant-LR trunk, each WSD branch decaying over the last {} "
+                   "steps, and the merges of the trunk's checkpoints over the same window (points at step {}).",
+                   seed, d, steps),
+       fmt::format("Validation loss, seed {}", seed), "step", "validation loss (nats)", series);
+}
+
+void wsm_vs_wsd(Figures& out, const fs::path& dir, const std::vector<StudyCell>& cells) {
+  std::vector<Series> series{{"WSD (decay over D)", {}, {}, Mark::points, {}, 1},
+                             {"WSM (merge over W = D)", {}, {}, Mark::points, {}, 0},
+                             {"WSM (best W <= D)", {}, {}, Mark::points, {}, 2},
+                             {"raw trunk", {}, {}, Mark::points, {}, kGrey}};
+  PlotOptions options;
+  for (std::size_t i = 0; i < cells.size(); ++i) {
+    const auto& c = cells[i];
+    const double x = double(i);
+    const Summary* per[] = {&c.wsd, &c.wsm, &c.best_wsm, &c.raw};
+    for (std::size_t k = 0; k < 4; ++k) {
+      series[k].xs.push_back(x - 0.24 + 0.16 * double(k));
+      series[k].ys.push_back(per[k]->mean);
+      series[k].yerr.push_back(per[k]->sd);
+    }
+    options.xlabels.emplace_back(x, fmt::format("{} D={}", c.shape, c.duration));
+  }
+  save(out, dir, "wsm_vs_wsd",
+       "Validation loss at the final step per shape and decay duration D: mean over seeds, error bars one standard "
+       "deviation; the best window W <= D is chosen per shape.",
+       "WSM against WSD", "shape and decay duration (steps)", "validation loss (nats)", series, options);
+}
+
+void lr_picture(Figures& out, const CompareReport& r, const fs::path& dir, std::int64_t d) {
+  const std::int64_t steps = r.config.at("steps"), every = r.config.at("every");
+  const double peak = r.regime.at("peak_lr");
+  const std::int64_t warmup = r.regime.at("warmup");
+  const auto shapes = shapes_of(r.rows, Method::wsd);
+  std::vector<Series> series;
+  const std::int64_t from = std::max<std::int64_t>(0, steps - d - d / 2);
+  for (const auto& shape : shapes) {
+    const auto parsed = parse_decay_shape(shape);
+    if (!parsed) continue;
+    Schedule wsd{.kind = ScheduleKind::wsd, .peak = peak, .warmup = warmup, .total = steps, .decay = d, .decay_shape = *parsed};
+    const auto emulated = emulate_merge(MergeSpec{.shape = *parsed}, steps, d, every);
+    Series branch{"WSD " + shape + " (the branch's LR)", {}, {}, Mark::line, {}, colour_for(shapes, shape)};
+    Series merge{"WSM " + shape + " (LR the merge emulates)", {}, {}, Mark::staircase, {}, colour_for(shapes, shape)};
+    for (std::int64_t s = from; s < steps; ++s) {
+      branch.xs.push_back(double(s)), branch.ys.push_back(wsd.lr_at(s));
+      merge.xs.push_back(double(s)), merge.ys.push_back(peak * emulated.factor[std::size_t(s)]);
+    }
+    series.push_back(std::move(branch));
+    series.push_back(std::move(merge));
+  }
+  save(out, dir, "lr",
+       fmt::format("Learning rate of each WSD branch (decay over the last {} steps) beside the piecewise-constant LR that "
+                   "the merge over the same window emulates (one step per checkpoint interval of {} steps).",
+                   d, every),
+       "Decay vs the merge's emulated decay", "step", "learning rate", series);
+}
+
+void weights_picture(Figures& out, const CompareReport& r, const fs::path& dir, std::int64_t window,
+                     std::optional<std::uint64_t> seed) {
+  std::vector<Series> series;
+  for (const auto& m : r.rows) {
+    if (m.method != Method::wsm || m.window != window || m.seed != seed) continue;
+    Series s{m.shape + (m.floor > 0 ? fmt::format(" floor {}", m.floor) : ""), {}, m.weights, Mark::line_points};
+    for (auto step : m.sources) s.xs.push_back(double(step));
+    series.push_back(std::move(s));
+  }
+  if (series.empty()) return;
+  save(out, dir, "weights", fmt::format("Merge weight c_j of each checkpoint (by its step) per shape, window {} steps.", window),
+       fmt::format("Merge weights, window {} steps", window), "checkpoint step", "merge weight", series);
+}
+
+void score_vs_window(Figures& out, const CompareReport& r, const fs::path& dir) {
+  std::map<std::string, Series> by_shape;
+  double lo = 1e300, hi = -1e300;
+  std::optional<double> raw;
+  for (const auto& m : r.rows) {
+    if (!m.score) continue;
+    if (m.method == Method::raw) raw = *m.score;
+    if (m.method != Method::wsm) continue;
+    const std::string name = m.shape + (m.floor > 0 ? fmt::format(" floor {}", m.floor) : "");
+    auto& s = by_shape[name];
+    s.name = name, s.mark = Mark::line_points;
+    s.xs.push_back(double(m.window)), s.ys.push_back(*m.score);
+    lo = std::min(lo, double(m.window)), hi = std::max(hi, double(m.window));
+  }
+  std::vector<Series> series;
+  for (auto& [name, s] : by_shape) series.push_back(std::move(s));
+  if (raw && lo <= hi) series.push_back({"newest raw checkpoint", {lo, hi}, {*raw, *raw}, Mark::line, {}, kGrey});
+  if (series.empty()) return;
+  save(out, dir, "score_vs_window", "Score of each merged model against its merge window, per shape; the newest raw checkpoint for reference.",
+       "Score against merge window", "merge window (steps)", r.order == ScoreOrder::lower_is_better ? "score (lower is better)" : "score (higher is better)",
+       series);
+}
+
+}  // namespace
+
+Figures draw_figures(const CompareReport& r, const fs::path& dir) {
+  Figures out;
+  if (r.mode == Mode::study) {
+    const auto cells = summarize_study(r.rows, r.order);
+    if (cells.empty()) return out;
+    std::int64_t longest = 0;
+    for (const auto& c : cells) longest = std::max(longest, c.duration);
+    const std::uint64_t seed = cells.front().seeds.front();
+    loss_vs_step(out, r, dir, seed, longest);
+    wsm_vs_wsd(out, dir, cells);
+    lr_picture(out, r, dir, longest);
+    weights_picture(out, r, dir, longest, seed);
+  } else {
+    score_vs_window(out, r, dir);
+    std::int64_t longest = 0;
+    for (const auto& m : r.rows)
+      if (m.method == Method::wsm) longest = std::max(longest, m.window);
+    weights_picture(out, r, dir, longest, std::nullopt);
+  }
+  return out;
+}
+
+}  // namespace wsm::tools::compare

@@ -1,0 +1,60 @@
+#pragma once
+// Child processes for `wsm compare`: training runs and evaluation commands run as their own
+// processes (each with its own threads and memory, killable, logged to a file), at most N at once,
+// with their output lines handed to the caller for progress. Progress prints a bar with an ETA.
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace wsm::tools::compare {
+
+struct Job {
+  std::string name;               // named in progress and errors
+  std::vector<std::string> argv;  // argv[0] is the program (a path, or a name looked up in PATH)
+  std::filesystem::path log;      // stdout and stderr are appended here
+};
+
+struct JobResult {
+  int exit_code = -1;      // -1: killed by a signal or could not start
+  std::string out;         // everything the job wrote to stdout
+  std::string last_error;  // the last non-empty line of stderr (for messages)
+};
+
+struct JobCallbacks {
+  std::function<void(std::size_t, const std::string&)> on_line;  // (job index, stdout line)
+  std::function<void(std::size_t, const JobResult&)> on_done;    // (job index, its result)
+};
+
+// Runs every job, at most `parallel` at once, and returns their results in order. Callbacks come
+// from the workers' threads, one call at a time.
+std::vector<JobResult> run_jobs(std::span<const Job> jobs, int parallel, const JobCallbacks& callbacks = {});
+
+// This executable's own path, so jobs can run `wsm train` and `wsm eval` as separate processes.
+std::filesystem::path self_executable();
+
+// Work done out of a known total, shown on stderr: redrawn in place on a terminal, otherwise one
+// line per tenth. Thread-safe.
+class Progress {
+ public:
+  Progress(std::string label, double total, std::string unit);
+  void advance(double amount);
+  void finish();
+
+ private:
+  void print_locked(bool final_line);
+  std::mutex mu_;
+  std::string label_, unit_;
+  double total_, done_ = 0;
+  int printed_tenths_ = -1;
+  bool terminal_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
+std::string format_duration(double seconds);  // "1h02m", "3m05s", "12s"
+
+}  // namespace wsm::tools::compare

@@ -1,0 +1,253 @@
+#include "tools/compare/report.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "protocol/atomic_file.h"
+#include "protocol/version.h"
+#include "tools/compare/figures.h"
+
+namespace wsm::tools::compare {
+namespace fs = std::filesystem;
+using nlohmann::json;
+namespace {
+
+bool better(double a, double b, ScoreOrder order) { return order == ScoreOrder::lower_is_better ? a < b : a > b; }
+
+// Final scores of one method by seed, for (shape, window); raw ignores shape and window.
+std::map<std::uint64_t, double> finals(const std::vector<ScoredModel>& rows, Method method, const std::string& shape,
+                                       std::int64_t window) {
+  std::map<std::uint64_t, double> by_seed;
+  for (const auto& m : rows)
+    if (m.method == method && m.final && m.score && m.seed &&
+        (method == Method::raw || (m.shape == shape && m.window == window)))
+      by_seed[*m.seed] = *m.score;
+  return by_seed;
+}
+
+Summary summary_of(const std::map<std::uint64_t, double>& by_seed, const std::vector<std::uint64_t>& seeds) {
+  std::vector<double> v;
+  for (auto s : seeds) v.push_back(by_seed.at(s));
+  return summarize(v);
+}
+
+Summary paired(const std::map<std::uint64_t, double>& a, const std::map<std::uint64_t, double>& b,
+               const std::vector<std::uint64_t>& seeds) {
+  std::vector<double> v;
+  for (auto s : seeds) v.push_back(a.at(s) - b.at(s));
+  return summarize(v);
+}
+
+std::vector<std::uint64_t> common_seeds(std::initializer_list<const std::map<std::uint64_t, double>*> maps) {
+  std::vector<std::uint64_t> seeds;
+  for (const auto& [seed, score] : **maps.begin())
+    if (std::all_of(maps.begin(), maps.end(), [&](auto* m) { return m->contains(seed); })) seeds.push_back(seed);
+  return seeds;
+}
+
+std::string mean_sd(const Summary& s) {
+  if (s.n == 0) return "n/a";
+  return s.n > 1 ? fmt::format("{:.4f} ± {:.4f}", s.mean, s.sd) : fmt::format("{:.4f}", s.mean);
+}
+
+std::string interval(const Summary& s) {
+  if (s.n == 0) return "n/a";
+  if (s.n < 2) return fmt::format("{:+.4f} (one seed: no interval)", s.mean);
+  return fmt::format("{:+.4f} [{:+.4f}, {:+.4f}]", s.mean, s.mean - s.half_ci, s.mean + s.half_ci);
+}
+
+// How a paired difference WSM - WSD reads, for scores where lower is better.
+std::string judgement(const Summary& d, ScoreOrder order) {
+  if (d.n < 2) return "not decided (one seed)";
+  const double lo = d.mean - d.half_ci, hi = d.mean + d.half_ci;
+  const bool wsm_lower = hi < 0, wsm_higher = lo > 0;
+  if (!wsm_lower && !wsm_higher) return "matches WSD (the 95% interval holds 0)";
+  const bool wsm_better = order == ScoreOrder::lower_is_better ? wsm_lower : wsm_higher;
+  return wsm_better ? "beats WSD" : "is worse than WSD";
+}
+
+json summary_json(const Summary& s) {
+  return {{"n", s.n}, {"mean", s.mean}, {"sd", s.sd}, {"ci95", s.n > 1 ? json::array({s.mean - s.half_ci, s.mean + s.half_ci}) : json(nullptr)}};
+}
+
+std::string study_markdown(const CompareReport& r, const std::vector<StudyCell>& cells) {
+  const std::int64_t steps = r.config.value("steps", std::int64_t(0));
+  std::string md;
+  md += "## Question\n\nDoes merging the constant-LR trunk's checkpoints (WSM) reach the model that a real learning-rate "
+        "decay (WSD: the same trunk branched at S - D and decayed to S) reaches, and which shape and merge window "
+        "should be used? Scores are validation loss in nats (lower is better), by " + r.evaluator + ", at step " +
+        std::to_string(steps) + ".\n\n";
+  md += "## Results\n\nMean ± standard deviation over seeds; differences are paired per seed, with a 95% Student-t "
+        "interval. \"best W\" is the merge window W <= D with the lowest mean loss.\n\n";
+  md += "| shape | D (steps) | seeds | raw trunk | WSD | WSM, W = D | WSM - WSD | best W | WSM(best W) - WSD |\n";
+  md += "|---|---|---|---|---|---|---|---|---|\n";
+  for (const auto& c : cells)
+    md += fmt::format("| {} | {} ({:.0f}%) | {} | {} | {} | {} | {} | {} | {} |\n", c.shape, c.duration,
+                      100.0 * double(c.duration) / double(std::max<std::int64_t>(steps, 1)), c.seeds.size(),
+                      mean_sd(c.raw), mean_sd(c.wsd), mean_sd(c.wsm), interval(c.diff), c.best_window,
+                      interval(c.best_diff));
+  md += "\n## Verdict\n\n";
+  std::set<std::int64_t> durations;
+  for (const auto& c : cells) durations.insert(c.duration);
+  for (auto d : durations) {
+    std::vector<std::string> parts;
+    for (const auto& c : cells)
+      if (c.duration == d)
+        parts.push_back(fmt::format("{} {} ({}), best window W = {} {} ({})", c.shape, judgement(c.diff, r.order),
+                                    interval(c.diff), c.best_window, judgement(c.best_diff, r.order), interval(c.best_diff)));
+    md += fmt::format("- D = {} steps: a merge over the same window: {}.\n", d, fmt::join(parts, "; "));
+  }
+  md += "\n## Regime\n\n" + regime_markdown(r, cells) + "\n";
+  return md;
+}
+
+std::string sweep_markdown(const CompareReport& r, const std::vector<const ScoredModel*>& ranked) {
+  std::string md = "## Question\n\nWhich merge of these constant-LR checkpoints scores best, by shape and window? Scores by " +
+                   r.evaluator + std::string(r.order == ScoreOrder::lower_is_better ? " (lower is better)" : " (higher is better)") +
+                   ".\n\n## Ranking\n\n| rank | method | shape | floor | window (steps) | checkpoints | score | file |\n|---|---|---|---|---|---|---|---|\n";
+  for (std::size_t i = 0; i < ranked.size(); ++i) {
+    const auto& m = *ranked[i];
+    md += fmt::format("| {} | {} | {} | {} | {} | {} | {:.6g} | {} |\n", i + 1, method_name(m.method), m.shape, m.floor,
+                      m.window, m.method == Method::wsm ? m.sources.size() : 1, *m.score, m.path.filename().string());
+  }
+  md += "\n## Verdict\n\n";
+  if (ranked.empty()) md += "No model was scored.\n";
+  else {
+    const auto& best = *ranked.front();
+    const auto raw = std::find_if(ranked.begin(), ranked.end(), [](auto* m) { return m->method == Method::raw; });
+    md += fmt::format("The best model is {} {} over {} steps ({:.6g})", method_name(best.method), best.shape, best.window,
+                      *best.score);
+    if (raw != ranked.end() && *raw != &best)
+      md += fmt::format(", {:+.6g} against the newest raw checkpoint ({:.6g})", *best.score - *(*raw)->score, *(*raw)->score);
+    md += ".\n";
+  }
+  return md;
+}
+
+}  // namespace
+
+std::string regime_markdown(const CompareReport& r, const std::vector<StudyCell>& cells) {
+  const double tpp = r.regime.value("tokens_per_param", 0.0);
+  std::string md = fmt::format("The trunk saw {:.3g} tokens for {:.3g} parameters ({:.2f} tokens per parameter).", r.regime.value("tokens", 0.0),
+                               r.regime.value("params", 0.0), tpp);
+  // How fast the trunk still improves: its loss at S - D against S, per seed, by duration.
+  std::map<std::int64_t, std::vector<double>> falls;
+  std::map<std::pair<std::uint64_t, std::int64_t>, double> raw;
+  for (const auto& m : r.rows)
+    if (m.method == Method::raw && m.seed && m.step && m.score) raw[{*m.seed, *m.step}] = *m.score;
+  const std::int64_t steps = r.config.value("steps", std::int64_t(0));
+  std::set<std::int64_t> durations;
+  for (const auto& c : cells) durations.insert(c.duration);
+  for (auto d : durations)
+    for (const auto& [key, score] : raw)
+      if (key.second == steps && raw.contains({key.first, steps - d})) falls[d].push_back(raw.at({key.first, steps - d}) - score);
+  for (const auto& [d, v] : falls) {
+    const Summary s = summarize(v);
+    double gain = 0;  // what the decay gave over the raw trunk, averaged over shapes
+    int n = 0;
+    for (const auto& c : cells)
+      if (c.duration == d && c.raw.n && c.wsd.n) gain += c.raw.mean - c.wsd.mean, ++n;
+    gain = n ? gain / n : 0;
+    md += fmt::format(" Over the last {} steps the trunk's loss still fell by {:.4f} nats (a WSD decay over them gained {:.4f}).", d,
+                      s.mean, gain);
+  }
+  if (!falls.empty()) {
+    const double fall = summarize(falls.begin()->second).mean;
+    md += fall > 0.01
+              ? " The trunk is still improving quickly: this is early training, not the long stable phase WSM's claim is "
+                "about, so merges over long windows average in checkpoints that are clearly worse; read the results "
+                "with that in mind."
+              : " The trunk's loss has flattened: this is the stable phase WSM's claim is about.";
+  }
+  return md;
+}
+
+std::vector<StudyCell> summarize_study(const std::vector<ScoredModel>& rows, ScoreOrder order) {
+  std::set<std::pair<std::string, std::int64_t>> keys;
+  std::set<std::int64_t> windows;
+  for (const auto& m : rows) {
+    if (m.method == Method::wsd && m.final) keys.insert({m.shape, m.window});
+    if (m.method == Method::wsm) windows.insert(m.window);
+  }
+  const auto raw = finals(rows, Method::raw, "", 0);
+  std::vector<StudyCell> cells;
+  for (const auto& [shape, d] : keys) {
+    StudyCell c{shape, d};
+    const auto wsd = finals(rows, Method::wsd, shape, d), wsm = finals(rows, Method::wsm, shape, d);
+    c.seeds = common_seeds({&wsd, &wsm, &raw});
+    if (c.seeds.empty()) continue;
+    c.raw = summary_of(raw, c.seeds);
+    c.wsd = summary_of(wsd, c.seeds);
+    c.wsm = summary_of(wsm, c.seeds);
+    c.diff = paired(wsm, wsd, c.seeds);
+    c.best_window = d, c.best_wsm = c.wsm, c.best_diff = c.diff;
+    for (auto w : windows) {
+      const auto cand = finals(rows, Method::wsm, shape, w);
+      if (w > d || common_seeds({&wsd, &cand}) != common_seeds({&wsd, &wsm})) continue;
+      const Summary s = summary_of(cand, c.seeds);
+      if (better(s.mean, c.best_wsm.mean, order)) c.best_window = w, c.best_wsm = s, c.best_diff = paired(cand, wsd, c.seeds);
+    }
+    cells.push_back(std::move(c));
+  }
+  return cells;
+}
+
+std::vector<const ScoredModel*> rank_models(const std::vector<ScoredModel>& rows, ScoreOrder order) {
+  std::vector<const ScoredModel*> ranked;
+  for (const auto& m : rows)
+    if (m.score && m.final && std::isfinite(*m.score)) ranked.push_back(&m);
+  std::stable_sort(ranked.begin(), ranked.end(), [&](auto* a, auto* b) { return better(*a->score, *b->score, order); });
+  return ranked;
+}
+
+std::string write_report(const CompareReport& r, const fs::path& dir) {
+  fs::create_directories(dir);
+  const bool study = r.mode == Mode::study;
+  json results = json::array(), summary = json::array(), errors = json::array();
+  for (const auto& m : r.rows) {
+    results.push_back(to_json(m));
+    if (!m.error.empty()) errors.push_back(m.error);
+  }
+  std::string body;
+  if (study) {
+    const auto cells = summarize_study(r.rows, r.order);
+    for (const auto& c : cells)
+      summary.push_back({{"shape", c.shape}, {"duration", c.duration}, {"seeds", c.seeds}, {"raw", summary_json(c.raw)},
+                         {"wsd", summary_json(c.wsd)}, {"wsm", summary_json(c.wsm)}, {"wsm_minus_wsd", summary_json(c.diff)},
+                         {"best_window", c.best_window}, {"best_wsm", summary_json(c.best_wsm)},
+                         {"best_wsm_minus_wsd", summary_json(c.best_diff)}});
+    body = study_markdown(r, cells);
+  } else {
+    const auto ranked = rank_models(r.rows, r.order);
+    for (std::size_t i = 0; i < ranked.size(); ++i) summary.push_back({{"rank", i + 1}, {"path", ranked[i]->path.string()}, {"score", *ranked[i]->score}});
+    body = sweep_markdown(r, ranked);
+  }
+  const auto pictures = draw_figures(r, dir);
+
+  const json doc = {{"mode", study ? "study" : "sweep"}, {"command", r.command_line}, {"version", std::string(wsm_version())},
+                    {"wall_seconds", r.wall_seconds}, {"evaluator", r.evaluator},
+                    {"higher_is_better", r.order == ScoreOrder::higher_is_better}, {"config", r.config},
+                    {"regime", r.regime}, {"results", results}, {"summary", summary}, {"errors", errors}};
+  write_file_atomic(dir / "results.json", doc.dump(2));
+  write_file_atomic(dir / "results.csv", results_csv(r.rows));
+
+  std::string md = fmt::format("# wsm compare {}\n\n", study ? "study" : "sweep") + body;
+  if (!errors.empty()) {
+    md += "\n## Errors\n\n";
+    for (const auto& e : errors) md += "- " + e.get<std::string>() + "\n";
+  }
+  md += "\n## Pictures\n\n";
+  for (const auto& [file, caption] : pictures) md += fmt::format("![{}]({}.png)\n\n*{}* ([SVG]({}.svg))\n\n", caption, file, caption, file);
+  md += fmt::format("## How it was run\n\n- command: `{}`\n- wsm {}\n- wall time {}\n- evaluator: {}\n- settings: `{}`\n- every "
+                    "scored model, its sources and weights: results.json and results.csv\n",
+                    r.command_line, wsm_version(), fmt::format("{:.0f} s", r.wall_seconds), r.evaluator, r.config.dump());
+  write_file_atomic(dir / "report.md", md);
+  return md;
+}
+
+}  // namespace wsm::tools::compare

@@ -1,0 +1,39 @@
+#pragma once
+// What `wsm compare` measures: one row per scored model (a raw trunk checkpoint, a WSD branch's
+// checkpoint, or a WSM merge), with how it was made and its score, as written to results.json and
+// results.csv (schema in docs/compare.md).
+#include <cstdint>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace wsm::tools::compare {
+
+enum class Method { raw, wsd, wsm };
+std::string_view method_name(Method m);
+
+struct ScoredModel {
+  Method method = Method::raw;
+  std::string shape;                   // decay shape (wsd, wsm); empty for raw
+  double floor = 0;                    // minimum LR fraction of the shape
+  std::int64_t window = 0;             // steps: the merge window (wsm) or the decay duration (wsd)
+  std::optional<std::uint64_t> seed;   // study mode
+  std::optional<std::int64_t> step;    // the newest step the model holds
+  std::vector<std::int64_t> sources;   // wsm: the steps merged, oldest first
+  std::vector<double> weights;         // wsm: their merge weights
+  std::filesystem::path path;          // the file scored (absolute)
+  std::optional<double> score;         // empty when scoring failed (see error)
+  std::string error;
+  bool final = true;                   // false: an intermediate point of a curve (trunk, branch)
+};
+
+nlohmann::json to_json(const ScoredModel& m);
+ScoredModel scored_model_from_json(const nlohmann::json& j);
+
+// One CSV line per model, with a header; lists are joined with ';'.
+std::string results_csv(const std::vector<ScoredModel>& rows);
+
+}  // namespace wsm::tools::compare

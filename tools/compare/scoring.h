@@ -1,0 +1,51 @@
+#pragma once
+// Scores models for `wsm compare`: wsm's own evaluator (exactly `wsm eval`: same validation text,
+// same positions) or a user's command (`--eval-cmd 'python eval.py {path}'`, whose last number on
+// stdout, or a JSON key, is the score). Scores are cached by file identity (path, size, mtime), so a
+// re-run scores only what changed.
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tools/compare/results.h"
+
+namespace wsm::tools::compare {
+
+enum class ScoreOrder { lower_is_better, higher_is_better };
+
+struct Evaluator {
+  std::string command;                // empty: wsm's own GPT evaluator; else {path} is replaced
+  std::string json_key;               // read the score from this key of a JSON object on stdout
+  std::filesystem::path val;          // built-in: validation text (empty: the Austen cache's)
+  std::int64_t positions = 131072;    // built-in: positions scored
+  ScoreOrder order = ScoreOrder::lower_is_better;
+  std::string describe() const;       // for reports: "wsm eval (131072 positions of val.txt)" or the command
+};
+
+class ScoreCache {
+ public:
+  explicit ScoreCache(std::filesystem::path file);  // loads it when present
+  std::optional<double> find(const std::filesystem::path& model, const std::string& evaluator) const;
+  void put(const std::filesystem::path& model, const std::string& evaluator, double score);
+  void save() const;  // atomically
+  std::filesystem::path directory() const { return file_.parent_path(); }
+
+ private:
+  std::filesystem::path file_;
+  std::map<std::string, double> scores_;  // key: evaluator, path, size, mtime
+};
+
+// Fills `score` (or `error`) of every row that has none, `jobs` at a time for a command evaluator.
+// Throws nothing for a failing model: its row gets an error naming the model; the rest go on.
+void score_models(std::vector<ScoredModel>& rows, const Evaluator& evaluator, ScoreCache& cache, int jobs);
+
+// The score in a command's stdout: the JSON key when given, else the last number printed.
+std::optional<double> parse_score(const std::string& stdout_text, const std::string& json_key);
+
+// `command` with every {path} replaced by the shell-quoted path.
+std::string substitute_path(const std::string& command, const std::filesystem::path& path);
+
+}  // namespace wsm::tools::compare

@@ -1,0 +1,35 @@
+#pragma once
+// Sweep mode of `wsm compare`: any model's constant-LR checkpoints on disk, merged over the cross
+// product of shapes x windows (x floors), one read of the inputs per window for all its shapes, each
+// merged model scored by an evaluator (wsm's own or a user's command) and ranked.
+#include <cstdint>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "schedules/decay.h"
+#include "tools/compare/results.h"
+#include "tools/compare/scoring.h"
+
+namespace wsm::tools::compare {
+
+enum class Keep { all, best };  // which merged models stay on disk after scoring
+
+struct SweepOptions {
+  std::vector<MergeSpec> specs;              // shapes x floors, parsed at the command line
+  std::vector<std::int64_t> windows;         // steps; empty: 2, 4, 8 and 16 checkpoint intervals that fit
+  Evaluator evaluator;
+  Keep keep = Keep::all;
+  int jobs = 1;
+  std::filesystem::path out;
+  std::vector<std::filesystem::path> checkpoints;
+};
+
+struct SweepResult {
+  std::vector<ScoredModel> rows;
+  nlohmann::json config;
+};
+
+SweepResult run_sweep(const SweepOptions& options);
+
+}  // namespace wsm::tools::compare

@@ -1,0 +1,45 @@
+#include "tools/compare/window_merge.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "merger/offline_merge.h"
+
+namespace wsm::tools::compare {
+namespace fs = std::filesystem;
+
+std::string shape_label(const MergeSpec& spec) {
+  if (spec.shape && spec.table.empty() && spec.alpha == 0.0) return std::string(decay_shape_name(*spec.shape));
+  return spec.to_string();
+}
+
+std::vector<ScoredModel> merge_window(const std::vector<fs::path>& inputs, const std::vector<MergeSpec>& specs,
+                                      std::int64_t window, const fs::path& out_dir, const std::string& ext) {
+  merger::OfflineMergeRequest req;
+  req.inputs = inputs;
+  req.specs = specs;
+  req.window_steps = window;
+  for (const auto& spec : specs)
+    req.outputs.push_back(fs::absolute(out_dir / fmt::format("{}_w{}{}", merger::output_stem(spec), window, ext)));
+  const bool done = std::all_of(req.outputs.begin(), req.outputs.end(), [](const fs::path& p) { return fs::exists(p); });
+  // The plan (metadata only) names the sources and weights either way.
+  const merger::OfflinePlan plan = done ? merger::plan_offline_merge(req) : merger::run_offline_merge(req).plan;
+
+  std::vector<ScoredModel> rows;
+  for (std::size_t o = 0; o < specs.size(); ++o) {
+    ScoredModel m;
+    m.method = Method::wsm;
+    m.shape = shape_label(specs[o]);
+    m.floor = specs[o].floor;
+    m.window = window;
+    for (std::size_t u : plan.used) m.sources.push_back(plan.inputs[u].step.value_or(-1));
+    m.step = m.sources.empty() ? std::nullopt : std::optional<std::int64_t>(m.sources.back());
+    m.weights = plan.weights[o];
+    m.path = req.outputs[o];
+    rows.push_back(std::move(m));
+  }
+  return rows;
+}
+
+}  // namespace wsm::tools::compare
