@@ -19,7 +19,7 @@ using namespace compare;
 
 struct CompareArgs {
   std::string preset = "small";
-  std::int64_t steps = 600, every = 20;
+  std::int64_t steps = 600, every = 10;
   std::string seeds = "3";
   std::vector<std::string> durations{"10%", "20%"};
   std::vector<std::string> shapes{"linear", "cosine", "1-sqrt"};
@@ -149,7 +149,7 @@ void add_compare_command(CLI::App& app, const std::string& command_line) {
   study->add_option("--merger", a->merger, "Also stream each trunk to this `wsm serve` (online merges, run id seed<N>)");
   study->footer(
       "Example:\n"
-      "  wsm compare study --preset small --steps 600 --every 20 --seeds 3 --durations 10%,20% --out study/\n"
+      "  wsm compare study --preset small --steps 600 --every 10 --seeds 3 --durations 10%,20% --out study/\n"
       "Re-running the same command reuses finished runs, merges and scores.");
   auto* sweep = cmd->add_subcommand("sweep", "Merge checkpoints over shapes x windows x floors, score each, rank");
   sweep->add_option("--windows", a->windows, "Merge windows in steps (default: 2, 4, 8, 16 checkpoint intervals)")->delimiter(',');

@@ -188,8 +188,15 @@ void draw(cairo_t* cr, const PlotOptions& o, std::string_view title, std::string
   }
   xr.settle();
   yr.settle();
+  const bool dots = std::any_of(series.begin(), series.end(), [](const Series& s) { return s.mark == Mark::points || s.mark == Mark::line_points; });
+  if (dots && o.xlabels.empty()) {  // points on the first or last x stay clear of the frame
+    const double pad = 0.02 * (xr.hi - xr.lo);
+    xr.lo -= pad, xr.hi += pad;
+  }
+  const double ypad = 0.04 * (yr.hi - yr.lo);
   if (yr.lo > 0 && yr.lo < 0.5 * yr.hi) yr.lo = 0;  // non-negative quantities (LRs) read best from 0
-  yr.hi += 0.04 * (yr.hi - yr.lo);                    // keep the top line off the frame
+  else if (dots) yr.lo -= ypad;
+  yr.hi += ypad;                                      // keep the top line off the frame
   const auto xt = nice_ticks(xr.lo, xr.hi);
   const auto yt = nice_ticks(yr.lo, yr.hi);
   const double xstep = xt.size() > 1 ? xt[1] - xt[0] : 1, ystep = yt.size() > 1 ? yt[1] - yt[0] : 1;

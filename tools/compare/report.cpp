@@ -66,7 +66,7 @@ std::string judgement(const Summary& d, ScoreOrder order) {
   if (d.n < 2) return "not decided (one seed)";
   const double lo = d.mean - d.half_ci, hi = d.mean + d.half_ci;
   const bool wsm_lower = hi < 0, wsm_higher = lo > 0;
-  if (!wsm_lower && !wsm_higher) return "matches WSD (the 95% interval holds 0)";
+  if (!wsm_lower && !wsm_higher) return "matches WSD";
   const bool wsm_better = order == ScoreOrder::lower_is_better ? wsm_lower : wsm_higher;
   return wsm_better ? "beats WSD" : "is worse than WSD";
 }
@@ -83,7 +83,7 @@ std::string study_markdown(const CompareReport& r, const std::vector<StudyCell>&
         "should be used? Scores are validation loss in nats (lower is better), by " + r.evaluator + ", at step " +
         std::to_string(steps) + ".\n\n";
   md += "## Results\n\nMean ± standard deviation over seeds; differences are paired per seed, with a 95% Student-t "
-        "interval. \"best W\" is the merge window W <= D with the lowest mean loss.\n\n";
+        "interval; \"matches\" means the interval holds 0. \"best W\" is the merge window W <= D with the lowest mean loss.\n\n";
   md += "| shape | D (steps) | seeds | raw trunk | WSD | WSM, W = D | WSM - WSD | best W | WSM(best W) - WSD |\n";
   md += "|---|---|---|---|---|---|---|---|---|\n";
   for (const auto& c : cells)
@@ -96,11 +96,15 @@ std::string study_markdown(const CompareReport& r, const std::vector<StudyCell>&
   for (const auto& c : cells) durations.insert(c.duration);
   for (auto d : durations) {
     std::vector<std::string> parts;
-    for (const auto& c : cells)
-      if (c.duration == d)
-        parts.push_back(fmt::format("{} {} ({}), best window W = {} {} ({})", c.shape, judgement(c.diff, r.order),
-                                    interval(c.diff), c.best_window, judgement(c.best_diff, r.order), interval(c.best_diff)));
-    md += fmt::format("- D = {} steps: a merge over the same window: {}.\n", d, fmt::join(parts, "; "));
+    for (const auto& c : cells) {
+      if (c.duration != d) continue;
+      std::string part = fmt::format("{} {} ({})", c.shape, judgement(c.diff, r.order), interval(c.diff));
+      if (c.best_window != d)
+        part += fmt::format(", and over its best window W = {} {} ({})", c.best_window, judgement(c.best_diff, r.order),
+                            interval(c.best_diff));
+      parts.push_back(part);
+    }
+    md += fmt::format("- D = {} steps, merging the same window: {}.\n", d, fmt::join(parts, "; "));
   }
   md += "\n## Regime\n\n" + regime_markdown(r, cells) + "\n";
   return md;
@@ -168,12 +172,15 @@ std::string regime_markdown(const CompareReport& r, const std::vector<StudyCell>
 }
 
 std::vector<StudyCell> summarize_study(const std::vector<ScoredModel>& rows, ScoreOrder order) {
-  std::set<std::pair<std::string, std::int64_t>> keys;
+  // Cells by duration, then shapes in the order they were asked for (first seen).
+  std::vector<std::pair<std::string, std::int64_t>> keys;
   std::set<std::int64_t> windows;
   for (const auto& m : rows) {
-    if (m.method == Method::wsd && m.final) keys.insert({m.shape, m.window});
+    if (m.method == Method::wsd && m.final && std::find(keys.begin(), keys.end(), std::pair(m.shape, m.window)) == keys.end())
+      keys.emplace_back(m.shape, m.window);
     if (m.method == Method::wsm) windows.insert(m.window);
   }
+  std::stable_sort(keys.begin(), keys.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
   const auto raw = finals(rows, Method::raw, "", 0);
   std::vector<StudyCell> cells;
   for (const auto& [shape, d] : keys) {

@@ -166,9 +166,33 @@ std::int64_t step_of(const fs::path& checkpoint) {
   return std::stoll(checkpoint.stem().string().substr(5));  // "step_00000600"
 }
 
+// Which checkpoints of a run get scored. Scoring costs a forward pass over every validation
+// position, so the curves are drawn for the first seed only, over the last 2 max(D) steps, at about
+// four points per max(D); every seed scores what the summary needs (the final step, and the trunk
+// at each branch point for the regime).
+struct CurvePoints {
+  std::int64_t from = 0, spacing = 1;
+  std::vector<std::int64_t> always;
+  bool wanted(std::int64_t step, bool curve) const {
+    if (std::find(always.begin(), always.end(), step) != always.end()) return true;
+    return curve && step >= from && (step - from) % spacing == 0;
+  }
+};
+
+CurvePoints curve_points(const StudyOptions& o) {
+  const std::int64_t longest = *std::max_element(o.durations.begin(), o.durations.end());
+  CurvePoints c;
+  c.spacing = std::max<std::int64_t>(1, (longest / 4 + o.every - 1) / o.every) * o.every;
+  c.from = std::max<std::int64_t>(0, o.steps - 2 * longest);
+  c.always = {o.steps};
+  for (auto d : o.durations) c.always.push_back(o.steps - d);
+  return c;
+}
+
 void add_curve(std::vector<ScoredModel>& rows, const fs::path& dir, Method method, const std::string& shape,
-               std::int64_t window, std::uint64_t seed, std::int64_t final_step) {
+               std::int64_t window, std::uint64_t seed, std::int64_t final_step, const CurvePoints& points, bool curve) {
   for (const auto& p : checkpoints_in(dir)) {
+    if (!points.wanted(step_of(p), curve)) continue;
     ScoredModel m;
     m.method = method;
     m.shape = shape;
@@ -216,13 +240,16 @@ StudyResult run_study(const StudyOptions& o) {
   std::vector<MergeSpec> specs;
   for (auto shape : o.shapes) specs.push_back(MergeSpec{.shape = shape});
   const auto windows = study_windows(o);
+  const CurvePoints points = curve_points(o);
+  const std::int64_t longest = *std::max_element(o.durations.begin(), o.durations.end());
   for (auto seed : o.seeds) {
     const fs::path trunk = seed_dir(o, seed) / "trunk";
-    add_curve(result.rows, trunk, Method::raw, "", 0, seed, o.steps);
+    const bool curve = seed == o.seeds.front();
+    add_curve(result.rows, trunk, Method::raw, "", 0, seed, o.steps, points, curve);
     for (auto d : o.durations)
       for (auto shape : o.shapes)
         add_curve(result.rows, seed_dir(o, seed) / branch_name(shape, d), Method::wsd,
-                  std::string(decay_shape_name(shape)), d, seed, o.steps);
+                  std::string(decay_shape_name(shape)), d, seed, o.steps, points, curve && d == longest);
     const auto inputs = checkpoints_in(trunk);
     for (auto w : windows)
       for (auto& m : merge_window(inputs, specs, w, o.out / "merges" / fmt::format("seed{}", seed), ".h5")) {

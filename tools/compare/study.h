@@ -18,7 +18,7 @@ namespace wsm::tools::compare {
 struct StudyOptions {
   std::string preset = "small";
   std::int64_t steps = 600;                 // S: where every method is compared
-  std::int64_t every = 20;                  // K: checkpoint interval of the trunk and branches
+  std::int64_t every = 10;                  // K: checkpoint interval of the trunk and branches
   std::vector<std::uint64_t> seeds{1, 2, 3};
   std::vector<std::int64_t> durations;      // D in steps (resolved from percentages at the command line)
   std::vector<DecayShape> shapes{DecayShape::linear, DecayShape::cosine, DecayShape::one_minus_sqrt};
