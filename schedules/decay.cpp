@@ -264,6 +264,29 @@ MergeSpec parse_merge_spec(std::string_view text_form) {
   return spec;
 }
 
+std::vector<MergeSpec> parse_merge_spec_list(std::string_view list) {
+  std::vector<std::string> groups;
+  bool in_table = false;
+  const std::string owned(list);  // split() returns views into it
+  for (const auto& raw : text::split(owned, ',')) {
+    const std::string tok(text::trim(raw));
+    if (tok.empty()) continue;
+    const bool option = !groups.empty() && (tok.starts_with("floor=") || tok.starts_with("alpha=") ||
+                                            tok == "allow-non-monotone" || tok == "allow_non_monotone" ||
+                                            (in_table && text::is_number(tok)));
+    if (option) {
+      groups.back() += "," + tok;
+      in_table = in_table && text::is_number(tok);
+      continue;
+    }
+    groups.push_back(tok);
+    in_table = tok.starts_with("weights=") || tok.starts_with("decay=");
+  }
+  std::vector<MergeSpec> specs;
+  for (const auto& g : groups) specs.push_back(parse_merge_spec(g));
+  return specs;
+}
+
 std::vector<double> merge_weights(const MergeSpec& spec, int count) {
   if (count < 1) throw Error("merge weights need at least one checkpoint, got count " + std::to_string(count));
   validate(spec);

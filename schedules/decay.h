@@ -44,6 +44,12 @@ struct MergeSpec {
 // "decay=1,0.2,0.5,allow-non-monotone". Throws wsm::Error naming the bad part.
 MergeSpec parse_merge_spec(std::string_view text);
 
+// A comma-separated list of specs, as `--shape` takes it: "linear,cosine,floor=0.1,ema:alpha=0.2,
+// weights=0.2,0.8". A token continues the spec before it when it is one of that spec's options
+// (floor=, alpha=, allow-non-monotone) or a number after weights=/decay=; anything else starts a
+// new spec. Throws wsm::Error naming the bad spec.
+std::vector<MergeSpec> parse_merge_spec_list(std::string_view text);
+
 // Merge weights for `count` = k+1 evenly spaced checkpoints, oldest first. The sampling rule is
 // method.md's (the paper's and Megatron's): w_i = f(i / (k+1)), i = 1..k.
 std::vector<double> merge_weights(const MergeSpec& spec, int count);

@@ -109,11 +109,12 @@ void run_sweep_command(const CompareArgs& a) {
   SweepOptions o;
   const std::vector<double> floors = a.floors.empty() ? std::vector<double>{0.0} : a.floors;
   for (const auto& text : a.shapes)
-    for (double f : floors) {
-      MergeSpec spec = parse_merge_spec(text);
-      if (spec.shape && spec.table.empty()) spec.floor = f;
-      if (std::find(o.specs.begin(), o.specs.end(), spec) == o.specs.end()) o.specs.push_back(spec);
-    }
+    for (const MergeSpec& parsed : parse_merge_spec_list(text))
+      for (double f : floors) {
+        MergeSpec spec = parsed;
+        if (spec.shape && spec.floor == 0.0) spec.floor = f;  // a floor written into the shape wins
+        if (std::find(o.specs.begin(), o.specs.end(), spec) == o.specs.end()) o.specs.push_back(spec);
+      }
   o.windows = a.windows;
   o.evaluator.command = a.eval_cmd, o.evaluator.json_key = a.score_key, o.evaluator.positions = a.positions;
   o.evaluator.val = a.val;
@@ -165,8 +166,11 @@ void add_compare_command(CLI::App& app, const std::string& command_line) {
       "Example:\n"
       "  wsm compare sweep --shapes linear,1-sqrt --windows 2000,4000,8000 --eval-cmd 'python eval.py {path}' \\\n"
       "                    --jobs 2 --keep best --out sweep/ ckpts/step-*.safetensors");
+  study->add_option("--shapes", a->shapes, "Decay shapes: linear, cosine, 1-sqrt, ...")->delimiter(',')->capture_default_str();
+  sweep->add_option("--shapes", a->shapes, "Merge specs as `wsm merge --shape` takes them: linear,cosine,floor=0.1,"
+                                           "ema:alpha=0.2,weights=0.2,0.8")
+      ->capture_default_str();
   for (auto* sub : {study, sweep}) {
-    sub->add_option("--shapes", a->shapes, "Decay shapes: linear, cosine, 1-sqrt, ...")->delimiter(',')->capture_default_str();
     sub->add_option("--out", a->out, "Output directory: results.json, results.csv, report.md, pictures")->required();
     sub->add_option("--val", a->val, "Validation text of wsm's evaluator (default: Persuasion)");
     sub->add_option("--eval-positions", a->positions, "Positions scored by wsm's evaluator")->capture_default_str();

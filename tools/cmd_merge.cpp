@@ -27,27 +27,6 @@ struct MergeArgs {
   std::vector<std::string> inputs;
 };
 
-// "--shape linear,cosine,floor=0.1,ema:alpha=0.2": key=value tokens belong to the shape before them.
-std::vector<std::string> group_specs(const std::vector<std::string>& values) {
-  std::vector<std::string> specs;
-  for (const auto& v : values) {
-    std::size_t start = 0;
-    while (start <= v.size()) {
-      const std::size_t comma = std::min(v.find(',', start), v.size());
-      const std::string tok = v.substr(start, comma - start);
-      if (!tok.empty()) {
-        const bool option = tok.find('=') != std::string::npos || tok == "allow-non-monotone";
-        if (option && !specs.empty())
-          specs.back() += "," + tok;
-        else
-          specs.push_back(tok);
-      }
-      start = comma + 1;
-    }
-  }
-  return specs;
-}
-
 std::string output_extension(const std::vector<std::string>& inputs) {
   const auto ext = fs::path(inputs.front()).extension();
   return ext == ".h5" || ext == ".hdf5" ? ".h5" : ".safetensors";
@@ -64,11 +43,11 @@ std::string human_bytes(double b) {
 
 void run_merge(const MergeArgs& a) {
   merger::OfflineMergeRequest req;
-  for (const auto& text : group_specs(a.shapes)) {
-    MergeSpec spec = parse_merge_spec(text);
-    if (a.floor && spec.shape && spec.floor == 0.0) spec.floor = *a.floor;
-    req.specs.push_back(spec);
-  }
+  for (const auto& text : a.shapes)
+    for (MergeSpec spec : parse_merge_spec_list(text)) {
+      if (a.floor && spec.shape && spec.floor == 0.0) spec.floor = *a.floor;
+      req.specs.push_back(spec);
+    }
   if (!a.weights.empty()) {
     MergeSpec table;
     table.table = a.weights;

@@ -85,3 +85,26 @@ TEST(MergeSpecText, RejectsBadSpecsNamingThePart) {
 
 }  // namespace
 }  // namespace wsm
+
+namespace wsm {
+namespace {
+
+// `--shape` lists: options attach to the spec before them, a new shape or table starts a new spec
+// (the documented example used to fail: ema:alpha=0.2 was taken for an option of cosine).
+TEST(MergeSpecList, SplitsTheDocumentedExample) {
+  const auto specs = parse_merge_spec_list("linear,cosine,floor=0.1,ema:alpha=0.2,weights=0.2,0.8,1-sqrt");
+  ASSERT_EQ(specs.size(), 5u);
+  EXPECT_EQ(specs[0].shape, DecayShape::linear);
+  EXPECT_EQ(specs[1].shape, DecayShape::cosine);
+  EXPECT_EQ(specs[1].floor, 0.1);
+  EXPECT_EQ(specs[2].shape, DecayShape::exponential);
+  EXPECT_EQ(specs[2].alpha, 0.2);
+  EXPECT_EQ(specs[3].table, (std::vector<double>{0.2, 0.8}));
+  EXPECT_EQ(specs[4].shape, DecayShape::one_minus_sqrt);
+  EXPECT_EQ(specs[4].floor, 0.0);  // floor= belonged to cosine only
+  EXPECT_THROW(parse_merge_spec_list("linear,bogus"), Error);
+  EXPECT_TRUE(parse_merge_spec_list(" , ").empty());
+}
+
+}  // namespace
+}  // namespace wsm

@@ -121,7 +121,13 @@ std::vector<JobResult> run_jobs(std::span<const Job> jobs, int parallel, const J
   return results;
 }
 
-std::filesystem::path self_executable() { return std::filesystem::read_symlink("/proc/self/exe"); }
+std::filesystem::path self_executable() {
+  // A rebuilt `wsm` replaces the file this process runs from; the kernel then names it "... (deleted)".
+  std::string path = std::filesystem::read_symlink("/proc/self/exe").string();
+  constexpr std::string_view deleted = " (deleted)";
+  if (path.ends_with(deleted)) path.resize(path.size() - deleted.size());
+  return path;
+}
 
 std::string format_duration(double seconds) {
   const long s = long(seconds + 0.5);

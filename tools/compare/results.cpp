@@ -25,7 +25,10 @@ Method parse_method(const std::string& s) {
 template <class T>
 std::string join(const std::vector<T>& values, const char* format) {
   std::string out;
-  for (std::size_t i = 0; i < values.size(); ++i) out += (i ? ";" : "") + fmt::format(fmt::runtime(format), values[i]);
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ';';
+    out += fmt::format(fmt::runtime(format), values[i]);
+  }
   return out;
 }
 

@@ -132,7 +132,7 @@ void train_all(const std::vector<TrainRun>& runs, const StudyOptions& o, const s
     jobs.push_back(std::move(j));
     total += double(r->steps_to_train);
   }
-  spdlog::info("compare: {} {} run(s) to train, {} at a time (logs in {})", todo.size(), phase, o.jobs,
+  spdlog::info("compare: {}: {} run(s), {} at a time (logs in {})", phase, todo.size(), o.jobs,
                (o.out / "logs").string());
   Progress progress(phase, total, "steps");
   std::vector<std::int64_t> last_step(jobs.size(), -1);
