@@ -12,12 +12,14 @@
 
 #include "protocol/checkpoint.h"
 #include "tests/run_command.h"
+#include "tests/synthetic_text.h"
 #include "tools/compare/scoring.h"
 #include "tools/compare/stats.h"
 
 namespace wsm::tools::compare {
 namespace {
 namespace fs = std::filesystem;
+using test::synthetic_text;
 using nlohmann::json;
 using test::run_wsm;
 
@@ -42,17 +44,6 @@ std::vector<double> one_minus_sqrt_weights(int count) {
   c[0] = 1 - w[1];
   for (int j = 1; j <= k; ++j) c[j] = w[j] - w[j + 1];
   return c;
-}
-
-std::string synthetic_text(std::size_t n) {
-  const char* words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat. ", "Emma ", "walked ", "home.\n"};
-  std::string s;
-  std::uint64_t x = 12345;
-  while (s.size() < n) {
-    x = x * 6364136223846793005ull + 1442695040888963407ull;
-    s += words[(x >> 33) % 9];
-  }
-  return s;
 }
 
 TEST(CompareStudy, TinyStudyMatchesWsmEvalAndResumes) {

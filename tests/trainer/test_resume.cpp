@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "protocol/checkpoint.h"
+#include "tests/synthetic_text.h"
 #include "trainer/checkpoint_io.h"
 #include "trainer/data.h"
 #include "trainer/backend.h"
@@ -19,24 +20,13 @@ namespace wsm::trainer {
 namespace {
 
 namespace fs = std::filesystem;
+using test::synthetic_text;
 
 fs::path temp_dir(const std::string& name) {
   auto d = fs::temp_directory_path() / ("wsm_trainer_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(d);
   fs::create_directories(d);
   return d;
-}
-
-// A text with structure (so training moves) that is not the Austen cache: tests stay hermetic.
-std::string synthetic_text(std::size_t n) {
-  const char* words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat. ", "Emma ", "walked ", "home.\n"};
-  std::string s;
-  std::uint64_t x = 12345;
-  while (s.size() < n) {
-    x = x * 6364136223846793005ull + 1442695040888963407ull;
-    s += words[(x >> 33) % 9];
-  }
-  return s;
 }
 
 TrainOptions tiny_options(const fs::path& dir, const fs::path& data, const fs::path& val, std::int64_t steps) {
