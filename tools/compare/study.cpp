@@ -30,6 +30,7 @@ struct TrainRun {
   std::string name;
   fs::path dir;
   std::vector<std::string> args;  // `wsm train` arguments that define the run (what done.json records)
+  std::vector<std::string> launch_args;  // ones that do not change the result (threads, merger)
   fs::path from_state;            // branch point; empty for a trunk
   std::int64_t steps_to_train = 0;
 };
@@ -74,10 +75,9 @@ void claim_directory(const StudyOptions& o) {
   write_file_atomic(file, mine.dump(2));
 }
 
-std::vector<std::string> common_train_args(const StudyOptions& o, std::uint64_t seed, int threads) {
+std::vector<std::string> common_train_args(const StudyOptions& o, std::uint64_t seed) {
   std::vector<std::string> a = {"--preset", o.preset, "--steps", std::to_string(o.steps), "--every",
-                                std::to_string(o.every), "--seed", std::to_string(seed), "--eval-positions", "0",
-                                "--threads", std::to_string(threads)};
+                                std::to_string(o.every), "--seed", std::to_string(seed), "--eval-positions", "0"};
   if (o.batch_size > 0) a.insert(a.end(), {"--batch-size", std::to_string(o.batch_size)});
   if (!o.data.empty()) a.insert(a.end(), {"--data", fs::absolute(o.data).string()});
   if (!o.val.empty()) a.insert(a.end(), {"--val", fs::absolute(o.val).string()});
@@ -91,18 +91,21 @@ std::string branch_name(DecayShape shape, std::int64_t duration) {
 }
 
 TrainRun trunk_run(const StudyOptions& o, std::uint64_t seed, int threads) {
-  TrainRun r{fmt::format("seed {} trunk", seed), seed_dir(o, seed) / "trunk", common_train_args(o, seed, threads), {}, o.steps};
+  TrainRun r{fmt::format("seed {} trunk", seed), seed_dir(o, seed) / "trunk", common_train_args(o, seed),
+             {"--threads", std::to_string(threads)}, {}, o.steps};
   std::vector<std::string> points;
   for (auto d : o.durations) points.push_back(std::to_string(o.steps - d));
   r.args.insert(r.args.end(), {"--keep-states", fmt::format("{}", fmt::join(points, ","))});
-  if (!o.merger.empty()) r.args.insert(r.args.end(), {"--merger", o.merger, "--run-id", fmt::format("seed{}", seed)});
+  if (!o.merger.empty())
+    r.launch_args.insert(r.launch_args.end(), {"--merger", o.merger, "--run-id", fmt::format("seed{}", seed)});
   return r;
 }
 
 TrainRun branch_run(const StudyOptions& o, const trainer::Preset& pre, std::uint64_t seed, DecayShape shape,
                     std::int64_t d, int threads) {
   TrainRun r{fmt::format("seed {} {}", seed, branch_name(shape, d)), seed_dir(o, seed) / branch_name(shape, d),
-             common_train_args(o, seed, threads), seed_dir(o, seed) / "trunk" / trainer::state_file_name(o.steps - d), d};
+             common_train_args(o, seed), {"--threads", std::to_string(threads)},
+             seed_dir(o, seed) / "trunk" / trainer::state_file_name(o.steps - d), d};
   r.args.insert(r.args.end(), {"--schedule", fmt::format("wsd:warmup={},decay={},shape={},total={},peak={}", pre.warmup, d,
                                                          decay_shape_name(shape), o.steps, pre.peak_lr)});
   return r;
@@ -126,6 +129,7 @@ void train_all(const std::vector<TrainRun>& runs, const StudyOptions& o, const s
   for (const TrainRun* r : todo) {
     Job j{r->name, {self_executable().string(), "train"}, o.out / "logs" / (fs::relative(r->dir, o.out / "runs").string() + ".log")};
     j.argv.insert(j.argv.end(), r->args.begin(), r->args.end());
+    j.argv.insert(j.argv.end(), r->launch_args.begin(), r->launch_args.end());
     j.argv.insert(j.argv.end(), {"--out", r->dir.string()});
     if (fs::exists(r->dir / "state.h5")) j.argv.push_back("--resume");
     else if (!r->from_state.empty()) j.argv.insert(j.argv.end(), {"--from-state", r->from_state.string()});
