@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "merger/run_id.h"
 #include "protocol/error.h"
 
 namespace wsm::merger {
@@ -14,13 +15,6 @@ namespace fs = std::filesystem;
 std::int64_t position(const StoredCheckpoint& c, Axis axis) { return axis == Axis::steps ? c.step : c.tokens; }
 
 namespace {
-std::string safe_name(const std::string& s) {
-  std::string out = s.empty() ? "run" : s;
-  for (char& ch : out)
-    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.')) ch = '_';
-  if (out == "." || out == "..") out = "_";
-  return out;
-}
 const std::vector<Entry> kNone;
 }  // namespace
 
@@ -42,7 +36,7 @@ void WindowStore::flush() {
 fs::path WindowStore::file_for(const StoredCheckpoint& c) const {
   char name[64];
   std::snprintf(name, sizeof name, "step_%012lld.h5", static_cast<long long>(c.step));
-  return options_.store_dir / safe_name(c.run_id) / name;
+  return run_folder(options_.store_dir, c.run_id) / name;
 }
 
 void WindowStore::rebuild_from_disk() {
