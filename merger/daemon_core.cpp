@@ -33,6 +33,10 @@ Outgoing error_to(const std::string& peer, const ProtocolError& e, std::int64_t 
 }
 }  // namespace
 
+std::uint64_t max_message_bytes(const CoreOptions& options) {
+  return std::max<std::uint64_t>(options.max_chunk_bytes, 16ull << 20) + (1ull << 20);
+}
+
 MergerCore::MergerCore(CoreOptions options, JobSink sink)
     : options_(std::move(options)),
       sink_(std::move(sink)),

@@ -41,6 +41,10 @@ struct CoreOptions {
 inline constexpr std::int64_t kMaxStepJump = std::int64_t{1} << 32;  // past the run's newest step
 inline constexpr int kMaxQueuedRequestsPerPeer = 4;                  // MergeRequests not yet answered
 
+// The largest ZeroMQ frame the daemon accepts (ZMQ_MAXMSGSIZE): a chunk, or an envelope (a
+// Hello's manifest) of up to 16 MiB.
+std::uint64_t max_message_bytes(const CoreOptions& options);
+
 struct Outgoing {
   std::string peer;
   v1::Envelope envelope;

@@ -212,6 +212,7 @@ struct MergerClient::Impl {
     socket->set(zmq::sockopt::linger, 0);
     socket->set(zmq::sockopt::routing_id, random_routing_id());
     socket->set(zmq::sockopt::sndhwm, 0);  // credit bounds what is in flight
+    if (opt.endpoint.rfind("tcp://[", 0) == 0) socket->set(zmq::sockopt::ipv6, true);  // tcp://[::1]:PORT
     if (!opt.curve_server_key.empty()) {
       socket->set(zmq::sockopt::curve_serverkey, opt.curve_server_key);
       socket->set(zmq::sockopt::curve_publickey, opt.curve_public_key);

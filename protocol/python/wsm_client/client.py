@@ -160,6 +160,8 @@ class MergerClient:
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.SNDHWM, 0)
         s.setsockopt(zmq.ROUTING_ID, b"wsm-py-" + uuid.uuid4().hex[:12].encode())
+        if self.endpoint.startswith("tcp://["):  # tcp://[::1]:PORT
+            s.setsockopt(zmq.IPV6, 1)
         if self._curve:
             server, public, secret = self._curve
             s.curve_serverkey, s.curve_publickey, s.curve_secretkey = (k.encode() if isinstance(k, str) else k
