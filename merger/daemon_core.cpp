@@ -78,7 +78,7 @@ void MergerCore::dispatch(wire::Message& msg, Clock::time_point now, std::vector
       return;
     }
     case v1::Envelope::kMergeRequest:
-      on_merge_request(msg.peer, env.merge_request(), out);
+      on_merge_request(msg, out);
       return;
     case v1::Envelope::kBye:
       sessions_.erase(msg.peer);
@@ -136,7 +136,14 @@ void MergerCore::on_hello(const wire::Message& msg, Clock::time_point now, std::
                                                     ", merger speaks " + std::to_string(wire::kProtocolVersion));
     const std::string& run = hello.run_id();
     if (auto problem = run_id_problem(run)) throw ProtocolError(v1::BAD_REQUEST, "hello refused: " + *problem);
+    check_owner(run, msg.user_id);
     auto manifest = manifest_from_hello(hello);
+    std::uint64_t bytes = 0;
+    for (const auto& t : *manifest) bytes += t.nbytes();  // cannot overflow: checked by manifest_from_hello
+    if (bytes > options_.store.memory_budget)
+      throw ProtocolError(v1::OVER_BUDGET, "run '" + run + "': a checkpoint of " + std::to_string(bytes) +
+                                               " bytes does not fit --memory-budget " +
+                                               std::to_string(options_.store.memory_budget));
     if (auto known = run_manifests_.find(run); known != run_manifests_.end()) {
       if (*known->second != *manifest)
         throw ProtocolError(v1::MANIFEST_MISMATCH, "run '" + run + "': manifest differs from the one this run started with (names, dtypes, shapes)");
@@ -147,9 +154,11 @@ void MergerCore::on_hello(const wire::Message& msg, Clock::time_point now, std::
         throw ProtocolError(v1::MANIFEST_MISMATCH, "run '" + run + "': manifest differs from the checkpoints in the stored window");
       run_manifests_[run] = manifest;
     }
+    if (!msg.user_id.empty()) run_owners_.try_emplace(run, msg.user_id);
     Session s;
     s.run_id = run;
     s.manifest = manifest;
+    s.checkpoint_bytes = bytes;
     s.outstanding = options_.credit;
     s.last_seen = now;
     sessions_[msg.peer] = std::move(s);
@@ -180,6 +189,7 @@ void MergerCore::on_begin(Session& s, const std::string& peer, const v1::Checkpo
       throw ProtocolError(v1::DUPLICATE_STEP, "run '" + s.run_id + "': step " + std::to_string(b.step()) + " already received");
     check_step_bounds(s.run_id, b.step());
     take_over_partials(s.run_id, b.step(), peer, out);
+    check_memory_budget(s);
     if (b.step() <= store_.newest_step(s.run_id))
       throw ProtocolError(v1::OUT_OF_ORDER, "run '" + s.run_id + "': step " + std::to_string(b.step()) +
                                                 " is older than the newest in the window (" +
@@ -198,6 +208,21 @@ void MergerCore::check_step_bounds(const std::string& run_id, std::int64_t step)
     throw ProtocolError(v1::BAD_REQUEST, "run '" + run_id + "': step " + std::to_string(step) + " is more than " +
                                              std::to_string(kMaxStepJump) + " past the newest step (" +
                                              std::to_string(newest) + ")");
+}
+
+void MergerCore::check_memory_budget(const Session& s) const {
+  // Partial checkpoints are held whole until they end, so each counts from its Begin. Without a
+  // store the window cannot spill, so it counts too.
+  std::uint64_t held = options_.store.store_dir.empty() ? store_.memory_bytes() : 0;
+  for (const auto& [peer, other] : sessions_)
+    if (other.partial) held += other.checkpoint_bytes;
+  const auto budget = options_.store.memory_budget;
+  if (held > budget || s.checkpoint_bytes > budget - held)
+    throw ProtocolError(v1::OVER_BUDGET, "run '" + s.run_id + "': " + std::to_string(held) + " bytes held (" +
+                                             (options_.store.store_dir.empty() ? "window and " : "") +
+                                             "checkpoints being received) plus this checkpoint's " +
+                                             std::to_string(s.checkpoint_bytes) + " exceed --memory-budget " +
+                                             std::to_string(budget));
 }
 
 void MergerCore::take_over_partials(const std::string& run_id, std::int64_t step, const std::string& peer,
@@ -296,9 +321,19 @@ std::vector<Outgoing> MergerCore::pump() {
   return out;
 }
 
-void MergerCore::on_merge_request(const std::string& peer, const v1::MergeRequest& r, std::vector<Outgoing>& out) {
+void MergerCore::check_owner(const std::string& run_id, const std::string& user_id) const {
+  // With CURVE, a run belongs to the key that said Hello for it first (since this start): another
+  // allowed key can neither send to it nor ask merges of it.
+  const auto it = run_owners_.find(run_id);
+  if (it != run_owners_.end() && it->second != user_id)
+    throw ProtocolError(v1::BAD_REQUEST, "run '" + run_id + "' belongs to another client key");
+}
+
+void MergerCore::on_merge_request(const wire::Message& msg, std::vector<Outgoing>& out) {
+  const auto& peer = msg.peer;
+  const auto& r = msg.envelope.merge_request();
   try {
-    submit_merge_request(peer, r);
+    submit_merge_request(msg);
   } catch (const ProtocolError& err) {
     out.push_back(error_to(peer, err, 0, r.request_id()));
   } catch (const Error& err) {
@@ -306,9 +341,12 @@ void MergerCore::on_merge_request(const std::string& peer, const v1::MergeReques
   }
 }
 
-void MergerCore::submit_merge_request(const std::string& peer, const v1::MergeRequest& r) {
+void MergerCore::submit_merge_request(const wire::Message& msg) {
+  const auto& peer = msg.peer;
+  const auto& r = msg.envelope.merge_request();
   if (!accepting_) throw ProtocolError(v1::SHUTTING_DOWN, "merger is shutting down");
   if (auto problem = run_id_problem(r.run_id())) throw ProtocolError(v1::BAD_REQUEST, "merge request: " + *problem);
+  check_owner(r.run_id(), msg.user_id);
   if (auto q = queued_requests_.find(peer); q != queued_requests_.end() && q->second >= kMaxQueuedRequestsPerPeer)
     throw ProtocolError(v1::BAD_REQUEST, "merge request: " + std::to_string(kMaxQueuedRequestsPerPeer) +
                                              " requests of this peer are still queued; wait for their replies");

@@ -92,6 +92,7 @@ class MergerCore {
   struct Session {
     std::string run_id;
     std::shared_ptr<const Manifest> manifest;
+    std::uint64_t checkpoint_bytes = 0;  // one checkpoint of this manifest, held while it arrives
     std::uint32_t outstanding = 0;  // chunks the peer may still send
     std::uint32_t consumed = 0;     // chunks received since the last grant
     std::unique_ptr<CheckpointAssembler> partial;
@@ -104,9 +105,11 @@ class MergerCore {
   void on_begin(Session& s, const std::string& peer, const v1::CheckpointBegin& b, std::vector<Outgoing>& out);
   void on_chunk(Session& s, wire::Message& msg, std::vector<Outgoing>& out);
   void on_end(Session& s, const std::string& peer, const v1::CheckpointEnd& e, std::vector<Outgoing>& out);
-  void on_merge_request(const std::string& peer, const v1::MergeRequest& r, std::vector<Outgoing>& out);
-  void submit_merge_request(const std::string& peer, const v1::MergeRequest& r);  // throws the error to send
+  void on_merge_request(const wire::Message& msg, std::vector<Outgoing>& out);
+  void submit_merge_request(const wire::Message& msg);  // throws the error to send
+  void check_owner(const std::string& run_id, const std::string& user_id) const;
   void check_step_bounds(const std::string& run_id, std::int64_t step) const;
+  void check_memory_budget(const Session& s) const;
   void take_over_partials(const std::string& run_id, std::int64_t step, const std::string& peer,
                           std::vector<Outgoing>& out);
   void reject(Session& s, const std::string& peer, std::int64_t step, const wire::ProtocolError& e,
@@ -125,6 +128,7 @@ class MergerCore {
   std::map<std::string, std::shared_ptr<const Manifest>> run_manifests_;
   std::map<std::string, std::int64_t> last_step_;  // per run, for emission_due
   std::map<std::string, int> queued_requests_;     // per peer, MergeRequests not yet answered
+  std::map<std::string, std::string> run_owners_;  // per run, the CURVE key of its first Hello (CURVE on)
   bool accepting_ = true;
   Clock::time_point started_ = Clock::now();
   std::uint64_t bytes_received_ = 0, checkpoints_received_ = 0, checkpoints_rejected_ = 0, outputs_written_ = 0;

@@ -254,9 +254,9 @@ TEST(ServeFaults, KilledWritersTemporariesAreSweptAndTheIndexIsReconciledOnStart
     for (std::int64_t step = 100; step <= 400; step += 100) {
       auto model = test::make_model(step, kShapes);
       client.send_checkpoint(step, step, 1e-3, test::views(model));
+      client.flush();
+      server.server().wait_outputs_idle();  // each output written (a queued one may be replaced by a newer)
     }
-    client.flush();
-    server.server().wait_outputs_idle();
     server.server().wait_store_idle();
   }
   // What kill -9 leaves: temporaries of a dead writer (a file in the store, a sharded set's

@@ -237,5 +237,62 @@ TEST(ServeHostile, QueuedMergeRequestsPerPeerAreCapped) {
   EXPECT_EQ(error_of(bodies(h.send("m", merge_request(101, "run", "linear", "200")), "m")), v1::BAD_REQUEST);
 }
 
+std::vector<Outgoing> send_as(CoreHarness& h, const std::string& peer, const std::string& key, v1::Envelope env) {
+  wire::Message m;
+  m.peer = peer;
+  m.user_id = key;  // what the ZAP handler sets: the client's CURVE public key
+  m.envelope = std::move(env);
+  return h.core->handle(std::move(m), h.now);
+}
+
+TEST(ServeHostile, WithCurveARunBelongsToTheKeyThatStartedIt) {
+  CoreHarness h(options());
+  auto model = make_model(100, kShapes);
+  ASSERT_TRUE(send_as(h, "a", "KEY-A", test::hello("run", model)).at(0).envelope.has_welcome());
+  EXPECT_TRUE(h.checkpoint("a", 100, model).at(0).has_ack());
+  // Another allowed key can neither join the run (to poison it or take a partial over) nor merge it.
+  auto squat = bodies(send_as(h, "b", "KEY-B", test::hello("run", model)), "b");
+  EXPECT_EQ(error_of(squat), v1::BAD_REQUEST);
+  EXPECT_NE(squat.at(0).error().message().find("another client key"), std::string::npos);
+  EXPECT_EQ(error_of(bodies(h.send("b", test::begin(200)), "b")), v1::NO_SESSION);
+  EXPECT_EQ(error_of(bodies(send_as(h, "b", "KEY-B", merge_request(1, "run", "linear", "100")), "b")), v1::BAD_REQUEST);
+  // The owner, from a new socket, still can; and KEY-B has runs of its own.
+  EXPECT_TRUE(send_as(h, "a2", "KEY-A", test::hello("run", model)).at(0).envelope.has_welcome());
+  EXPECT_TRUE(h.checkpoint("a2", 200, model).at(0).has_ack());
+  EXPECT_TRUE(send_as(h, "b", "KEY-B", test::hello("run-b", model)).at(0).envelope.has_welcome());
+}
+
+TEST(ServeHostile, PartialCheckpointsCountAgainstTheMemoryBudget) {
+  auto model = make_model(100, kShapes);
+  const std::uint64_t one = (12 + 5) * sizeof(float);  // one checkpoint of kShapes
+  for (bool store : {false, true}) {
+    auto o = options();
+    o.store.memory_budget = 2 * one + one / 2;
+    if (store) o.store.store_dir = test::temp_dir("budget-store");
+    CoreHarness h(o);
+    for (const std::string p : {"a", "b", "c"}) ASSERT_TRUE(h.send(p, test::hello("run-" + p, model)).at(0).envelope.has_welcome());
+    h.send("a", test::begin(100));
+    h.send("b", test::begin(100));
+    // Two partials hold 2 checkpoints: a third does not fit.
+    auto third = bodies(h.send("c", test::begin(100)), "c");
+    EXPECT_EQ(error_of(third), v1::OVER_BUDGET) << "store " << store;
+    EXPECT_NE(third.at(0).error().message().find("--memory-budget"), std::string::npos);
+    for (const std::string p : {"a", "b"}) {
+      for (const auto& t : model) h.send(p, test::chunk(100, t.name, 0, test::bytes_of(t)), test::bytes_of(t));
+      ASSERT_TRUE(bodies(h.send(p, test::end(100, model)), p).at(0).has_ack());
+    }
+    // The window now holds 2 checkpoints: without a store it cannot spill, so they still count.
+    auto again = h.checkpoint("c", 100, model);
+    if (store) EXPECT_TRUE(again.at(0).has_ack());
+    else EXPECT_EQ(error_of(again), v1::OVER_BUDGET);
+    if (store) h.core->flush_store();
+  }
+  // A manifest larger than the budget is refused at Hello.
+  auto o = options();
+  o.store.memory_budget = one - 1;
+  CoreHarness h(o);
+  EXPECT_EQ(error_of(bodies(h.send("a", test::hello("run", model)), "a")), v1::OVER_BUDGET);
+}
+
 }  // namespace
 }  // namespace wsm::merger
