@@ -22,7 +22,7 @@ WindowStore::WindowStore(StoreOptions options, std::vector<Emulation> emulations
     : options_(std::move(options)), emulations_(std::move(emulations)) {
   if (!options_.store_dir.empty()) {
     fs::create_directories(options_.store_dir);
-    writer_ = std::make_unique<StoreWriter>();
+    writer_ = std::make_unique<StoreWriter>(options_.write_retry);
   }
 }
 

@@ -1,6 +1,9 @@
 // Issue 12: hostile peers against MergerCore (no sockets). Every message ends in a reply, never in
 // an exit; a resend from a new session is not mistaken for a delivered checkpoint; run ids are safe
 // folder names; sizes never wrap; absurd steps and request floods are refused.
+#include <cstring>
+#include <fstream>
+
 #include <gtest/gtest.h>
 
 #include "core_harness.h"
@@ -292,6 +295,33 @@ TEST(ServeHostile, PartialCheckpointsCountAgainstTheMemoryBudget) {
   o.store.memory_budget = one - 1;
   CoreHarness h(o);
   EXPECT_EQ(error_of(bodies(h.send("a", test::hello("run", model)), "a")), v1::OVER_BUDGET);
+}
+
+TEST(ServeHostile, ACheckpointTheStoreCouldNotWriteIsWrittenOnceItCan) {
+  auto o = options();
+  const auto store = test::temp_dir("retry-store");
+  o.store.store_dir = store;
+  o.store.write_retry = std::chrono::milliseconds(50);
+  std::ofstream(store / "run") << "a file where the run's folder goes: every write fails, as on a full disk";
+  CoreHarness h(o);
+  auto model = make_model(100, kShapes);
+  h.send("a", test::hello("run", model));
+  ASSERT_TRUE(h.checkpoint("a", 100, model).at(0).has_ack());
+  ASSERT_TRUE(test::wait_for([&] { return h.core->store().failing_writes() == 1; }, 3000));
+  const auto entry = h.core->store().entries("run").at(0);
+  EXPECT_FALSE(entry->lease->persisted);
+  EXPECT_TRUE(entry->in_memory());  // kept in RAM meanwhile
+  std::filesystem::remove(store / "run");  // space returns
+  ASSERT_TRUE(test::wait_for([&] { return entry->lease->persisted.load(); }, 5000)) << "never written";
+  EXPECT_EQ(h.core->store().failing_writes(), 0u);
+  const auto stored = load_checkpoint(store / "run" / "step_000000000100.h5");
+  ASSERT_EQ(stored.tensors.size(), model.size());
+  for (std::size_t t = 0; t < model.size(); ++t) {
+    std::vector<float> got(model[t].values.size());
+    ASSERT_EQ(stored.tensors[t].data.size(), got.size() * sizeof(float));
+    std::memcpy(got.data(), stored.tensors[t].data.data(), stored.tensors[t].data.size());
+    EXPECT_EQ(got, model[t].values);
+  }
 }
 
 }  // namespace
