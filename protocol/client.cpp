@@ -280,7 +280,9 @@ struct MergerClient::Impl {
         spdlog::warn("merger client: late error for step {}: {}", e.step(), e.message());
         return std::nullopt;
       }
-      if (e.code() == v1::DUPLICATE_STEP && resend) return Attempt::acked;  // it got there before the break
+      // DUPLICATE_STEP means the step is in the window: it got there before the break. (A step still
+      // arriving from our abandoned socket is taken over by this resend, never answered so.)
+      if (e.code() == v1::DUPLICATE_STEP && resend) return Attempt::acked;
       if (e.code() == v1::TIMEOUT) return Attempt::retry;
       error = "merger rejected step " + std::to_string(s.step) + ": " + e.message();
       return Attempt::rejected;

@@ -227,6 +227,8 @@ class MergerClient:
             if e.step != snap.step:
                 log.warning("merger client: late error for step %d: %s", e.step, e.message)
                 return None
+            # DUPLICATE_STEP means the step is in the window (it got there before the break); a step
+            # still arriving from the abandoned socket is taken over by the resend instead.
             if e.code == pb.DUPLICATE_STEP and resend:
                 return "acked"
             if e.code == pb.TIMEOUT:
