@@ -117,8 +117,8 @@ std::pair<std::size_t, std::size_t> OutputIndex::reconcile() {
   std::stable_sort(added.begin(), added.end(),
                    [](const nlohmann::json& a, const nlohmann::json& b) { return a["step"] < b["step"]; });
   for (auto& r : added) kept.push_back(std::move(r));
+  outputs = std::move(kept);  // (the records were moved out of it)
   if (added.empty() && dropped == 0) return {0, 0};
-  outputs = std::move(kept);
   spdlog::warn("{}: reconciled with the files: {} outputs added, {} records of missing files dropped", path_.string(),
                added.size(), dropped);
   write_file_atomic(path_, index_.dump(2) + "\n");

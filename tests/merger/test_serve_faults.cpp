@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "merger/output_index.h"
 #include "serve_test_util.h"
 
 namespace wsm {
@@ -295,6 +296,9 @@ TEST(ServeFaults, KilledWritersTemporariesAreSweptAndTheIndexIsReconciledOnStart
                           "weights", "dtype"})
     EXPECT_EQ(after[1][key], unlisted[key]) << key;
   EXPECT_TRUE(after[1]["recovered"].get<bool>());
+  // A start with nothing to reconcile keeps every record as it is.
+  const merger::OutputIndex unchanged(out);
+  EXPECT_EQ(unchanged.json()["outputs"], after);
 }
 
 TEST(ServeFaults, LocalhostAndIpv6LoopbackEndpointsBind) {
