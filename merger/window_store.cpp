@@ -48,6 +48,10 @@ void WindowStore::rebuild_from_disk() {
       if (!f.is_regular_file() || f.path().extension() != ".h5" || name.find(".tmp-") != std::string::npos) continue;
       try {
         auto c = load_stored(f.path());
+        // Only a run's own folder holds its files (merger/run_id.h); older wsm versions mapped
+        // several ids onto one folder, and such files could belong to any of them.
+        if (c->run_id != dir.path().filename().string())
+          throw Error("run id '" + c->run_id + "' is not its folder's name");
         auto& list = runs_[c->run_id];
         if (std::any_of(list.begin(), list.end(), [&](const Entry& e) { return e->step == c->step; })) continue;
         list.push_back(std::move(c));
