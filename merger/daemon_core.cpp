@@ -350,6 +350,9 @@ void MergerCore::submit_merge_request(const wire::Message& msg) {
   if (auto q = queued_requests_.find(peer); q != queued_requests_.end() && q->second >= kMaxQueuedRequestsPerPeer)
     throw ProtocolError(v1::BAD_REQUEST, "merge request: " + std::to_string(kMaxQueuedRequestsPerPeer) +
                                              " requests of this peer are still queued; wait for their replies");
+  if (queued_requests_total_ >= kMaxQueuedRequests)
+    throw ProtocolError(v1::BAD_REQUEST, "merge request: " + std::to_string(kMaxQueuedRequests) +
+                                             " requests are queued already; try again later");
   Emulation e;
   std::optional<DType> dtype = options_.dtype;
   try {
@@ -371,6 +374,7 @@ void MergerCore::submit_merge_request(const wire::Message& msg) {
   job.request_id = r.request_id() ? r.request_id() : 1;
   job.requester = peer;
   ++queued_requests_[peer];
+  ++queued_requests_total_;
   if (sink_) sink_(std::move(job));
 }
 
@@ -379,8 +383,10 @@ std::vector<Outgoing> MergerCore::job_done(const EmissionJob& job, const std::ve
   outputs_written_ += records.size();
   std::vector<Outgoing> out;
   if (job.request_id == 0 || job.requester.empty()) return out;
-  if (auto q = queued_requests_.find(job.requester); q != queued_requests_.end() && --q->second <= 0)
-    queued_requests_.erase(q);
+  if (auto q = queued_requests_.find(job.requester); q != queued_requests_.end()) {
+    --queued_requests_total_;
+    if (--q->second <= 0) queued_requests_.erase(q);
+  }
   if (!error.empty()) {
     out.push_back(error_to(job.requester, ProtocolError(v1::INTERNAL, error), 0, job.request_id));
     return out;

@@ -40,6 +40,7 @@ struct CoreOptions {
 // Limits on what one peer may ask (docs/protocol.md, "Limits").
 inline constexpr std::int64_t kMaxStepJump = std::int64_t{1} << 32;  // past the run's newest step
 inline constexpr int kMaxQueuedRequestsPerPeer = 4;                  // MergeRequests not yet answered
+inline constexpr int kMaxQueuedRequests = 16;                        // the same, all peers together
 
 // The largest ZeroMQ frame the daemon accepts (ZMQ_MAXMSGSIZE): a chunk, or an envelope (a
 // Hello's manifest) of up to 16 MiB.
@@ -128,6 +129,7 @@ class MergerCore {
   std::map<std::string, std::shared_ptr<const Manifest>> run_manifests_;
   std::map<std::string, std::int64_t> last_step_;  // per run, for emission_due
   std::map<std::string, int> queued_requests_;     // per peer, MergeRequests not yet answered
+  int queued_requests_total_ = 0;
   std::map<std::string, std::string> run_owners_;  // per run, the CURVE key of its first Hello (CURVE on)
   bool accepting_ = true;
   Clock::time_point started_ = Clock::now();

@@ -238,6 +238,11 @@ TEST(ServeHostile, QueuedMergeRequestsPerPeerAreCapped) {
   h.core->job_done(h.jobs[jobs_before], {}, "");
   EXPECT_TRUE(bodies(h.send("m", merge_request(100, "run", "linear", "200")), "m").empty());
   EXPECT_EQ(error_of(bodies(h.send("m", merge_request(101, "run", "linear", "200")), "m")), v1::BAD_REQUEST);
+  // New peer ids do not get around it: all peers together are capped too ("m" holds 4, "other" 1).
+  const auto before_flood = h.jobs.size();
+  for (int p = 0; p < 2 * kMaxQueuedRequests; ++p)
+    h.send("flood-" + std::to_string(p), merge_request(1, "run", "linear", "200"));
+  EXPECT_EQ(h.jobs.size() - before_flood, static_cast<std::size_t>(kMaxQueuedRequests - kMaxQueuedRequestsPerPeer - 1));
 }
 
 std::vector<Outgoing> send_as(CoreHarness& h, const std::string& peer, const std::string& key, v1::Envelope env) {
