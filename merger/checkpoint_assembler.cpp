@@ -10,6 +10,7 @@ using wire::ProtocolError;
 std::shared_ptr<const Manifest> manifest_from_hello(const v1::Hello& hello) {
   auto m = std::make_shared<Manifest>();
   std::set<std::string> names;
+  std::uint64_t total = 0;
   for (const auto& spec : hello.manifest()) {
     if (spec.name().empty()) throw ProtocolError(v1::BAD_REQUEST, "manifest has a tensor with an empty name");
     if (!names.insert(spec.name()).second)
@@ -20,6 +21,17 @@ std::shared_ptr<const Manifest> manifest_from_hello(const v1::Hello& hello) {
     TensorInfo info{spec.name(), *dtype, {spec.shape().begin(), spec.shape().end()}};
     for (auto d : info.shape)
       if (d < 0) throw ProtocolError(v1::BAD_REQUEST, "tensor '" + spec.name() + "': negative dimension");
+    // Sizes are checked here, once, so that no later step meets a size that wraps around.
+    std::uint64_t bytes = 0;
+    try {
+      bytes = info.nbytes();
+    } catch (const Error& e) {
+      throw ProtocolError(v1::BAD_REQUEST, e.what());
+    }
+    if (bytes > UINT64_MAX - total)
+      throw ProtocolError(v1::BAD_REQUEST, "manifest: the checkpoint's total size overflows 64 bits at tensor '" +
+                                               spec.name() + "'");
+    total += bytes;
     m->push_back(std::move(info));
   }
   if (m->empty()) throw ProtocolError(v1::BAD_REQUEST, "hello with an empty manifest");
@@ -51,9 +63,15 @@ void CheckpointAssembler::add(const v1::TensorChunk& chunk, zmq::message_t frame
   if (chunk.length() != payload.size())
     throw ProtocolError(v1::MALFORMED, where + ": chunk says " + std::to_string(chunk.length()) +
                                            " bytes, payload frame has " + std::to_string(payload.size()));
-  std::size_t index = manifest_->size();
-  for (std::size_t i = 0; i < manifest_->size(); ++i)
-    if ((*manifest_)[i].name == chunk.name()) index = i;
+  // Chunks come in manifest order, so the expected tensor is checked first: ingest stays linear in
+  // the tensor count. The search runs only for a chunk that is out of order or unknown, which
+  // rejects the checkpoint just below.
+  std::size_t index = tensor_;
+  if (index >= manifest_->size() || (*manifest_)[index].name != chunk.name()) {
+    index = manifest_->size();
+    for (std::size_t i = 0; i < manifest_->size(); ++i)
+      if ((*manifest_)[i].name == chunk.name()) index = i;
+  }
   if (index == manifest_->size()) throw ProtocolError(v1::UNKNOWN_TENSOR, where + ": not in the run's manifest");
   const auto nbytes = (*manifest_)[index].nbytes();
   if (chunk.offset() + chunk.length() > nbytes || chunk.offset() + chunk.length() < chunk.offset())

@@ -19,7 +19,7 @@ namespace wsm::merger {
 using Manifest = std::vector<TensorInfo>;
 
 // A manifest from a Hello; throws ProtocolError(BAD_REQUEST) on empty/duplicate names, unknown
-// dtypes or negative dimensions.
+// dtypes, negative dimensions, or sizes (per tensor or in total) that overflow 64 bits.
 std::shared_ptr<const Manifest> manifest_from_hello(const v1::Hello& hello);
 
 class CheckpointAssembler {

@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "merger/run_id.h"
 #include "protocol/version.h"
 
 namespace wsm::merger {
@@ -32,6 +33,10 @@ Outgoing error_to(const std::string& peer, const ProtocolError& e, std::int64_t 
 }
 }  // namespace
 
+std::uint64_t max_message_bytes(const CoreOptions& options) {
+  return std::max<std::uint64_t>(options.max_chunk_bytes, 16ull << 20) + (1ull << 20);
+}
+
 MergerCore::MergerCore(CoreOptions options, JobSink sink)
     : options_(std::move(options)),
       sink_(std::move(sink)),
@@ -47,23 +52,37 @@ void MergerCore::restore() {
 
 std::vector<Outgoing> MergerCore::handle(wire::Message msg, Clock::time_point now) {
   std::vector<Outgoing> out;
+  const std::string peer = msg.peer;
+  try {
+    dispatch(msg, now, out);
+  } catch (const std::exception& e) {
+    // Every message ends in a reply, never in an exit: a failure no handler foresaw is answered
+    // like a malformed message (and poisons the sender's partial checkpoint, if any).
+    const auto* pe = dynamic_cast<const ProtocolError*>(&e);
+    auto more = fault(peer, pe ? *pe : ProtocolError(v1::INTERNAL, std::string("cannot handle this message: ") + e.what()), now);
+    out.insert(out.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
+  }
+  return out;
+}
+
+void MergerCore::dispatch(wire::Message& msg, Clock::time_point now, std::vector<Outgoing>& out) {
   const auto& env = msg.envelope;
   switch (env.body_case()) {
     case v1::Envelope::kHello:
       on_hello(msg, now, out);
-      return out;
+      return;
     case v1::Envelope::kStatusRequest: {
       auto reply = wire::envelope();
       *reply.mutable_status_reply() = status(now);
       out.push_back({msg.peer, std::move(reply)});
-      return out;
+      return;
     }
     case v1::Envelope::kMergeRequest:
-      on_merge_request(msg.peer, env.merge_request(), out);
-      return out;
+      on_merge_request(msg, out);
+      return;
     case v1::Envelope::kBye:
       sessions_.erase(msg.peer);
-      return out;
+      return;
     case v1::Envelope::kBegin:
     case v1::Envelope::kChunk:
     case v1::Envelope::kEnd:
@@ -72,7 +91,7 @@ std::vector<Outgoing> MergerCore::handle(wire::Message msg, Clock::time_point no
       out.push_back(error_to(msg.peer, ProtocolError(v1::UNKNOWN_MESSAGE, "message type " +
                                                                            std::to_string(env.body_case()) +
                                                                            " is not accepted by the merger")));
-      return out;
+      return;
   }
 
   const std::int64_t step = env.has_begin() ? env.begin().step() : env.has_chunk() ? env.chunk().step() : env.end().step();
@@ -82,14 +101,13 @@ std::vector<Outgoing> MergerCore::handle(wire::Message msg, Clock::time_point no
     // say hello again and resend its checkpoint from the start.
     out.push_back(error_to(msg.peer, ProtocolError(v1::NO_SESSION, "no session for peer " + show_peer(msg.peer) +
                                                                          " (send hello first)"), step));
-    return out;
+    return;
   }
   Session& s = it->second;
   s.last_seen = now;
   if (env.has_begin()) on_begin(s, msg.peer, env.begin(), out);
   else if (env.has_chunk()) on_chunk(s, msg, out);
   else on_end(s, msg.peer, env.end(), out);
-  return out;
 }
 
 std::vector<Outgoing> MergerCore::fault(const std::string& peer, const ProtocolError& error, Clock::time_point now) {
@@ -116,8 +134,16 @@ void MergerCore::on_hello(const wire::Message& msg, Clock::time_point now, std::
     if (hello.protocol_version() != wire::kProtocolVersion)
       throw ProtocolError(v1::VERSION_MISMATCH, "hello with protocol version " + std::to_string(hello.protocol_version()) +
                                                     ", merger speaks " + std::to_string(wire::kProtocolVersion));
-    auto manifest = manifest_from_hello(hello);
     const std::string& run = hello.run_id();
+    if (auto problem = run_id_problem(run)) throw ProtocolError(v1::BAD_REQUEST, "hello refused: " + *problem);
+    check_owner(run, msg.user_id);
+    auto manifest = manifest_from_hello(hello);
+    std::uint64_t bytes = 0;
+    for (const auto& t : *manifest) bytes += t.nbytes();  // cannot overflow: checked by manifest_from_hello
+    if (bytes > options_.store.memory_budget)
+      throw ProtocolError(v1::OVER_BUDGET, "run '" + run + "': a checkpoint of " + std::to_string(bytes) +
+                                               " bytes does not fit --memory-budget " +
+                                               std::to_string(options_.store.memory_budget));
     if (auto known = run_manifests_.find(run); known != run_manifests_.end()) {
       if (*known->second != *manifest)
         throw ProtocolError(v1::MANIFEST_MISMATCH, "run '" + run + "': manifest differs from the one this run started with (names, dtypes, shapes)");
@@ -128,9 +154,11 @@ void MergerCore::on_hello(const wire::Message& msg, Clock::time_point now, std::
         throw ProtocolError(v1::MANIFEST_MISMATCH, "run '" + run + "': manifest differs from the checkpoints in the stored window");
       run_manifests_[run] = manifest;
     }
+    if (!msg.user_id.empty()) run_owners_.try_emplace(run, msg.user_id);
     Session s;
     s.run_id = run;
     s.manifest = manifest;
+    s.checkpoint_bytes = bytes;
     s.outstanding = options_.credit;
     s.last_seen = now;
     sessions_[msg.peer] = std::move(s);
@@ -156,11 +184,12 @@ void MergerCore::on_begin(Session& s, const std::string& peer, const v1::Checkpo
   s.rejected_step.reset();
   try {
     if (!accepting_) throw ProtocolError(v1::SHUTTING_DOWN, "merger is shutting down");
+    // DUPLICATE_STEP means "in the window": clients count it as delivered.
     if (store_.contains(s.run_id, b.step()))
       throw ProtocolError(v1::DUPLICATE_STEP, "run '" + s.run_id + "': step " + std::to_string(b.step()) + " already received");
-    for (const auto& [other_peer, other] : sessions_)
-      if (other_peer != peer && other.run_id == s.run_id && other.partial && other.partial->step() == b.step())
-        throw ProtocolError(v1::DUPLICATE_STEP, "run '" + s.run_id + "': step " + std::to_string(b.step()) + " is being received from another peer");
+    check_step_bounds(s.run_id, b.step());
+    take_over_partials(s.run_id, b.step(), peer, out);
+    check_memory_budget(s);
     if (b.step() <= store_.newest_step(s.run_id))
       throw ProtocolError(v1::OUT_OF_ORDER, "run '" + s.run_id + "': step " + std::to_string(b.step()) +
                                                 " is older than the newest in the window (" +
@@ -169,6 +198,44 @@ void MergerCore::on_begin(Session& s, const std::string& peer, const v1::Checkpo
   } catch (const ProtocolError& e) {
     reject(s, peer, b.step(), e, out);
   }
+}
+
+void MergerCore::check_step_bounds(const std::string& run_id, std::int64_t step) const {
+  if (step < 0) throw ProtocolError(v1::BAD_REQUEST, "run '" + run_id + "': negative step " + std::to_string(step));
+  // A step far past the newest would block the run: every honest step after it is out of order.
+  const std::int64_t newest = std::max<std::int64_t>(store_.newest_step(run_id), 0);
+  if (step - newest > kMaxStepJump)
+    throw ProtocolError(v1::BAD_REQUEST, "run '" + run_id + "': step " + std::to_string(step) + " is more than " +
+                                             std::to_string(kMaxStepJump) + " past the newest step (" +
+                                             std::to_string(newest) + ")");
+}
+
+void MergerCore::check_memory_budget(const Session& s) const {
+  // Partial checkpoints are held whole until they end, so each counts from its Begin. Without a
+  // store the window cannot spill, so it counts too.
+  std::uint64_t held = options_.store.store_dir.empty() ? store_.memory_bytes() : 0;
+  for (const auto& [peer, other] : sessions_)
+    if (other.partial) held += other.checkpoint_bytes;
+  const auto budget = options_.store.memory_budget;
+  if (held > budget || s.checkpoint_bytes > budget - held)
+    throw ProtocolError(v1::OVER_BUDGET, "run '" + s.run_id + "': " + std::to_string(held) + " bytes held (" +
+                                             (options_.store.store_dir.empty() ? "window and " : "") +
+                                             "checkpoints being received) plus this checkpoint's " +
+                                             std::to_string(s.checkpoint_bytes) + " exceed --memory-budget " +
+                                             std::to_string(budget));
+}
+
+void MergerCore::take_over_partials(const std::string& run_id, std::int64_t step, const std::string& peer,
+                                    std::vector<Outgoing>& out) {
+  // A client that gave up on a stalled socket resends from a new one while the old socket's
+  // partial is still here: the new session takes the step over (the old partial would only expire,
+  // and answering DUPLICATE_STEP would make the client count a lost checkpoint as delivered).
+  for (auto& [other_peer, other] : sessions_)
+    if (other_peer != peer && other.run_id == run_id && other.partial && other.partial->step() == step)
+      reject(other, other_peer, step,
+             ProtocolError(v1::TAKEN_OVER, "run '" + run_id + "': step " + std::to_string(step) +
+                                               " is being resent by another session of this run; this partial is dropped"),
+             out);
 }
 
 void MergerCore::on_chunk(Session& s, wire::Message& msg, std::vector<Outgoing>& out) {
@@ -214,7 +281,11 @@ void MergerCore::on_end(Session& s, const std::string& peer, const v1::Checkpoin
     auto ack = wire::envelope();
     ack.mutable_ack()->set_step(c->step);
     out.push_back({peer, std::move(ack)});
-    after_commit(s.run_id, c->step, dropped);
+    try {
+      after_commit(s.run_id, c->step, dropped);
+    } catch (const std::exception& err) {  // the checkpoint is in the window; only its output is lost
+      spdlog::error("run '{}' step {}: output not planned: {}", s.run_id, c->step, err.what());
+    }
   } catch (const ProtocolError& err) {
     reject(s, peer, e.step(), err, out);
   }
@@ -227,6 +298,8 @@ void MergerCore::after_commit(const std::string& run_id, std::int64_t step, cons
   const bool due = emission_due(previous, step, options_.every);
   if (!due && !options_.running_sums) return;
   auto job = plan_emission(store_, run_id, options_.emulations, options_.out_dir, options_.dtype);
+  if (due)
+    for (const auto& why : job.skipped) spdlog::warn("run '{}' step {}: output skipped: {}", run_id, step, why);
   if (due && job.outputs.empty()) {
     spdlog::info("run '{}' step {}: output due, but no window is covered yet", run_id, step);
     return;
@@ -248,30 +321,61 @@ std::vector<Outgoing> MergerCore::pump() {
   return out;
 }
 
-void MergerCore::on_merge_request(const std::string& peer, const v1::MergeRequest& r, std::vector<Outgoing>& out) {
+void MergerCore::check_owner(const std::string& run_id, const std::string& user_id) const {
+  // With CURVE, a run belongs to the key that said Hello for it first (since this start): another
+  // allowed key can neither send to it nor ask merges of it.
+  const auto it = run_owners_.find(run_id);
+  if (it != run_owners_.end() && it->second != user_id)
+    throw ProtocolError(v1::BAD_REQUEST, "run '" + run_id + "' belongs to another client key");
+}
+
+void MergerCore::on_merge_request(const wire::Message& msg, std::vector<Outgoing>& out) {
+  const auto& peer = msg.peer;
+  const auto& r = msg.envelope.merge_request();
   try {
-    if (!accepting_) throw ProtocolError(v1::SHUTTING_DOWN, "merger is shutting down");
-    Emulation e;
-    std::optional<DType> dtype = options_.dtype;
-    try {
-      e = make_emulation(parse_merge_spec(r.shape()), parse_window(r.window()));
-      if (!r.dtype().empty()) {
-        dtype = parse_dtype(r.dtype());
-        if (!dtype || !is_float(*dtype)) throw Error("merge request: dtype '" + r.dtype() + "' is not f32/f16/bf16/f64");
-      }
-    } catch (const Error& err) {
-      throw ProtocolError(v1::BAD_REQUEST, err.what());
-    }
-    if (store_.entries(r.run_id()).empty())
-      throw ProtocolError(v1::BAD_REQUEST, "merge request: run '" + r.run_id() + "' has no checkpoints in the window");
-    e.label = "request-" + std::to_string(r.request_id()) + "_" + e.label;
-    auto job = plan_emission(store_, r.run_id(), {e}, options_.out_dir, dtype, false);
-    job.request_id = r.request_id() ? r.request_id() : 1;
-    job.requester = peer;
-    if (sink_) sink_(std::move(job));
+    submit_merge_request(msg);
   } catch (const ProtocolError& err) {
     out.push_back(error_to(peer, err, 0, r.request_id()));
+  } catch (const Error& err) {
+    out.push_back(error_to(peer, ProtocolError(v1::BAD_REQUEST, std::string("merge request: ") + err.what()), 0, r.request_id()));
   }
+}
+
+void MergerCore::submit_merge_request(const wire::Message& msg) {
+  const auto& peer = msg.peer;
+  const auto& r = msg.envelope.merge_request();
+  if (!accepting_) throw ProtocolError(v1::SHUTTING_DOWN, "merger is shutting down");
+  if (auto problem = run_id_problem(r.run_id())) throw ProtocolError(v1::BAD_REQUEST, "merge request: " + *problem);
+  check_owner(r.run_id(), msg.user_id);
+  if (auto q = queued_requests_.find(peer); q != queued_requests_.end() && q->second >= kMaxQueuedRequestsPerPeer)
+    throw ProtocolError(v1::BAD_REQUEST, "merge request: " + std::to_string(kMaxQueuedRequestsPerPeer) +
+                                             " requests of this peer are still queued; wait for their replies");
+  if (queued_requests_total_ >= kMaxQueuedRequests)
+    throw ProtocolError(v1::BAD_REQUEST, "merge request: " + std::to_string(kMaxQueuedRequests) +
+                                             " requests are queued already; try again later");
+  Emulation e;
+  std::optional<DType> dtype = options_.dtype;
+  try {
+    e = make_emulation(parse_merge_spec(r.shape()), parse_window(r.window()));
+    if (!r.dtype().empty()) {
+      dtype = parse_dtype(r.dtype());
+      if (!dtype || !is_float(*dtype)) throw Error("merge request: dtype '" + r.dtype() + "' is not f32/f16/bf16/f64");
+    }
+  } catch (const Error& err) {
+    throw ProtocolError(v1::BAD_REQUEST, err.what());
+  }
+  if (store_.entries(r.run_id()).empty())
+    throw ProtocolError(v1::BAD_REQUEST, "merge request: run '" + r.run_id() + "' has no checkpoints in the window");
+  e.label = "request-" + std::to_string(r.request_id()) + "_" + e.label;
+  auto job = plan_emission(store_, r.run_id(), {e}, options_.out_dir, dtype, false);
+  if (job.outputs.empty())
+    throw ProtocolError(v1::BAD_REQUEST, "merge request for run '" + r.run_id() + "': " +
+                                             (job.skipped.empty() ? "nothing to merge" : job.skipped.front()));
+  job.request_id = r.request_id() ? r.request_id() : 1;
+  job.requester = peer;
+  ++queued_requests_[peer];
+  ++queued_requests_total_;
+  if (sink_) sink_(std::move(job));
 }
 
 std::vector<Outgoing> MergerCore::job_done(const EmissionJob& job, const std::vector<nlohmann::json>& records,
@@ -279,6 +383,10 @@ std::vector<Outgoing> MergerCore::job_done(const EmissionJob& job, const std::ve
   outputs_written_ += records.size();
   std::vector<Outgoing> out;
   if (job.request_id == 0 || job.requester.empty()) return out;
+  if (auto q = queued_requests_.find(job.requester); q != queued_requests_.end()) {
+    --queued_requests_total_;
+    if (--q->second <= 0) queued_requests_.erase(q);
+  }
   if (!error.empty()) {
     out.push_back(error_to(job.requester, ProtocolError(v1::INTERNAL, error), 0, job.request_id));
     return out;

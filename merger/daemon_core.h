@@ -37,6 +37,15 @@ struct CoreOptions {
   bool running_sums = true;               // uniform/EMA emulations as running sums (running_sum.h)
 };
 
+// Limits on what one peer may ask (docs/protocol.md, "Limits").
+inline constexpr std::int64_t kMaxStepJump = std::int64_t{1} << 32;  // past the run's newest step
+inline constexpr int kMaxQueuedRequestsPerPeer = 4;                  // MergeRequests not yet answered
+inline constexpr int kMaxQueuedRequests = 16;                        // the same, all peers together
+
+// The largest ZeroMQ frame the daemon accepts (ZMQ_MAXMSGSIZE): a chunk, or an envelope (a
+// Hello's manifest) of up to 16 MiB.
+std::uint64_t max_message_bytes(const CoreOptions& options);
+
 struct Outgoing {
   std::string peer;
   v1::Envelope envelope;
@@ -84,6 +93,7 @@ class MergerCore {
   struct Session {
     std::string run_id;
     std::shared_ptr<const Manifest> manifest;
+    std::uint64_t checkpoint_bytes = 0;  // one checkpoint of this manifest, held while it arrives
     std::uint32_t outstanding = 0;  // chunks the peer may still send
     std::uint32_t consumed = 0;     // chunks received since the last grant
     std::unique_ptr<CheckpointAssembler> partial;
@@ -91,11 +101,18 @@ class MergerCore {
     Clock::time_point last_seen;
   };
 
+  void dispatch(wire::Message& msg, Clock::time_point now, std::vector<Outgoing>& out);
   void on_hello(const wire::Message& msg, Clock::time_point now, std::vector<Outgoing>& out);
   void on_begin(Session& s, const std::string& peer, const v1::CheckpointBegin& b, std::vector<Outgoing>& out);
   void on_chunk(Session& s, wire::Message& msg, std::vector<Outgoing>& out);
   void on_end(Session& s, const std::string& peer, const v1::CheckpointEnd& e, std::vector<Outgoing>& out);
-  void on_merge_request(const std::string& peer, const v1::MergeRequest& r, std::vector<Outgoing>& out);
+  void on_merge_request(const wire::Message& msg, std::vector<Outgoing>& out);
+  void submit_merge_request(const wire::Message& msg);  // throws the error to send
+  void check_owner(const std::string& run_id, const std::string& user_id) const;
+  void check_step_bounds(const std::string& run_id, std::int64_t step) const;
+  void check_memory_budget(const Session& s) const;
+  void take_over_partials(const std::string& run_id, std::int64_t step, const std::string& peer,
+                          std::vector<Outgoing>& out);
   void reject(Session& s, const std::string& peer, std::int64_t step, const wire::ProtocolError& e,
               std::vector<Outgoing>& out);
   void grant(Session& s, const std::string& peer, std::vector<Outgoing>& out, bool force);
@@ -111,6 +128,9 @@ class MergerCore {
   std::map<std::string, Session> sessions_;
   std::map<std::string, std::shared_ptr<const Manifest>> run_manifests_;
   std::map<std::string, std::int64_t> last_step_;  // per run, for emission_due
+  std::map<std::string, int> queued_requests_;     // per peer, MergeRequests not yet answered
+  int queued_requests_total_ = 0;
+  std::map<std::string, std::string> run_owners_;  // per run, the CURVE key of its first Hello (CURVE on)
   bool accepting_ = true;
   Clock::time_point started_ = Clock::now();
   std::uint64_t bytes_received_ = 0, checkpoints_received_ = 0, checkpoints_rejected_ = 0, outputs_written_ = 0;

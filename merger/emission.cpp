@@ -4,20 +4,15 @@
 #include <cstdio>
 #include <map>
 
+#include "merger/run_id.h"
+#include "protocol/error.h"
+
 namespace wsm::merger {
 
 bool emission_due(std::int64_t previous_step, std::int64_t step, std::int64_t every) {
   if (every <= 0) return false;
   if (previous_step < 0) return step % every == 0;
   return step / every > previous_step / every;
-}
-
-std::string file_safe(const std::string& s) {
-  std::string out = s.empty() ? "run" : s;
-  for (char& ch : out)
-    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.' || ch == '=')) ch = '_';
-  if (out == "." || out == "..") out = "_";
-  return out;
 }
 
 EmissionJob plan_emission(const WindowStore& store, const std::string& run_id,
@@ -38,7 +33,13 @@ EmissionJob plan_emission(const WindowStore& store, const std::string& run_id,
     if (require_covered && !store.covered(run_id, e)) continue;
     std::vector<std::int64_t> positions;
     for (const auto& c : entries) positions.push_back(position(*c, e.axis));
-    auto sel = select_window(e.spec, positions, e.window);
+    WindowSelection sel;
+    try {
+      sel = select_window(e.spec, positions, e.window);
+    } catch (const Error& err) {
+      job.skipped.push_back(e.label + ": " + err.what());
+      continue;
+    }
     for (auto i : sel.indices) used[i] = true;
     selections.emplace_back(e, std::move(sel));
   }
@@ -61,7 +62,7 @@ EmissionJob plan_emission(const WindowStore& store, const std::string& run_id,
       out.source_tokens.push_back(c.tokens);
       out.source_weights.push_back(sel.weights[j]);
     }
-    out.path = out_dir / file_safe(run_id) / e.label / step_name;
+    out.path = run_folder(out_dir, run_id) / e.label / step_name;
     job.outputs.push_back(std::move(out));
   }
   return job;

@@ -44,6 +44,9 @@ struct EmissionJob {
   std::vector<SumItem> sums;      // running-sum emulations (periodic jobs only)
   std::vector<Entry> context;     // the run's window at this step plus what it just dropped: where
                                   // a running sum finds the checkpoints leaving it
+  // Emulations left out because the window cannot give them weights (a weights=/decay= table that
+  // does not fit the checkpoints selected, positions that do not increase), one line each.
+  std::vector<std::string> skipped;
   std::uint64_t request_id = 0;  // > 0: an on-demand MergeRequest
   std::string requester;         // its peer
 };
@@ -53,7 +56,8 @@ struct EmissionJob {
 bool emission_due(std::int64_t previous_step, std::int64_t step, std::int64_t every);
 
 // The job for `emulations` over the current window of run_id; outputs go to
-// out_dir/<run>/<label>/step_<step>.h5. Emulations whose window is not covered are left out.
+// out_dir/<run>/<label>/step_<step>.h5. Emulations whose window is not covered are left out;
+// those the window cannot weight are left out and named in job.skipped (never thrown).
 EmissionJob plan_emission(const WindowStore& store, const std::string& run_id,
                           const std::vector<Emulation>& emulations, const std::filesystem::path& out_dir,
                           std::optional<DType> dtype, bool require_covered = true);
@@ -66,7 +70,5 @@ void split_running_sums(EmissionJob& job, bool due, const std::vector<Entry>& wi
 
 // True when the job writes something (a full-merge output or a due running sum).
 bool writes_output(const EmissionJob& job);
-
-std::string file_safe(const std::string& s);
 
 }  // namespace wsm::merger

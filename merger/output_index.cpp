@@ -1,14 +1,18 @@
 #include "merger/output_index.h"
 
+#include <algorithm>
 #include <fstream>
+#include <set>
 
 #include <spdlog/spdlog.h>
 
 #include "protocol/atomic_file.h"
+#include "protocol/checkpoint.h"
+#include "protocol/error.h"
 
 namespace wsm::merger {
 
-OutputIndex::OutputIndex(std::filesystem::path out_dir) : path_(out_dir / "index.json") {
+OutputIndex::OutputIndex(std::filesystem::path out_dir) : out_dir_(out_dir), path_(out_dir / "index.json") {
   std::filesystem::create_directories(out_dir);
   index_ = {{"version", 1}, {"outputs", nlohmann::json::array()}};
   if (std::filesystem::exists(path_)) {
@@ -20,6 +24,105 @@ OutputIndex::OutputIndex(std::filesystem::path out_dir) : path_(out_dir / "index
       spdlog::warn("{}: unreadable ({}), starting a new index", path_.string(), e.what());
     }
   }
+  reconcile();
+}
+
+namespace {
+namespace fs = std::filesystem;
+
+// An output's place under the output directory: <run>/<label>/<file>. Records hold the path as it
+// was written (relative to the daemon's working directory when --out was), so they are matched by
+// this tail.
+std::string tail_of(const fs::path& p) {
+  std::vector<std::string> parts;
+  for (const auto& part : p) parts.push_back(part.string());
+  if (parts.size() < 3) return p.string();
+  return parts[parts.size() - 3] + "/" + parts[parts.size() - 2] + "/" + parts.back();
+}
+
+std::vector<fs::path> outputs_on_disk(const fs::path& out_dir) {
+  std::vector<fs::path> found;
+  std::error_code ec;
+  for (const auto& run : fs::directory_iterator(out_dir, ec)) {
+    if (!run.is_directory()) continue;
+    for (const auto& label : fs::directory_iterator(run.path(), ec)) {
+      if (!label.is_directory()) continue;
+      for (const auto& f : fs::directory_iterator(label.path(), ec)) {
+        const auto name = f.path().filename().string();
+        if (f.is_regular_file() && f.path().extension() == ".h5" && name.find(".tmp-") == std::string::npos)
+          found.push_back(f.path());
+      }
+    }
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+nlohmann::json parse_or(const std::map<std::string, std::string>& extra, const std::string& key, nlohmann::json fallback) {
+  const auto it = extra.find(key);
+  if (it == extra.end()) return fallback;
+  auto j = nlohmann::json::parse(it->second, nullptr, false);
+  return j.is_discarded() ? fallback : j;
+}
+
+// The record emission_runner.cpp's output_record() wrote, rebuilt from the output's provenance.
+nlohmann::json record_from_file(const fs::path& file) {
+  const auto reader = open_checkpoint(file);
+  const auto& meta = reader->meta();
+  const auto& extra = meta.extra;
+  if (!extra.contains("wsm.merge.spec")) throw Error(file.string() + ": no wsm.merge provenance");
+  auto text = [&](const std::string& key) { return extra.contains(key) ? extra.at(key) : std::string(); };
+  return {{"run_id", meta.run_id},
+          {"label", file.parent_path().filename().string()},
+          {"spec", text("wsm.merge.spec")},
+          {"window", parse_or(extra, "wsm.merge.window", 0)},
+          {"axis", text("wsm.merge.axis")},
+          {"step", meta.step.value_or(0)},
+          {"tokens", meta.tokens.value_or(0)},
+          {"path", file.string()},
+          {"sources", parse_or(extra, "wsm.merge.source_steps", nlohmann::json::array())},
+          {"source_tokens", parse_or(extra, "wsm.merge.source_tokens", nlohmann::json::array())},
+          {"weights", parse_or(extra, "wsm.merge.weights", nlohmann::json::array())},
+          {"sampling", "w_i=f((p_i-p_0)/window)"},
+          {"dtype", text("wsm.merge.dtype")},
+          {"method", text("wsm.merge.method")},
+          {"recovered", true}};  // listed on a restart, not when written
+}
+}  // namespace
+
+std::pair<std::size_t, std::size_t> OutputIndex::reconcile() {
+  auto& outputs = index_["outputs"];
+  std::set<std::string> listed;
+  nlohmann::json kept = nlohmann::json::array();
+  std::size_t dropped = 0;
+  for (auto& r : outputs) {
+    const std::string path = r.contains("path") && r["path"].is_string() ? r["path"].get<std::string>() : "";
+    std::error_code ec;
+    if (!path.empty() && (fs::exists(path, ec) || fs::exists(out_dir_ / tail_of(path), ec))) {
+      listed.insert(tail_of(path));
+      kept.push_back(std::move(r));
+    } else {
+      ++dropped;
+    }
+  }
+  std::vector<nlohmann::json> added;
+  for (const auto& file : outputs_on_disk(out_dir_)) {
+    if (listed.contains(tail_of(file))) continue;
+    try {
+      added.push_back(record_from_file(file));
+    } catch (const std::exception& e) {
+      spdlog::warn("{}: output not added to the index: {}", file.string(), e.what());
+    }
+  }
+  std::stable_sort(added.begin(), added.end(),
+                   [](const nlohmann::json& a, const nlohmann::json& b) { return a["step"] < b["step"]; });
+  for (auto& r : added) kept.push_back(std::move(r));
+  outputs = std::move(kept);  // (the records were moved out of it)
+  if (added.empty() && dropped == 0) return {0, 0};
+  spdlog::warn("{}: reconciled with the files: {} outputs added, {} records of missing files dropped", path_.string(),
+               added.size(), dropped);
+  write_file_atomic(path_, index_.dump(2) + "\n");
+  return {added.size(), dropped};
 }
 
 void OutputIndex::append(const std::vector<nlohmann::json>& records) {

@@ -1,6 +1,8 @@
 #pragma once
 // DIR/index.json: every output the daemon wrote, newest last, rewritten atomically after each
-// emission so a reader never sees a half-written index. Loaded on start, so restarts append.
+// emission so a reader never sees a half-written index. Loaded on start, so restarts append, and
+// reconciled with the files then: an output is renamed into place before the index is rewritten,
+// so a kill -9 in between leaves an output the index does not list.
 #include <filesystem>
 #include <vector>
 
@@ -10,14 +12,18 @@ namespace wsm::merger {
 
 class OutputIndex {
  public:
-  explicit OutputIndex(std::filesystem::path out_dir);  // loads an existing index.json
+  explicit OutputIndex(std::filesystem::path out_dir);  // loads an existing index.json, reconciles
+  // Drops records whose file is gone and adds the outputs under DIR/<run>/<label>/ that have no
+  // record (rebuilt from the wsm.merge.* provenance each output carries); rewrites the file when
+  // anything changed. Returns {added, dropped}.
+  std::pair<std::size_t, std::size_t> reconcile();
   void append(const std::vector<nlohmann::json>& records);  // and rewrites the file
   const nlohmann::json& json() const { return index_; }
   std::size_t size() const { return index_["outputs"].size(); }
   const std::filesystem::path& path() const { return path_; }
 
  private:
-  std::filesystem::path path_;
+  std::filesystem::path out_dir_, path_;
   nlohmann::json index_;
 };
 

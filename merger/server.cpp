@@ -4,7 +4,20 @@
 
 #include <spdlog/spdlog.h>
 
+#include "merger/stale_temporaries.h"
+
 namespace wsm::merger {
+
+namespace {
+// ZeroMQ binds numeric addresses and interface names, not host names: "localhost" is bound as
+// 127.0.0.1 (the address it names everywhere wsm runs).
+std::string bindable(const std::string& endpoint) {
+  const std::string localhost = "tcp://localhost:";
+  if (endpoint.rfind(localhost, 0) == 0) return "tcp://127.0.0.1:" + endpoint.substr(localhost.size());
+  return endpoint;
+}
+bool is_ipv6(const std::string& endpoint) { return endpoint.rfind("tcp://[", 0) == 0; }
+}  // namespace
 
 Server::Server(ServerOptions options) : options_(std::move(options)), ctx_(1) {
   const bool curve = !options_.curve_secret_key_file.empty() || !options_.curve_allow_file.empty();
@@ -14,6 +27,10 @@ Server::Server(ServerOptions options) : options_(std::move(options)), ctx_(1) {
     throw Error("refusing to listen on " + options_.listen +
                 " without CURVE: bind to 127.0.0.1 or give --curve-secret-key FILE --curve-allow FILE");
 
+  // What a process killed mid-write left behind goes before anything reads these folders (the
+  // output index is then reconciled with the outputs present, output_index.h).
+  sweep_stale_temporaries(options_.core.out_dir);
+  sweep_stale_temporaries(options_.core.store.store_dir);
   worker_ = std::make_unique<EmissionWorker>(kernels::make_backend(options_.backend), options_.core.out_dir,
                                              options_.runner, options_.sums);
   core_ = std::make_unique<MergerCore>(options_.core, [this](EmissionJob job) { worker_->submit(std::move(job)); });
@@ -33,7 +50,11 @@ Server::Server(ServerOptions options) : options_(std::move(options)), ctx_(1) {
     router_.set(zmq::sockopt::curve_server, true);
     router_.set(zmq::sockopt::curve_secretkey, secret);
   }
-  router_.bind(options_.listen);
+  // A frame larger than a chunk (plus room for a large manifest) disconnects its sender before
+  // ZeroMQ allocates it: one garbage frame cannot take the daemon's memory.
+  router_.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(max_message_bytes(options_.core)));
+  if (is_ipv6(options_.listen)) router_.set(zmq::sockopt::ipv6, true);
+  router_.bind(bindable(options_.listen));
   endpoint_ = router_.get(zmq::sockopt::last_endpoint);
   spdlog::info("merger {} listening on {}{} (emulations: {}, every {} steps, out {})", core_->server_id(), endpoint_,
                curve ? " with CURVE" : "", options_.core.emulations.size(), options_.core.every,
@@ -66,15 +87,21 @@ void Server::run(const std::atomic<bool>& stop) {
       throw;
     }
     const auto now = Clock::now();
-    send_all(core_->pump());  // before the message: a status reply sees what the writer finished
-    if (r) {
-      if (r->message) send_all(core_->handle(std::move(*r->message), now));
-      else if (r->fault) send_all(core_->fault(r->peer, *r->fault, now));
-    }
-    for (auto& c : worker_->take_completions()) send_all(core_->job_done(c.job, c.records, c.error));
-    if (now - last_expire > std::chrono::milliseconds(100)) {
-      send_all(core_->expire(now));
-      last_expire = now;
+    try {
+      send_all(core_->pump());  // before the message: a status reply sees what the writer finished
+      if (r) {
+        if (r->message) send_all(core_->handle(std::move(*r->message), now));
+        else if (r->fault) send_all(core_->fault(r->peer, *r->fault, now));
+      }
+      for (auto& c : worker_->take_completions()) send_all(core_->job_done(c.job, c.records, c.error));
+      if (now - last_expire > std::chrono::milliseconds(100)) {
+        send_all(core_->expire(now));
+        last_expire = now;
+      }
+    } catch (const std::exception& e) {
+      // handle() answers every message itself; this is the last guard of the loop (memory
+      // exhaustion, a bug): the daemon logs it and serves on.
+      spdlog::error("merger loop: {}", e.what());
     }
   }
   spdlog::info("shutting down: no longer accepting checkpoints; finishing the output being written");

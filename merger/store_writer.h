@@ -4,7 +4,10 @@
 // temporary name and renamed (persist(), protocol/atomic_file.h), and only then marked persisted
 // (FileLease::persisted): only persisted checkpoints may drop their RAM copy. A checkpoint the
 // window dropped before its turn is skipped. The caller bounds the backlog (backlog_bytes()) by
-// withholding credit, so memory never grows without bound when the disk is slow.
+// withholding credit, so memory never grows without bound when the disk is slow. A checkpoint
+// that cannot be written (a full disk) stays in RAM and is tried again every retry_delay until it
+// is written or leaves the window.
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -17,7 +20,7 @@ namespace wsm::merger {
 
 class StoreWriter {
  public:
-  StoreWriter();
+  explicit StoreWriter(std::chrono::milliseconds retry_delay = std::chrono::seconds(5));
   ~StoreWriter();  // writes what is queued (a clean stop keeps the window), then joins
   StoreWriter(const StoreWriter&) = delete;
   StoreWriter& operator=(const StoreWriter&) = delete;
@@ -26,14 +29,19 @@ class StoreWriter {
   void submit(std::shared_ptr<const StoredCheckpoint> c);
   std::uint64_t backlog_bytes() const;  // queued or being written
   std::uint64_t written() const;        // checkpoints persisted since start
-  void flush();                         // until nothing is queued or being written
+  std::size_t failing() const;          // checkpoints waiting to be tried again
+  void flush();                         // until nothing is queued or being written (retries aside)
 
  private:
   void loop();
+  bool write(const StoredCheckpoint& c);  // true when persisted (or no longer needed)
 
   mutable std::mutex mu_;
   std::condition_variable cv_, idle_cv_;
   std::deque<std::shared_ptr<const StoredCheckpoint>> queue_;
+  std::deque<std::shared_ptr<const StoredCheckpoint>> retry_;  // failed; queued again at retry_at_
+  std::chrono::milliseconds retry_delay_;
+  std::chrono::steady_clock::time_point retry_at_;
   std::uint64_t backlog_ = 0, written_ = 0;
   bool busy_ = false, stopping_ = false;
   std::thread thread_;

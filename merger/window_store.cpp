@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "merger/run_id.h"
 #include "protocol/error.h"
 
 namespace wsm::merger {
@@ -14,13 +15,6 @@ namespace fs = std::filesystem;
 std::int64_t position(const StoredCheckpoint& c, Axis axis) { return axis == Axis::steps ? c.step : c.tokens; }
 
 namespace {
-std::string safe_name(const std::string& s) {
-  std::string out = s.empty() ? "run" : s;
-  for (char& ch : out)
-    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.')) ch = '_';
-  if (out == "." || out == "..") out = "_";
-  return out;
-}
 const std::vector<Entry> kNone;
 }  // namespace
 
@@ -28,7 +22,7 @@ WindowStore::WindowStore(StoreOptions options, std::vector<Emulation> emulations
     : options_(std::move(options)), emulations_(std::move(emulations)) {
   if (!options_.store_dir.empty()) {
     fs::create_directories(options_.store_dir);
-    writer_ = std::make_unique<StoreWriter>();
+    writer_ = std::make_unique<StoreWriter>(options_.write_retry);
   }
 }
 
@@ -42,7 +36,7 @@ void WindowStore::flush() {
 fs::path WindowStore::file_for(const StoredCheckpoint& c) const {
   char name[64];
   std::snprintf(name, sizeof name, "step_%012lld.h5", static_cast<long long>(c.step));
-  return options_.store_dir / safe_name(c.run_id) / name;
+  return run_folder(options_.store_dir, c.run_id) / name;
 }
 
 void WindowStore::rebuild_from_disk() {
@@ -54,6 +48,10 @@ void WindowStore::rebuild_from_disk() {
       if (!f.is_regular_file() || f.path().extension() != ".h5" || name.find(".tmp-") != std::string::npos) continue;
       try {
         auto c = load_stored(f.path());
+        // Only a run's own folder holds its files (merger/run_id.h); older wsm versions mapped
+        // several ids onto one folder, and such files could belong to any of them.
+        if (c->run_id != dir.path().filename().string())
+          throw Error("run id '" + c->run_id + "' is not its folder's name");
         auto& list = runs_[c->run_id];
         if (std::any_of(list.begin(), list.end(), [&](const Entry& e) { return e->step == c->step; })) continue;
         list.push_back(std::move(c));

@@ -7,6 +7,7 @@
 // (HDF5, atomically) by a background writer (store_writer.h), so a restart rebuilds the window
 // from disk; a RAM copy can be dropped once its file is persisted. Without one, the budget is a
 // warning.
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -27,6 +28,7 @@ struct StoreOptions {
   std::filesystem::path store_dir;        // empty: RAM only
   std::uint64_t memory_budget = 8ull << 30;
   std::uint64_t write_backlog = 1ull << 30;  // unwritten bytes past which ingest waits (backlogged())
+  std::chrono::milliseconds write_retry{5000};  // a checkpoint the store could not write is tried again after this
 };
 
 class WindowStore {
@@ -44,6 +46,7 @@ class WindowStore {
   // The store writer is behind by more than write_backlog bytes: stop granting credit.
   bool backlogged() const;
   std::uint64_t write_backlog_bytes() const { return writer_ ? writer_->backlog_bytes() : 0; }
+  std::size_t failing_writes() const { return writer_ ? writer_->failing() : 0; }  // waiting to be tried again
   // Spills what became spillable since the last add (files persisted meanwhile).
   void poll() { spill(); }
   // Waits until every queued checkpoint is written (shutdown), then spills.

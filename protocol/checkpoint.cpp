@@ -23,6 +23,14 @@ std::uint64_t TensorInfo::numel() const {
   return n;
 }
 
+std::uint64_t TensorInfo::nbytes() const {
+  const std::uint64_t n = numel(), size = dtype_size(dtype);
+  if (n > UINT64_MAX / size)
+    throw Error("tensor '" + name + "': " + std::to_string(n) + " elements of " + std::string(dtype_name(dtype)) +
+                " overflow 64 bits of bytes");
+  return n * size;
+}
+
 const TensorInfo& CheckpointReader::info(const std::string& name) const {
   for (const auto& t : tensors())
     if (t.name == name) return t;

@@ -24,8 +24,10 @@ struct TensorInfo {
   DType dtype = DType::f32;
   std::vector<std::int64_t> shape;
 
+  // Both throw wsm::Error naming the tensor when the count or the byte size overflows 64 bits
+  // (a [2^62] f64 tensor is refused, never taken for 0 bytes).
   std::uint64_t numel() const;
-  std::uint64_t nbytes() const { return numel() * dtype_size(dtype); }
+  std::uint64_t nbytes() const;
   bool operator==(const TensorInfo&) const = default;
 };
 

@@ -212,6 +212,7 @@ struct MergerClient::Impl {
     socket->set(zmq::sockopt::linger, 0);
     socket->set(zmq::sockopt::routing_id, random_routing_id());
     socket->set(zmq::sockopt::sndhwm, 0);  // credit bounds what is in flight
+    if (opt.endpoint.rfind("tcp://[", 0) == 0) socket->set(zmq::sockopt::ipv6, true);  // tcp://[::1]:PORT
     if (!opt.curve_server_key.empty()) {
       socket->set(zmq::sockopt::curve_serverkey, opt.curve_server_key);
       socket->set(zmq::sockopt::curve_publickey, opt.curve_public_key);
@@ -279,7 +280,9 @@ struct MergerClient::Impl {
         spdlog::warn("merger client: late error for step {}: {}", e.step(), e.message());
         return std::nullopt;
       }
-      if (e.code() == v1::DUPLICATE_STEP && resend) return Attempt::acked;  // it got there before the break
+      // DUPLICATE_STEP means the step is in the window: it got there before the break. (A step still
+      // arriving from our abandoned socket is taken over by this resend, never answered so.)
+      if (e.code() == v1::DUPLICATE_STEP && resend) return Attempt::acked;
       if (e.code() == v1::TIMEOUT) return Attempt::retry;
       error = "merger rejected step " + std::to_string(s.step) + ": " + e.message();
       return Attempt::rejected;

@@ -87,6 +87,8 @@ std::optional<Received> receive(zmq::socket_t& socket, bool router, int timeout_
       throw ProtocolError(v1::MALFORMED, "message with " + std::to_string(n) + " frames (want 1 or 2)");
     Message msg;
     msg.peer = r.peer;
+    // Set by the ZAP handler (merger/curve_auth.h) to the client's public key; absent without CURVE.
+    if (const char* user = zmq_msg_gets(frames[first].handle(), "User-Id")) msg.user_id = user;
     const auto& env_frame = frames[first];
     msg.envelope = parse_envelope({static_cast<const std::byte*>(env_frame.data()), env_frame.size()}, n == 2);
     if (n == 2) msg.payload = std::move(frames[first + 1]);

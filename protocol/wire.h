@@ -61,6 +61,7 @@ class ProtocolError : public Error {
 
 struct Message {
   std::string peer;                       // ROUTER side only: the sender's routing id
+  std::string user_id;                    // the sender's CURVE public key (Z85) when CURVE is on, else empty
   v1::Envelope envelope;
   std::optional<zmq::message_t> payload;  // TensorChunk bytes
 

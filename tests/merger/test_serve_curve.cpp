@@ -71,5 +71,43 @@ TEST(ServeCurve, OnlyListedClientsConnect) {
   EXPECT_FALSE(plain.next(500).has_value());
 }
 
+TEST(ServeCurve, ARunBelongsToTheKeyThatStartedIt) {
+  const auto dir = test::temp_dir("curve-owner");
+  const auto server_keys = keypair(), owner = keypair(), other = keypair();
+  std::ofstream(dir / "server.key") << server_keys.sec << "\n";
+  std::ofstream(dir / "allow") << owner.pub << "\n" << other.pub << "\n";
+  auto opts = test::server_options(dir / "out", "linear:200", 100);
+  opts.curve_secret_key_file = (dir / "server.key").string();
+  opts.curve_allow_file = (dir / "allow").string();
+  test::ServerThread server(opts);
+
+  ClientOptions co;
+  co.endpoint = server.endpoint();
+  co.run_id = "owned";
+  co.curve_server_key = server_keys.pub;
+  co.curve_public_key = owner.pub;
+  co.curve_secret_key = owner.sec;
+  auto model = test::make_model(100, {{8}});
+  {
+    MergerClient client(co);
+    client.send_checkpoint(100, 100, 1e-3, test::views(model));
+    EXPECT_NO_THROW(client.flush());
+  }
+  co.curve_public_key = other.pub;  // allowed, but not this run's key
+  co.curve_secret_key = other.sec;
+  MergerClient squatter(co);
+  squatter.send_checkpoint(200, 200, 1e-3, test::views(model));
+  try {
+    squatter.flush();
+    FAIL() << "another key sent to the run";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("another client key"), std::string::npos) << e.what();
+  }
+  co.run_id = "its-own";
+  MergerClient fine(co);
+  fine.send_checkpoint(100, 100, 1e-3, test::views(model));
+  EXPECT_NO_THROW(fine.flush());
+}
+
 }  // namespace
 }  // namespace wsm

@@ -2,8 +2,17 @@
 // keeps streaming to the same daemon: malformed frames, unknown messages, wrong protocol version,
 // a sender that dies mid-checkpoint (discarded after the timeout), and a merger restart while a
 // client is sending (the client reconnects and resends; the window is rebuilt from --store).
-#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 
+#include <fstream>
+#include <iostream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "merger/output_index.h"
 #include "serve_test_util.h"
 
 namespace wsm {
@@ -218,6 +227,119 @@ TEST(ServeFaults, RestartRecoversTheWindowAndEmitsFromIt) {
     const double ref = 0.5 * test::tensor_value(1, 200, i) + 0.5 * test::tensor_value(1, 300, i);
     EXPECT_NEAR(got, ref, 1e-6);
   }
+}
+
+pid_t dead_pid() {
+  const pid_t pid = ::fork();
+  if (pid == 0) ::_exit(0);
+  ::waitpid(pid, nullptr, 0);
+  return pid;
+}
+
+void write_bytes(const std::filesystem::path& p, std::size_t n) {
+  std::filesystem::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << std::string(n, 'x');
+}
+
+TEST(ServeFaults, KilledWritersTemporariesAreSweptAndTheIndexIsReconciledOnStart) {
+  const auto out = test::temp_dir("sweep-out");
+  const auto store = test::temp_dir("sweep-store");
+  auto opts = test::server_options(out, "linear:200", 100);
+  opts.core.store.store_dir = store;
+  {
+    test::ServerThread server(opts);
+    ClientOptions co;
+    co.endpoint = server.endpoint();
+    co.run_id = "run";
+    MergerClient client(co);
+    for (std::int64_t step = 100; step <= 400; step += 100) {
+      auto model = test::make_model(step, kShapes);
+      client.send_checkpoint(step, step, 1e-3, test::views(model));
+      client.flush();
+      server.server().wait_outputs_idle();  // each output written (a queued one may be replaced by a newer)
+    }
+    server.server().wait_store_idle();
+  }
+  // What kill -9 leaves: temporaries of a dead writer (a file in the store, a sharded set's
+  // directory in out), an output renamed into place whose index record was never written, and a
+  // record of an output that is gone. A live writer's temporary (this process's) stays.
+  const auto dead = std::to_string(dead_pid()), live = std::to_string(::getpid());
+  const auto label_dir = out / "run" / "linear_w200";
+  const auto stale_file = store / "run" / ("step_000000000500.h5.tmp-" + dead + "-0");
+  const auto stale_dir = label_dir / ("step_000000000500.h5.tmp-" + dead + "-1");
+  const auto live_file = label_dir / ("step_000000000600.h5.tmp-" + live + "-2");
+  write_bytes(stale_file, 1000);
+  write_bytes(stale_dir / "model-00001-of-00002.safetensors", 1000);
+  write_bytes(live_file, 10);
+
+  auto index = nlohmann::json::parse(std::ifstream(out / "index.json"));
+  auto& outputs = index["outputs"];
+  ASSERT_EQ(outputs.size(), 2u);  // steps 300 and 400
+  const auto unlisted = outputs[1];
+  ASSERT_EQ(unlisted["step"], 400);
+  outputs.erase(1);
+  auto gone = outputs[0];
+  gone["path"] = (label_dir / "step_000000000999.h5").string();
+  outputs.push_back(gone);
+  std::ofstream(out / "index.json") << index.dump(2);
+
+  opts.listen = "tcp://127.0.0.1:*";
+  test::ServerThread restarted(opts);
+  EXPECT_FALSE(std::filesystem::exists(stale_file));
+  EXPECT_FALSE(std::filesystem::exists(stale_dir));
+  EXPECT_TRUE(std::filesystem::exists(live_file));
+  const auto after = nlohmann::json::parse(std::ifstream(out / "index.json"))["outputs"];
+  ASSERT_EQ(after.size(), 2u) << after.dump(2);
+  EXPECT_EQ(after[0]["step"], 300);
+  EXPECT_EQ(after[1]["path"], unlisted["path"]);
+  for (const char* key : {"run_id", "label", "spec", "window", "axis", "step", "tokens", "sources", "source_tokens",
+                          "weights", "dtype"})
+    EXPECT_EQ(after[1][key], unlisted[key]) << key;
+  EXPECT_TRUE(after[1]["recovered"].get<bool>());
+  // A start with nothing to reconcile keeps every record as it is.
+  const merger::OutputIndex unchanged(out);
+  EXPECT_EQ(unchanged.json()["outputs"], after);
+}
+
+TEST(ServeFaults, LocalhostAndIpv6LoopbackEndpointsBind) {
+  const auto out = test::temp_dir("bind-out");
+  std::vector<std::string> listens{"tcp://localhost:*"};
+  {
+    const int fd = ::socket(AF_INET6, SOCK_STREAM, 0);
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+    if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) listens.push_back("tcp://[::1]:*");
+    else std::cerr << "no IPv6 loopback here: tcp://[::1] is not tried\n";
+    if (fd >= 0) ::close(fd);
+  }
+  for (const auto& listen : listens) {
+    auto opts = test::server_options(out, "linear:200", 100);
+    opts.listen = listen;
+    std::unique_ptr<test::ServerThread> server;
+    ASSERT_NO_THROW(server = std::make_unique<test::ServerThread>(opts)) << listen;
+    ClientOptions co;
+    co.endpoint = server->endpoint();  // the bound address, e.g. tcp://[::1]:PORT
+    co.run_id = "bind";
+    MergerClient client(co);
+    auto model = test::make_model(100, kShapes);
+    client.send_checkpoint(100, 100, 1e-3, test::views(model));
+    EXPECT_NO_THROW(client.flush()) << listen;
+    EXPECT_EQ(client.stats().checkpoints_acked, 1u) << listen;
+  }
+}
+
+TEST(ServeFaults, AFrameLargerThanAChunkDisconnectsItsSenderNotTheDaemon) {
+  const auto out = test::temp_dir("maxmsg-out");
+  auto opts = test::server_options(out, "linear:200", 100);
+  opts.core.max_chunk_bytes = 1 << 20;
+  test::ServerThread server(opts);
+  test::RawPeer bad(server.endpoint());
+  bad.send_frames({std::string(merger::max_message_bytes(opts.core) + 1, '\xab')});
+  EXPECT_FALSE(bad.next(1000).has_value());  // dropped unread (was: allocated, parsed, answered MALFORMED)
+  bad.send_frames({"\xff\xfe not a protobuf"});  // a frame under the limit is still answered
+  const auto st = status_of(server.endpoint());
+  EXPECT_EQ(st.checkpoints_received(), 0u);
 }
 
 }  // namespace

@@ -109,5 +109,23 @@ TEST(ServeWindow, SpillsOverBudgetAndDeletesDroppedFilesAfterTheLastReader) {
   EXPECT_EQ(again.entries("run")[1]->tokens, 3000);
 }
 
+TEST(ServeWindow, RebuildSkipsFilesOutsideTheirRunsFolder) {
+  // An older wsm stored run "a/b" in folder "a_b", next to run "a_b": on rebuild a run is read only
+  // from its own folder, so neither can return the other's tensors.
+  const auto dir = test::temp_dir("window-foreign");
+  std::filesystem::create_directories(dir / "a_b");
+  auto theirs = ckpt(100);
+  theirs->run_id = "a/b";
+  persist(*theirs, dir / "a_b" / "step_000000000100.h5");
+  auto ours = ckpt(200);
+  ours->run_id = "a_b";
+  persist(*ours, dir / "a_b" / "step_000000000200.h5");
+  WindowStore store({dir, 1000}, parse_emulations("linear:100"));
+  store.rebuild_from_disk();
+  EXPECT_EQ(store.runs(), std::vector<std::string>{"a_b"});
+  ASSERT_EQ(store.entries("a_b").size(), 1u);
+  EXPECT_EQ(store.entries("a_b")[0]->step, 200);
+}
+
 }  // namespace
 }  // namespace wsm::merger

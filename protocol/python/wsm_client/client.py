@@ -160,6 +160,8 @@ class MergerClient:
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.SNDHWM, 0)
         s.setsockopt(zmq.ROUTING_ID, b"wsm-py-" + uuid.uuid4().hex[:12].encode())
+        if self.endpoint.startswith("tcp://["):  # tcp://[::1]:PORT
+            s.setsockopt(zmq.IPV6, 1)
         if self._curve:
             server, public, secret = self._curve
             s.curve_serverkey, s.curve_publickey, s.curve_secretkey = (k.encode() if isinstance(k, str) else k
@@ -225,6 +227,8 @@ class MergerClient:
             if e.step != snap.step:
                 log.warning("merger client: late error for step %d: %s", e.step, e.message)
                 return None
+            # DUPLICATE_STEP means the step is in the window (it got there before the break); a step
+            # still arriving from the abandoned socket is taken over by the resend instead.
             if e.code == pb.DUPLICATE_STEP and resend:
                 return "acked"
             if e.code == pb.TIMEOUT:

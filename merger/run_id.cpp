@@ -1,0 +1,29 @@
+#include "merger/run_id.h"
+
+#include "protocol/error.h"
+
+namespace wsm::merger {
+
+namespace {
+bool alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
+}  // namespace
+
+std::optional<std::string> run_id_problem(std::string_view run_id) {
+  if (run_id.empty()) return "run id is empty";
+  if (run_id.size() > kMaxRunIdBytes)
+    return "run id of " + std::to_string(run_id.size()) + " bytes is longer than " + std::to_string(kMaxRunIdBytes);
+  if (!alnum(run_id.front())) return "run id must start with a letter or digit";
+  for (char c : run_id)
+    if (!(alnum(c) || c == '.' || c == '_' || c == '-'))
+      return "run id has a character outside [A-Za-z0-9._-] (byte " +
+             std::to_string(static_cast<unsigned>(static_cast<unsigned char>(c))) + ")";
+  if (run_id.find(".tmp-") != std::string_view::npos) return "run id must not contain '.tmp-'";
+  return std::nullopt;
+}
+
+std::filesystem::path run_folder(const std::filesystem::path& base, const std::string& run_id) {
+  if (auto problem = run_id_problem(run_id)) throw Error(*problem);
+  return base / run_id;
+}
+
+}  // namespace wsm::merger
