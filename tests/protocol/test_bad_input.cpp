@@ -79,6 +79,10 @@ TEST(BadSafetensors, EachRuleEnforced) {
       {"meta not string", R"({"__metadata__":{"k":5}})", "", {"__metadata__", "'k'"}},
       {"bad step", R"({"__metadata__":{"wsm.step":"12x"}})", "", {"wsm.step", "12x"}},
       {"shape overflow", R"({"a":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", d8, {"'a'", "overflow"}},
+      // A NUL ends nlohmann's input early: the garbage after it must not be ignored.
+      {"NUL then garbage", std::string(R"({"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]}})") + '\0' + "garbage}",
+       d8, {"NUL byte at offset 53"}},
+      {"NUL padding", std::string("{}") + std::string(6, '\0'), "", {"NUL byte at offset 2"}},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.what);
