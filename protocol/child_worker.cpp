@@ -47,15 +47,18 @@ bool recv_all(int fd, void* data, std::size_t n) {
 }
 
 // The child's own signal state: default dispositions and nothing blocked, so a Ctrl-C or SIGTERM
-// meant for the process group ends it rather than running the parent's handlers on copied state.
+// meant for the process group ends it rather than running the parent's handlers on copied state,
+// and a crash is a plain death by signal (not a sanitizer's or fuzzer's report about the parent).
 void reset_signals() {
-  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2}) ::signal(s, SIG_DFL);
+  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT,
+                SIGALRM})
+    ::signal(s, SIG_DFL);
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
 }
 
-[[noreturn]] void child_main(int fd, const ChildWorker::Serve& serve) {
+[[noreturn]] void child_main(int fd, const std::string& subject, const ChildWorker::Serve& serve) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the parent
   reset_signals();
   for (;;) {
@@ -72,7 +75,7 @@ void reset_signals() {
       reply = e.what();
     } catch (const std::exception& e) {
       status = kFailed;
-      reply = std::string("internal error: ") + e.what();
+      reply = subject + ": internal error in the helper process: " + e.what();
     }
     const std::uint64_t len = reply.size();
     if (!send_all(fd, &status, 1) || !send_all(fd, &len, sizeof len) || !send_all(fd, reply.data(), reply.size()))
@@ -114,7 +117,7 @@ ChildWorker::ChildWorker(std::string subject, Serve serve) : subject_(std::move(
   }
   if (pid_ == 0) {
     ::close(fds[0]);
-    child_main(fds[1], serve);
+    child_main(fds[1], subject_, serve);
   }
   ::close(fds[1]);
   fd_ = fds[0];

@@ -391,7 +391,9 @@ class Hdf5Inspector {
       if (const auto at = locate_in_file(i)) t["offset"] = *at;
       tensors.push_back(std::move(t));
     }
-    return nlohmann::json{{"meta", extra_}, {"tensors", std::move(tensors)}}.dump();
+    // Names and attributes that are not UTF-8 get U+FFFD for the bad bytes (reads go by index).
+    return nlohmann::json{{"meta", extra_}, {"tensors", std::move(tensors)}}.dump(
+        -1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
 
   // Elements [e0, e1) of dataset i, as little-endian bytes (bool: as stored).
@@ -564,7 +566,7 @@ ChildWorker::Serve hdf5_helper(const fs::path& path) {
 // Parses the helper's manifest, trusting nothing in it: names, dtypes, shapes and offsets are
 // checked as if they came from the file itself.
 std::vector<Hdf5Entry> parse_manifest(const std::string& text, const std::string& where,
-                                              std::map<std::string, std::string>& extra) {
+                                      std::map<std::string, std::string>& extra) {
   std::vector<Hdf5Entry> out;
   try {
     const auto doc = nlohmann::json::parse(text);
