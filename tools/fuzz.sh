@@ -46,13 +46,17 @@ for t in "${targets[@]}"; do
   wait $pid
   rc=$?
   set -e
-  execs=$(grep -a 'stat::number_of_executed_units' "$log" | awk '{s += $2} END {print s + 0}')
-  if [ "$execs" = 0 ]; then  # fork mode prints no final stats: take the last progress line
-    execs=$(grep -aoE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
+  # The fuzzer's own final count is the last one printed (a helper process that dies in a
+  # sanitizer report prints one too, with the count it was forked at); fork mode prints none, so
+  # there the last progress line counts.
+  if [ "${KEEP_GOING:-0}" = 1 ]; then
+    execs=$(grep -aoE '^#[0-9]+' "$log" | tail -1 | tr -d '#' || true)
+  else
+    execs=$(grep -a 'stat::number_of_executed_units' "$log" | tail -1 | awk '{print $2}' || true)
   fi
   # A finding stops the fuzzer (rc != 0); in fork mode the jobs' crashes are counted by libFuzzer.
   if [ "${KEEP_GOING:-0}" = 1 ]; then
-    found=$(grep -aoE 'oom/timeout/crash: [0-9]+/[0-9]+/[0-9]+' "$log" | tail -1 | awk -F'[ /]' '{print $2 + $3 + $4}')
+    found=$(grep -aoE 'oom/timeout/crash: [0-9]+/[0-9]+/[0-9]+' "$log" | tail -1 | awk -F'[ /]' '{print $2 + $3 + $4}' || true)
   else
     found=$((rc != 0))
   fi
