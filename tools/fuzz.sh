@@ -56,7 +56,7 @@ for t in "${targets[@]}"; do
   fi
   # A finding stops the fuzzer (rc != 0); in fork mode the jobs' crashes are counted by libFuzzer.
   if [ "${KEEP_GOING:-0}" = 1 ]; then
-    found=$(grep -aoE 'oom/timeout/crash: [0-9]+/[0-9]+/[0-9]+' "$log" | tail -1 | awk -F'[ /]' '{print $2 + $3 + $4}' || true)
+    found=$(grep -aoE 'oom/timeout/crash: [0-9]+/[0-9]+/[0-9]+' "$log" | tail -1 | awk -F'[ /]' '{print $4 + $5 + $6}' || true)
   else
     found=$((rc != 0))
   fi
