@@ -135,7 +135,8 @@ class ShardedReader final : public CheckpointReader {
       // A NUL would end the name early at open(): "a.safetensors\0x" must not open a.safetensors.
       if (file.empty() || file.find('/') != std::string::npos || file.find('\0') != std::string::npos ||
           file == "." || file == "..")
-        throw Error(where + ": weight_map entry of tensor '" + t + "' names '" + file + "', not a file beside the index");
+        throw Error(where + ": weight_map entry of tensor '" + t + "' names " + ojson(file).dump() +  // quoted: NULs show
+                    ", not a file beside the index");
       weight_map[t] = file;
       if (std::find(shard_names.begin(), shard_names.end(), file) == shard_names.end()) shard_names.push_back(file);
     }

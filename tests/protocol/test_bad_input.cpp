@@ -209,6 +209,21 @@ TEST(BadSharded, MissingShardWrongMapAndDuplicates) {
   expect_error([&] { open_checkpoint(dir / "emptydir"); }, {"emptydir", "no *.safetensors"});
 }
 
+// A shard name with a NUL would open the file named by its part before the NUL ("a.safetensors"),
+// and "." the directory itself: both are refused as names of files beside the index.
+TEST(BadSharded, NulAndDotShardNamesRefused) {
+  TempDir dir;
+  Checkpoint one;
+  one.tensors.push_back(test::random_tensor("w", DType::f32, {2}, 1));
+  save_checkpoint(dir / "a.safetensors", one);
+  for (const std::string& name : {std::string("a.safetensors") + '\0' + "x", std::string(".")}) {
+    SCOPED_TRACE(name.size());
+    const nlohmann::json idx = {{"weight_map", {{"w", name}}}};
+    write_raw(dir / kShardIndexName, idx.dump());
+    expect_error([&] { open_checkpoint(dir / kShardIndexName); }, {kShardIndexName, "'w'", "not a file beside the index"});
+  }
+}
+
 TEST(BadRequests, ManifestAndRangeErrors) {
   TempDir dir;
   expect_error([&] { open_checkpoint(dir / "absent.h5"); }, {"absent.h5", "no such file"});
