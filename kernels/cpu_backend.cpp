@@ -10,6 +10,7 @@
 // path: 16 elements x up to 4 outputs live in registers while the K inputs stream past, so each
 // input vector is loaded once for all outputs and nothing round-trips through scratch memory. It
 // performs the same FMA chain and the same rounding as elem::, bit for bit (NaN payloads aside).
+#include <cpuid.h>
 #include <immintrin.h>
 #include <omp.h>
 
@@ -222,7 +223,10 @@ __attribute__((target("avx2,fma,f16c"), noinline)) void block_tiles(const Job<Ac
 bool have_avx2_fma() {
   static const bool yes = [] {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    // F16C through cpuid: clang before 15 does not know "f16c" in __builtin_cpu_supports (the fuzz build).
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
   }();
   return yes;
 }

@@ -216,6 +216,7 @@ EngineStats merge_checkpoints(std::span<CheckpointReader* const> inputs, std::sp
 
   EngineStats stats;
   stats.buffer_bytes = slots * layout.bytes;
+  stats.nonfinite.assign(m, std::vector<FiniteScan>(plan.output_tensors.size()));  // each writer thread its own row
   std::atomic<std::uint64_t> read_bytes{0};
 
   // Reader: copies what is not mapped into the slot, and faults in the mapped pages of the chunk
@@ -264,6 +265,8 @@ EngineStats merge_checkpoints(std::span<CheckpointReader* const> inputs, std::sp
                                    ? input_bytes(*item, k - 1)
                                    : buffers[item->slot].get() + layout.outputs_at + o * layout.out_stride;
         outputs[o]->write(info.name, item->begin * es, {src, item->count * es});
+        if (is_float(info.dtype))  // the chunk was just computed: it is in cache
+          add_scan(stats.nonfinite[o][item->tensor], scan_nonfinite(info.dtype, {src, item->count * es}, item->begin));
         if (options.progress) {
           std::lock_guard lock(progress_mutex);
           written += item->count * es;

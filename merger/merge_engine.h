@@ -18,6 +18,7 @@
 
 #include "kernels/merge.h"
 #include "protocol/checkpoint.h"
+#include "protocol/tensor_convert.h"
 
 namespace wsm::merger {
 
@@ -48,6 +49,9 @@ std::uint64_t engine_buffer_bytes(const MergePlan& plan, std::span<CheckpointRea
 struct EngineStats {
   std::uint64_t bytes_read = 0, bytes_written = 0, buffer_bytes = 0;
   double seconds = 0;
+  // [output][tensor]: NaN/Inf in the float tensors written (inputs' NaN/Inf propagate through any
+  // nonzero weight; a cast to a narrower dtype can overflow to Inf). Callers warn about them.
+  std::vector<std::vector<FiniteScan>> nonfinite;
 };
 
 // Merges `inputs` (oldest first) with `weights` (M x K, row-major: weights[m*K + j]) into `outputs`,

@@ -218,6 +218,35 @@ std::string output_stem(const MergeSpec& spec) {
   return s;
 }
 
+namespace {
+
+// NaN/Inf in the merged outputs: one warning per output tensor, and one per input tensor that
+// holds them (found by scanning the inputs of only those tensors), as `wsm convert` warns.
+void warn_nonfinite(std::span<CheckpointReader* const> inputs, const std::vector<fs::path>& outputs,
+                    const MergePlan& plan, const std::vector<std::vector<FiniteScan>>& found) {
+  for (std::size_t t = 0; t < plan.output_tensors.size(); ++t) {
+    const std::string& name = plan.output_tensors[t].name;
+    bool any = false;
+    for (std::size_t o = 0; o < found.size(); ++o) {
+      if (found[o][t].clean()) continue;
+      any = true;
+      spdlog::warn("{}: tensor '{}' holds {}", outputs[o].string(), name, describe_nonfinite(found[o][t]));
+    }
+    if (!any) continue;
+    bool in_input = false;
+    for (CheckpointReader* in : inputs) {
+      const FiniteScan s = scan_tensor(*in, in->info(name));
+      if (s.clean()) continue;
+      in_input = true;
+      spdlog::warn("{}: input tensor '{}' holds {}, merged as they are", in->path().string(), name,
+                   describe_nonfinite(s));
+    }
+    if (!in_input) spdlog::warn("tensor '{}': no input holds NaN/Inf; the weighted sum overflowed the output dtype", name);
+  }
+}
+
+}  // namespace
+
 OfflineResult run_offline_merge(const OfflineMergeRequest& req, std::function<void(std::uint64_t, std::uint64_t)> progress) {
   Opened op = open_and_plan(req);  // everything validated before the first output exists
   auto backend = kernels::make_backend(req.backend);
@@ -253,6 +282,7 @@ OfflineResult run_offline_merge(const OfflineMergeRequest& req, std::function<vo
   OfflineResult result;
   result.stats = merge_checkpoints(used, weights, outs, op.plan.merge, *backend, eo);
   commit_all(outs);  // all outputs or none
+  warn_nonfinite(used, req.outputs, op.plan.merge, result.stats.nonfinite);
   result.plan = std::move(op.plan);
   result.backend = backend->name();
   return result;

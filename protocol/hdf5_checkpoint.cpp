@@ -4,17 +4,23 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <charconv>
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <utility>
 
-#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "protocol/atomic_file.h"
+#include "protocol/child_worker.h"
+#include "protocol/free_space.h"
 #include "protocol/mapped_file.h"
 #include "protocol/safetensors_header.h"
 
@@ -24,17 +30,29 @@ namespace wsm {
 
 namespace {
 
+// Once, before libhdf5's first use: silences its own multi-line stderr dump (errors reach the user
+// as one-line wsm::Errors instead), and keeps it from registering its atexit teardown. A file
+// whose close failed (a full disk: the final flush cannot be written) stays in libhdf5's tables,
+// and that teardown would close it again at exit and crash; wsm closes every file it opened
+// itself, and a temporary left unflushed at exit is removed or ignored anyway.
+// Debian's libhdf5 is the thread-safe build, where the printing switch is per thread: every
+// thread that calls libhdf5 turns it off for itself (`Lock` below does).
+void quiet_hdf5() {
+  static std::once_flag once;
+  std::call_once(once, [] { H5dont_atexit(); });
+  thread_local bool quiet = false;
+  if (!quiet) quiet = H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr) >= 0;
+}
+
 std::recursive_mutex& hdf5_lock() {
   static std::recursive_mutex m;
   return m;
 }
-using Lock = std::lock_guard<std::recursive_mutex>;
-
-// Silences libhdf5's own stderr dump once: errors reach the user as wsm::Error instead.
-void quiet_hdf5() {
-  static std::once_flag once;
-  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
-}
+// Held around every libhdf5 call in this process; taking it also silences libhdf5 in this thread.
+struct Lock {
+  explicit Lock(std::recursive_mutex& m) : guard(m) { quiet_hdf5(); }
+  std::lock_guard<std::recursive_mutex> guard;
+};
 
 // The innermost message on libhdf5's error stack, for the one-line error.
 std::string hdf5_detail() {
@@ -48,6 +66,7 @@ std::string hdf5_detail() {
       },
       &msg);
   H5Eclear2(H5E_DEFAULT);
+  std::replace(msg.begin(), msg.end(), '\n', ' ');  // errors are one line
   return msg.empty() ? "" : " (" + msg + ")";
 }
 
@@ -328,13 +347,25 @@ std::string range_error(const std::string& where, std::uint64_t offset, std::uin
          std::to_string(nbytes) + " bytes";
 }
 
-class Hdf5Reader final : public CheckpointReader {
+// One tensor as the helper process describes it.
+struct Hdf5Entry {
+  TensorInfo info;
+  std::optional<std::uint64_t> offset;  // where its bytes lie in the file as-is (contiguous, unfiltered)
+};
+
+constexpr std::uint64_t kMaxReadBytes = 16u << 20;       // per request to the helper
+constexpr std::uint64_t kMaxManifestBytes = 256u << 20;  // the manifest of ~1M tensors
+std::atomic<std::int64_t> g_helper_timeout_ms{60'000};  // per request; a hang ends in an error
+std::chrono::milliseconds helper_timeout() { return std::chrono::milliseconds(g_helper_timeout_ms.load()); }
+
+// Runs in the helper process only (see open_hdf5): everything libhdf5 does with a file it reads.
+// Foreign files are untrusted, and libhdf5 can crash or hang on corrupt metadata, so wsm's own
+// process never parses them: it asks this class, across a ChildWorker, for a JSON manifest and
+// for the element ranges it cannot map.
+class Hdf5Inspector {
  public:
-  explicit Hdf5Reader(fs::path path) : path_(std::move(path)) {
-    const Lock lock(hdf5_lock());
-    quiet_hdf5();
+  explicit Hdf5Inspector(fs::path path) : path_(std::move(path)) {
     const std::string where = path_.string();
-    if (!fs::is_regular_file(path_)) throw Error(where + ": no such file");
     if (H5Fis_hdf5(path_.c_str()) <= 0) {
       H5Eclear2(H5E_DEFAULT);
       throw Error(where + ": not an HDF5 file (bad signature or truncated)");
@@ -347,63 +378,44 @@ class Hdf5Reader final : public CheckpointReader {
     read_meta();
     if (wsm_layout_) list_wsm_tensors();
     else list_all_datasets();
-    for (std::size_t i = 0; i < datasets_.size(); ++i) {
-      infos_.push_back(datasets_[i].info);
-      if (!index_.emplace(datasets_[i].info.name, i).second)
-        throw Error(where + ": duplicate tensor name '" + datasets_[i].info.name + "'");
-    }
     open_.resize(datasets_.size());
-    located_.resize(datasets_.size());
-  }
-  ~Hdf5Reader() override {
-    const Lock lock(hdf5_lock());
-    open_.clear();
-    file_.reset();
   }
 
-  const std::vector<TensorInfo>& tensors() const override { return infos_; }
-  const CheckpointMeta& meta() const override { return meta_; }
-  std::string format() const override { return "hdf5"; }
-  const fs::path& path() const override { return path_; }
+  // {"meta": {key: text}, "tensors": [{"name", "path", "dtype", "shape", "offset" (or null)}]}
+  std::string manifest() {
+    nlohmann::json tensors = nlohmann::json::array();
+    for (std::size_t i = 0; i < datasets_.size(); ++i) {
+      const DatasetInfo& d = datasets_[i];
+      nlohmann::json t = {{"name", d.info.name}, {"path", d.path}, {"dtype", dtype_name(d.info.dtype)},
+                          {"shape", d.dims}, {"offset", nullptr}};
+      if (const auto at = locate_in_file(i)) t["offset"] = *at;
+      tensors.push_back(std::move(t));
+    }
+    // Names and attributes that are not UTF-8 get U+FFFD for the bad bytes (reads go by index).
+    return nlohmann::json{{"meta", extra_}, {"tensors", std::move(tensors)}}.dump(
+        -1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
 
-  void read(const std::string& name, std::uint64_t offset, std::span<std::byte> dst) override {
-    const auto it = index_.find(name);
-    if (it == index_.end()) throw Error(path_.string() + ": no tensor '" + name + "'");
-    const DatasetInfo& d = datasets_[it->second];
-    const std::string where = path_.string() + ": tensor '" + name + "'";
-    const std::uint64_t nbytes = d.info.nbytes();
-    if (offset > nbytes || dst.size() > nbytes - offset) throw Error(range_error(where, offset, dst.size(), nbytes));
-    if (dst.empty()) return;
-    const Lock lock(hdf5_lock());
-    auto& [dset, mtype] = open_dataset(it->second, where);
+  // Elements [e0, e1) of dataset i, as little-endian bytes (bool: as stored).
+  std::string read_elements(std::size_t i, std::uint64_t e0, std::uint64_t e1) {
+    if (i >= datasets_.size()) throw Error(path_.string() + ": no dataset #" + std::to_string(i));
+    const DatasetInfo& d = datasets_[i];
+    const std::string where = path_.string() + ": tensor '" + d.info.name + "'";
     const std::uint64_t es = dtype_size(d.info.dtype);
-    split_bytes(
-        offset, dst.size(), es,
-        [&](std::uint64_t e0, std::uint64_t e1, std::uint64_t at) {
-          transfer_elements(dset.get(), mtype.get(), d, e0, e1, dst.data() + at, false, where);
-        },
-        [&](std::uint64_t e) {
-          std::array<std::byte, 8> tmp{};
-          transfer_elements(dset.get(), mtype.get(), d, e, e + 1, tmp.data(), false, where);
-          const std::uint64_t lo = std::max(offset, e * es), hi = std::min(offset + dst.size(), (e + 1) * es);
-          std::memcpy(dst.data() + (lo - offset), tmp.data() + (lo - e * es), hi - lo);
-        });
-  }
-
-  std::optional<std::span<const std::byte>> mapped(const std::string& name) override {
-    const auto it = index_.find(name);
-    if (it == index_.end()) throw Error(path_.string() + ": no tensor '" + name + "'");
-    const Lock lock(hdf5_lock());
-    auto& slot = located_[it->second];
-    if (!slot) slot = locate_in_file(it->second, path_.string() + ": tensor '" + name + "'");
-    return *slot;
+    if (e0 > e1 || e1 > d.info.numel() || e1 - e0 > kMaxReadBytes / es)
+      throw Error(where + ": bad element range [" + std::to_string(e0) + ", " + std::to_string(e1) + ")");
+    std::string out((e1 - e0) * es, '\0');
+    auto& [dset, mtype] = open_dataset(i, where);
+    transfer_elements(dset.get(), mtype.get(), d, e0, e1, out.data(), false, where);
+    return out;
   }
 
  private:
   // Where a dataset's bytes lie in the file, when they lie there as-is: contiguous layout, no
   // filters, stored in exactly our little-endian element type, storage allocated.
-  std::optional<std::span<const std::byte>> locate_in_file(std::size_t i, const std::string& where) {
+  std::optional<std::uint64_t> locate_in_file(std::size_t i) {
     const DatasetInfo& d = datasets_[i];
+    const std::string where = path_.string() + ": tensor '" + d.info.name + "'";
     if (d.info.dtype == DType::boolean || d.info.nbytes() == 0) return std::nullopt;
     auto& [dset, mtype] = open_dataset(i, where);
     Handle dcpl = plist_handle(H5Dget_create_plist(dset.get()), where + ": cannot read its creation properties");
@@ -415,12 +427,7 @@ class Hdf5Reader final : public CheckpointReader {
       H5Eclear2(H5E_DEFAULT);
       return std::nullopt;
     }
-    if (!file_map_) file_map_ = std::make_unique<MappedFile>(path_);
-    const auto bytes = file_map_->bytes();
-    if (at > bytes.size() || d.info.nbytes() > bytes.size() - at)
-      throw Error(where + ": its data (" + std::to_string(d.info.nbytes()) + " bytes at offset " + std::to_string(at) +
-                  ") runs past the end of the file (truncated?)");
-    return bytes.subspan(at, d.info.nbytes());
+    return std::uint64_t(at);
   }
 
   std::pair<Handle, Handle>& open_dataset(std::size_t i, const std::string& where) {
@@ -441,13 +448,13 @@ class Hdf5Reader final : public CheckpointReader {
     const std::string where = path_.string();
     H5O_info_t oinfo{};
     check_status(H5Oget_info2(file_.get(), &oinfo, H5O_INFO_NUM_ATTRS), where + ": cannot read the root group");
-    std::map<std::string, std::string> extra;
     for (hsize_t i = 0; i < oinfo.num_attrs; ++i) {
       Handle attr(check(H5Aopen_by_idx(file_.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, H5P_DEFAULT, H5P_DEFAULT),
                         where + ": cannot open a root attribute"),
                   H5Aclose);
       const ssize_t len = H5Aget_name(attr.get(), 0, nullptr);
-      std::string name(static_cast<std::size_t>(std::max<ssize_t>(len, 0)), '\0');
+      if (len < 0) throw Error(where + ": cannot read a root attribute's name" + hdf5_detail());
+      std::string name(static_cast<std::size_t>(len), '\0');
       H5Aget_name(attr.get(), name.size() + 1, name.data());
       const auto text = read_attr_text(attr.get(), where, name);
       if (name == "wsm.format_version") {
@@ -457,36 +464,52 @@ class Hdf5Reader final : public CheckpointReader {
                       std::to_string(kHdf5FormatVersion) + ")");
         continue;
       }
-      if (!text) {
-        spdlog::debug("{}: skipping root attribute '{}' of a non-scalar or unsupported type", where, name);
-        continue;
-      }
-      extra[name] = *text;
+      if (!text) continue;  // a non-scalar or unsupported attribute type: not metadata wsm knows
+      extra_[name] = *text;
     }
-    meta_ = meta_from_strings(extra, where);
+  }
+
+  // Refuses storage the mapped path must not follow: data in other files (external storage, virtual
+  // datasets) would let a checkpoint pull in any local file's bytes.
+  void check_layout(hid_t dset, const std::string& where) {
+    Handle dcpl = plist_handle(H5Dget_create_plist(dset), where + ": cannot read its creation properties");
+    if (H5Pget_external_count(dcpl.get()) != 0)
+      throw Error(where + ": stored in external files (HDF5 external storage), which wsm refuses to follow");
+    const H5D_layout_t layout = H5Pget_layout(dcpl.get());
+    if (layout == H5D_VIRTUAL)
+      throw Error(where + ": a virtual dataset (data in other files), which wsm refuses to follow");
+    if (layout != H5D_CONTIGUOUS && layout != H5D_CHUNKED && layout != H5D_COMPACT)
+      throw Error(where + ": unsupported HDF5 storage layout " + std::to_string(int(layout)) + hdf5_detail());
   }
 
   DatasetInfo describe(const std::string& path, std::string name) {
     const std::string where = path_.string() + ": dataset " + path;
     Handle dset(check(H5Dopen2(file_.get(), path.c_str(), H5P_DEFAULT), where + ": cannot open"), H5Dclose);
+    check_layout(dset.get(), where);
     Handle ftype = type_handle(H5Dget_type(dset.get()), where + ": no type");
     Handle space = space_handle(H5Dget_space(dset.get()), where + ": no dataspace");
     DatasetInfo d;
     d.path = path;
     d.info.name = std::move(name);
     d.info.dtype = dtype_of(dset.get(), ftype.get(), where);
-    const int rank = H5Sget_simple_extent_ndims(space.get());
-    if (rank < 0) throw Error(where + ": bad dataspace");
-    d.dims.resize(static_cast<std::size_t>(rank));
-    if (rank > 0) H5Sget_simple_extent_dims(space.get(), d.dims.data(), nullptr);
     if (H5Sget_simple_extent_type(space.get()) == H5S_NULL) throw Error(where + ": empty (null) dataspace");
-    for (auto v : d.dims) d.info.shape.push_back(static_cast<std::int64_t>(v));
+    const int rank = H5Sget_simple_extent_ndims(space.get());
+    if (rank < 0) throw Error(where + ": bad dataspace" + hdf5_detail());
+    d.dims.resize(static_cast<std::size_t>(rank));
+    if (rank > 0) check_status(H5Sget_simple_extent_dims(space.get(), d.dims.data(), nullptr), where + ": bad dataspace");
+    std::uint64_t bytes = dtype_size(d.info.dtype);
+    for (auto v : d.dims) {
+      if (v > std::uint64_t(INT64_MAX) || __builtin_mul_overflow(bytes, v, &bytes))
+        throw Error(where + ": shape overflows 64 bits");
+      d.info.shape.push_back(static_cast<std::int64_t>(v));
+    }
     return d;
   }
 
   void list_wsm_tensors() {
     const std::string where = path_.string();
-    if (H5Lexists(file_.get(), "tensors", H5P_DEFAULT) <= 0) return;  // a checkpoint with no tensors
+    if (H5Lexists(file_.get(), "tensors", H5P_DEFAULT) <= 0)
+      throw Error(where + ": a wsm HDF5 checkpoint (wsm.format_version is set) without the /tensors group");
     Handle group(check(H5Gopen2(file_.get(), "tensors", H5P_DEFAULT), where + ": cannot open /tensors"), H5Gclose);
     Handle gcpl = plist_handle(H5Gget_create_plist(group.get()), where + ": cannot read /tensors");
     unsigned flags = 0;
@@ -521,13 +544,147 @@ class Hdf5Reader final : public CheckpointReader {
   fs::path path_;
   Handle file_;
   bool wsm_layout_ = false;
-  CheckpointMeta meta_;
+  std::map<std::string, std::string> extra_;
   std::vector<DatasetInfo> datasets_;
+  std::vector<std::pair<Handle, Handle>> open_;  // dataset, memory type; opened on first use
+};
+
+// The helper process's request handler: "M" -> the manifest; "R" + u64 index, e0, e1 -> elements.
+ChildWorker::Serve hdf5_helper(const fs::path& path) {
+  return [path, inspector = std::shared_ptr<Hdf5Inspector>()](std::string_view req) mutable -> std::string {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    H5PLset_loading_state(0);  // a file must not make libhdf5 load filter plugins
+    if (!inspector) inspector = std::make_shared<Hdf5Inspector>(path);
+    if (req == "M") return inspector->manifest();
+    std::array<std::uint64_t, 3> v{};
+    if (req.size() != 1 + sizeof v || req[0] != 'R') throw Error("hdf5 helper: unknown request");
+    std::memcpy(v.data(), req.data() + 1, sizeof v);
+    return inspector->read_elements(v[0], v[1], v[2]);
+  };
+}
+
+// Parses the helper's manifest, trusting nothing in it: names, dtypes, shapes and offsets are
+// checked as if they came from the file itself.
+std::vector<Hdf5Entry> parse_manifest(const std::string& text, const std::string& where,
+                                      std::map<std::string, std::string>& extra) {
+  std::vector<Hdf5Entry> out;
+  try {
+    const auto doc = nlohmann::json::parse(text);
+    extra = doc.at("meta").get<std::map<std::string, std::string>>();
+    for (const auto& t : doc.at("tensors")) {
+      Hdf5Entry e;
+      e.info.name = t.at("name").get<std::string>();
+      const auto dtype = parse_dtype(t.at("dtype").get<std::string>());
+      if (!dtype) throw Error(where + ": helper named an unknown dtype");
+      e.info.dtype = *dtype;
+      std::uint64_t bytes = dtype_size(e.info.dtype);
+      for (const auto& v : t.at("shape")) {
+        const auto dim = v.get<std::uint64_t>();
+        if (dim > std::uint64_t(INT64_MAX) || __builtin_mul_overflow(bytes, dim, &bytes))
+          throw Error(where + ": dataset " + e.info.name + ": shape overflows 64 bits");
+        e.info.shape.push_back(static_cast<std::int64_t>(dim));
+      }
+      if (!t.at("offset").is_null()) e.offset = t.at("offset").get<std::uint64_t>();
+      out.push_back(std::move(e));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(where + ": the HDF5 helper process sent a malformed manifest (" + e.what() + ")");
+  }
+  return out;
+}
+
+// The reader in wsm's own process: the manifest comes from the helper; bytes come from the
+// mapping when they lie in the file as-is, otherwise from the helper, a bounded piece at a time.
+class Hdf5Reader final : public CheckpointReader {
+ public:
+  explicit Hdf5Reader(fs::path path) : path_(std::move(path)) {
+    const std::string where = path_.string();
+    if (!fs::is_regular_file(path_)) throw Error(where + ": no such file");
+    {
+      const Lock lock(hdf5_lock());  // the helper is forked while no thread is inside libhdf5
+      worker_ = std::make_unique<ChildWorker>(where, hdf5_helper(path_));
+    }
+    std::map<std::string, std::string> extra;
+    entries_ = parse_manifest(worker_->call("M", helper_timeout(), kMaxManifestBytes), where, extra);
+    meta_ = meta_from_strings(extra, where);
+    for (std::size_t i = 0; i < entries_.size(); ++i) {
+      const Hdf5Entry& e = entries_[i];
+      infos_.push_back(e.info);
+      if (!index_.emplace(e.info.name, i).second) throw Error(where + ": duplicate tensor name '" + e.info.name + "'");
+      if (!e.offset) continue;
+      if (!file_map_) file_map_ = std::make_unique<MappedFile>(path_);
+      const std::uint64_t size = file_map_->bytes().size();
+      if (*e.offset > size || e.info.nbytes() > size - *e.offset)
+        throw Error(where + ": tensor '" + e.info.name + "': its data (" + std::to_string(e.info.nbytes()) +
+                    " bytes at offset " + std::to_string(*e.offset) + ") runs past the end of the file (truncated?)");
+    }
+    // Every byte mapped (wsm's own uncompressed files): the helper is not needed any more.
+    if (std::all_of(entries_.begin(), entries_.end(), [](const Hdf5Entry& e) { return e.offset || e.info.nbytes() == 0; }))
+      worker_.reset();
+  }
+
+  const std::vector<TensorInfo>& tensors() const override { return infos_; }
+  const CheckpointMeta& meta() const override { return meta_; }
+  std::string format() const override { return "hdf5"; }
+  const fs::path& path() const override { return path_; }
+
+  void read(const std::string& name, std::uint64_t offset, std::span<std::byte> dst) override {
+    const std::size_t i = find(name);
+    const Hdf5Entry& e = entries_[i];
+    const std::string where = path_.string() + ": tensor '" + name + "'";
+    const std::uint64_t nbytes = e.info.nbytes();
+    if (offset > nbytes || dst.size() > nbytes - offset) throw Error(range_error(where, offset, dst.size(), nbytes));
+    if (dst.empty()) return;
+    if (e.offset) {
+      std::memcpy(dst.data(), file_map_->bytes().data() + *e.offset + offset, dst.size());
+      return;
+    }
+    const std::uint64_t es = dtype_size(e.info.dtype);
+    split_bytes(
+        offset, dst.size(), es,
+        [&](std::uint64_t e0, std::uint64_t e1, std::uint64_t at) { fetch(i, e0, e1, dst.data() + at, where); },
+        [&](std::uint64_t el) {
+          std::array<std::byte, 8> tmp{};
+          fetch(i, el, el + 1, tmp.data(), where);
+          const std::uint64_t lo = std::max(offset, el * es), hi = std::min(offset + dst.size(), (el + 1) * es);
+          std::memcpy(dst.data() + (lo - offset), tmp.data() + (lo - el * es), hi - lo);
+        });
+  }
+
+  std::optional<std::span<const std::byte>> mapped(const std::string& name) override {
+    const Hdf5Entry& e = entries_[find(name)];
+    if (!e.offset) return std::nullopt;
+    return file_map_->bytes().subspan(*e.offset, e.info.nbytes());
+  }
+
+ private:
+  std::size_t find(const std::string& name) const {
+    const auto it = index_.find(name);
+    if (it == index_.end()) throw Error(path_.string() + ": no tensor '" + name + "'");
+    return it->second;
+  }
+
+  // Elements [e0, e1) of tensor i from the helper, in requests of at most kMaxReadBytes.
+  void fetch(std::size_t i, std::uint64_t e0, std::uint64_t e1, std::byte* dst, const std::string& where) {
+    const std::uint64_t es = dtype_size(entries_[i].info.dtype), step = kMaxReadBytes / es;
+    for (std::uint64_t a = e0; a < e1; a += step) {
+      const std::uint64_t b = std::min(e1, a + step);
+      std::string req(1 + 3 * sizeof(std::uint64_t), 'R');
+      const std::array<std::uint64_t, 3> v{i, a, b};
+      std::memcpy(req.data() + 1, v.data(), sizeof v);
+      const std::string got = worker_->call(req, helper_timeout(), (b - a) * es);
+      if (got.size() != (b - a) * es) throw Error(where + ": the HDF5 helper process returned a short read");
+      std::memcpy(dst + (a - e0) * es, got.data(), got.size());
+    }
+  }
+
+  fs::path path_;
+  std::unique_ptr<ChildWorker> worker_;
+  CheckpointMeta meta_;
+  std::vector<Hdf5Entry> entries_;
   std::vector<TensorInfo> infos_;
   std::unordered_map<std::string, std::size_t> index_;
-  std::vector<std::pair<Handle, Handle>> open_;  // dataset, memory type; opened on first read
-  std::vector<std::optional<std::optional<std::span<const std::byte>>>> located_;  // mapped(), once per tensor
-  std::unique_ptr<MappedFile> file_map_;  // mapped on the first mapped() that finds bytes in place
+  std::unique_ptr<MappedFile> file_map_;  // mapped when some tensor's bytes lie in the file as-is
 };
 
 // Chunk shape of at most ~chunk_bytes: whole trailing dimensions while they fit, then part of the next.
@@ -553,10 +710,12 @@ class Hdf5Writer final : public CheckpointWriter {
              const WriteOptions& options)
       : out_(path) {
     const Lock lock(hdf5_lock());
-    quiet_hdf5();
     where_ = path.string();
     if (options.compression < 0 || options.compression > 9)
       throw Error(where_ + ": deflate level must be 0..9, got " + std::to_string(options.compression));
+    // Uncompressed, every declared byte reaches the disk (an unwritten tensor as its fill value);
+    // compressed sizes are not known up front.
+    if (options.compression == 0) require_free_space(path, payload_bytes(tensors));
     Handle fapl = plist_handle(H5Pcreate(H5P_FILE_ACCESS), where_ + ": cannot create a property list");
     H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG);
     file_ = Handle(check(H5Fcreate(out_.temp_path().c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get()),
@@ -719,6 +878,8 @@ bool looks_like_hdf5(const fs::path& path) {
   in.read(sig.data(), sig.size());
   return in.gcount() == 8 && std::memcmp(sig.data(), "\x89HDF\r\n\x1a\n", 8) == 0;
 }
+
+void set_hdf5_helper_timeout(std::chrono::milliseconds limit) { g_helper_timeout_ms = limit.count(); }
 
 std::unique_ptr<CheckpointReader> open_hdf5(const fs::path& path) { return std::make_unique<Hdf5Reader>(path); }
 

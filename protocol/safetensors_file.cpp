@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "protocol/free_space.h"
+
 namespace fs = std::filesystem;
 
 namespace wsm {
@@ -119,6 +121,7 @@ class SafetensorsWriter final : public CheckpointWriter {
 
 std::unique_ptr<CheckpointWriter> create_safetensors(const fs::path& path, const CheckpointMeta& meta,
                                                      const std::vector<TensorInfo>& tensors) {
+  require_free_space(path, payload_bytes(tensors));  // the file is sized (sparse) up front, then filled
   return std::make_unique<SafetensorsWriter>(path, meta, tensors);
 }
 

@@ -121,6 +121,11 @@ std::uint64_t safetensors_header_length(std::span<const std::byte> file_prefix, 
 
 SafetensorsHeader parse_safetensors_header(std::string_view json, std::uint64_t data_size, const std::string& where) {
   if (json.empty() || json.front() != '{') throw Error(where + ": safetensors header does not start with '{'");
+  // nlohmann's parser stops at a NUL as if the input ended there, so "{...}\0garbage" would pass;
+  // the format allows only JSON padded with spaces, and no JSON text holds a raw NUL.
+  if (const auto nul = json.find('\0'); nul != std::string_view::npos)
+    throw Error(where + ": NUL byte at offset " + std::to_string(nul) +
+                " of the safetensors header (the header is JSON, padded with spaces only)");
 
   // nlohmann keeps the last of duplicate keys silently; a per-object key set catches them.
   std::vector<std::set<std::string>> keys;

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "protocol/atomic_file.h"
+#include "protocol/free_space.h"
 #include "protocol/safetensors_file.h"
 
 namespace fs = std::filesystem;
@@ -131,8 +132,11 @@ class ShardedReader final : public CheckpointReader {
     for (const auto& [t, f] : doc["weight_map"].items()) {
       if (!f.is_string()) throw Error(where + ": weight_map entry of tensor '" + t + "' is not a file name");
       const std::string file = f.get<std::string>();
-      if (file.empty() || file.find('/') != std::string::npos || file == "..")
-        throw Error(where + ": weight_map entry of tensor '" + t + "' names '" + file + "', not a file beside the index");
+      // A NUL would end the name early at open(): "a.safetensors\0x" must not open a.safetensors.
+      if (file.empty() || file.find('/') != std::string::npos || file.find('\0') != std::string::npos ||
+          file == "." || file == "..")
+        throw Error(where + ": weight_map entry of tensor '" + t + "' names " + ojson(file).dump() +  // quoted: NULs show
+                    ", not a file beside the index");
       weight_map[t] = file;
       if (std::find(shard_names.begin(), shard_names.end(), file) == shard_names.end()) shard_names.push_back(file);
     }
@@ -240,6 +244,7 @@ std::unique_ptr<CheckpointReader> open_sharded(const fs::path& path) { return st
 
 std::unique_ptr<CheckpointWriter> create_sharded(const fs::path& dir, const CheckpointMeta& meta,
                                                  const std::vector<TensorInfo>& tensors, std::uint64_t shard_bytes) {
+  require_free_space(dir, payload_bytes(tensors));
   return std::make_unique<ShardedWriter>(dir, meta, tensors, shard_bytes);
 }
 

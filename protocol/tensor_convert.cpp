@@ -80,18 +80,18 @@ FiniteScan scan_loop(std::span<const std::byte> data, std::uint64_t first_index)
   return s;
 }
 
-void merge(FiniteScan& into, const FiniteScan& s) {
-  into.nan += s.nan;
-  into.inf += s.inf;
-  if (!into.first_bad) into.first_bad = s.first_bad;
+}  // namespace
+
+void add_scan(FiniteScan& into, const FiniteScan& more) {
+  into.nan += more.nan;
+  into.inf += more.inf;
+  if (more.first_bad && (!into.first_bad || *more.first_bad < *into.first_bad)) into.first_bad = more.first_bad;
 }
 
-std::string describe(const FiniteScan& s) {
+std::string describe_nonfinite(const FiniteScan& s) {
   return std::to_string(s.nan) + " NaN and " + std::to_string(s.inf) + " Inf (first at element " +
          std::to_string(s.first_bad.value_or(0)) + ")";
 }
-
-}  // namespace
 
 FiniteScan scan_nonfinite(DType t, std::span<const std::byte> data, std::uint64_t first_index) {
   switch (t) {
@@ -113,7 +113,7 @@ FiniteScan scan_tensor(CheckpointReader& reader, const TensorInfo& info, std::ui
   for (std::uint64_t off = 0; off < nbytes; off += step) {
     const std::span<std::byte> chunk(buf.data(), std::min(step, nbytes - off));
     reader.read(info.name, off, chunk);
-    merge(total, scan_nonfinite(info.dtype, chunk, off / es));
+    add_scan(total, scan_nonfinite(info.dtype, chunk, off / es));
   }
   return total;
 }
@@ -171,7 +171,7 @@ ConvertReport convert_checkpoint(CheckpointReader& rd, const std::filesystem::pa
       const std::uint64_t n = std::min(per_chunk, numel - e);
       src_buf.resize(n * es_in);
       reader->read(ti.name, e * es_in, src_buf);
-      merge(issue.scan, scan_nonfinite(ti.dtype, src_buf, e));
+      add_scan(issue.scan, scan_nonfinite(ti.dtype, src_buf, e));
       if (ti.dtype == to.dtype) {
         writer->write(to.name, e * es_out, src_buf);
       } else {
@@ -184,7 +184,7 @@ ConvertReport convert_checkpoint(CheckpointReader& rd, const std::filesystem::pa
     report.bytes_out += to.nbytes();
     ++report.tensors;
     if (!issue.scan.clean()) {
-      const std::string msg = in.string() + ": tensor '" + ti.name + "' holds " + describe(issue.scan);
+      const std::string msg = in.string() + ": tensor '" + ti.name + "' holds " + describe_nonfinite(issue.scan);
       if (options.fail_on_nonfinite) throw Error(msg);
       spdlog::warn("{} (copied unchanged)", msg);
     }

@@ -22,6 +22,11 @@ struct FiniteScan {
 // is the element index of data[0] within its tensor, so chunked scans report tensor positions.
 FiniteScan scan_nonfinite(DType t, std::span<const std::byte> data, std::uint64_t first_index = 0);
 
+// Adds the counts of `more` to `into`; first_bad becomes the lower of the two.
+void add_scan(FiniteScan& into, const FiniteScan& more);
+// "3 NaN and 0 Inf (first at element 17)".
+std::string describe_nonfinite(const FiniteScan& s);
+
 // Scans a whole tensor through a reader, chunk by chunk.
 FiniteScan scan_tensor(CheckpointReader& reader, const TensorInfo& info, std::uint64_t chunk_bytes = 64 << 20);
 

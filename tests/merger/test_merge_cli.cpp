@@ -3,7 +3,10 @@
 // with a non-zero exit, one line naming the problem, and no output file.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <regex>
 
@@ -64,6 +67,30 @@ class MergeCli : public ::testing::Test {
   test::TempDir dir_;
   std::vector<fs::path> inputs_;
 };
+
+// NaN/Inf in an input reach the output through any nonzero weight: merge says so, like convert,
+// naming the output and the input that holds them, and still writes the (faithful) result.
+TEST_F(MergeCli, NonFiniteInputIsWarnedAboutByTensorAndInput) {
+  Checkpoint c = load_checkpoint(inputs_[1]);
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  std::memcpy(c.tensors[0].data.data() + 4 * 4, &nan, 4);
+  std::memcpy(c.tensors[0].data.data() + 4 * 9, &inf, 4);
+  save_checkpoint(inputs_[1], c);
+  const auto r = run_wsm("merge --weights 0.2,0.3,0.5 --out " + q(dir_ / "m.safetensors") + all_inputs());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const std::string log = r.out + r.err;  // spdlog warnings go to stdout
+  EXPECT_NE(log.find(inputs_[1].string() + ": input tensor 'w' holds 1 NaN and 1 Inf (first at element 4)"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find((dir_ / "m.safetensors").string() + ": tensor 'w' holds"), std::string::npos) << log;
+  EXPECT_EQ(log.find(inputs_[0].string() + ": input"), std::string::npos) << log;  // clean inputs not named
+  const Checkpoint out = load_checkpoint(dir_ / "m.safetensors");
+  float v4 = 0, v5 = 0;
+  std::memcpy(&v4, out.tensors[0].data.data() + 4 * 4, 4);
+  std::memcpy(&v5, out.tensors[0].data.data() + 4 * 5, 4);
+  EXPECT_TRUE(std::isnan(v4));
+  EXPECT_TRUE(std::isfinite(v5));
+}
 
 TEST_F(MergeCli, VersionIsTheProjectVersion) {
   const auto r = run_wsm("--version");

@@ -1,3 +1,16 @@
+# The other parsers of untrusted bytes (docs/fuzzing.md): wire messages through the daemon core,
+# the checkpoint assembler, the HDF5 reader (helper-process form) and sharded index files. They link
+# wsm's libraries, so they are built only when the whole tree is compiled by clang with
+# -fsanitize=fuzzer-no-link,address,undefined: tools/fuzz.sh configures build-fuzz/ that way.
+if(WSM_FUZZ AND CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+  foreach(name daemon_wire assembler hdf5 sharded_index)
+    add_executable(fuzz_${name} ${CMAKE_CURRENT_LIST_DIR}/fuzz_${name}.cpp)
+    target_link_libraries(fuzz_${name} PRIVATE wsm_merger wsm_protocol)
+    target_link_options(fuzz_${name} PRIVATE -fsanitize=fuzzer)
+    set_target_properties(fuzz_${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR})
+  endforeach()
+endif()
+
 # libFuzzer target for the safetensors header parser (tests/protocol/fuzz_safetensors_header.cpp),
 # built with clang++ -fsanitize=fuzzer when clang is installed; a CTest labelled `slow` builds it
 # and fuzzes for 10 s. Part of `all` only with -DWSM_FUZZ=ON. Without clang nothing is defined.
@@ -28,5 +41,5 @@ endif()
 # New corpus entries go to the build tree; the checked-in seeds are read only.
 set(fuzz_corpus ${PROJECT_BINARY_DIR}/fuzz_corpus_safetensors)
 add_test(NAME protocol_fuzz_safetensors_header
-  COMMAND sh -c "${CMAKE_COMMAND} --build '${PROJECT_BINARY_DIR}' --target fuzz_safetensors_header >/dev/null && mkdir -p '${fuzz_corpus}' && '${fuzz_bin}' -max_total_time=10 -timeout=5 -rss_limit_mb=2048 '${fuzz_corpus}' '${PROJECT_SOURCE_DIR}/tests/protocol/fuzz_seeds'")
+  COMMAND sh -c "${CMAKE_COMMAND} --build '${PROJECT_BINARY_DIR}' --target fuzz_safetensors_header >/dev/null && mkdir -p '${fuzz_corpus}' && '${fuzz_bin}' -max_total_time=10 -timeout=5 -rss_limit_mb=2048 '${fuzz_corpus}' '${PROJECT_SOURCE_DIR}/tests/protocol/fuzz_seeds/safetensors_header'")
 set_tests_properties(protocol_fuzz_safetensors_header PROPERTIES LABELS slow TIMEOUT 600)

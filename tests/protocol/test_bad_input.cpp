@@ -79,6 +79,10 @@ TEST(BadSafetensors, EachRuleEnforced) {
       {"meta not string", R"({"__metadata__":{"k":5}})", "", {"__metadata__", "'k'"}},
       {"bad step", R"({"__metadata__":{"wsm.step":"12x"}})", "", {"wsm.step", "12x"}},
       {"shape overflow", R"({"a":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", d8, {"'a'", "overflow"}},
+      // A NUL ends nlohmann's input early: the garbage after it must not be ignored.
+      {"NUL then garbage", std::string(R"({"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]}})") + '\0' + "garbage}",
+       d8, {"NUL byte at offset 53"}},
+      {"NUL padding", std::string("{}") + std::string(6, '\0'), "", {"NUL byte at offset 2"}},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.what);
@@ -203,6 +207,21 @@ TEST(BadSharded, MissingShardWrongMapAndDuplicates) {
   expect_error([&] { open_checkpoint(dir / "dup"); }, {"'same'", "b.safetensors"});
   fs::create_directories(dir / "emptydir");
   expect_error([&] { open_checkpoint(dir / "emptydir"); }, {"emptydir", "no *.safetensors"});
+}
+
+// A shard name with a NUL would open the file named by its part before the NUL ("a.safetensors"),
+// and "." the directory itself: both are refused as names of files beside the index.
+TEST(BadSharded, NulAndDotShardNamesRefused) {
+  TempDir dir;
+  Checkpoint one;
+  one.tensors.push_back(test::random_tensor("w", DType::f32, {2}, 1));
+  save_checkpoint(dir / "a.safetensors", one);
+  for (const std::string& name : {std::string("a.safetensors") + '\0' + "x", std::string(".")}) {
+    SCOPED_TRACE(name.size());
+    const nlohmann::json idx = {{"weight_map", {{"w", name}}}};
+    write_raw(dir / kShardIndexName, idx.dump());
+    expect_error([&] { open_checkpoint(dir / kShardIndexName); }, {kShardIndexName, "'w'", "not a file beside the index"});
+  }
 }
 
 TEST(BadRequests, ManifestAndRangeErrors) {

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Builds wsm's libFuzzer targets (clang, -fsanitize=fuzzer,address,undefined) in build-fuzz/ and
+# runs each for SECONDS, starting from the seeds in tests/protocol/fuzz_seeds/<target>/ plus the
+# corpus kept in build-fuzz/corpus/<target>/. Prints, per target, executions and crashes; crash
+# inputs are kept in build-fuzz/crashes/<target>/ (reproduce: build-fuzz/fuzz_<target> FILE).
+#
+#   tools/fuzz.sh [SECONDS] [TARGET...]     default: 60 s each, every target
+#   KEEP_GOING=1 tools/fuzz.sh ...          keep fuzzing after a crash (libFuzzer -fork=1)
+#   JOBS=N                                  build parallelism (default 2)
+#   SKIP_BUILD=1                            run the targets build-fuzz/ already holds
+#
+# Targets: safetensors_header daemon_wire assembler hdf5 sharded_index (docs/fuzzing.md).
+# Needs clang and libclang-rt (tools/install-deps.sh installs them); the default build does not.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-60}
+[ $# -gt 0 ] && shift
+targets=("$@")
+[ ${#targets[@]} -eq 0 ] && targets=(safetensors_header daemon_wire assembler hdf5 sharded_index)
+command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ not found (tools/install-deps.sh installs clang)" >&2; exit 1; }
+
+# Configured once: passing the compilers again to an existing cache makes CMake start it afresh
+# (and rebuild everything).
+if [ ! -f build-fuzz/CMakeCache.txt ]; then
+  san="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+  cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWSM_CUDA=OFF -DWSM_FUZZ=ON \
+    -DWSM_TEST_PARTS=protocol -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+    -DCMAKE_C_FLAGS="$san" -DCMAKE_CXX_FLAGS="$san" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
+fi
+[ "${SKIP_BUILD:-0}" = 1 ] || cmake --build build-fuzz -j"${JOBS:-2}" --target $(printf 'fuzz_%s ' "${targets[@]}")
+
+# Leaks at exit are not findings here (the helper process and static state are torn down by exit).
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+summary=()
+for t in "${targets[@]}"; do
+  corpus=build-fuzz/corpus/$t crashes=build-fuzz/crashes/$t log=build-fuzz/fuzz-$t.log
+  mkdir -p "$corpus" "$crashes"
+  seeds=tests/protocol/fuzz_seeds/$t
+  [ -d "$seeds" ] || seeds=
+  extra=()
+  [ "${KEEP_GOING:-0}" = 1 ] && extra=(-fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
+  set +e
+  "build-fuzz/fuzz_$t" -max_total_time="$secs" -timeout=20 -rss_limit_mb=4096 -print_final_stats=1 \
+    -artifact_prefix="$crashes/" "${extra[@]}" "$corpus" $seeds >"$log" 2>&1 &
+  pid=$!
+  wait $pid
+  rc=$?
+  set -e
+  # The fuzzer's own final count is the last one printed (a helper process that dies in a
+  # sanitizer report prints one too, with the count it was forked at); fork mode prints none, so
+  # there the last progress line counts.
+  if [ "${KEEP_GOING:-0}" = 1 ]; then
+    execs=$(grep -aoE '^#[0-9]+' "$log" | tail -1 | tr -d '#' || true)
+  else
+    execs=$(grep -a 'stat::number_of_executed_units' "$log" | tail -1 | awk '{print $2}' || true)
+  fi
+  # A finding stops the fuzzer (rc != 0); in fork mode the jobs' crashes are counted by libFuzzer.
+  if [ "${KEEP_GOING:-0}" = 1 ]; then
+    found=$(grep -aoE 'oom/timeout/crash: [0-9]+/[0-9]+/[0-9]+' "$log" | tail -1 | awk -F'[ /]' '{print $4 + $5 + $6}' || true)
+  else
+    found=$((rc != 0))
+  fi
+  # Sanitizer reports from other processes are the HDF5 helper's: libhdf5's own memory errors,
+  # contained there (the fuzzer gets an error naming the file). They also leave crash-* files.
+  [ "${KEEP_GOING:-0}" = 1 ] && helper=0 || helper=$(grep -aE '^==[0-9]+==ERROR: AddressSanitizer' "$log" | grep -vc "^==$pid==" || true)
+  summary+=("$t: ${execs:-0} execs in ${secs} s, ${found:-0} finding(s), $helper helper-process report(s), exit $rc (log: $log)")
+done
+printf '%s\n' "${summary[@]}"
