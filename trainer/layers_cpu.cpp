@@ -1,5 +1,8 @@
 #include "trainer/layers_cpu.h"
 
+#include "trainer/sgemm_cpu.h"
+#include "trainer/vec_math.h"
+
 #include <cblas.h>
 #include <omp.h>
 
@@ -13,23 +16,51 @@ extern "C" void openblas_set_num_threads(int) __attribute__((weak));
 namespace wsm::trainer::cpu {
 namespace {
 
-void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, const float* A, int lda, const float* B,
-          int ldb, float beta, float* C, int ldc) {
-  cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+// C = alpha op(A) op(B) + beta C, row-major. The GEMM libraries run single-threaded: the parallelism
+// is ours, over fixed blocks, so each output element comes from the same call whatever the thread
+// count and results are bit-identical for 1 and N threads. GEMMs are only called inside parallel
+// regions (even small ones), where oneDNN does not start threads of its own.
+void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha, const float* A, int lda,
+          const float* B, int ldb, float beta, float* C, int ldc) {
+  sgemm(ta == CblasTrans, tb == CblasTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
-void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, const double* A, int lda, const double* B,
-          int ldb, double beta, double* C, int ldc) {
-  cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, 1.0, A, lda, B, ldb, beta, C, ldc);
+void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, double alpha, const double* A, int lda,
+          const double* B, int ldb, double beta, double* C, int ldc) {
+  cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+
+// Runtime dispatch for the elementwise loops: AVX-512 and AVX2 builds of a function beside the
+// portable one, picked once at load time (GCC function multiversioning), so the default build stays
+// portable. Same source, same operation order per element; vector widths change only how `omp simd`
+// reductions are grouped, which no thread count affects.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define WSM_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define WSM_SIMD_CLONES
+#endif
 
 // Below this much work a parallel region costs more than it saves (and spins on a busy machine).
 inline bool big(std::size_t work) { return work >= (1u << 15); }
+
+// Matmuls are cut into blocks of this many rows (of the output, or of dW); the blocks, not the
+// threads, decide the arithmetic.
+constexpr int kRowBlock = 128;
+inline int blocks_of(int n, int block) { return (n + block - 1) / block; }
+
+// Scratch that lives as long as the thread: no allocation per step once it has grown.
+template <class F>
+F* thread_scratch(std::size_t n) {
+  static thread_local std::vector<F> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
 
 }  // namespace
 
 void set_num_threads(int n) {
   omp_set_num_threads(n);
-  if (openblas_set_num_threads) openblas_set_num_threads(n);
+  // One OpenMP pool does all the parallel work; a second (OpenBLAS's own) would spin against it.
+  if (openblas_set_num_threads) openblas_set_num_threads(1);
 }
 
 template <class F>
@@ -60,7 +91,7 @@ void encoder_backward(F* dwte, F* dwpe, const F* dout, const std::int32_t* tok, 
 }
 
 template <class F>
-void layernorm_forward(F* out, F* mean, F* rstd, const F* inp, const F* w, const F* b, int N, int C) {
+WSM_SIMD_CLONES void layernorm_forward(F* out, F* mean, F* rstd, const F* inp, const F* w, const F* b, int N, int C) {
   const F eps = F(1e-5);
 #pragma omp parallel for if (big(std::size_t(N) * C))
   for (int n = 0; n < N; ++n) {
@@ -82,7 +113,7 @@ void layernorm_forward(F* out, F* mean, F* rstd, const F* inp, const F* w, const
 }
 
 template <class F>
-void layernorm_backward(F* dinp, F* dw, F* db, const F* dout, const F* inp, const F* w, const F* mean,
+WSM_SIMD_CLONES void layernorm_backward(F* dinp, F* dw, F* db, const F* dout, const F* inp, const F* w, const F* mean,
                         const F* rstd, int N, int C) {
   // dinp rows are independent; dw/db are reduced per column so the sum order never depends on threads.
 #pragma omp parallel for if (big(std::size_t(N) * C))
@@ -122,114 +153,118 @@ void layernorm_backward(F* dinp, F* dw, F* db, const F* dout, const F* inp, cons
 
 template <class F>
 void matmul_forward(F* out, const F* inp, const F* w, const F* bias, int N, int IC, int OC) {
-  gemm(CblasNoTrans, CblasTrans, N, OC, IC, inp, IC, w, IC, F(0), out, OC);
-  if (bias) {
-#pragma omp parallel for if (big(std::size_t(N) * OC))
-    for (int n = 0; n < N; ++n) {
-      F* o = out + std::size_t(n) * OC;
-      for (int j = 0; j < OC; ++j) o[j] += bias[j];
-    }
+  // One block of rows per task: its GEMM, then its bias while the rows are still in cache.
+#pragma omp parallel for schedule(static)
+  for (int blk = 0; blk < blocks_of(N, kRowBlock); ++blk) {
+    const int n0 = blk * kRowBlock, rows = std::min(kRowBlock, N - n0);
+    F* o = out + std::size_t(n0) * OC;
+    gemm(CblasNoTrans, CblasTrans, rows, OC, IC, F(1), inp + std::size_t(n0) * IC, IC, w, IC, F(0), o, OC);
+    if (bias)
+      for (int n = 0; n < rows; ++n)
+        for (int j = 0; j < OC; ++j) o[std::size_t(n) * OC + j] += bias[j];
   }
 }
 
 template <class F>
 void matmul_backward(F* dinp, F* dw, F* dbias, const F* dout, const F* inp, const F* w, int N, int IC, int OC) {
-  gemm(CblasNoTrans, CblasNoTrans, N, IC, OC, dout, OC, w, IC, F(1), dinp, IC);   // dinp += dout W
-  gemm(CblasTrans, CblasNoTrans, OC, IC, N, dout, OC, inp, IC, F(1), dw, IC);     // dW += dout^T inp
-  if (dbias) {
-    // Column sums in 8-wide strips: rows are walked in order, so the result is thread-independent.
-    const int strips = (OC + 7) / 8;
-#pragma omp parallel for if (big(std::size_t(N) * OC))
-    for (int s = 0; s < strips; ++s) {
-      const int j0 = s * 8, j1 = std::min(OC, j0 + 8);
-      F acc[8] = {};
-      for (int n = 0; n < N; ++n) {
-        const F* d = dout + std::size_t(n) * OC;
-        for (int j = j0; j < j1; ++j) acc[j - j0] += d[j];
+#pragma omp parallel
+  {
+    // dinp += dout W, by blocks of input rows
+#pragma omp for schedule(static) nowait
+    for (int blk = 0; blk < blocks_of(N, kRowBlock); ++blk) {
+      const int n0 = blk * kRowBlock, rows = std::min(kRowBlock, N - n0);
+      gemm(CblasNoTrans, CblasNoTrans, rows, IC, OC, F(1), dout + std::size_t(n0) * OC, OC, w, IC, F(1),
+           dinp + std::size_t(n0) * IC, IC);
+    }
+    // dW += dout^T inp and dbias += column sums of dout, by blocks of output features: each block
+    // sums over all N rows in order, so the sums do not depend on the threads.
+    constexpr int kFeatBlock = 32;
+#pragma omp for schedule(static)
+    for (int blk = 0; blk < blocks_of(OC, kFeatBlock); ++blk) {
+      const int j0 = blk * kFeatBlock, cols = std::min(kFeatBlock, OC - j0);
+      gemm(CblasTrans, CblasNoTrans, cols, IC, N, F(1), dout + j0, OC, inp, IC, F(1), dw + std::size_t(j0) * IC, IC);
+      if (dbias) {
+        F acc[kFeatBlock] = {};
+        for (int n = 0; n < N; ++n) {
+          const F* d = dout + std::size_t(n) * OC + j0;
+          for (int j = 0; j < cols; ++j) acc[j] += d[j];
+        }
+        for (int j = 0; j < cols; ++j) dbias[j0 + j] += acc[j];
       }
-      for (int j = j0; j < j1; ++j) dbias[j] += acc[j - j0];
     }
   }
 }
 
+namespace {
+
+// Row t of the causal softmax: a[0, n) = softmax(a[0, n)), a[n, len) = 0 (the masked future).
+template <class F>
+WSM_SIMD_CLONES void causal_softmax_row(F* __restrict a, int n, int len) {
+  F maxv = a[0];
+#pragma omp simd reduction(max : maxv)
+  for (int i = 0; i < n; ++i) maxv = std::max(maxv, a[i]);
+  F sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int i = 0; i < n; ++i) {
+    a[i] = vexp(a[i] - maxv);
+    sum += a[i];
+  }
+  const F inv = F(1) / sum;
+  for (int i = 0; i < n; ++i) a[i] *= inv;
+  for (int i = n; i < len; ++i) a[i] = F(0);
+}
+
+// Softmax backward of one causal row, in place: d[0, n) = a * (d - sum(a * d)) * scale, zero beyond.
+template <class F>
+WSM_SIMD_CLONES void causal_softmax_backward_row(F* __restrict d, const F* __restrict a, int n, int len, F scale) {
+  F dot = 0;
+#pragma omp simd reduction(+ : dot)
+  for (int i = 0; i < n; ++i) dot += a[i] * d[i];
+  for (int i = 0; i < n; ++i) d[i] = a[i] * (d[i] - dot) * scale;
+  for (int i = n; i < len; ++i) d[i] = F(0);
+}
+
+}  // namespace
+
+// Per (batch, head) the attention is three small GEMMs and a row softmax. The score GEMM computes
+// the full T x T square; the softmax then zeroes the future, so P v is the causal product.
 template <class F>
 void attention_forward(F* out, F* att, const F* qkv, int B, int T, int C, int NH) {
   const int C3 = 3 * C, hs = C / NH;
   const F scale = F(1) / std::sqrt(F(hs));
-#pragma omp parallel for collapse(3) if (big(std::size_t(B) * T * T * C))
+#pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < B; ++b)
-    for (int h = 0; h < NH; ++h)
-      for (int t = 0; t < T; ++t) {
-        const F* q = qkv + (std::size_t(b) * T + t) * C3 + h * hs;
-        F* a = att + ((std::size_t(b) * NH + h) * T + t) * T;
-        F maxv = -1e30f;
-        for (int t2 = 0; t2 <= t; ++t2) {
-          const F* k = qkv + (std::size_t(b) * T + t2) * C3 + C + h * hs;
-          F dot = 0;
-#pragma omp simd reduction(+ : dot)
-          for (int i = 0; i < hs; ++i) dot += q[i] * k[i];
-          dot *= scale;
-          a[t2] = dot;
-          maxv = std::max(maxv, dot);
-        }
-        F sum = 0;
-        for (int t2 = 0; t2 <= t; ++t2) {
-          a[t2] = std::exp(a[t2] - maxv);
-          sum += a[t2];
-        }
-        F inv = F(1) / sum;
-        for (int t2 = 0; t2 < T; ++t2) a[t2] = t2 <= t ? a[t2] * inv : F(0);
-        F* o = out + (std::size_t(b) * T + t) * C + h * hs;
-        for (int i = 0; i < hs; ++i) o[i] = 0;
-        for (int t2 = 0; t2 <= t; ++t2) {
-          const F* v = qkv + (std::size_t(b) * T + t2) * C3 + 2 * C + h * hs;
-          F w = a[t2];
-#pragma omp simd
-          for (int i = 0; i < hs; ++i) o[i] += w * v[i];
-        }
-      }
+    for (int h = 0; h < NH; ++h) {
+      const F* q = qkv + std::size_t(b) * T * C3 + h * hs;
+      const F* k = q + C;
+      const F* v = q + 2 * C;
+      F* a = att + (std::size_t(b) * NH + h) * T * T;
+      gemm(CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3, F(0), a, T);  // a = q k^T / sqrt(hs)
+      for (int t = 0; t < T; ++t) causal_softmax_row(a + std::size_t(t) * T, t + 1, T);
+      gemm(CblasNoTrans, CblasNoTrans, T, hs, T, F(1), a, T, v, C3, F(0), out + std::size_t(b) * T * C + h * hs, C);
+    }
 }
 
 template <class F>
 void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* att, int B, int T, int C, int NH) {
   const int C3 = 3 * C, hs = C / NH;
   const F scale = F(1) / std::sqrt(F(hs));
-  // One (b, h) per task: keys and values of a head are written by that task only.
-#pragma omp parallel for collapse(2) if (big(std::size_t(B) * T * T * C))
+  // One (b, h) per task: the q, k, v columns of a head are written by that task only.
+#pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < B; ++b)
     for (int h = 0; h < NH; ++h) {
-      std::vector<F> datt(T), dpre(T);
-      for (int t = 0; t < T; ++t) {
-        const F* a = att + ((std::size_t(b) * NH + h) * T + t) * T;
-        const F* d = dout + (std::size_t(b) * T + t) * C + h * hs;
-        const F* q = qkv + (std::size_t(b) * T + t) * C3 + h * hs;
-        F* dq = dqkv + (std::size_t(b) * T + t) * C3 + h * hs;
-        F dot_ad = 0;
-        for (int t2 = 0; t2 <= t; ++t2) {
-          const F* v = qkv + (std::size_t(b) * T + t2) * C3 + 2 * C + h * hs;
-          F* dv = dqkv + (std::size_t(b) * T + t2) * C3 + 2 * C + h * hs;
-          F s = 0;
-#pragma omp simd reduction(+ : s)
-          for (int i = 0; i < hs; ++i) {
-            s += v[i] * d[i];
-            dv[i] += a[t2] * d[i];
-          }
-          datt[t2] = s;
-          dot_ad += a[t2] * s;
-        }
-        // softmax backward: dpre = a * (datt - sum(a * datt))
-        for (int t2 = 0; t2 <= t; ++t2) dpre[t2] = a[t2] * (datt[t2] - dot_ad) * scale;
-        for (int t2 = 0; t2 <= t; ++t2) {
-          const F* k = qkv + (std::size_t(b) * T + t2) * C3 + C + h * hs;
-          F* dk = dqkv + (std::size_t(b) * T + t2) * C3 + C + h * hs;
-          F g = dpre[t2];
-#pragma omp simd
-          for (int i = 0; i < hs; ++i) {
-            dq[i] += g * k[i];
-            dk[i] += g * q[i];
-          }
-        }
-      }
+      const std::size_t off = std::size_t(b) * T * C3 + h * hs;
+      const F *q = qkv + off, *k = q + C, *v = q + 2 * C;
+      F *dq = dqkv + off, *dk = dq + C, *dv = dq + 2 * C;
+      const F* dy = dout + std::size_t(b) * T * C + h * hs;
+      const F* a = att + (std::size_t(b) * NH + h) * T * T;
+      F* ds = thread_scratch<F>(std::size_t(T) * T);
+      gemm(CblasNoTrans, CblasTrans, T, T, hs, F(1), dy, C, v, C3, F(0), ds, T);  // d(probs) = dy v^T
+      for (int t = 0; t < T; ++t)
+        causal_softmax_backward_row(ds + std::size_t(t) * T, a + std::size_t(t) * T, t + 1, T, scale);
+      gemm(CblasNoTrans, CblasNoTrans, T, hs, T, F(1), ds, T, k, C3, F(1), dq, C3);  // dq += ds k
+      gemm(CblasTrans, CblasNoTrans, T, hs, T, F(1), ds, T, q, C3, F(1), dk, C3);    // dk += ds^T q
+      gemm(CblasTrans, CblasNoTrans, T, hs, T, F(1), a, T, dy, C, F(1), dv, C3);     // dv += a^T dy
     }
 }
 
@@ -239,23 +274,23 @@ constexpr F kGeluScale = F(0.7978845608028654);  // sqrt(2 / pi)
 }
 
 template <class F>
-void gelu_forward(F* out, const F* inp, int N) {
-#pragma omp parallel for if (big(std::size_t(N)))
+WSM_SIMD_CLONES void gelu_forward(F* __restrict out, const F* __restrict inp, int N) {
+#pragma omp parallel for simd if (big(std::size_t(N)))
   for (int i = 0; i < N; ++i) {
     F x = inp[i];
     F cube = F(0.044715) * x * x * x;
-    out[i] = F(0.5) * x * (F(1) + std::tanh(kGeluScale<F> * (x + cube)));
+    out[i] = F(0.5) * x * (F(1) + vtanh(kGeluScale<F> * (x + cube)));
   }
 }
 
 template <class F>
-void gelu_backward(F* dinp, const F* inp, const F* dout, int N) {
-#pragma omp parallel for if (big(std::size_t(N)))
+WSM_SIMD_CLONES void gelu_backward(F* __restrict dinp, const F* __restrict inp, const F* __restrict dout, int N) {
+#pragma omp parallel for simd if (big(std::size_t(N)))
   for (int i = 0; i < N; ++i) {
     F x = inp[i];
     F cube = F(0.044715) * x * x * x;
     F arg = kGeluScale<F> * (x + cube);
-    F th = std::tanh(arg);
+    F th = vtanh(arg);
     F sech2 = F(1) - th * th;
     F local = F(0.5) * (F(1) + th) + x * F(0.5) * sech2 * kGeluScale<F> * (F(1) + F(3) * F(0.044715) * x * x);
     dinp[i] += local * dout[i];
@@ -278,16 +313,19 @@ void residual_backward(F* da, F* db, const F* dout, int N) {
 }
 
 template <class F>
-void softmax_crossentropy_forward(F* probs, F* losses, const F* logits, const std::int32_t* targets, int N, int V) {
+WSM_SIMD_CLONES void softmax_crossentropy_forward(F* __restrict probs, F* __restrict losses, const F* __restrict logits,
+                                                  const std::int32_t* targets, int N, int V) {
 #pragma omp parallel for if (big(std::size_t(N) * V))
   for (int n = 0; n < N; ++n) {
     const F* z = logits + std::size_t(n) * V;
     F* p = probs + std::size_t(n) * V;
     F maxv = z[0];
+#pragma omp simd reduction(max : maxv)
     for (int i = 1; i < V; ++i) maxv = std::max(maxv, z[i]);
     F sum = 0;
+#pragma omp simd reduction(+ : sum)
     for (int i = 0; i < V; ++i) {
-      p[i] = std::exp(z[i] - maxv);
+      p[i] = vexp(z[i] - maxv);
       sum += p[i];
     }
     // log-sum-exp form keeps the loss accurate where p[target] underflows
