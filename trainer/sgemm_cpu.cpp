@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 #include <dlfcn.h>
+#include <omp.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -35,6 +36,11 @@ DnnlSgemm dnnl() {
 
 void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
            int ldb, float beta, float* C, int ldc) {
+  // oneDNN parallelises with OpenMP. The trainer's pool already runs one GEMM per thread, so every
+  // thread that calls here first sets OpenMP to one thread (the setting is per thread): no second set
+  // of threads, and no split of a sum across threads that would depend on their number.
+  thread_local const bool single_threaded = (omp_set_num_threads(1), true);
+  (void)single_threaded;
   if (DnnlSgemm fn = dnnl()) {
     // oneDNN checks its arguments before it touches C; on an error the BLAS gets the same call.
     if (fn(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == 0) return;

@@ -4,7 +4,7 @@
 // kernels (it does on AMD Zen 5), while oneDNN's sgemm JIT-compiles for the CPU it finds. So
 // oneDNN is used when its runtime library (Debian's libdnnl2) is installed, loaded with dlopen on
 // first use, and the linked BLAS (cblas_sgemm) otherwise. WSM_SGEMM=blas forces the BLAS, for
-// comparisons. Both are called single-threaded from the trainer's own OpenMP loops.
+// comparisons. Both run single-threaded, called from the trainer's thread pool (thread_pool.h).
 
 namespace wsm::trainer::cpu {
 
