@@ -13,7 +13,7 @@ PyTorch "latest" is the one from PyPI, installed on first use into a venv (data/
 measured too when /usr/bin/python3 can import it. Each prints its version and BLAS.
 
 Usage: tools/bench-train.py [--wsm build/wsm] [--wsm-base OLD_BINARY] [--threads 2] [--steps 20]
-                            [--rounds 3] [--preset small] [--no-debian-torch] [--no-install]
+                            [--rounds 3] [--preset small] [--no-debian-torch] [--no-install] [--torch-passive]
 """
 import argparse
 import json
@@ -90,10 +90,13 @@ def torch_worker(preset, steps, threads, vocab):
                           cpu=cap.group(1) if cap else "?", threads=torch.get_num_threads())))
 
 
-def bench_torch(python, preset, steps, threads, vocab):
+def bench_torch(python, preset, steps, threads, vocab, passive=False):
     cmd = [python, os.path.abspath(__file__), "--torch-worker", "--preset", preset, "--steps", str(steps),
            "--threads", str(threads), "--vocab", str(vocab)]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=thread_env(threads))
+    env = thread_env(threads)
+    if passive:  # OpenMP threads sleep instead of spinning while they wait (helps on a busy machine)
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         sys.exit("torch run with %s failed:\n%s" % (python, r.stderr))
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -130,6 +133,8 @@ def main():
     ap.add_argument("--vocab", type=int, default=82, help="vocabulary for the torch side (Austen has 82 bytes)")
     ap.add_argument("--no-debian-torch", action="store_true", help="skip Debian's python3-torch")
     ap.add_argument("--no-install", action="store_true", help="fail instead of creating the PyTorch venv")
+    ap.add_argument("--torch-passive", action="store_true",
+                    help="also run PyTorch latest with OMP_WAIT_POLICY=PASSIVE (its best case on a busy machine)")
     ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.torch_worker:
@@ -140,13 +145,15 @@ def main():
     if args.wsm_base:
         runners["wsm-base"] = lambda: bench_wsm(args.wsm_base, args.preset, args.steps, args.threads, batch)
     info = {}
-    for name, py in [("torch-latest", latest_torch_python(not args.no_install)),
-                     ("torch-debian", None if args.no_debian_torch else debian_torch_python())]:
+    latest = latest_torch_python(not args.no_install)
+    for name, py, passive in [("torch-latest", latest, False),
+                              ("torch-passive", latest if args.torch_passive else None, True),
+                              ("torch-debian", None if args.no_debian_torch else debian_torch_python(), False)]:
         if py:
-            def run(py=py, name=name):
-                res = bench_torch(py, args.preset, args.steps, args.threads, args.vocab)
-                info[name] = "PyTorch %s (BLAS %s, CPU capability %s, %d threads)" % (
-                    res["version"], res["blas"], res["cpu"], res["threads"])
+            def run(py=py, name=name, passive=passive):
+                res = bench_torch(py, args.preset, args.steps, args.threads, args.vocab, passive)
+                info[name] = "PyTorch %s (BLAS %s, CPU capability %s, %d threads%s)" % (
+                    res["version"], res["blas"], res["cpu"], res["threads"], ", OMP_WAIT_POLICY=PASSIVE" if passive else "")
                 return res["tok_s"]
             runners[name] = run
 
