@@ -40,6 +40,9 @@ def thread_env(threads):
     return dict(os.environ, OMP_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, MKL_NUM_THREADS=n)
 
 
+GEMM_LIB = {}  # wsm binary -> the GEMM library its log names
+
+
 def bench_wsm(wsm, preset, steps, threads, batch):
     """tok/s over `steps` steps after WARMUP, from wsm's per-interval log lines."""
     with tempfile.TemporaryDirectory() as out:
@@ -48,6 +51,8 @@ def bench_wsm(wsm, preset, steps, threads, batch):
         r = subprocess.run(cmd, capture_output=True, text=True, env=thread_env(threads))
         if r.returncode != 0:
             sys.exit("wsm train failed:\n" + r.stderr)
+        lib = re.search(r"float GEMMs by (\S+)", r.stdout + r.stderr)
+        GEMM_LIB[wsm] = lib.group(1) if lib else "OpenBLAS (older wsm)"
         rates = [float(x) for x in re.findall(r"tok/s (\d+)", r.stdout)][1:]  # drop the warm-up interval
         if not rates:
             sys.exit("bench-train: no tok/s lines in wsm's output:\n" + r.stdout)
@@ -175,8 +180,9 @@ def main():
 
     print("\nmedian tok/s over %d rounds (load average now %.1f):" % (args.rounds, os.getloadavg()[0]))
     for n in names:
-        print("  %-13s %8.0f   %s" % (n, statistics.median(results[n]), info.get(n, args.wsm_base if n == "wsm-base"
-                                                                                   else args.wsm)))
+        binary = args.wsm_base if n == "wsm-base" else args.wsm
+        print("  %-13s %8.0f   %s" % (n, statistics.median(results[n]),
+                                      info.get(n, "%s (GEMMs: %s)" % (binary, GEMM_LIB.get(binary)))))
     for n in names:
         if n == "wsm":
             continue

@@ -1,7 +1,10 @@
+#include <spdlog/spdlog.h>
+
 #include <cstdio>
 
 #include "trainer/backend.h"
 #include "trainer/gpt_cpu.h"
+#include "trainer/sgemm_cpu.h"
 #include "trainer/step_profile.h"
 
 namespace wsm::trainer {
@@ -11,6 +14,7 @@ class CpuBackend final : public Backend {
  public:
   CpuBackend(const GptConfig& cfg, const AdamWConfig& opt, double clip) : model_(cfg), opt_cfg_(opt), clip_(clip) {
     if (StepProfile::requested()) model_.set_profile(&profile_);
+    spdlog::info("cpu backend: float GEMMs by {}", cpu::to_string(cpu::sgemm_library()));
   }
   ~CpuBackend() override {
     if (model_.profile()) profile_.print(stderr);
