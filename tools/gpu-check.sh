@@ -6,6 +6,7 @@
 #   3. `wsm bench merge --kernel-only --backend cuda`: the fused merge kernel's share of the device's
 #      D2D memcpy bandwidth
 #   4. a short `small` training run on the GPU next to the same run on the CPU: per-interval losses
+#      (on Austen if data/cache/austen is there, else on the repository's own text)
 # and prints one summary table. Sized to finish in under 8 minutes on a 16-core H200 machine.
 # Without a GPU it still builds, then says "no GPU" and exits 0 (exit 1 only when a step fails).
 #
@@ -101,11 +102,19 @@ else
 fi
 
 # ---- 4. short training run: GPU vs CPU ---------------------------------------------------------
+# Austen when its cache is there (fetching it needs the network, which a lent GPU machine may lack);
+# otherwise the repository's own docs and sources as the text.
+data_args=()
+if [[ ! -s $ROOT/data/cache/austen/train.txt ]]; then
+  cat "$ROOT"/docs/*.md "$ROOT"/README.md "$ROOT"/trainer/*.cpp "$ROOT"/merger/*.cpp >"$LOG/train.txt"
+  cat "$ROOT"/protocol/*.cpp >"$LOG/val.txt"
+  data_args=(--data "$LOG/train.txt" --val "$LOG/val.txt")
+fi
 train() {  # device -> log
   local dev=$1 out
   out=$(mktemp -d)
   timeout 300 "$BUILD/wsm" train --preset small --steps "$STEPS" --every 50 --seed 1 --device "$dev" \
-    --threads "$JOBS" --no-checkpoints --eval-positions 0 --out "$out" >"$LOG/train-$dev.log" 2>&1
+    --threads "$JOBS" --no-checkpoints --eval-positions 0 --out "$out" "${data_args[@]}" >"$LOG/train-$dev.log" 2>&1
   local rc=$?
   rm -rf "$out"
   return $rc
