@@ -12,10 +12,10 @@ packages=(
   libgtest-dev libgmock-dev
   libcli11-dev nlohmann-json3-dev
   libxxhash-dev zlib1g-dev
-  libopenblas-dev libomp-dev
+  libopenblas-dev libomp-dev libdnnl2
   libcairo2-dev
   clang libclang-rt-14-dev
-  python3 python3-numpy python3-h5py python3-zmq python3-protobuf python3-torch
+  python3 python3-numpy python3-h5py python3-zmq python3-protobuf python3-torch python3-venv
 )
 
 missing=()

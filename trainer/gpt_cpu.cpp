@@ -71,6 +71,7 @@ double GptCpu<F>::forward(std::span<const std::int32_t> tokens, std::span<const 
   ParamView<F> p(cfg_, params_.data());
 
   encoder_forward(encoded_.data(), tokens_.data(), p.wte(), p.wpe(), B, T, C);
+  lap(Stage::kEncoderFwd);
   for (int l = 0; l < cfg_.n_layer; ++l) {
     const F* residual = l == 0 ? encoded_.data() : residual3_.data() + (l - 1) * BTC;
     F* ln1 = ln1_.data() + l * BTC;
@@ -85,29 +86,43 @@ double GptCpu<F>::forward(std::span<const std::int32_t> tokens, std::span<const 
     F* fcproj = fcproj_.data() + l * BTC;
     F* res3 = residual3_.data() + l * BTC;
     layernorm_forward(ln1, ln1_mean_.data() + l * BT, ln1_rstd_.data() + l * BT, residual, p.ln1w(l), p.ln1b(l), N, C);
+    lap(Stage::kLayerNormFwd);
     matmul_forward(qkv, ln1, p.qkvw(l), p.qkvb(l), N, C, 3 * C);
+    lap(Stage::kMatmulFwd);
     attention_forward(atty, att, qkv, B, T, C, NH);
+    lap(Stage::kAttentionFwd);
     matmul_forward(attproj, atty, p.attprojw(l), p.attprojb(l), N, C, C);
+    lap(Stage::kMatmulFwd);
     residual_forward(res2, residual, attproj, int(BTC));
+    lap(Stage::kResidualFwd);
     layernorm_forward(ln2, ln2_mean_.data() + l * BT, ln2_rstd_.data() + l * BT, res2, p.ln2w(l), p.ln2b(l), N, C);
+    lap(Stage::kLayerNormFwd);
     matmul_forward(fch, ln2, p.fcw(l), p.fcb(l), N, C, 4 * C);
+    lap(Stage::kMatmulFwd);
     gelu_forward(fchg, fch, int(4 * BTC));
+    lap(Stage::kGeluFwd);
     matmul_forward(fcproj, fchg, p.fcprojw(l), p.fcprojb(l), N, 4 * C, C);
+    lap(Stage::kMatmulFwd);
     residual_forward(res3, res2, fcproj, int(BTC));
+    lap(Stage::kResidualFwd);
   }
   const F* last = residual3_.data() + (cfg_.n_layer - 1) * BTC;
   layernorm_forward(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), last, p.lnfw(), p.lnfb(), N, C);
+  lap(Stage::kLayerNormFwd);
   matmul_forward(logits_.data(), lnf_.data(), p.wte(), static_cast<const F*>(nullptr), N, C, V);
+  lap(Stage::kMatmulFwd);
   if (targets_.empty()) return 0.0;
   softmax_crossentropy_forward(probs_.data(), losses_.data(), logits_.data(), targets_.data(), N, V);
   double sum = 0;
   for (int i = 0; i < N; ++i) sum += double(losses_[i]);
+  lap(Stage::kSoftmaxCeFwd);
   return sum / N;
 }
 
 template <class F>
 void GptCpu<F>::zero_grad() {
   std::fill(grads_.begin(), grads_.end(), F(0));
+  lap(Stage::kZeroGrad);
 }
 
 template <class F>
@@ -122,12 +137,15 @@ void GptCpu<F>::backward() {
 
   zero(dlogits_);
   softmax_crossentropy_backward(dlogits_.data(), probs_.data(), targets_.data(), F(1.0 / N), N, V);
+  lap(Stage::kSoftmaxCeBwd);
   zero(dln_);
   matmul_backward(dln_.data(), g.wte(), static_cast<F*>(nullptr), dlogits_.data(), lnf_.data(), p.wte(), N, C, V);
+  lap(Stage::kMatmulBwd);
   zero(dres_);
   const F* last = residual3_.data() + (cfg_.n_layer - 1) * BTC;
   layernorm_backward(dres_.data(), g.lnfw(), g.lnfb(), dln_.data(), last, p.lnfw(), lnf_mean_.data(),
                      lnf_rstd_.data(), N, C);
+  lap(Stage::kLayerNormBwd);
 
   for (int l = cfg_.n_layer - 1; l >= 0; --l) {
     const F* residual = l == 0 ? encoded_.data() : residual3_.data() + (l - 1) * BTC;
@@ -140,25 +158,35 @@ void GptCpu<F>::backward() {
     const F* fch = fch_.data() + l * 4 * BTC;
     const F* fchg = fch_gelu_.data() + l * 4 * BTC;
     // dres holds d(loss)/d(residual3); it is also d/d(fcproj) and, so far, d/d(residual2).
+    // (each layer's time includes zeroing the gradient buffer it accumulates into)
     zero(dfch_gelu_);
     matmul_backward(dfch_gelu_.data(), g.fcprojw(l), g.fcprojb(l), dres_.data(), fchg, p.fcprojw(l), N, 4 * C, C);
+    lap(Stage::kMatmulBwd);
     zero(dfch_);
     gelu_backward(dfch_.data(), fch, dfch_gelu_.data(), int(4 * BTC));
+    lap(Stage::kGeluBwd);
     zero(dln_);
     matmul_backward(dln_.data(), g.fcw(l), g.fcb(l), dfch_.data(), ln2, p.fcw(l), N, C, 4 * C);
+    lap(Stage::kMatmulBwd);
     layernorm_backward(dres_.data(), g.ln2w(l), g.ln2b(l), dln_.data(), res2, p.ln2w(l), ln2_mean_.data() + l * BT,
                        ln2_rstd_.data() + l * BT, N, C);
+    lap(Stage::kLayerNormBwd);
     // now dres = d/d(residual2) = d/d(attproj) and, so far, d/d(residual)
     zero(datty_);
     matmul_backward(datty_.data(), g.attprojw(l), g.attprojb(l), dres_.data(), atty, p.attprojw(l), N, C, C);
+    lap(Stage::kMatmulBwd);
     zero(dqkv_);
     attention_backward(dqkv_.data(), datty_.data(), qkv, att, B, T, C, NH);
+    lap(Stage::kAttentionBwd);
     zero(dln_);
     matmul_backward(dln_.data(), g.qkvw(l), g.qkvb(l), dqkv_.data(), ln1, p.qkvw(l), N, C, 3 * C);
+    lap(Stage::kMatmulBwd);
     layernorm_backward(dres_.data(), g.ln1w(l), g.ln1b(l), dln_.data(), residual, p.ln1w(l),
                        ln1_mean_.data() + l * BT, ln1_rstd_.data() + l * BT, N, C);
+    lap(Stage::kLayerNormBwd);
   }
   encoder_backward(g.wte(), g.wpe(), dres_.data(), tokens_.data(), B, T, C);
+  lap(Stage::kEncoderBwd);
 }
 
 template class GptCpu<float>;

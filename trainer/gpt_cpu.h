@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "trainer/model.h"
+#include "trainer/step_profile.h"
 
 namespace wsm::trainer {
 
@@ -29,9 +30,15 @@ class GptCpu {
   // Adds d(mean loss)/d(params) of the last forward into grads(). Call zero_grad() before.
   void backward();
   void zero_grad();
+  // Books each layer's time into p (null: no profiling). p must outlive the model's use of it.
+  void set_profile(StepProfile* p) { profile_ = p; }
+  StepProfile* profile() const { return profile_; }
 
  private:
   void resize(int B, int T);
+  void lap(Stage s) {
+    if (profile_) profile_->lap(s);
+  }
 
   GptConfig cfg_;
   std::vector<F> params_, grads_;
@@ -42,6 +49,7 @@ class GptCpu {
       ln2_rstd_, fch_, fch_gelu_, fcproj_, residual3_, lnf_, lnf_mean_, lnf_rstd_, logits_, probs_, losses_;
   // gradient scratch, reused layer after layer
   std::vector<F> dres_, dln_, dqkv_, datty_, dfch_, dfch_gelu_, dlogits_;
+  StepProfile* profile_ = nullptr;
 };
 
 extern template class GptCpu<float>;

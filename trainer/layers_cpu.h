@@ -2,7 +2,8 @@
 // CPU forward/backward of every GPT layer, llm.c style: plain arrays, activations [B, T, C] in row
 // order, backward functions ACCUMULATE (+=) into their gradient outputs. Templated on the float
 // type: float is the training path, double is the reference the finite-difference tests check.
-// Matmuls go to OpenBLAS (cblas_sgemm / cblas_dgemm); the rest are OpenMP loops.
+// Matmuls go to sgemm_cpu.h (oneDNN or the BLAS) and cblas_dgemm; work is spread over the trainer's
+// thread pool (thread_pool.h) in fixed blocks, so results do not depend on the thread count.
 #include <cstdint>
 
 namespace wsm::trainer::cpu {
@@ -51,7 +52,7 @@ void softmax_crossentropy_forward(F* probs, F* losses, const F* logits, const st
 template <class F>
 void softmax_crossentropy_backward(F* dlogits, const F* probs, const std::int32_t* targets, F dloss, int N, int V);
 
-// Sets the thread count of OpenMP loops and of OpenBLAS together.
+// Threads for the layers (and AdamW): the pool's size; OpenMP and OpenBLAS are set to one thread.
 void set_num_threads(int n);
 
 }  // namespace wsm::trainer::cpu

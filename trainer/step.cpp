@@ -10,6 +10,7 @@ StepResult train_step(GptCpu<F>& model, AdamWState<F>& opt, const AdamWConfig& o
   model.zero_grad();
   model.backward();
   r.grad_norm = clip_grad_norm<F>(model.grads(), clip);
+  if (model.profile()) model.profile()->lap(Stage::kClip);
   static thread_local std::vector<ParamSpec> layout;
   static thread_local GptConfig layout_cfg;
   if (layout.empty() || !(layout_cfg == model.config())) {
@@ -17,6 +18,10 @@ StepResult train_step(GptCpu<F>& model, AdamWState<F>& opt, const AdamWConfig& o
     layout_cfg = model.config();
   }
   adamw_step<F>(model.params(), model.grads(), opt, opt_cfg, layout, lr);
+  if (model.profile()) {
+    model.profile()->lap(Stage::kAdamW);
+    model.profile()->count_step();
+  }
   return r;
 }
 
