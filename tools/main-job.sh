@@ -30,8 +30,8 @@ endpoint="tcp://127.0.0.1:$port"
 serve_pid=$!
 trap 'kill "$serve_pid" 2>/dev/null || true' EXIT
 
-# One trunk per seed (streamed to the daemon as run "seed<N>"), WSD branches over the same window, two
-# training processes at once (one thread each: faster than one process with two on these small matrices).
+# One trunk per seed (streamed to the daemon as run "seed<N>"), then WSD branches over the same window,
+# two training processes at once (one thread each), so the three branches overlap.
 ./build/wsm compare study --preset small --steps "$steps" --every "$every" --seeds "$seeds" \
   --durations "$window" --jobs 2 --merger "$endpoint" --out "$out/compare"
 
