@@ -57,13 +57,13 @@ std::string mean_sd(const Summary& s) {
 
 std::string interval(const Summary& s) {
   if (s.n == 0) return "n/a";
-  if (s.n < 2) return fmt::format("{:+.4f} (one seed: no interval)", s.mean);
+  if (s.n < 2) return fmt::format("{:+.4f}", s.mean);
   return fmt::format("{:+.4f} [{:+.4f}, {:+.4f}]", s.mean, s.mean - s.half_ci, s.mean + s.half_ci);
 }
 
 // How a paired difference WSM - WSD reads, for scores where lower is better.
 std::string judgement(const Summary& d, ScoreOrder order) {
-  if (d.n < 2) return "not decided (one seed)";
+  if (d.n < 2) return "vs WSD, one seed, no interval:";
   const double lo = d.mean - d.half_ci, hi = d.mean + d.half_ci;
   const bool wsm_lower = hi < 0, wsm_higher = lo > 0;
   if (!wsm_lower && !wsm_higher) return "matches WSD";
