@@ -142,7 +142,10 @@ inline v1::Envelope hello(const std::string& run, const std::vector<OwnedTensor>
 inline v1::Envelope begin(std::int64_t step) {
   auto env = wire::envelope();
   env.mutable_begin()->set_step(step);
-  env.mutable_begin()->set_tokens(step * 1000);
+  // 1000 tokens a step; hostile tests send absurd steps, so the product must not overflow.
+  std::int64_t tokens = 0;
+  if (__builtin_mul_overflow(step, std::int64_t(1000), &tokens)) tokens = step;
+  env.mutable_begin()->set_tokens(tokens);
   env.mutable_begin()->set_lr(1e-3);
   return env;
 }
