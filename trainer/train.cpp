@@ -28,14 +28,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string format_eta(double seconds) {
-  const long s = long(seconds + 0.5);
-  char buf[32];
-  if (s >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, (s / 60) % 60);
-  else std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
-  return buf;
-}
-
 CheckpointMeta make_meta(const TrainOptions& o, const std::string& run_id, const Schedule& sched, std::int64_t step,
                          std::int64_t tokens, double lr, std::uint64_t seed, int B) {
   CheckpointMeta m;
@@ -63,6 +55,14 @@ fs::path repo_root_for_data() {
     if (std::system(cmd.c_str()) != 0) spdlog::warn("fetch-austen.py failed");
   }
   return root;
+}
+
+std::string format_eta(double seconds) {
+  const long s = long(seconds + 0.5);
+  char buf[32];
+  if (s >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, (s / 60) % 60);
+  else std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
+  return buf;
 }
 
 std::string checkpoint_file_name(std::int64_t step) {

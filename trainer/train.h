@@ -49,6 +49,9 @@ struct TrainSummary {
 // tools/fetch-austen.py once when the cache is missing and the script is there.
 std::filesystem::path repo_root_for_data();
 
+// A duration for progress lines: "1h02m", "3m05s", "0m12s".
+std::string format_eta(double seconds);
+
 // File names of a run's outputs, shared by the trainer and the tools that read its directory.
 std::string checkpoint_file_name(std::int64_t step);  // "step_00000600.h5"
 std::string state_file_name(std::int64_t step);       // "state_00000600.h5" (a kept branch point)

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "protocol/error.h"
+#include "trainer/train.h"
 
 extern char** environ;
 
@@ -129,15 +130,6 @@ std::filesystem::path self_executable() {
   return path;
 }
 
-std::string format_duration(double seconds) {
-  const long s = long(seconds + 0.5);
-  char buf[32];
-  if (s >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, (s / 60) % 60);
-  else if (s >= 60) std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
-  else std::snprintf(buf, sizeof buf, "%lds", s);
-  return buf;
-}
-
 Progress::Progress(std::string label, double total, std::string unit)
     : label_(std::move(label)), unit_(std::move(unit)), total_(total), terminal_(::isatty(STDERR_FILENO)) {}
 
@@ -161,8 +153,8 @@ void Progress::print_locked(bool final_line) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double eta = done_ > 0 ? secs * (total_ - done_) / done_ : 0;
   std::fprintf(stderr, "%s[%s] %.0f/%.0f %s (%3.0f%%)  elapsed %s  ETA %s%s", terminal_ ? "\r" : "", label_.c_str(),
-               done_, total_, unit_.c_str(), total_ > 0 ? 100 * done_ / total_ : 100.0, format_duration(secs).c_str(),
-               done_ > 0 ? format_duration(eta).c_str() : "?", terminal_ && !final_line ? "   " : "\n");
+               done_, total_, unit_.c_str(), total_ > 0 ? 100 * done_ / total_ : 100.0, trainer::format_eta(secs).c_str(),
+               done_ > 0 ? trainer::format_eta(eta).c_str() : "?", terminal_ && !final_line ? "   " : "\n");
   std::fflush(stderr);
 }
 

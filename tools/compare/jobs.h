@@ -55,6 +55,4 @@ class Progress {
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
-std::string format_duration(double seconds);  // "1h02m", "3m05s", "12s"
-
 }  // namespace wsm::tools::compare
