@@ -34,7 +34,8 @@ Outgoing error_to(const std::string& peer, const ProtocolError& e, std::int64_t 
 }  // namespace
 
 std::uint64_t max_message_bytes(const CoreOptions& options) {
-  return std::max<std::uint64_t>(options.max_chunk_bytes, 16ull << 20) + (1ull << 20);
+  const std::uint64_t largest = std::max<std::uint64_t>(options.max_chunk_bytes, 16ull << 20);
+  return std::min(largest, std::max<std::uint64_t>(options.store.memory_budget, 1ull << 20)) + (1ull << 20);
 }
 
 MergerCore::MergerCore(CoreOptions options, JobSink sink)
@@ -43,6 +44,8 @@ MergerCore::MergerCore(CoreOptions options, JobSink sink)
       store_(options_.store, options_.emulations) {
   if (options_.server_id.empty()) options_.server_id = random_id();
   if (options_.credit == 0) options_.credit = 1;
+  // The window spills to leave room for what else the budget holds.
+  store_.set_extra_bytes([this] { return running_sum_bytes() + partial_bytes(); });
 }
 
 void MergerCore::restore() {
@@ -195,6 +198,7 @@ void MergerCore::on_begin(Session& s, const std::string& peer, const v1::Checkpo
                                                 " is older than the newest in the window (" +
                                                 std::to_string(store_.newest_step(s.run_id)) + ")");
     s.partial = std::make_unique<CheckpointAssembler>(s.run_id, s.manifest, b);
+    store_.poll();  // spills what the new partial needs room for
   } catch (const ProtocolError& e) {
     reject(s, peer, b.step(), e, out);
   }
@@ -211,18 +215,23 @@ void MergerCore::check_step_bounds(const std::string& run_id, std::int64_t step)
 }
 
 void MergerCore::check_memory_budget(const Session& s) const {
-  // Partial checkpoints are held whole until they end, so each counts from its Begin. Without a
-  // store the window cannot spill, so it counts too.
-  std::uint64_t held = options_.store.store_dir.empty() ? store_.memory_bytes() : 0;
-  for (const auto& [peer, other] : sessions_)
-    if (other.partial) held += other.checkpoint_bytes;
+  // Partial checkpoints are held whole until they end, so each counts from its Begin; so do the
+  // running sums and the window's RAM copies that cannot spill (all of them without a store).
+  const std::uint64_t held = store_.pinned_bytes() + running_sum_bytes() + partial_bytes();
   const auto budget = options_.store.memory_budget;
   if (held > budget || s.checkpoint_bytes > budget - held)
     throw ProtocolError(v1::OVER_BUDGET, "run '" + s.run_id + "': " + std::to_string(held) + " bytes held (" +
-                                             (options_.store.store_dir.empty() ? "window and " : "") +
-                                             "checkpoints being received) plus this checkpoint's " +
+                                             (options_.store.store_dir.empty() ? "window, " : "window not yet stored, ") +
+                                             "running sums and checkpoints being received) plus this checkpoint's " +
                                              std::to_string(s.checkpoint_bytes) + " exceed --memory-budget " +
-                                             std::to_string(budget));
+                                             std::to_string(budget) + "; try again later");
+}
+
+std::uint64_t MergerCore::partial_bytes() const {
+  std::uint64_t held = 0;
+  for (const auto& [peer, session] : sessions_)
+    if (session.partial) held += session.checkpoint_bytes;
+  return held;
 }
 
 void MergerCore::take_over_partials(const std::string& run_id, std::int64_t step, const std::string& peer,

@@ -43,7 +43,8 @@ inline constexpr int kMaxQueuedRequestsPerPeer = 4;                  // MergeReq
 inline constexpr int kMaxQueuedRequests = 16;                        // the same, all peers together
 
 // The largest ZeroMQ frame the daemon accepts (ZMQ_MAXMSGSIZE): a chunk, or an envelope (a
-// Hello's manifest) of up to 16 MiB.
+// Hello's manifest) of up to 16 MiB, and never much more than the memory budget (no chunk of a
+// checkpoint that fits the budget is larger).
 std::uint64_t max_message_bytes(const CoreOptions& options);
 
 struct Outgoing {
@@ -77,10 +78,7 @@ class MergerCore {
   v1::StatusReply status(Clock::time_point now) const;
   void set_pending_source(PendingSource source) { pending_ = std::move(source); }
   // The running sums' bytes (the emission worker's), counted against the memory budget.
-  void set_running_sum_bytes(std::function<std::uint64_t()> f) {
-    running_sum_bytes_ = f;
-    store_.set_extra_bytes(std::move(f));
-  }
+  void set_running_sum_bytes(std::function<std::uint64_t()> f) { running_sum_bytes_ = std::move(f); }
   // Waits for the store writer (clean shutdown, tests).
   void flush_store() { store_.flush(); }
   void stop_accepting() { accepting_ = false; }
@@ -111,6 +109,8 @@ class MergerCore {
   void check_owner(const std::string& run_id, const std::string& user_id) const;
   void check_step_bounds(const std::string& run_id, std::int64_t step) const;
   void check_memory_budget(const Session& s) const;
+  std::uint64_t partial_bytes() const;  // checkpoints being received, each counted whole
+  std::uint64_t running_sum_bytes() const { return running_sum_bytes_ ? running_sum_bytes_() : 0; }
   void take_over_partials(const std::string& run_id, std::int64_t step, const std::string& peer,
                           std::vector<Outgoing>& out);
   void reject(Session& s, const std::string& peer, std::int64_t step, const wire::ProtocolError& e,
