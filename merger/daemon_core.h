@@ -35,6 +35,9 @@ struct CoreOptions {
   std::chrono::milliseconds partial_timeout{30000};  // a silent sender's partial checkpoint is dropped
   std::string server_id;                  // random per start when empty
   bool running_sums = true;               // uniform/EMA emulations as running sums (running_sum.h)
+  // Sessions kept at once: a Hello past it closes the longest idle session that is not receiving a
+  // checkpoint (that peer is told NO_SESSION), or is refused when every one is.
+  std::size_t max_sessions = 256;
 };
 
 // Limits on what one peer may ask (docs/protocol.md, "Limits").
@@ -110,6 +113,9 @@ class MergerCore {
   void check_step_bounds(const std::string& run_id, std::int64_t step) const;
   void check_memory_budget(const Session& s) const;
   std::uint64_t partial_bytes() const;  // checkpoints being received, each counted whole
+  void make_room_for_session(const std::string& peer);  // throws OVER_BUDGET when no session can go
+  void end_session(std::map<std::string, Session>::iterator it);
+  void forget_run_if_unused(const std::string& run);
   std::uint64_t running_sum_bytes() const { return running_sum_bytes_ ? running_sum_bytes_() : 0; }
   void take_over_partials(const std::string& run_id, std::int64_t step, const std::string& peer,
                           std::vector<Outgoing>& out);
@@ -126,7 +132,8 @@ class MergerCore {
   bool withholding_ = false;  // credit held back while the store writer is behind
   WindowStore store_;
   std::map<std::string, Session> sessions_;
-  std::map<std::string, std::shared_ptr<const Manifest>> run_manifests_;
+  std::map<std::string, std::shared_ptr<const Manifest>> run_manifests_;  // runs with a session or checkpoints
+  std::uint64_t manifest_bytes_ = 0;  // their estimated RAM, counted against the memory budget
   std::map<std::string, std::int64_t> last_step_;  // per run, for emission_due
   std::map<std::string, int> queued_requests_;     // per peer, MergeRequests not yet answered
   int queued_requests_total_ = 0;
