@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "merger/daemon_core.h"
-#include "protocol/wire.h"
+#include "wsm/wire/wire.h"
 
 namespace {
 
