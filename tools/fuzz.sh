@@ -30,6 +30,8 @@ if [ ! -f build-fuzz/CMakeCache.txt ]; then
 fi
 [ "${SKIP_BUILD:-0}" = 1 ] || cmake --build build-fuzz -j"${JOBS:-2}" --target $(printf 'fuzz_%s ' "${targets[@]}")
 
+# The targets' own logs (spdlog, on stdout: one line per message the daemon refuses) are dropped;
+# libFuzzer and the sanitizers write to stderr, which is the log.
 # Leaks at exit are not findings here (the helper process and static state are torn down by exit).
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
 summary=()
@@ -44,7 +46,7 @@ for t in "${targets[@]}"; do
   set +e
   start=$(date +%s)
   "build-fuzz/fuzz_$t" -max_total_time="$secs" -timeout=20 -rss_limit_mb=4096 -print_final_stats=1 \
-    -artifact_prefix="$crashes/" "${extra[@]}" "$corpus" $seeds >"$log" 2>&1 &
+    -artifact_prefix="$crashes/" "${extra[@]}" "$corpus" $seeds >/dev/null 2>"$log" &
   pid=$!
   wait $pid
   rc=$?
