@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "wsm/kernels/merge.h"
+#include "wsm/merger/provenance.h"
 #include "merger/emission.h"
 #include "wsm/merger/merge_engine.h"
 
@@ -27,7 +28,9 @@ std::vector<nlohmann::json> run_emission(const EmissionJob& job, kernels::MergeB
 // The index record of an output (see output_index.h); "method" is set by the caller.
 nlohmann::json output_record(const EmissionJob& job, const EmissionOutput& out);
 
-// The provenance written into each output's metadata (CheckpointMeta::extra).
-std::map<std::string, std::string> provenance(const EmissionJob& job, const EmissionOutput& out);
+// The provenance written into each output's metadata (wsm/merger/provenance.h). `method` is
+// "full-merge" or "running-sum (...)"; `accumulate` "f32" or "f64".
+Provenance emission_provenance(const EmissionJob& job, const EmissionOutput& out, std::string method,
+                               std::string accumulate);
 
 }  // namespace wsm::merger

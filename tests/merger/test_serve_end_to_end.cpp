@@ -31,9 +31,16 @@ void check_output(const nlohmann::json& rec, const std::vector<std::int64_t>& al
 
   const auto ckpt = load_checkpoint(rec["path"].get<std::string>());
   EXPECT_EQ(ckpt.meta.step, step);
-  EXPECT_EQ(ckpt.meta.extra.at("wsm.merge.spec"), spec.to_string());
-  EXPECT_EQ(nlohmann::json::parse(ckpt.meta.extra.at("wsm.merge.source_steps")).get<std::vector<std::int64_t>>(), src);
-  const auto weights = nlohmann::json::parse(ckpt.meta.extra.at("wsm.merge.weights")).get<std::vector<double>>();
+  const auto provenance = nlohmann::json::parse(ckpt.meta.extra.at("wsm.provenance"));
+  EXPECT_EQ(provenance.at("tool"), "wsm serve");
+  EXPECT_EQ(provenance.at("spec"), spec.to_string());
+  std::vector<std::int64_t> steps;
+  std::vector<double> weights;
+  for (const auto& s : provenance.at("sources")) {
+    steps.push_back(s.at("step").get<std::int64_t>());
+    weights.push_back(s.at("weight").get<double>());
+  }
+  EXPECT_EQ(steps, src);
   ASSERT_EQ(weights.size(), sel.weights.size());
   for (std::size_t j = 0; j < weights.size(); ++j) EXPECT_NEAR(weights[j], sel.weights[j], 1e-15);
 
