@@ -7,7 +7,7 @@
 #include <string>
 
 #ifdef WSM_HAVE_CUDA
-#include "kernels/cublas_loader.h"
+#include "kernels/cuda_support/cublas_loader.h"
 #endif
 
 namespace {
@@ -23,17 +23,17 @@ bool process_maps(const std::string& library) {
 
 TEST(CublasLoader, LoadsOnFirstUseNotAtStartUp) {
 #ifdef WSM_HAVE_CUDA
-  ASSERT_FALSE(wsm::kernels::cuda::cublas_loaded());
+  ASSERT_FALSE(wsm::cuda::cublas_loaded());
   EXPECT_FALSE(process_maps("libcublas")) << "libcublas is mapped before first use: is it linked again?";
-  const auto& api = wsm::kernels::cuda::cublas();
-  EXPECT_TRUE(wsm::kernels::cuda::cublas_loaded());
+  const auto& api = wsm::cuda::cublas();
+  EXPECT_TRUE(wsm::cuda::cublas_loaded());
   EXPECT_TRUE(process_maps("libcublas.so"));
   EXPECT_NE(api.create, nullptr);
   EXPECT_NE(api.destroy, nullptr);
   EXPECT_NE(api.set_stream, nullptr);
   EXPECT_NE(api.sgemm, nullptr);
   EXPECT_NE(api.gemm_ex, nullptr);
-  EXPECT_EQ(&api, &wsm::kernels::cuda::cublas());  // loaded once
+  EXPECT_EQ(&api, &wsm::cuda::cublas());  // loaded once
 #else
   GTEST_SKIP() << "wsm built without CUDA: there is no cuBLAS to load";
 #endif
