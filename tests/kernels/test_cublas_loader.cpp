@@ -3,8 +3,11 @@
 // every entry point. Needs no GPU: loading the library does not touch a device.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <string>
+
+#include "wsm/core/error.h"
 
 #ifdef WSM_HAVE_CUDA
 #include "kernels/cuda_support/cublas_loader.h"
@@ -25,6 +28,17 @@ TEST(CublasLoader, LoadsOnFirstUseNotAtStartUp) {
 #ifdef WSM_HAVE_CUDA
   ASSERT_FALSE(wsm::cuda::cublas_loaded());
   EXPECT_FALSE(process_maps("libcublas")) << "libcublas is mapped before first use: is it linked again?";
+  // $WSM_CUBLAS_PATH is the user's choice: a wrong one fails naming it (no silent fallback), and a
+  // failed load is retried on the next call.
+  ::setenv("WSM_CUBLAS_PATH", "/nonexistent/libcublas.so", 1);
+  try {
+    wsm::cuda::cublas();
+    ADD_FAILURE() << "loaded cuBLAS from a path that does not exist";
+  } catch (const wsm::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("WSM_CUBLAS_PATH=/nonexistent/libcublas.so"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(wsm::cuda::cublas_loaded());
+  ::unsetenv("WSM_CUBLAS_PATH");
   const auto& api = wsm::cuda::cublas();
   EXPECT_TRUE(wsm::cuda::cublas_loaded());
   EXPECT_TRUE(process_maps("libcublas.so"));
