@@ -4,6 +4,7 @@
 // big each is for a [B, T] batch, where layer l's slice starts, and which batches are valid.
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <span>
 
 #include "wsm/trainer/model.h"
