@@ -17,6 +17,22 @@ template <class T>
 std::string json_list(const std::vector<T>& v) {
   return nlohmann::json(v).dump();
 }
+nlohmann::json output_fields(const EmissionJob& job, const EmissionOutput& out) {
+  return {{"run_id", job.run_id},
+          {"label", out.emulation.label},
+          {"spec", out.emulation.spec.to_string()},
+          {"window", out.emulation.window},
+          {"axis", axis_name(out.emulation.axis)},
+          {"step", job.step},
+          {"tokens", job.tokens},
+          {"path", out.path.string()},
+          {"sources", out.source_steps},
+          {"source_tokens", out.source_tokens},
+          {"weights", out.source_weights},
+          {"sampling", "w_i=f((p_i-p_0)/window)"},
+          {"dtype", job.dtype ? std::string(dtype_name(*job.dtype)) : std::string("as-input")},
+          {"request_id", job.request_id}};
+}
 }  // namespace
 
 std::map<std::string, std::string> provenance(const EmissionJob& job, const EmissionOutput& out) {
@@ -33,25 +49,21 @@ std::map<std::string, std::string> provenance(const EmissionJob& job, const Emis
   p["wsm.merge.dtype"] = job.dtype ? std::string(dtype_name(*job.dtype)) : "as-input";
   p["wsm.merge.run_id"] = job.run_id;
   p["wsm.merge.method"] = "full-merge";
+  if (job.part) p[kPartLayoutKey] = layout_to_json(*job.part);
   return p;
 }
 
 nlohmann::json output_record(const EmissionJob& job, const EmissionOutput& out) {
-  return {{"run_id", job.run_id},
-          {"label", out.emulation.label},
-          {"spec", out.emulation.spec.to_string()},
-          {"window", out.emulation.window},
-          {"axis", axis_name(out.emulation.axis)},
-          {"step", job.step},
-          {"tokens", job.tokens},
-          {"path", out.path.string()},
-          {"sources", out.source_steps},
-          {"source_tokens", out.source_tokens},
-          {"weights", out.source_weights},
-          {"sampling", "w_i=f((p_i-p_0)/window)"},
-          {"dtype", job.dtype ? std::string(dtype_name(*job.dtype)) : std::string("as-input")},
-          {"request_id", job.request_id}};
+  auto record = output_fields(job, out);
+  if (job.part) {  // the path opens the whole multi-part checkpoint once every node's part is there
+    record["path"] = out.path.parent_path().string();
+    record["part"] = out.path.filename().string();
+    record["world_size"] = job.part->world_size;
+    record["ranks"] = job.part->ranks;
+  }
+  return record;
 }
+
 
 std::vector<nlohmann::json> run_emission(const EmissionJob& job, kernels::MergeBackend& backend,
                                          const RunnerOptions& options) {

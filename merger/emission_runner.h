@@ -17,6 +17,8 @@ namespace wsm::merger {
 struct RunnerOptions {
   std::uint64_t chunk_elements = EngineOptions{}.chunk_elements;  // bounds the engine's buffers
   bool accumulate_f64 = false;
+  // The output index's file name in out_dir: daemons of one sharded job sharing out_dir keep one each.
+  std::string index_name = "index.json";
 };
 
 // Returns one index record per output written (see output_index.h). Throws wsm::Error when the
