@@ -47,7 +47,11 @@ GroupMember group_member_from_hello(v1::Hello& hello) {
   m.world_size = static_cast<int>(g.world_size());
   m.local_world_size = static_cast<int>(local);
   auto entries = std::make_shared<std::vector<PartEntry>>();
+  std::map<std::string, int> blocks_of;
   for (auto& spec : *hello.mutable_manifest()) {
+    if (++blocks_of[spec.name()] > kMaxSlicesPerTensor)
+      throw ProtocolError(v1::BAD_REQUEST, "hello: tensor '" + spec.name() + "' has more than " +
+                                               std::to_string(kMaxSlicesPerTensor) + " slices");
     PartEntry e;
     e.name = spec.name();
     e.slice.lengths.assign(spec.shape().begin(), spec.shape().end());

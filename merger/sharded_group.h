@@ -14,6 +14,9 @@
 
 namespace wsm::merger {
 
+// Blocks one rank may declare for one tensor (bounds the daemon's tiling checks).
+inline constexpr int kMaxSlicesPerTensor = 4096;
+
 // One rank of a sharded run, as its Hello declares it.
 struct GroupMember {
   int rank = 0;

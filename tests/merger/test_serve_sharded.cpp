@@ -97,14 +97,9 @@ std::vector<nlohmann::json> index_records(const std::filesystem::path& file) {
 
 // The merged checkpoint at rec["path"] against sum_j c_j * theta_j in double.
 void check_merged(const nlohmann::json& rec, const std::vector<std::int64_t>& all_steps) {
-  const auto spec = parse_merge_spec(rec["spec"].get<std::string>());
   const std::int64_t step = rec["step"];
-  std::vector<std::int64_t> positions;
-  for (auto s : all_steps)
-    if (s <= step) positions.push_back(s);
-  const auto sel = select_window(spec, positions, rec["window"].get<std::int64_t>());
-  std::vector<std::int64_t> src;
-  for (auto i : sel.indices) src.push_back(positions[i]);
+  const auto sel = test::expected_window(rec, all_steps);
+  const auto& src = sel.sources;
   ASSERT_EQ(rec["sources"].get<std::vector<std::int64_t>>(), src) << rec.dump();
 
   const auto ckpt = load_checkpoint(rec["path"].get<std::string>());

@@ -40,6 +40,12 @@ TEST(TensorSlice, TilingFindsOverlapsAndGaps) {
   auto over = exact;
   over.push_back(block({4, 6}, {3, 5}, {1, 1}));
   EXPECT_NE(tiling_problem(over, false)->find("overlap"), std::string::npos);
+  // Many row blocks (the sweep's usual case) and a late overlap among them.
+  std::vector<TensorSlice> rows;
+  for (int r = 0; r < 5000; ++r) rows.push_back(block({5000, 2}, {r, 0}, {1, 2}));
+  EXPECT_FALSE(tiling_problem(rows, true));
+  rows.push_back(block({5000, 2}, {4321, 1}, {1, 1}));
+  EXPECT_NE(tiling_problem(rows, true)->find("[4321:4322,0:2] and [4321:4322,1:2] overlap"), std::string::npos);
   auto shapes = exact;
   shapes[1].global_shape = {4, 7};
   EXPECT_NE(tiling_problem(shapes, true)->find("global shape"), std::string::npos);
