@@ -36,6 +36,9 @@ struct CoreOptions {
   std::chrono::milliseconds partial_timeout{30000};  // a silent sender's partial checkpoint is dropped
   std::string server_id;                  // random per start when empty
   bool running_sums = true;               // uniform/EMA emulations as running sums (running_sum.h)
+  // Sessions kept at once: a Hello past it closes the longest idle session that is not receiving a
+  // checkpoint (that peer is told NO_SESSION), or is refused when every one is.
+  std::size_t max_sessions = 256;
 };
 
 // Limits on what one peer may ask (docs/protocol.md, "Limits").
@@ -44,7 +47,8 @@ inline constexpr int kMaxQueuedRequestsPerPeer = 4;                  // MergeReq
 inline constexpr int kMaxQueuedRequests = 16;                        // the same, all peers together
 
 // The largest ZeroMQ frame the daemon accepts (ZMQ_MAXMSGSIZE): a chunk, or an envelope (a
-// Hello's manifest) of up to 16 MiB.
+// Hello's manifest) of up to 16 MiB, and never much more than the memory budget (no chunk of a
+// checkpoint that fits the budget is larger).
 std::uint64_t max_message_bytes(const CoreOptions& options);
 
 struct Outgoing {
@@ -78,10 +82,7 @@ class MergerCore {
   v1::StatusReply status(Clock::time_point now) const;
   void set_pending_source(PendingSource source) { pending_ = std::move(source); }
   // The running sums' bytes (the emission worker's), counted against the memory budget.
-  void set_running_sum_bytes(std::function<std::uint64_t()> f) {
-    running_sum_bytes_ = f;
-    store_.set_extra_bytes(std::move(f));
-  }
+  void set_running_sum_bytes(std::function<std::uint64_t()> f) { running_sum_bytes_ = std::move(f); }
   // Waits for the store writer (clean shutdown, tests).
   void flush_store() { store_.flush(); }
   void stop_accepting() { accepting_ = false; }
@@ -121,6 +122,11 @@ class MergerCore {
   void check_owner(const std::string& run_id, const std::string& user_id) const;
   void check_step_bounds(const std::string& run_id, std::int64_t step) const;
   void check_memory_budget(const Session& s) const;
+  std::uint64_t partial_bytes() const;  // checkpoints being received, each counted whole
+  void make_room_for_session(const std::string& peer);  // throws OVER_BUDGET when no session can go
+  void end_session(std::map<std::string, Session>::iterator it);
+  void forget_run_if_unused(const std::string& run);
+  std::uint64_t running_sum_bytes() const { return running_sum_bytes_ ? running_sum_bytes_() : 0; }
   void take_over_partials(const std::string& run_id, std::int64_t step, const std::string& peer,
                           std::vector<Outgoing>& out);
   void reject(Session& s, const std::string& peer, std::int64_t step, const wire::ProtocolError& e,
@@ -139,7 +145,8 @@ class MergerCore {
   GroupCollector groups_;
   std::map<std::pair<std::string, std::int64_t>, wire::ProtocolError> failed_steps_;  // sharded steps that failed, recent
   Clock::time_point last_heartbeat_{};
-  std::map<std::string, std::shared_ptr<const Manifest>> run_manifests_;
+  std::map<std::string, std::shared_ptr<const Manifest>> run_manifests_;  // runs with a session or checkpoints
+  std::uint64_t manifest_bytes_ = 0;  // their estimated RAM, counted against the memory budget
   std::map<std::string, std::int64_t> last_step_;  // per run, for emission_due
   std::map<std::string, int> queued_requests_;     // per peer, MergeRequests not yet answered
   int queued_requests_total_ = 0;

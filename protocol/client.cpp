@@ -5,7 +5,8 @@
 // Hello (when the manifest or the socket is new), CheckpointBegin, chunks within the credit the
 // merger grants, CheckpointEnd, then waits for the Ack. Chunk frames point into the snapshot (no
 // copy). A NO_SESSION error or a silent merger starts a new socket and resends the checkpoint
-// from its start, until reconnect_timeout_ms runs out.
+// from its start, until reconnect_timeout_ms runs out; OVER_BUDGET (the merger's memory is taken
+// by other checkpoints) is waited out with backoff on the same socket, within the same time.
 //
 // Two rules keep the cost off the trainer and the cores: while a send_checkpoint call copies, the
 // sender thread stops streaming and helps with the copy instead (it takes blocks of the snapshot
@@ -96,7 +97,10 @@ std::string random_routing_id() {
 }
 
 // The outcome of one attempt at sending a snapshot.
-enum class Attempt { acked, rejected, retry };
+enum class Attempt { acked, rejected, retry, over_budget };
+
+// Waits between tries of a checkpoint the merger refused as OVER_BUDGET: doubling, capped.
+inline constexpr std::chrono::milliseconds kFirstBudgetWait{100}, kLongestBudgetWait{2000};
 
 // Chunk bytes handed to ZeroMQ that its I/O thread has not yet written to the socket.
 inline constexpr std::size_t kBytesAhead = 8 << 20;
@@ -305,7 +309,7 @@ struct MergerClient::Impl {
       if (e.code() == v1::DUPLICATE_STEP && resend) return Attempt::acked;
       if (e.code() == v1::TIMEOUT) return Attempt::retry;
       error = "merger rejected step " + std::to_string(s.step) + ": " + e.message();
-      return Attempt::rejected;
+      return e.code() == v1::OVER_BUDGET ? Attempt::over_budget : Attempt::rejected;
     } else if (m.has_ack() && m.ack().step() == s.step) {
       return Attempt::acked;
     }
@@ -385,9 +389,29 @@ struct MergerClient::Impl {
     }
   }
 
+  // Sleeps before the next try of a step refused as OVER_BUDGET (the merger frees memory as other
+  // checkpoints complete or leave the window); false, and the step failed, once past the deadline.
+  bool wait_for_budget(std::chrono::milliseconds& wait, Clock::time_point deadline, std::int64_t step,
+                       const std::string& error) {
+    const auto now = Clock::now();
+    if (now >= deadline) {
+      fail(error + " (still over the merger's memory budget after " + std::to_string(opt.reconnect_timeout_ms) + " ms)");
+      return false;
+    }
+    const auto pause = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
+    spdlog::warn("merger client: step {} does not fit the merger's memory budget now; trying again in {} ms", step,
+                 pause.count());
+    std::this_thread::sleep_for(pause);
+    wait = std::min(wait * 2, kLongestBudgetWait);
+    std::lock_guard lock(mu);
+    ++stats.budget_waits;
+    return true;
+  }
+
   void send_one(const std::shared_ptr<Snapshot>& snap) {
     const auto deadline = Clock::now() + std::chrono::milliseconds(opt.reconnect_timeout_ms);
     bool resend = false;
+    auto budget_wait = kFirstBudgetWait;
     for (;;) {
       std::string error;
       Attempt a;
@@ -406,6 +430,10 @@ struct MergerClient::Impl {
       if (a == Attempt::rejected) {
         fail(error);
         return;
+      }
+      if (a == Attempt::over_budget) {
+        if (!wait_for_budget(budget_wait, deadline, snap->step, error)) return;
+        continue;  // same socket and session: the merger dropped what it had of this step
       }
       if (Clock::now() >= deadline) {
         fail("merger at " + opt.endpoint + " unreachable for " + std::to_string(opt.reconnect_timeout_ms) +

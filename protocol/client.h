@@ -33,7 +33,7 @@ struct ClientOptions {
   std::string run_id = "run";
   std::size_t chunk_bytes = 4 << 20;
   std::size_t queue_bytes = 1ull << 30;  // snapshots waiting to be sent
-  int reconnect_timeout_ms = 30000;      // how long to retry a checkpoint across merger restarts
+  int reconnect_timeout_ms = 30000;      // how long to retry a checkpoint (merger restarts, OVER_BUDGET)
   // Silence from the merger this long while it owes a reply (credit, ack, welcome) means it went
   // away: the client reconnects and resends the checkpoint from its start.
   int stall_timeout_ms = 5000;
@@ -57,6 +57,7 @@ struct ClientStats {
   std::uint64_t reconnects = 0;
   std::uint64_t resends = 0;
   std::uint64_t queue_waits = 0;  // send_checkpoint calls that waited for room
+  std::uint64_t budget_waits = 0;  // tries refused as OVER_BUDGET and waited out
 };
 
 class MergerClient {

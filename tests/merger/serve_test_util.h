@@ -128,6 +128,17 @@ class RawPeer {
   zmq::socket_t socket_;
 };
 
+// The daemon's StatusReply, asked from a fresh socket.
+inline v1::StatusReply status_of(const std::string& endpoint) {
+  RawPeer peer(endpoint);
+  auto st = wire::envelope();
+  st.mutable_status_request();
+  peer.send(st);
+  auto r = peer.next();
+  if (!r || !r->has_status_reply()) throw Error("no status reply");
+  return r->status_reply();
+}
+
 inline v1::Envelope hello(const std::string& run, const std::vector<OwnedTensor>& model, std::uint32_t version = 1) {
   auto env = wire::envelope();
   auto* h = env.mutable_hello();
