@@ -9,7 +9,10 @@ using wire::ProtocolError;
 namespace {
 std::string rank_list(const std::map<int, RankPart>& parts) {
   std::string s;
-  for (const auto& [rank, part] : parts) s += (s.empty() ? "" : ",") + std::to_string(rank);
+  for (const auto& [rank, part] : parts) {
+    if (!s.empty()) s += ',';
+    s += std::to_string(rank);
+  }
   return s;
 }
 }  // namespace

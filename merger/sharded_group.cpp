@@ -8,11 +8,7 @@ namespace wsm::merger {
 using wire::ProtocolError;
 
 namespace {
-std::string show(const std::vector<std::int64_t>& v) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
-  return s + "]";
-}
+std::string show(const std::vector<std::int64_t>& v) { return shape_text(v); }
 
 std::uint64_t hash_of(const TensorBytes& t) {
   wire::StreamChecksum h;

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "merger/stored_checkpoint.h"
-#include "protocol/part_layout.h"
-#include "protocol/wire.h"
+#include "wsm/formats/part_layout.h"
+#include "wsm/wire/wire.h"
 
 namespace wsm::merger {
 

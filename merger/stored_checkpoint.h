@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "protocol/checkpoint.h"
-#include "protocol/part_layout.h"
+#include "wsm/formats/checkpoint.h"
+#include "wsm/formats/part_layout.h"
 
 namespace wsm::merger {
 

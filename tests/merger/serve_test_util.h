@@ -18,9 +18,9 @@
 #include <nlohmann/json.hpp>
 
 #include "merger/server.h"
-#include "schedules/decay.h"
-#include "protocol/client.h"
-#include "protocol/wire.h"
+#include "wsm/schedules/decay.h"
+#include "wsm/client/client.h"
+#include "wsm/wire/wire.h"
 
 namespace wsm::test {
 
@@ -115,7 +115,7 @@ class RawPeer {
     for (;;) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()).count();
       if (left <= 0) return std::nullopt;
-      auto r = wire::receive(socket_, false, static_cast<int>(left));
+      auto r = wire::receive(socket_, wire::SocketRole::dealer, static_cast<int>(left));
       if (!r || !r->message) continue;
       if (r->message->envelope.has_credit()) continue;
       return r->message->envelope;

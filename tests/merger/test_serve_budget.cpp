@@ -8,7 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "core_harness.h"
-#include "protocol/client.h"
+#include "wsm/client/client.h"
 #include "serve_test_util.h"
 #include "tests/run_command.h"
 

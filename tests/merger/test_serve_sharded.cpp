@@ -13,8 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include "../run_command.h"
-#include "protocol/tensor_slice.h"
-#include "schedules/decay.h"
+#include "wsm/formats/tensor_slice.h"
+#include "wsm/schedules/decay.h"
 #include "serve_test_util.h"
 
 namespace wsm {

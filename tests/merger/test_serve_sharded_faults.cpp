@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "core_harness.h"
-#include "protocol/tensor_slice.h"
+#include "wsm/formats/tensor_slice.h"
 
 namespace wsm::merger {
 namespace {

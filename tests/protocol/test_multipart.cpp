@@ -6,9 +6,9 @@
 #include <cstring>
 #include <random>
 
-#include "protocol/multipart_checkpoint.h"
-#include "protocol/part_layout.h"
-#include "protocol/tensor_slice.h"
+#include "wsm/formats/multipart_checkpoint.h"
+#include "wsm/formats/part_layout.h"
+#include "wsm/formats/tensor_slice.h"
 #include "test_util.h"
 
 namespace wsm {
