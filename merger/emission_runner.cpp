@@ -17,6 +17,22 @@ template <class T>
 std::string json_list(const std::vector<T>& v) {
   return nlohmann::json(v).dump();
 }
+nlohmann::json output_fields(const EmissionJob& job, const EmissionOutput& out) {
+  return {{"run_id", job.run_id},
+          {"label", out.emulation.label},
+          {"spec", out.emulation.spec.to_string()},
+          {"window", out.emulation.window},
+          {"axis", axis_name(out.emulation.axis)},
+          {"step", job.step},
+          {"tokens", job.tokens},
+          {"path", out.path.string()},
+          {"sources", out.source_steps},
+          {"source_tokens", out.source_tokens},
+          {"weights", out.source_weights},
+          {"sampling", "w_i=f((p_i-p_0)/window)"},
+          {"dtype", job.dtype ? std::string(dtype_name(*job.dtype)) : std::string("as-input")},
+          {"request_id", job.request_id}};
+}
 }  // namespace
 
 Provenance emission_provenance(const EmissionJob& job, const EmissionOutput& out, std::string method,
@@ -43,22 +59,24 @@ Provenance emission_provenance(const EmissionJob& job, const EmissionOutput& out
   return p;
 }
 
-nlohmann::json output_record(const EmissionJob& job, const EmissionOutput& out) {
-  return {{"run_id", job.run_id},
-          {"label", out.emulation.label},
-          {"spec", out.emulation.spec.to_string()},
-          {"window", out.emulation.window},
-          {"axis", axis_name(out.emulation.axis)},
-          {"step", job.step},
-          {"tokens", job.tokens},
-          {"path", out.path.string()},
-          {"sources", out.source_steps},
-          {"source_tokens", out.source_tokens},
-          {"weights", out.source_weights},
-          {"sampling", "w_i=f((p_i-p_0)/window)"},
-          {"dtype", job.dtype ? std::string(dtype_name(*job.dtype)) : std::string("as-input")},
-          {"request_id", job.request_id}};
+std::map<std::string, std::string> emission_metadata(const EmissionJob& job, const EmissionOutput& out,
+                                                     std::string method, std::string accumulate) {
+  auto extra = provenance_metadata(emission_provenance(job, out, std::move(method), std::move(accumulate)));
+  if (job.part) extra[kPartLayoutKey] = layout_to_json(*job.part);
+  return extra;
 }
+
+nlohmann::json output_record(const EmissionJob& job, const EmissionOutput& out) {
+  auto record = output_fields(job, out);
+  if (job.part) {  // the path opens the whole multi-part checkpoint once every node's part is there
+    record["path"] = out.path.parent_path().string();
+    record["part"] = out.path.filename().string();
+    record["world_size"] = job.part->world_size;
+    record["ranks"] = job.part->ranks;
+  }
+  return record;
+}
+
 
 std::vector<nlohmann::json> run_emission(const EmissionJob& job, kernels::MergeBackend& backend,
                                          const RunnerOptions& options) {
@@ -82,8 +100,7 @@ std::vector<nlohmann::json> run_emission(const EmissionJob& job, kernels::MergeB
     meta.step = job.step;
     meta.tokens = job.tokens;
     meta.run_id = job.run_id;
-    meta.extra = provenance_metadata(
-        emission_provenance(job, out, "full-merge", options.accumulate_f64 ? "f64" : "f32"));
+    meta.extra = emission_metadata(job, out, "full-merge", options.accumulate_f64 ? "f64" : "f32");
     writers.push_back(create_checkpoint(out.path, meta, plan.output_tensors));
     outputs.push_back(writers.back().get());
     weights.insert(weights.end(), out.weights.begin(), out.weights.end());

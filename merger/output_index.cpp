@@ -13,7 +13,8 @@
 
 namespace wsm::merger {
 
-OutputIndex::OutputIndex(std::filesystem::path out_dir) : out_dir_(out_dir), path_(out_dir / "index.json") {
+OutputIndex::OutputIndex(std::filesystem::path out_dir, const std::string& name)
+    : out_dir_(out_dir), path_(out_dir / name) {
   std::filesystem::create_directories(out_dir);
   index_ = {{"version", 1}, {"outputs", nlohmann::json::array()}};
   if (std::filesystem::exists(path_)) {

@@ -12,7 +12,8 @@ namespace wsm::merger {
 
 class OutputIndex {
  public:
-  explicit OutputIndex(std::filesystem::path out_dir);  // loads an existing index.json, reconciles
+  // Loads an existing DIR/<name> (index.json unless told), reconciles.
+  explicit OutputIndex(std::filesystem::path out_dir, const std::string& name = "index.json");
   // Drops records whose file is gone and adds the outputs under DIR/<run>/<label>/ that have no
   // record (rebuilt from the provenance each output carries); rewrites the file when
   // anything changed. Returns {added, dropped}.

@@ -117,8 +117,8 @@ std::optional<nlohmann::json> RunningSums::run(const EmissionJob& job, const Sum
     meta.step = job.step;
     meta.tokens = job.tokens;
     meta.run_id = job.run_id;
-    meta.extra = provenance_metadata(emission_provenance(
-        job, item.output, item.model.anchor_apart ? "running-sum (ema)" : "running-sum (uniform)", "f64"));
+    meta.extra = emission_metadata(job, item.output,
+                                   item.model.anchor_apart ? "running-sum (ema)" : "running-sum (uniform)", "f64");
     writer = create_checkpoint(item.output.path, meta, plan.output_tensors);
   }
 

@@ -21,12 +21,8 @@ struct Sent {
 void check_output(const nlohmann::json& rec, const std::vector<std::int64_t>& all_steps, int int_tensor_index) {
   const auto spec = parse_merge_spec(rec["spec"].get<std::string>());
   const std::int64_t step = rec["step"];
-  std::vector<std::int64_t> positions;
-  for (auto s : all_steps)
-    if (s <= step) positions.push_back(s);
-  const auto sel = select_window(spec, positions, rec["window"].get<std::int64_t>());
-  std::vector<std::int64_t> src;
-  for (auto i : sel.indices) src.push_back(positions[i]);
+  const auto sel = test::expected_window(rec, all_steps);
+  const auto& src = sel.sources;
   EXPECT_EQ(rec["sources"].get<std::vector<std::int64_t>>(), src) << rec.dump();
 
   const auto ckpt = load_checkpoint(rec["path"].get<std::string>());
