@@ -141,13 +141,21 @@ void MergerCore::on_hello(const wire::Message& msg, Clock::time_point now, std::
   const auto& hello = msg.envelope.hello();
   try {
     if (!accepting_) throw ProtocolError(v1::SHUTTING_DOWN, "merger is shutting down");
-    if (hello.protocol_version() != wire::kProtocolVersion)
+    if (hello.protocol_version() != wire::kProtocolVersion && hello.protocol_version() != wire::kShardedProtocolVersion)
       throw ProtocolError(v1::VERSION_MISMATCH, "hello with protocol version " + std::to_string(hello.protocol_version()) +
-                                                    ", merger speaks " + std::to_string(wire::kProtocolVersion));
+                                                    ", merger speaks " + std::to_string(wire::kProtocolVersion) + " and " +
+                                                    std::to_string(wire::kShardedProtocolVersion));
     const std::string& run = hello.run_id();
     if (auto problem = run_id_problem(run)) throw ProtocolError(v1::BAD_REQUEST, "hello refused: " + *problem);
     check_owner(run, msg.user_id);
-    auto manifest = manifest_from_hello(hello);
+    // A rank of a sharded run: its slices become the manifest's tensors (sharded_group.h).
+    std::optional<GroupMember> member;
+    v1::Hello sliced;
+    if (hello.protocol_version() == wire::kShardedProtocolVersion && hello.has_group()) {
+      sliced = hello;
+      member = group_member_from_hello(sliced);
+    }
+    auto manifest = manifest_from_hello(member ? sliced : hello);
     std::uint64_t bytes = 0;
     for (const auto& t : *manifest) bytes += t.nbytes();  // cannot overflow: checked by manifest_from_hello
     if (bytes > options_.store.memory_budget)
@@ -155,7 +163,11 @@ void MergerCore::on_hello(const wire::Message& msg, Clock::time_point now, std::
                                                " bytes does not fit --memory-budget " +
                                                std::to_string(options_.store.memory_budget));
     const std::uint64_t footprint = manifest_footprint(*manifest);
-    if (auto known = run_manifests_.find(run); known != run_manifests_.end()) {
+    if (member) {
+      declare_group(run, *member, out);  // a sharded run: each rank its own blocks (sharded_group.h)
+    } else if (groups_.is_group_run(run)) {
+      throw ProtocolError(v1::BAD_REQUEST, "run '" + run + "' is a sharded run: a hello for it must declare its group (protocol version 2)");
+    } else if (auto known = run_manifests_.find(run); known != run_manifests_.end()) {
       if (*known->second != *manifest)
         throw ProtocolError(v1::MANIFEST_MISMATCH, "run '" + run + "': manifest differs from the one this run started with (names, dtypes, shapes)");
     } else {
@@ -172,8 +184,13 @@ void MergerCore::on_hello(const wire::Message& msg, Clock::time_point now, std::
     const auto existing = sessions_.find(msg.peer);
     const std::string replaced = existing == sessions_.end() ? run : existing->second.run_id;
     if (existing == sessions_.end() && sessions_.size() >= options_.max_sessions) make_room_for_session(msg.peer);
-    if (auto [known, added] = run_manifests_.try_emplace(run, manifest); added) manifest_bytes_ += footprint;
-    else manifest = known->second;
+    if (member) {
+      // A sharded run's ranks each have their own blocks: none is the run's manifest.
+    } else if (auto [known, added] = run_manifests_.try_emplace(run, manifest); added) {
+      manifest_bytes_ += footprint;
+    } else {
+      manifest = known->second;
+    }
     if (!msg.user_id.empty()) run_owners_.try_emplace(run, msg.user_id);
     Session s;
     s.run_id = run;
@@ -181,12 +198,13 @@ void MergerCore::on_hello(const wire::Message& msg, Clock::time_point now, std::
     s.checkpoint_bytes = bytes;
     s.outstanding = options_.credit;
     s.last_seen = now;
+    s.group = member;
     sessions_[msg.peer] = std::move(s);
     if (replaced != run) forget_run_if_unused(replaced);  // this peer said hello for another run before
     spdlog::info("peer {} joined run '{}' ({} tensors, client '{}')", show_peer(msg.peer), run, manifest->size(), hello.client());
     auto reply = wire::envelope();
     auto* w = reply.mutable_welcome();
-    w->set_protocol_version(wire::kProtocolVersion);
+    w->set_protocol_version(hello.protocol_version());
     w->set_server_id(options_.server_id);
     w->set_credit(options_.credit);
     w->set_max_chunk_bytes(options_.max_chunk_bytes);
@@ -209,6 +227,8 @@ void MergerCore::on_begin(Session& s, const std::string& peer, const v1::Checkpo
     if (store_.contains(s.run_id, b.step()))
       throw ProtocolError(v1::DUPLICATE_STEP, "run '" + s.run_id + "': step " + std::to_string(b.step()) + " already received");
     check_step_bounds(s.run_id, b.step());
+    if (auto failed = failed_steps_.find({s.run_id, b.step()}); s.group && failed != failed_steps_.end())
+      throw failed->second;
     take_over_partials(s.run_id, b.step(), peer, out);
     check_memory_budget(s);
     if (b.step() <= store_.newest_step(s.run_id))
@@ -249,7 +269,7 @@ std::uint64_t MergerCore::partial_bytes() const {
   std::uint64_t held = 0;
   for (const auto& [peer, session] : sessions_)
     if (session.partial) held += session.checkpoint_bytes;
-  return held;
+  return held + groups_.held_bytes();  // sharded runs' parts waiting for their other ranks
 }
 
 void MergerCore::take_over_partials(const std::string& run_id, std::int64_t step, const std::string& peer,
@@ -257,8 +277,10 @@ void MergerCore::take_over_partials(const std::string& run_id, std::int64_t step
   // A client that gave up on a stalled socket resends from a new one while the old socket's
   // partial is still here: the new session takes the step over (the old partial would only expire,
   // and answering DUPLICATE_STEP would make the client count a lost checkpoint as delivered).
+  const auto& group = sessions_.at(peer).group;
   for (auto& [other_peer, other] : sessions_)
-    if (other_peer != peer && other.run_id == run_id && other.partial && other.partial->step() == step)
+    if (other_peer != peer && other.run_id == run_id && other.partial && other.partial->step() == step &&
+        (!group || (other.group && other.group->rank == group->rank)))  // other ranks send the same step
       reject(other, other_peer, step,
              ProtocolError(v1::TAKEN_OVER, "run '" + run_id + "': step " + std::to_string(step) +
                                                " is being resent by another session of this run; this partial is dropped"),
@@ -282,6 +304,7 @@ void MergerCore::on_chunk(Session& s, wire::Message& msg, std::vector<Outgoing>&
       throw ProtocolError(v1::BAD_REQUEST, "chunk of " + std::to_string(chunk.length()) + " bytes exceeds max_chunk_bytes " +
                                                std::to_string(options_.max_chunk_bytes));
     s.partial->add(chunk, std::move(*msg.payload));
+    if (s.group) groups_.touch(s.run_id, chunk.step(), s.last_seen);
   } catch (const ProtocolError& e) {
     reject(s, msg.peer, chunk.step(), e, out);
   }
@@ -295,26 +318,34 @@ void MergerCore::on_end(Session& s, const std::string& peer, const v1::Checkpoin
       throw ProtocolError(v1::OUT_OF_ORDER, "end of step " + std::to_string(e.step()) + " without its begin");
     auto c = s.partial->finish(e);
     s.partial.reset();
-    std::vector<Entry> dropped;
-    try {
-      dropped = store_.add(c);
-    } catch (const Error& err) {
-      throw ProtocolError(v1::INTERNAL, err.what());
-    }
-    ++checkpoints_received_;
-    recent_checkpoints_.push_back(s.last_seen);
-    spdlog::info("received run '{}' step {} (tokens {}, lr {:g}, {} bytes) from {}", s.run_id, c->step, c->tokens, c->lr,
-                 c->nbytes(), show_peer(peer));
+    if (s.group) return deliver_part(s, peer, std::move(c), e, out);
+    commit(s.run_id, std::move(c), {peer}, out);
+  } catch (const ProtocolError& err) {
+    reject(s, peer, e.step(), err, out);
+  }
+}
+
+void MergerCore::commit(const std::string& run_id, std::shared_ptr<StoredCheckpoint> c,
+                        const std::vector<std::string>& peers, std::vector<Outgoing>& out) {
+  std::vector<Entry> dropped;
+  try {
+    dropped = store_.add(c);
+  } catch (const Error& err) {
+    throw ProtocolError(v1::INTERNAL, err.what());
+  }
+  ++checkpoints_received_;
+  recent_checkpoints_.push_back(Clock::now());
+  spdlog::info("received run '{}' step {} (tokens {}, lr {:g}, {} bytes) from {}{}", run_id, c->step, c->tokens, c->lr,
+               c->nbytes(), show_peer(peers.front()), peers.size() > 1 ? " and " + std::to_string(peers.size() - 1) + " more ranks" : "");
+  for (const auto& peer : peers) {
     auto ack = wire::envelope();
     ack.mutable_ack()->set_step(c->step);
     out.push_back({peer, std::move(ack)});
-    try {
-      after_commit(s.run_id, c->step, dropped);
-    } catch (const std::exception& err) {  // the checkpoint is in the window; only its output is lost
-      spdlog::error("run '{}' step {}: output not planned: {}", s.run_id, c->step, err.what());
-    }
-  } catch (const ProtocolError& err) {
-    reject(s, peer, e.step(), err, out);
+  }
+  try {
+    after_commit(run_id, c->step, dropped);
+  } catch (const std::exception& err) {  // the checkpoint is in the window; only its output is lost
+    spdlog::error("run '{}' step {}: output not planned: {}", run_id, c->step, err.what());
   }
 }
 
@@ -459,6 +490,8 @@ void MergerCore::grant(Session& s, const std::string& peer, std::vector<Outgoing
 
 std::vector<Outgoing> MergerCore::expire(Clock::time_point now) {
   std::vector<Outgoing> out;
+  for (auto& outcome : groups_.expire(now, options_.partial_timeout)) finish_group_step(std::move(outcome), out);
+  group_heartbeats(now, out);
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     auto& s = it->second;
     if (s.partial && now - s.last_seen > options_.partial_timeout) {

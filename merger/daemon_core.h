@@ -17,6 +17,7 @@
 
 #include "merger/checkpoint_assembler.h"
 #include "merger/emission.h"
+#include "merger/group_collector.h"
 #include "merger/window_store.h"
 #include "wsm/wire/wire.h"
 
@@ -100,6 +101,7 @@ class MergerCore {
     std::unique_ptr<CheckpointAssembler> partial;
     std::optional<std::int64_t> rejected_step;  // its later chunks are dropped quietly
     Clock::time_point last_seen;
+    std::optional<GroupMember> group;  // one rank of a sharded run (protocol version 2)
   };
 
   void dispatch(wire::Message& msg, Clock::time_point now, std::vector<Outgoing>& out);
@@ -107,6 +109,14 @@ class MergerCore {
   void on_begin(Session& s, const std::string& peer, const v1::CheckpointBegin& b, std::vector<Outgoing>& out);
   void on_chunk(Session& s, wire::Message& msg, std::vector<Outgoing>& out);
   void on_end(Session& s, const std::string& peer, const v1::CheckpointEnd& e, std::vector<Outgoing>& out);
+  // Sharded runs (sharded_group.h): a Hello's group, a rank's verified part, a step's outcome.
+  void declare_group(const std::string& run, const GroupMember& member, std::vector<Outgoing>& out);
+  void deliver_part(Session& s, const std::string& peer, std::shared_ptr<StoredCheckpoint> part, const v1::CheckpointEnd& e,
+                    std::vector<Outgoing>& out);
+  void finish_group_step(GroupOutcome outcome, std::vector<Outgoing>& out);
+  void group_heartbeats(Clock::time_point now, std::vector<Outgoing>& out);
+  void commit(const std::string& run_id, std::shared_ptr<StoredCheckpoint> c, const std::vector<std::string>& peers,
+              std::vector<Outgoing>& out);
   void on_merge_request(const wire::Message& msg, std::vector<Outgoing>& out);
   void submit_merge_request(const wire::Message& msg);  // throws the error to send
   void check_owner(const std::string& run_id, const std::string& user_id) const;
@@ -132,6 +142,9 @@ class MergerCore {
   bool withholding_ = false;  // credit held back while the store writer is behind
   WindowStore store_;
   std::map<std::string, Session> sessions_;
+  GroupCollector groups_;
+  std::map<std::pair<std::string, std::int64_t>, wire::ProtocolError> failed_steps_;  // sharded steps that failed, recent
+  Clock::time_point last_heartbeat_{};
   std::map<std::string, std::shared_ptr<const Manifest>> run_manifests_;  // runs with a session or checkpoints
   std::uint64_t manifest_bytes_ = 0;  // their estimated RAM, counted against the memory budget
   std::map<std::string, std::int64_t> last_step_;  // per run, for emission_due

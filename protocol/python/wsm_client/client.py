@@ -204,6 +204,7 @@ class MergerClient:
         h.client = "wsm-python/0.1"
         for name, dtype, shape in snap.manifest():
             h.manifest.add(name=name, dtype=dtype, shape=list(shape))
+        self._fill_hello(h, snap)
         self._sock.send(env.SerializeToString())
         deadline = time.monotonic() + self.stall_timeout_ms / 1000
         while True:
@@ -218,6 +219,9 @@ class MergerClient:
                 return True
             if kind == "error":
                 raise MergerError("merger refused hello: " + m.error.message)
+
+    def _fill_hello(self, hello, snap):
+        """Hook for sharded senders (sharded.py): the group and the slices of the manifest."""
 
     def _on_message(self, m, snap, resend):
         """None to go on, else 'acked' / 'retry' / ('rejected', message)."""

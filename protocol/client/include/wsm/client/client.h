@@ -18,8 +18,14 @@ namespace wsm {
 struct TensorView {
   std::string name;
   DType dtype = DType::f32;
-  std::vector<std::int64_t> shape;
+  std::vector<std::int64_t> shape;  // of the data; with a slice, the block's lengths
   std::span<const std::byte> data;
+  // Sharded jobs: the data is the block of a tensor of `global_shape` starting at `offsets` (both
+  // empty: the whole tensor). `replicated`: a whole copy every holder sends (checked equal).
+  // Several views may name one tensor with different blocks.
+  std::vector<std::int64_t> global_shape;
+  std::vector<std::int64_t> offsets;
+  bool replicated = false;
 };
 
 struct ClientOptions {
@@ -35,6 +41,12 @@ struct ClientOptions {
   std::string curve_server_key;
   std::string curve_public_key;
   std::string curve_secret_key;
+  // Sharded jobs (protocol version 2): this sender is rank `rank` of `world_size`, and
+  // `local_world_size` ranks (0: all) send to this merger. A step completes at the merger once
+  // they all delivered; the ack waits for that. world_size 1 without slices is the plain protocol.
+  int rank = 0;
+  int world_size = 1;
+  int local_world_size = 0;
 };
 
 // What the client has done so far (for logs, tests and benchmarks).
