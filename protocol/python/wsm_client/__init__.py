@@ -1,12 +1,17 @@
-"""wsm_client: stream checkpoints from a training loop to the wsm merger (`wsm serve`).
+"""wsm_client: stream checkpoints from a training loop to the wsm merger (`wsm serve`), and read
+what wsm writes.
 
     from wsm_client import MergerClient
     merger = MergerClient("tcp://127.0.0.1:5555", run_id="gpt")
     merger.send_checkpoint(step, tokens, lr, model.state_dict())   # in the loop; returns quickly
 
-See protocol/python/README.md; the wire format is docs/protocol.md.
+See docs/python-client.md; the wire format is docs/protocol.md.
 """
-from .client import MergerClient, MergerError, merge_now, status
+from .client import MergerClient, merge_now, message_to_dict, status
+from .convert import convert_torch_checkpoint
+from .delivery import MergerError, Policy
+from .files import CheckpointFileError, load_checkpoint, load_state_dict
 
-__all__ = ["MergerClient", "MergerError", "status", "merge_now"]
-__version__ = "0.1.0"
+__all__ = ["MergerClient", "MergerError", "Policy", "status", "merge_now", "message_to_dict", "load_state_dict",
+           "load_checkpoint", "CheckpointFileError", "convert_torch_checkpoint"]
+__version__ = "0.2.0"
