@@ -1,9 +1,11 @@
 #include "merger/daemon_core.h"
 
+#include <algorithm>
 #include <random>
 
 #include <spdlog/spdlog.h>
 
+#include "merger/resend_check.h"
 #include "merger/run_id.h"
 #include "protocol/version.h"
 
@@ -28,6 +30,9 @@ std::string show_peer(const std::string& peer) {
   }
   return out;
 }
+void append(std::vector<Outgoing>& out, std::vector<OutputFeed::Reply> replies) {
+  for (auto& [peer, env] : replies) out.push_back({std::move(peer), std::move(env)});
+}
 Outgoing error_to(const std::string& peer, const ProtocolError& e, std::int64_t step = 0, std::uint64_t request = 0) {
   return {peer, wire::error_envelope(e.code(), e.what(), step, request)};
 }
@@ -43,6 +48,7 @@ MergerCore::MergerCore(CoreOptions options, JobSink sink)
       store_(options_.store, options_.emulations) {
   if (options_.server_id.empty()) options_.server_id = random_id();
   if (options_.credit == 0) options_.credit = 1;
+  feed_ = OutputFeed(options_.server_id);
 }
 
 void MergerCore::restore() {
@@ -79,6 +85,13 @@ void MergerCore::dispatch(wire::Message& msg, Clock::time_point now, std::vector
     }
     case v1::Envelope::kMergeRequest:
       on_merge_request(msg, out);
+      return;
+    case v1::Envelope::kOutputsRequest:
+      try {
+        append(out, feed_.request(msg.peer, env.outputs_request(), now));
+      } catch (const ProtocolError& e) {  // answered here: it must not poison a checkpoint this peer is sending
+        out.push_back(error_to(msg.peer, e));
+      }
       return;
     case v1::Envelope::kBye:
       sessions_.erase(msg.peer);
@@ -184,13 +197,11 @@ void MergerCore::on_begin(Session& s, const std::string& peer, const v1::Checkpo
   s.rejected_step.reset();
   try {
     if (!accepting_) throw ProtocolError(v1::SHUTTING_DOWN, "merger is shutting down");
-    // DUPLICATE_STEP means "in the window": clients count it as delivered.
-    if (store_.contains(s.run_id, b.step()))
-      throw ProtocolError(v1::DUPLICATE_STEP, "run '" + s.run_id + "': step " + std::to_string(b.step()) + " already received");
+    // A step the window holds is received whole all the same and compared at its end (acknowledge_resend).
     check_step_bounds(s.run_id, b.step());
     take_over_partials(s.run_id, b.step(), peer, out);
     check_memory_budget(s);
-    if (b.step() <= store_.newest_step(s.run_id))
+    if (b.step() <= store_.newest_step(s.run_id) && !store_.contains(s.run_id, b.step()))
       throw ProtocolError(v1::OUT_OF_ORDER, "run '" + s.run_id + "': step " + std::to_string(b.step()) +
                                                 " is older than the newest in the window (" +
                                                 std::to_string(store_.newest_step(s.run_id)) + ")");
@@ -268,6 +279,10 @@ void MergerCore::on_end(Session& s, const std::string& peer, const v1::Checkpoin
       throw ProtocolError(v1::OUT_OF_ORDER, "end of step " + std::to_string(e.step()) + " without its begin");
     auto c = s.partial->finish(e);
     s.partial.reset();
+    if (store_.contains(s.run_id, c->step)) {
+      acknowledge_resend(s, peer, *c, out);
+      return;
+    }
     std::vector<Entry> dropped;
     try {
       dropped = store_.add(c);
@@ -289,6 +304,27 @@ void MergerCore::on_end(Session& s, const std::string& peer, const v1::Checkpoin
   } catch (const ProtocolError& err) {
     reject(s, peer, e.step(), err, out);
   }
+}
+
+void MergerCore::acknowledge_resend(const Session& s, const std::string& peer, const StoredCheckpoint& c,
+                                    std::vector<Outgoing>& out) {
+  // Identical bytes: a resumed run or a lost Ack, so a delivery. Anything else is a conflict;
+  // DUPLICATE_STEP keeps the words "already received" that clients match.
+  const auto& entries = store_.entries(s.run_id);
+  const auto held = std::find_if(entries.begin(), entries.end(), [&](const Entry& e) { return e->step == c.step; });
+  std::optional<std::string> diff;
+  try {
+    diff = first_difference(c, *held);
+  } catch (const Error& err) {
+    diff = std::string("its stored copy cannot be read: ") + err.what();
+  }
+  if (diff)
+    throw ProtocolError(v1::DUPLICATE_STEP, "run '" + s.run_id + "': step " + std::to_string(c.step) +
+                                                " already received, with different contents (" + *diff + ")");
+  spdlog::info("run '{}' step {} sent again with the same contents: acknowledged", s.run_id, c.step);
+  auto ack = wire::envelope();
+  ack.mutable_ack()->set_step(c.step);
+  out.push_back({peer, std::move(ack)});
 }
 
 void MergerCore::after_commit(const std::string& run_id, std::int64_t step, const std::vector<Entry>& dropped) {
@@ -382,6 +418,7 @@ std::vector<Outgoing> MergerCore::job_done(const EmissionJob& job, const std::ve
                                            const std::string& error) {
   outputs_written_ += records.size();
   std::vector<Outgoing> out;
+  append(out, feed_.add(records));
   if (job.request_id == 0 || job.requester.empty()) return out;
   if (auto q = queued_requests_.find(job.requester); q != queued_requests_.end()) {
     --queued_requests_total_;
@@ -432,6 +469,7 @@ void MergerCore::grant(Session& s, const std::string& peer, std::vector<Outgoing
 
 std::vector<Outgoing> MergerCore::expire(Clock::time_point now) {
   std::vector<Outgoing> out;
+  append(out, feed_.expire(now));
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     auto& s = it->second;
     if (s.partial && now - s.last_seen > options_.partial_timeout) {

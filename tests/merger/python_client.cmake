@@ -11,7 +11,8 @@ if(NOT WSM_SANITIZE)
     set_tests_properties(python_client_venv_${flavour} PROPERTIES
       FIXTURES_SETUP py_venv_${flavour} TIMEOUT 900 LABELS "python")
     add_test(NAME python_client_${flavour}
-             COMMAND ${venv}/bin/python -m unittest discover -v -s ${CMAKE_CURRENT_SOURCE_DIR}/python
+             # (through cmake -E env: the venv's python exists only once the fixture made it)
+             COMMAND ${CMAKE_COMMAND} -E env ${venv}/bin/python -m unittest discover -v -s ${CMAKE_CURRENT_LIST_DIR}/python
              WORKING_DIRECTORY ${PROJECT_BINARY_DIR})
     set(expect "")
     if(flavour STREQUAL "debian")

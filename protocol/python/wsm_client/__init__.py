@@ -11,7 +11,8 @@ from .client import MergerClient, merge_now, message_to_dict, status
 from .convert import convert_torch_checkpoint
 from .delivery import MergerError, Policy
 from .files import CheckpointFileError, load_checkpoint, load_state_dict
+from .outputs import OutputWatcher, wait_for_output
 
 __all__ = ["MergerClient", "MergerError", "Policy", "status", "merge_now", "message_to_dict", "load_state_dict",
-           "load_checkpoint", "CheckpointFileError", "convert_torch_checkpoint"]
+           "load_checkpoint", "CheckpointFileError", "convert_torch_checkpoint", "wait_for_output", "OutputWatcher"]
 __version__ = "0.2.0"

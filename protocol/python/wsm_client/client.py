@@ -100,6 +100,7 @@ class MergerClient:
         self.policy = self._queue.policy
         self._abort = threading.Event()
         self._report = None
+        self._watcher = None
         # Sender-thread state.
         self._sock = None
         self._session_manifest = None
@@ -158,6 +159,15 @@ class MergerClient:
         if raise_errors and self._report["errors"]:
             raise MergerError("merger client: " + "; ".join(self._report["errors"]))
         return self._report
+
+    def wait_for_output(self, timeout_s=60.0):
+        """This run's outputs written since the last call (the first call: since the daemon started),
+        waiting up to timeout_s for one; [] when none came. Records as in index.json (outputs.py)."""
+        from .outputs import OutputWatcher
+
+        if self._watcher is None:
+            self._watcher = OutputWatcher(self.endpoint, self.run_id)
+        return self._watcher.wait(timeout_s)
 
     def __enter__(self):
         return self

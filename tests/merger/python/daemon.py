@@ -20,13 +20,13 @@ class Daemon:
         listen = f"tcp://127.0.0.1:{port}" if port else "tcp://127.0.0.1:*"
         self.proc = subprocess.Popen([WSM_BIN, "serve", "--listen", listen, "--out", self.out, "--emulate", emulate,
                                       "--every", str(every), *extra],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.log = []
         self.endpoint = None
         ready = threading.Event()
 
         def read_log():
-            for line in self.proc.stderr:
+            for line in self.proc.stdout:  # wsm logs to stdout
                 self.log.append(line)
                 m = re.search(r"listening on (tcp://127\.0\.0\.1:\d+)", line)
                 if m and not ready.is_set():
