@@ -14,7 +14,7 @@ namespace {
 
 TEST(ClientPython, SequenceMatchesDoubleReference) {
   if (std::system((std::string(WSM_PYTHON) + " -c 'import zmq, numpy, google.protobuf, xxhash, h5py' 2>/dev/null").c_str()) != 0)
-    GTEST_SKIP() << WSM_PYTHON << " lacks pyzmq/numpy/protobuf/xxhash/h5py";
+    FAIL() << WSM_PYTHON << " lacks pyzmq/numpy/protobuf/xxhash/h5py (tools/install-deps.sh installs them)";
   const auto out = test::temp_dir("py-out");
   test::ServerThread server(test::server_options(out, "linear:300,1-sqrt:400", 200));
 

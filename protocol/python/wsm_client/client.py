@@ -259,8 +259,8 @@ class MergerClient:
             if e.step != snap.step:
                 log.warning("merger client: late error for step %d: %s", e.step, e.message)
                 return None
-            # DUPLICATE_STEP means the step is in the window (it got there before the break); a step
-            # still arriving from the abandoned socket is taken over by the resend instead.
+            # A resend of a step that got into the window before the break is acknowledged by the
+            # daemon (same bytes); daemons before that answered DUPLICATE_STEP, kept as delivered.
             if e.code == pb.DUPLICATE_STEP and resend:
                 return "acked"
             if e.code == pb.TIMEOUT:
