@@ -119,6 +119,13 @@ class Files(unittest.TestCase):
         for path in (sharded, sharded / "model.safetensors.index.json"):
             self.assert_same(wsm_client.load_state_dict(path), dict(sorted(self.ref.items())))
 
+    def test_hugging_face_directory_with_one_file_and_config(self):
+        folder = self.dir / "hf-one"
+        folder.mkdir()
+        (folder / "config.json").write_text('{"model_type": "gpt2"}')
+        self.wsm_convert("hf-one/model.safetensors")
+        self.assert_same(wsm_client.load_state_dict(folder), dict(sorted(self.ref.items())))
+
     def test_hugging_face_sharded_set_written_by_safetensors(self):
         needs(st_numpy, "WSM_EXPECT_SAFETENSORS", "safetensors")
         folder = self.dir / "hf"
