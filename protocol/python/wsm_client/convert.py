@@ -27,11 +27,36 @@ def convert_torch_checkpoint(src, dst=None, key=None):
     """Converts a torch.save file of tensors to safetensors; returns the output path.
     dst: default beside src (pytorch_model.bin -> model.safetensors, x.pt -> x.safetensors).
     key: the entry holding the state dict when the file holds more (e.g. "model"); found by itself
-    among state_dict/model/model_state_dict/module when not given."""
+    among state_dict/model/model_state_dict/module when not given.
+    A sharded set's index (pytorch_model.bin.index.json) converts every shard beside it and writes
+    model.safetensors.index.json last; dst is then ignored and the new index returned."""
+    src = pathlib.Path(src)
+    if src.name.endswith(".bin.index.json"):
+        return _convert_sharded(src, key)
+    dst = pathlib.Path(dst) if dst else default_output(src)
+    _convert_file(src, dst, key)
+    return dst
+
+
+def _convert_sharded(index, key):
+    try:
+        doc = json.loads(index.read_text())
+        weight_map = doc["weight_map"]
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"{index}: not a shard index ({e!r})") from None
+    renamed = {shard: default_output(index.parent / shard).name for shard in sorted(set(weight_map.values()))}
+    for shard, out in renamed.items():
+        _convert_file(index.parent / shard, index.parent / out, key)
+    out_index = index.parent / index.name.replace("pytorch_model.bin", "model.safetensors").replace(".bin.", ".safetensors.")
+    text = json.dumps({"metadata": doc.get("metadata", {}),
+                       "weight_map": {name: renamed[shard] for name, shard in weight_map.items()}}, indent=2)
+    _write_atomically(out_index, text.encode(), [])
+    return out_index
+
+
+def _convert_file(src, dst, key):
     import torch
 
-    src = pathlib.Path(src)
-    dst = pathlib.Path(dst) if dst else default_output(src)
     try:
         obj = torch.load(src, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, ...
@@ -49,13 +74,16 @@ def convert_torch_checkpoint(src, dst=None, key=None):
         blobs.append(raw)
         offset += raw.nbytes
     header["__metadata__"] = {"format": "pt", "wsm.converted_from": src.name}
-    _write_atomically(dst, header, blobs)
-    return dst
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-(8 + len(text)) % 8)  # the data section starts 8-byte aligned
+    _write_atomically(dst, len(text).to_bytes(8, "little") + text, blobs)
 
 
 def default_output(src):
-    if src.name == "pytorch_model.bin":
-        return src.with_name("model.safetensors")
+    """pytorch_model.bin -> model.safetensors, pytorch_model-00001-of-00002.bin ->
+    model-00001-of-00002.safetensors, x.pt -> x.safetensors."""
+    if src.name.startswith("pytorch_model") and src.suffix == ".bin":
+        return src.with_name("model" + src.name[len("pytorch_model"):-len(".bin")] + ".safetensors")
     return src.with_suffix(".safetensors")
 
 
@@ -78,14 +106,12 @@ def _state_dict_of(src, obj, key, torch):
     return {str(k): v for k, v in obj.items()}
 
 
-def _write_atomically(dst, header, blobs):
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-(8 + len(text)) % 8)  # the data section starts 8-byte aligned
+def _write_atomically(dst, head, blobs):
+    """head then blobs into dst: a temporary beside it, fsynced, renamed, the folder fsynced."""
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=dst.name + ".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(len(text).to_bytes(8, "little"))
-            f.write(text)
+            f.write(head)
             for b in blobs:
                 f.write(memoryview(b))
             f.flush()

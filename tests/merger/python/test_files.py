@@ -184,6 +184,23 @@ class TorchFiles(unittest.TestCase):
                                          capture_output=True, text=True, timeout=60).stdout)
         self.assertEqual([(t["name"], t["dtype"]) for t in info["tensors"]], [("w", "f32"), ("b", "bf16"), ("n", "i64")])
 
+    def test_sharded_torch_set_is_converted_with_its_index(self):
+        sd = {f"layer{i}.weight": torch.randn(4, 4) for i in range(3)}
+        shards = {"pytorch_model-00001-of-00002.bin": ["layer0.weight", "layer1.weight"],
+                  "pytorch_model-00002-of-00002.bin": ["layer2.weight"]}
+        for shard, names in shards.items():
+            torch.save({n: sd[n] for n in names}, self.dir / shard)
+        (self.dir / "pytorch_model.bin.index.json").write_text(json.dumps(
+            {"metadata": {"total_size": 192}, "weight_map": {n: s for s, ns in shards.items() for n in ns}}))
+        index = wsm_client.convert_torch_checkpoint(self.dir / "pytorch_model.bin.index.json")
+        self.assertEqual(index, self.dir / "model.safetensors.index.json")
+        self.assertEqual(sorted(p.name for p in self.dir.glob("*.safetensors")),
+                         ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"])
+        got = wsm_client.load_state_dict(self.dir)
+        self.assertEqual(list(got), list(sd))
+        for k, v in sd.items():
+            self.assertTrue(torch.equal(got[k], v), k)
+
     def test_only_weights_are_unpickled(self):
         pt = self.dir / "evil.pt"
         torch.save({"w": torch.zeros(2), "obj": Unsafe()}, pt)
