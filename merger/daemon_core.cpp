@@ -7,7 +7,7 @@
 
 #include "merger/resend_check.h"
 #include "merger/run_id.h"
-#include "protocol/version.h"
+#include "wsm/core/version.h"
 
 namespace wsm::merger {
 

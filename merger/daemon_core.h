@@ -19,7 +19,7 @@
 #include "merger/emission.h"
 #include "merger/output_feed.h"
 #include "merger/window_store.h"
-#include "protocol/wire.h"
+#include "wsm/wire/wire.h"
 
 namespace wsm::merger {
 

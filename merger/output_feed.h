@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "protocol/wire.h"
+#include "wsm/wire/wire.h"
 
 namespace wsm::merger {
 
