@@ -11,6 +11,7 @@ failures; close() reports them and raises only when asked.
 """
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -40,18 +41,14 @@ class _Aborted(Exception):
 
 def _to_host(name, value):
     """(dtype name, shape, contiguous numpy copy) for a numpy array or a torch tensor."""
-    try:
-        import torch  # optional
-
-        if isinstance(value, torch.Tensor):
-            t = value.detach()
-            if t.dtype == torch.bfloat16:
-                arr = t.to("cpu", copy=True).contiguous().view(torch.int16).numpy()
-                return "bf16", tuple(t.shape), arr
-            arr = t.to("cpu", copy=True).contiguous().numpy()
-            return _dtype_name(name, arr.dtype), tuple(t.shape), arr
-    except ImportError:
-        pass
+    torch = sys.modules.get("torch")  # a torch tensor means torch is imported; never import it here (slow)
+    if torch is not None and isinstance(value, torch.Tensor):
+        t = value.detach()
+        if t.dtype == torch.bfloat16:
+            arr = t.to("cpu", copy=True).contiguous().view(torch.int16).numpy()
+            return "bf16", tuple(t.shape), arr
+        arr = t.to("cpu", copy=True).contiguous().numpy()
+        return _dtype_name(name, arr.dtype), tuple(t.shape), arr
     arr = np.array(value, copy=True, order="C")
     return _dtype_name(name, arr.dtype), arr.shape, arr
 
