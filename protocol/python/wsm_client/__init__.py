@@ -5,14 +5,16 @@ what wsm writes.
     merger = MergerClient("tcp://127.0.0.1:5555", run_id="gpt")
     merger.send_checkpoint(step, tokens, lr, model.state_dict())   # in the loop; returns quickly
 
-See docs/python-client.md; the wire format is docs/protocol.md.
+See docs/python-client.md (and docs/sharded.md for sharded jobs); the wire format is docs/protocol.md.
 """
-from .client import MergerClient, merge_now, message_to_dict, status
+from .client import merge_now, message_to_dict, status
 from .convert import convert_torch_checkpoint
 from .delivery import MergerError, Policy
 from .files import CheckpointFileError, load_checkpoint, load_state_dict
 from .outputs import OutputWatcher, wait_for_output
+from .sharded import REPLICATED, MergerClient
 
-__all__ = ["MergerClient", "MergerError", "Policy", "status", "merge_now", "message_to_dict", "load_state_dict",
-           "load_checkpoint", "CheckpointFileError", "convert_torch_checkpoint", "wait_for_output", "OutputWatcher"]
+__all__ = ["MergerClient", "MergerError", "Policy", "REPLICATED", "status", "merge_now", "message_to_dict",
+           "load_state_dict", "load_checkpoint", "CheckpointFileError", "convert_torch_checkpoint", "wait_for_output",
+           "OutputWatcher"]
 __version__ = "0.2.0"

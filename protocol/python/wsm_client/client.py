@@ -6,8 +6,9 @@ credit (payload frames sent without copies), CheckpointEnd, then waits for the A
 bounded by queue_bytes; when full, send_checkpoint waits for room and logs a warning. A NO_SESSION
 error or a silent merger (stall_timeout_ms) opens a new socket and resends the checkpoint, until
 reconnect_timeout_ms after it was queued. What happens during an outage is the client's policy
-(delivery.py: wait, drop-oldest, fail-fast). flush() waits for every ack and raises MergerError for
-failures; close() reports them and raises only when asked.
+(delivery.py: wait, drop-oldest, fail-fast); OVER_BUDGET (the merger's memory is taken by other
+checkpoints) is waited out with backoff on the same socket, within the checkpoint's deadline. flush()
+waits for every ack and raises MergerError for failures; close() reports them and raises only when asked.
 """
 import logging
 import os
@@ -26,6 +27,8 @@ from .delivery import DeliveryQueue, MergerError, Policy
 log = logging.getLogger("wsm_client")
 
 PROTOCOL_VERSION = 1
+# Waits between tries of a checkpoint refused as OVER_BUDGET (seconds): doubling, capped.
+_FIRST_BUDGET_WAIT, _LONGEST_BUDGET_WAIT = 0.1, 2.0
 
 _NUMPY_DTYPES = {
     np.dtype("float32"): "f32", np.dtype("float16"): "f16", np.dtype("float64"): "f64",
@@ -228,6 +231,7 @@ class MergerClient:
         h.client = "wsm-python/0.1"
         for name, dtype, shape in snap.manifest():
             h.manifest.add(name=name, dtype=dtype, shape=list(shape))
+        self._fill_hello(h, snap)
         self._sock.send(env.SerializeToString())
         deadline = time.monotonic() + self.stall_timeout_ms / 1000
         while True:
@@ -243,6 +247,9 @@ class MergerClient:
                 return True
             if kind == "error":
                 raise MergerError("merger refused hello: " + m.error.message)
+
+    def _fill_hello(self, hello, snap):
+        """Hook for sharded senders (sharded.py): the group and the slices of the manifest."""
 
     def _on_message(self, m, snap, resend):
         """None to go on, else 'acked' / 'retry' / ('rejected', message)."""
@@ -262,6 +269,8 @@ class MergerClient:
                 return "acked"
             if e.code == pb.TIMEOUT:
                 return "retry"
+            if e.code == pb.OVER_BUDGET:
+                return ("over_budget", f"merger rejected step {snap.step}: {e.message}")
             return ("rejected", f"merger rejected step {snap.step}: {e.message}")
         elif kind == "ack" and m.ack.step == snap.step:
             return "acked"
@@ -317,7 +326,7 @@ class MergerClient:
         """Sends one checkpoint until it is acknowledged (None) or fails (the message). The
         checkpoint's deadline counts from when it was queued; while the merger is down, checkpoints
         already past theirs fail at once, so an outage costs reconnect_timeout once, not per checkpoint."""
-        resend, backoff = False, 0.05
+        resend, backoff, budget_wait = False, 0.05, _FIRST_BUDGET_WAIT
         while True:
             if self._down_since is not None and snap.deadline is not None and time.monotonic() >= snap.deadline:
                 self._drop_socket()
@@ -331,6 +340,20 @@ class MergerClient:
                 return f"step {snap.step}: {e}"
             if r == "acked":
                 return None
+            if isinstance(r, tuple) and r[0] == "over_budget" and self.policy is not Policy.FAIL_FAST:
+                # The merger frees memory as other checkpoints complete or leave the window: the
+                # same socket tries again (the merger dropped what it had of this step).
+                left = None if snap.deadline is None else snap.deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return f"{r[1]} (still over the merger's memory budget after {self.reconnect_timeout_ms} ms)"
+                pause = budget_wait if left is None else min(budget_wait, left)
+                log.warning("merger client: step %d does not fit the merger's memory budget now; trying again in %d ms",
+                            snap.step, pause * 1000)
+                if self._abort.wait(pause):
+                    raise _Aborted()
+                budget_wait = min(budget_wait * 2, _LONGEST_BUDGET_WAIT)
+                self._queue.count("budget_waits")
+                continue
             if isinstance(r, tuple):
                 return r[1]
             if self._down_since is None:

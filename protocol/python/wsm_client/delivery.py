@@ -58,7 +58,7 @@ class DeliveryQueue:
         self._closing = False
         self._errors = []   # not yet raised by flush()/send_checkpoint()
         self.stats = {"queued": 0, "acked": 0, "failed": 0, "dropped": 0, "queue_waits": 0, "resends": 0,
-                      "bytes_sent": 0}
+                      "bytes_sent": 0, "budget_waits": 0}
         self.failures = []  # every failure message, for close()'s report
 
     # ---- trainer side ---------------------------------------------------------------------------
