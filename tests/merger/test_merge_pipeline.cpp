@@ -70,7 +70,7 @@ struct Fixture {
       auto c = std::make_shared<Checkpoint>();
       c->meta.step = j + 1;
       for (int t = 0; t < 3; ++t) {
-        TensorInfo info{"t" + std::to_string(t), DType::f32, {1000 + 37 * t}};
+        TensorInfo info{std::string(1, char('a' + t)), DType::f32, {1000 + 37 * t}};
         c->tensors.push_back({info, test::random_buffer(DType::f32, info.numel(), 10 * j + t).bytes});
       }
       ins.push_back(c);
@@ -142,8 +142,10 @@ TEST(MergePipeline, FailedStartAtAnyThreadJoinsWhatStarted) {
   for (std::size_t fail_at = 0; fail_at < roles.size(); ++fail_at) {
     std::size_t started = 0;
     eo.before_thread_start = [&](std::string_view role) {
-      if (started++ == fail_at) throw Error("injected start failure at thread " + std::to_string(fail_at) + " (" +
-                                            std::string(role) + ")");
+      if (started++ != fail_at) return;
+      std::string what = "injected start failure at thread ";
+      what.append(std::to_string(fail_at)).append(" (").append(role).append(")");
+      throw Error(what);
     };
     try {
       merge(false);
