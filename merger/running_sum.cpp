@@ -96,8 +96,7 @@ std::unique_ptr<CheckpointWriter> create_output(const EmissionJob& job, const Su
   meta.step = job.step;
   meta.tokens = job.tokens;
   meta.run_id = job.run_id;
-  meta.extra = provenance(job, item.output);
-  meta.extra["wsm.merge.method"] = method_name(item.model);
+  meta.extra = emission_metadata(job, item.output, method_name(item.model), "f64");
   return create_checkpoint(item.output.path, meta, plan.output_tensors);
 }
 

@@ -33,7 +33,7 @@ TEST(FileNames, OfflineStemsAndDaemonLabelsAgreeOnEquals) {
   const MergeSpec ema = parse_merge_spec("ema:alpha=0.2");
   EXPECT_EQ(merger::output_stem(ema), file_name_safe(ema.to_string()));
   EXPECT_EQ(merger::output_stem(ema).find('='), std::string::npos);
-  const auto e = merger::parse_emulations("ema:alpha=0.2:1000,cosine,floor=0.1:50Mt");
+  const auto e = merger::parse_emulations("ema:alpha=0.2@1000;cosine,floor=0.1@50Mt");
   ASSERT_EQ(e.size(), 2u);
   EXPECT_EQ(e[0].label, merger::output_stem(ema) + "_w1000");
   EXPECT_EQ(e[1].label, merger::output_stem(parse_merge_spec("cosine,floor=0.1")) + "_w50000000t");

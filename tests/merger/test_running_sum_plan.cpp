@@ -79,13 +79,13 @@ struct Case {
 TEST(RunningSumPlan, SlidingWindowEqualsDirectWeightedSum) {
   for (const Case c : {Case{"linear", 5}, Case{"ema:alpha=0.3", 5}, Case{"ema:alpha=0.05", 9}}) {
     const MergeSpec spec = parse_merge_spec(c.spec);
-    const bool ema = spec.shape == DecayShape::exponential;
+    const bool ema = spec.ema() != nullptr;
     ScalarSum sum(64);
     int rebuilds = 0, incremental = 0;
     for (std::int64_t newest = 100; newest <= 20000; newest += 100) {
       const auto steps = window(newest, c.checkpoints, 100);
       if (ema && steps.size() < 2) continue;
-      const auto w = ema ? ema_weights(spec.alpha, steps.size()) : uniform_weights(steps.size());
+      const auto w = ema ? ema_weights(spec.ema()->alpha, steps.size()) : uniform_weights(steps.size());
       // The job's context holds the checkpoint that just left the window (EmissionJob::context).
       const double got = sum.update(spec, steps, w, window(newest, c.checkpoints + 1, 100));
       ASSERT_NEAR(got, sum.reference(steps, w), 1e-12) << c.spec << " at step " << newest;
@@ -152,7 +152,7 @@ TEST(RunningSumPlan, ModelChangeAndPeriodicRebuild) {
   for (std::int64_t newest = 500; newest <= 1200; newest += 100) {
     const auto steps = window(newest, 5, 100);
     const MergeSpec spec = parse_merge_spec(newest < 1000 ? "ema:alpha=0.2" : "ema:alpha=0.4");
-    const auto w = ema_weights(spec.alpha, 5);
+    const auto w = ema_weights(spec.ema()->alpha, 5);
     EXPECT_NEAR(sum.update(spec, steps, w, steps), sum.reference(steps, w), 1e-12) << newest;
     rebuilt.push_back(sum.last.rebuild);
     since = sum.last.rebuild ? 0 : since + 1;
