@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "wsm/core/error.h"
+#include "wsm/core/file_name.h"
 
 namespace wsm::merger {
 
@@ -71,9 +72,7 @@ Emulation make_emulation(const MergeSpec& spec, Window window) {
   e.spec = spec;
   e.window = window.value;
   e.axis = window.axis;
-  std::string label = spec.to_string() + "_w" + window_to_string(window);
-  for (char& c : label)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '=')) c = '_';
+  std::string label = file_name_safe(spec.to_string() + "_w" + window_to_string(window));
   if (label.size() > 120) label = label.substr(0, 120);
   e.label = label;
   return e;

@@ -20,7 +20,7 @@ struct Emulation {
   MergeSpec spec;
   std::int64_t window = 0;
   Axis axis = Axis::steps;
-  std::string label;  // file-name safe, e.g. "1-sqrt_w800", "cosine_floor=0.1_w50000000t"
+  std::string label;  // wsm::file_name_safe, e.g. "1-sqrt_w800", "cosine_floor_0.1_w50000000t"
 };
 
 struct Window {

@@ -3,13 +3,13 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <set>
 
 #include "wsm/core/error.h"
+#include "wsm/core/file_name.h"
 #include "wsm/core/version.h"
 
 namespace wsm::merger {
@@ -200,12 +200,7 @@ Provenance merge_provenance(const OfflineMergeRequest& req, const OfflinePlan& p
   return p;
 }
 
-std::string output_stem(const MergeSpec& spec) {
-  std::string s = spec.to_string();
-  for (char& c : s)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') c = '_';
-  return s;
-}
+std::string output_stem(const MergeSpec& spec) { return file_name_safe(spec.to_string()); }
 
 namespace {
 

@@ -1,11 +1,12 @@
 #include "merger/run_id.h"
 
 #include "wsm/core/error.h"
+#include "wsm/core/file_name.h"
 
 namespace wsm::merger {
 
 namespace {
-bool alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
+bool alnum(char c) { return is_file_name_char(c) && c != '.' && c != '_' && c != '-'; }
 }  // namespace
 
 std::optional<std::string> run_id_problem(std::string_view run_id) {
@@ -14,7 +15,7 @@ std::optional<std::string> run_id_problem(std::string_view run_id) {
     return "run id of " + std::to_string(run_id.size()) + " bytes is longer than " + std::to_string(kMaxRunIdBytes);
   if (!alnum(run_id.front())) return "run id must start with a letter or digit";
   for (char c : run_id)
-    if (!(alnum(c) || c == '.' || c == '_' || c == '-'))
+    if (!is_file_name_char(c))
       return "run id has a character outside [A-Za-z0-9._-] (byte " +
              std::to_string(static_cast<unsigned>(static_cast<unsigned char>(c))) + ")";
   if (run_id.find(".tmp-") != std::string_view::npos) return "run id must not contain '.tmp-'";

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "merger/emission.h"
+#include "merger/running_sum_plan.h"
 
 namespace wsm::merger {
 
@@ -41,13 +42,12 @@ class RunningSums {
 
  private:
   struct State {
-    SumModel model;
-    std::vector<TensorInfo> tensors;           // output manifest the sums were built for
-    std::vector<std::int64_t> tail;            // steps in V, oldest first
-    std::vector<std::vector<double>> sums;     // per tensor; empty for copied (integer/bool) ones
-    int updates_since_recompute = 0;
+    SumState sum;                           // model, steps in V, updates since the last rebuild
+    std::vector<TensorInfo> tensors;        // output manifest the sums were built for
+    std::vector<std::vector<double>> sums;  // per tensor; empty for copied (integer/bool) ones
     std::uint64_t bytes() const;
   };
+  // Plans the update (running_sum_plan.h), then applies it to the tensors and writes the output.
   std::optional<nlohmann::json> run(const EmissionJob& job, const SumItem& item, State& state);
 
   RunningSumOptions options_;

@@ -35,11 +35,11 @@ class Server {
   // Serves until `stop` becomes true; then stops accepting, finishes the output being written,
   // and returns.
   void run(const std::atomic<bool>& stop);
-  // For tests and benchmarks: waits until every queued output is written.
+  // Test hook (tests and `wsm bench ingest`): waits until every queued output is written.
   void wait_outputs_idle() { worker_->wait_idle(); }
-  // For tests, while no client sends: the window.
+  // Test hook, while no client sends: the window.
   const WindowStore& window() const { return core_->store(); }
-  // For tests: waits until every received checkpoint is written to --store.
+  // Test hook: waits until every received checkpoint is written to --store.
   void wait_store_idle() { core_->store().wait_written(); }
 
  private:

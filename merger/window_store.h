@@ -51,7 +51,7 @@ class WindowStore {
   void poll() { spill(); }
   // Waits until every queued checkpoint is written (shutdown), then spills.
   void flush();
-  // Only waits for the writer: safe from another thread than the store's (tests).
+  // Test hook: only waits for the writer, so safe from another thread than the store's.
   void wait_written() const {
     if (writer_) writer_->flush();
   }

@@ -16,7 +16,7 @@ packages=(
   libcairo2-dev
   clang libclang-rt-14-dev
   g++-aarch64-linux-gnu
-  python3 python3-numpy python3-h5py python3-zmq python3-protobuf python3-torch python3-venv
+  python3 python3-numpy python3-h5py python3-zmq python3-protobuf python3-torch python3-venv python3-xxhash
 )
 
 missing=()

@@ -77,11 +77,125 @@ Rgb colour_of(const Series& s, std::size_t k) {
   return kPalette[(s.colour >= 0 ? std::size_t(s.colour) : k) % std::size(kPalette)];
 }
 
-template <class Px, class Py>
-void draw_series(cairo_t* cr, const Series& s, Rgb c, const Px& px, const Py& py) {
+struct Frame {
+  double left, top, right, bottom;
+};
+
+// Axis ranges, ticks and the plot frame, and the data-to-pixel mapping they define.
+struct Axes {
+  Range xr, yr;
+  std::vector<double> xt, yt;  // tick positions
+  double xstep = 1, ystep = 1;  // tick spacing
+  double xmag = 0, ymag = 0;    // largest |tick|: the labels' format
+  Frame f{};
+  double px(double x) const { return f.left + (x - xr.lo) / (xr.hi - xr.lo) * (f.right - f.left); }
+  double py(double y) const { return f.bottom - (y - yr.lo) / (yr.hi - yr.lo) * (f.bottom - f.top); }
+};
+
+bool has_dots(const Series& s) { return s.mark == Mark::points || s.mark == Mark::line_points; }
+
+// The data's x and y ranges (error bars and category positions included), padded to read well.
+void data_ranges(const PlotOptions& o, std::span<const Series> series, Range& xr, Range& yr) {
+  for (const auto& s : series)
+    for (std::size_t i = 0; i < s.xs.size(); ++i) {
+      if (!std::isfinite(s.xs[i]) || !std::isfinite(s.ys[i])) continue;
+      xr.add(s.xs[i]), yr.add(s.ys[i]);
+      if (!s.yerr.empty()) yr.add(s.ys[i] - s.yerr[i]), yr.add(s.ys[i] + s.yerr[i]);
+    }
+  for (const auto& [x, label] : o.xlabels) xr.add(x);
+  if (!o.xlabels.empty()) {  // categories sit inside the frame, not on it
+    const double pad = o.xlabels.size() > 1 ? 0.5 * (xr.hi - xr.lo) / double(o.xlabels.size() - 1) : 0.5;
+    xr.lo -= pad, xr.hi += pad;
+  }
+  xr.settle();
+  yr.settle();
+  const bool dots = std::any_of(series.begin(), series.end(), has_dots);
+  if (dots && o.xlabels.empty()) {  // points on the first or last x stay clear of the frame
+    const double pad = 0.02 * (xr.hi - xr.lo);
+    xr.lo -= pad, xr.hi += pad;
+  }
+  const double ypad = 0.04 * (yr.hi - yr.lo);
+  if (yr.lo > 0 && yr.lo < 0.5 * yr.hi) yr.lo = 0;  // non-negative quantities (LRs) read best from 0
+  else if (dots) yr.lo -= ypad;
+  yr.hi += ypad;                                      // keep the top line off the frame
+}
+
+// Ranges, ticks, and the frame left of which the widest y tick label fits (measured in the
+// 12-point face the ticks are drawn in, which stays selected).
+Axes layout_axes(cairo_t* cr, const PlotOptions& o, std::span<const Series> series) {
+  Axes a;
+  data_ranges(o, series, a.xr, a.yr);
+  a.xt = nice_ticks(a.xr.lo, a.xr.hi);
+  a.yt = nice_ticks(a.yr.lo, a.yr.hi);
+  a.xstep = a.xt.size() > 1 ? a.xt[1] - a.xt[0] : 1, a.ystep = a.yt.size() > 1 ? a.yt[1] - a.yt[0] : 1;
+  a.xmag = std::max(std::abs(a.xt.front()), std::abs(a.xt.back()));
+  a.ymag = std::max(std::abs(a.yt.front()), std::abs(a.yt.back()));
+
+  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size(cr, 12);
+  double ylabel_w = 0;
+  for (double v : a.yt) ylabel_w = std::max(ylabel_w, text_width(cr, tick_label(v, a.ystep, a.ymag)));
+  a.f = {40 + ylabel_w, 48, o.width - 24.0, o.height - 58.0};
+  return a;
+}
+
+// Grid lines, tick marks and tick labels (or the category labels on x), then the frame.
+void draw_grid(cairo_t* cr, const PlotOptions& o, const Axes& a) {
+  const Frame& f = a.f;
+  cairo_set_line_width(cr, 1);
+  for (const auto& [v, label] : o.xlabels) {
+    cairo_set_source_rgb(cr, 0.15, 0.15, 0.15);
+    text_at(cr, label, a.px(v), f.bottom + 8, 0.5, 0);
+  }
+  for (double v : o.xlabels.empty() ? a.xt : std::vector<double>{}) {
+    if (v < a.xr.lo - 1e-9 * a.xstep || v > a.xr.hi + 1e-9 * a.xstep) continue;
+    cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
+    cairo_move_to(cr, a.px(v), f.top);
+    cairo_line_to(cr, a.px(v), f.bottom);
+    cairo_stroke(cr);
+    cairo_set_source_rgb(cr, 0.15, 0.15, 0.15);
+    cairo_move_to(cr, a.px(v), f.bottom);
+    cairo_line_to(cr, a.px(v), f.bottom + 5);
+    cairo_stroke(cr);
+    text_at(cr, tick_label(v, a.xstep, a.xmag), a.px(v), f.bottom + 8, 0.5, 0);
+  }
+  for (double v : a.yt) {
+    if (v < a.yr.lo - 1e-9 * a.ystep || v > a.yr.hi + 1e-9 * a.ystep) continue;
+    cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
+    cairo_move_to(cr, f.left, a.py(v));
+    cairo_line_to(cr, f.right, a.py(v));
+    cairo_stroke(cr);
+    cairo_set_source_rgb(cr, 0.15, 0.15, 0.15);
+    cairo_move_to(cr, f.left - 5, a.py(v));
+    cairo_line_to(cr, f.left, a.py(v));
+    cairo_stroke(cr);
+    text_at(cr, tick_label(v, a.ystep, a.ymag), f.left - 8, a.py(v), 1, 0.5);
+  }
+  cairo_set_source_rgb(cr, 0.15, 0.15, 0.15);
+  cairo_rectangle(cr, f.left, f.top, f.right - f.left, f.bottom - f.top);
+  cairo_stroke(cr);
+}
+
+// Axis labels (y rotated) and the bold title.
+void draw_titles(cairo_t* cr, const PlotOptions& o, const Frame& f, std::string_view title, std::string_view xlabel,
+                 std::string_view ylabel) {
+  cairo_set_font_size(cr, 13);
+  text_at(cr, std::string(xlabel), (f.left + f.right) / 2, o.height - 8.0, 0.5, 1);
+  cairo_save(cr);
+  cairo_translate(cr, 14, (f.top + f.bottom) / 2);
+  cairo_rotate(cr, -std::numbers::pi / 2);
+  text_at(cr, std::string(ylabel), 0, 0, 0.5, 0);
+  cairo_restore(cr);
+  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_BOLD);
+  cairo_set_font_size(cr, 15);
+  text_at(cr, std::string(title), (f.left + f.right) / 2, 16, 0.5, 0);
+}
+
+// One series: its line (or staircase), then its error bars and dots.
+void draw_series(cairo_t* cr, const Series& s, Rgb c, const Axes& a) {
   cairo_set_source_rgb(cr, c.r, c.g, c.b);
   cairo_set_line_width(cr, 2);
-  const bool lines = s.mark != Mark::points, dots = s.mark == Mark::points || s.mark == Mark::line_points;
+  const bool lines = s.mark != Mark::points, dots = has_dots(s);
   bool pen = false;
   double last_y = 0;
   for (std::size_t i = 0; lines && i < s.xs.size(); ++i) {
@@ -89,7 +203,7 @@ void draw_series(cairo_t* cr, const Series& s, Rgb c, const Px& px, const Py& py
       pen = false;
       continue;
     }
-    const double x = px(s.xs[i]), y = py(s.ys[i]);
+    const double x = a.px(s.xs[i]), y = a.py(s.ys[i]);
     if (!pen) cairo_move_to(cr, x, y);
     else {
       if (s.mark == Mark::staircase) cairo_line_to(cr, x, last_y);
@@ -101,9 +215,9 @@ void draw_series(cairo_t* cr, const Series& s, Rgb c, const Px& px, const Py& py
   cairo_stroke(cr);
   for (std::size_t i = 0; i < s.xs.size(); ++i) {
     if (!std::isfinite(s.xs[i]) || !std::isfinite(s.ys[i])) continue;
-    const double x = px(s.xs[i]), y = py(s.ys[i]);
+    const double x = a.px(s.xs[i]), y = a.py(s.ys[i]);
     if (!s.yerr.empty() && std::isfinite(s.yerr[i])) {  // whisker with caps
-      const double lo = py(s.ys[i] - s.yerr[i]), hi = py(s.ys[i] + s.yerr[i]);
+      const double lo = a.py(s.ys[i] - s.yerr[i]), hi = a.py(s.ys[i] + s.yerr[i]);
       cairo_set_line_width(cr, 1.5);
       cairo_move_to(cr, x, lo), cairo_line_to(cr, x, hi);
       cairo_move_to(cr, x - 4, lo), cairo_line_to(cr, x + 4, lo);
@@ -117,19 +231,21 @@ void draw_series(cairo_t* cr, const Series& s, Rgb c, const Px& px, const Py& py
   }
 }
 
-struct Frame {
-  double left, top, right, bottom;
-};
+// Every series, clipped to the plot area.
+void draw_all_series(cairo_t* cr, std::span<const Series> series, const Axes& a) {
+  const Frame& f = a.f;
+  cairo_save(cr);
+  cairo_rectangle(cr, f.left, f.top, f.right - f.left, f.bottom - f.top);
+  cairo_clip(cr);
+  cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
+  for (std::size_t k = 0; k < series.size(); ++k) draw_series(cr, series[k], colour_of(series[k], k), a);
+  cairo_restore(cr);
+}
 
-// The legend goes in the inside corner that covers the fewest data points.
-template <class Px, class Py>
-void draw_legend(cairo_t* cr, std::span<const Series> series, Frame f, const Px& px, const Py& py) {
-  if (series.empty()) return;
-  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
-  cairo_set_font_size(cr, 12);
-  double legend_w = 0;
-  for (const auto& s : series) legend_w = std::max(legend_w, text_width(cr, s.name));
-  const double row = 18, box_w = legend_w + 44, box_h = row * double(series.size()) + 8;
+// The inside corner (top right, top left, bottom right, bottom left) where a legend box of
+// box_w x box_h covers the fewest data points, first one on ties; returns its top-left.
+std::pair<double, double> legend_corner(std::span<const Series> series, const Axes& a, double box_w, double box_h) {
+  const Frame& f = a.f;
   const double corners[4][2] = {{f.right - box_w - 8, f.top + 8},
                                 {f.left + 8, f.top + 8},
                                 {f.right - box_w - 8, f.bottom - box_h - 8},
@@ -140,13 +256,24 @@ void draw_legend(cairo_t* cr, std::span<const Series> series, Frame f, const Px&
     for (const auto& s : series)
       for (std::size_t i = 0; i < s.xs.size(); ++i) {
         if (!std::isfinite(s.xs[i]) || !std::isfinite(s.ys[i])) continue;
-        const double x = px(s.xs[i]), y = py(s.ys[i]);
+        const double x = a.px(s.xs[i]), y = a.py(s.ys[i]);
         covered += x >= corners[c][0] - 4 && x <= corners[c][0] + box_w + 4 && y >= corners[c][1] - 4 &&
                    y <= corners[c][1] + box_h + 4;
       }
     if (covered < best_covered) best = c, best_covered = covered;
   }
-  const double bx = corners[best][0], by = corners[best][1];
+  return {corners[best][0], corners[best][1]};
+}
+
+// The legend: a framed box with each series' mark and name, where it covers the fewest points.
+void draw_legend(cairo_t* cr, std::span<const Series> series, const Axes& a) {
+  if (series.empty()) return;
+  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size(cr, 12);
+  double legend_w = 0;
+  for (const auto& s : series) legend_w = std::max(legend_w, text_width(cr, s.name));
+  const double row = 18, box_w = legend_w + 44, box_h = row * double(series.size()) + 8;
+  const auto [bx, by] = legend_corner(series, a, box_w, box_h);
   cairo_set_source_rgba(cr, 1, 1, 1, 0.9);
   cairo_rectangle(cr, bx, by, box_w, box_h);
   cairo_fill_preserve(cr);
@@ -163,7 +290,7 @@ void draw_legend(cairo_t* cr, std::span<const Series> series, Frame f, const Px&
       cairo_line_to(cr, bx + 30, y);
       cairo_stroke(cr);
     }
-    if (series[k].mark == Mark::points || series[k].mark == Mark::line_points) {
+    if (has_dots(series[k])) {
       cairo_arc(cr, bx + 18, y, 4, 0, 2 * std::numbers::pi);
       cairo_fill(cr);
     }
@@ -174,102 +301,13 @@ void draw_legend(cairo_t* cr, std::span<const Series> series, Frame f, const Px&
 
 void draw(cairo_t* cr, const PlotOptions& o, std::string_view title, std::string_view xlabel,
           std::string_view ylabel, std::span<const Series> series) {
-  Range xr, yr;
-  for (const auto& s : series)
-    for (std::size_t i = 0; i < s.xs.size(); ++i) {
-      if (!std::isfinite(s.xs[i]) || !std::isfinite(s.ys[i])) continue;
-      xr.add(s.xs[i]), yr.add(s.ys[i]);
-      if (!s.yerr.empty()) yr.add(s.ys[i] - s.yerr[i]), yr.add(s.ys[i] + s.yerr[i]);
-    }
-  for (const auto& [x, label] : o.xlabels) xr.add(x);
-  if (!o.xlabels.empty()) {  // categories sit inside the frame, not on it
-    const double pad = o.xlabels.size() > 1 ? 0.5 * (xr.hi - xr.lo) / double(o.xlabels.size() - 1) : 0.5;
-    xr.lo -= pad, xr.hi += pad;
-  }
-  xr.settle();
-  yr.settle();
-  const bool dots = std::any_of(series.begin(), series.end(), [](const Series& s) { return s.mark == Mark::points || s.mark == Mark::line_points; });
-  if (dots && o.xlabels.empty()) {  // points on the first or last x stay clear of the frame
-    const double pad = 0.02 * (xr.hi - xr.lo);
-    xr.lo -= pad, xr.hi += pad;
-  }
-  const double ypad = 0.04 * (yr.hi - yr.lo);
-  if (yr.lo > 0 && yr.lo < 0.5 * yr.hi) yr.lo = 0;  // non-negative quantities (LRs) read best from 0
-  else if (dots) yr.lo -= ypad;
-  yr.hi += ypad;                                      // keep the top line off the frame
-  const auto xt = nice_ticks(xr.lo, xr.hi);
-  const auto yt = nice_ticks(yr.lo, yr.hi);
-  const double xstep = xt.size() > 1 ? xt[1] - xt[0] : 1, ystep = yt.size() > 1 ? yt[1] - yt[0] : 1;
-  const double xmag = std::max(std::abs(xt.front()), std::abs(xt.back()));
-  const double ymag = std::max(std::abs(yt.front()), std::abs(yt.back()));
-
-  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
-  cairo_set_font_size(cr, 12);
-  double ylabel_w = 0;
-  for (double v : yt) ylabel_w = std::max(ylabel_w, text_width(cr, tick_label(v, ystep, ymag)));
-
-  const double left = 40 + ylabel_w, right = o.width - 24.0, top = 48, bottom = o.height - 58.0;
-  const auto px = [&](double x) { return left + (x - xr.lo) / (xr.hi - xr.lo) * (right - left); };
-  const auto py = [&](double y) { return bottom - (y - yr.lo) / (yr.hi - yr.lo) * (bottom - top); };
-
+  const Axes axes = layout_axes(cr, o, series);
   cairo_set_source_rgb(cr, 1, 1, 1);
   cairo_paint(cr);
-
-  // Grid and ticks.
-  cairo_set_line_width(cr, 1);
-  for (const auto& [v, label] : o.xlabels) {
-    cairo_set_source_rgb(cr, 0.15, 0.15, 0.15);
-    text_at(cr, label, px(v), bottom + 8, 0.5, 0);
-  }
-  for (double v : o.xlabels.empty() ? xt : std::vector<double>{}) {
-    if (v < xr.lo - 1e-9 * xstep || v > xr.hi + 1e-9 * xstep) continue;
-    cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
-    cairo_move_to(cr, px(v), top);
-    cairo_line_to(cr, px(v), bottom);
-    cairo_stroke(cr);
-    cairo_set_source_rgb(cr, 0.15, 0.15, 0.15);
-    cairo_move_to(cr, px(v), bottom);
-    cairo_line_to(cr, px(v), bottom + 5);
-    cairo_stroke(cr);
-    text_at(cr, tick_label(v, xstep, xmag), px(v), bottom + 8, 0.5, 0);
-  }
-  for (double v : yt) {
-    if (v < yr.lo - 1e-9 * ystep || v > yr.hi + 1e-9 * ystep) continue;
-    cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
-    cairo_move_to(cr, left, py(v));
-    cairo_line_to(cr, right, py(v));
-    cairo_stroke(cr);
-    cairo_set_source_rgb(cr, 0.15, 0.15, 0.15);
-    cairo_move_to(cr, left - 5, py(v));
-    cairo_line_to(cr, left, py(v));
-    cairo_stroke(cr);
-    text_at(cr, tick_label(v, ystep, ymag), left - 8, py(v), 1, 0.5);
-  }
-  cairo_set_source_rgb(cr, 0.15, 0.15, 0.15);
-  cairo_rectangle(cr, left, top, right - left, bottom - top);
-  cairo_stroke(cr);
-
-  // Labels and title.
-  cairo_set_font_size(cr, 13);
-  text_at(cr, std::string(xlabel), (left + right) / 2, o.height - 8.0, 0.5, 1);
-  cairo_save(cr);
-  cairo_translate(cr, 14, (top + bottom) / 2);
-  cairo_rotate(cr, -std::numbers::pi / 2);
-  text_at(cr, std::string(ylabel), 0, 0, 0.5, 0);
-  cairo_restore(cr);
-  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_BOLD);
-  cairo_set_font_size(cr, 15);
-  text_at(cr, std::string(title), (left + right) / 2, 16, 0.5, 0);
-
-  // Series, clipped to the plot area.
-  cairo_save(cr);
-  cairo_rectangle(cr, left, top, right - left, bottom - top);
-  cairo_clip(cr);
-  cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
-  for (std::size_t k = 0; k < series.size(); ++k) draw_series(cr, series[k], colour_of(series[k], k), px, py);
-  cairo_restore(cr);
-
-  draw_legend(cr, series, {left, top, right, bottom}, px, py);
+  draw_grid(cr, o, axes);
+  draw_titles(cr, o, axes.f, title, xlabel, ylabel);
+  draw_all_series(cr, series, axes);
+  draw_legend(cr, series, axes);
 }
 
 void check(cairo_status_t status, const std::filesystem::path& path) {

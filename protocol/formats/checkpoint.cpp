@@ -40,10 +40,6 @@ const TensorInfo& CheckpointReader::info(const std::string& name) const {
 
 namespace {
 
-bool ends_with(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // Checks every write against the manifest and refuses to commit a checkpoint with bytes that
 // were never written, whatever the format.
 class CheckedWriter final : public CheckpointWriter {
@@ -112,7 +108,7 @@ std::unique_ptr<CheckpointReader> open_checkpoint(const fs::path& path) {
   if (ec || !fs::exists(st)) throw Error(path.string() + ": no such file or directory");
   if (fs::is_directory(st)) return is_multipart_dir(path) ? open_multipart(path) : open_sharded(path);
   const std::string name = path.filename().string();
-  if (ends_with(name, ".index.json")) return open_sharded(path);
+  if (name.ends_with(".index.json")) return open_sharded(path);
   const std::string ext = path.extension().string();
   if (ext == ".h5" || ext == ".hdf5") return open_hdf5(path);
   if (ext == ".safetensors") return std::make_unique<SafetensorsReader>(path);
@@ -148,7 +144,7 @@ std::unique_ptr<CheckpointWriter> create_checkpoint(const fs::path& path, const 
   const std::string name = path.filename().string();
   const std::string ext = path.extension().string();
   std::unique_ptr<CheckpointWriter> inner;
-  if (ends_with(name, ".index.json"))
+  if (name.ends_with(".index.json"))
     throw Error(where + ": write a sharded set by giving its directory, not the index file");
   if (options.shard_bytes > 0 || ext.empty()) {
     inner = create_sharded(path, meta, tensors, options.shard_bytes);

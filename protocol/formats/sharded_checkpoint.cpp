@@ -21,10 +21,6 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 
-bool ends_with(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 class ShardedReader final : public CheckpointReader {
  public:
   explicit ShardedReader(fs::path path) : path_(std::move(path)) {
@@ -34,7 +30,7 @@ class ShardedReader final : public CheckpointReader {
       dir = path_;
       std::vector<fs::path> indexes;
       for (const auto& e : fs::directory_iterator(dir))
-        if (e.is_regular_file() && ends_with(e.path().filename().string(), ".safetensors.index.json"))
+        if (e.is_regular_file() && e.path().filename().string().ends_with(".safetensors.index.json"))
           indexes.push_back(e.path());
       if (indexes.size() == 1) index = indexes.front();
       else if (fs::exists(dir / kShardIndexName)) index = dir / kShardIndexName;

@@ -14,6 +14,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "wsm/kernels/merge.h"
@@ -40,6 +41,10 @@ struct EngineOptions {
   bool accumulate_f64 = false;
   // Called from the writer thread after each chunk: output bytes done, output bytes in total.
   std::function<void(std::uint64_t done, std::uint64_t total)> progress;
+  // Test hook: called on the calling thread before each pipeline thread starts, with its role
+  // ("reader", "writer", "compute"); a throw is a failed start (the engine stops, joins what it
+  // started and rethrows).
+  std::function<void(std::string_view role)> before_thread_start;
 };
 
 // Memory the engine allocates for these inputs and M outputs (all buffers, allocated up front).

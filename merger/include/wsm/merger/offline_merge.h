@@ -65,7 +65,7 @@ OfflineResult run_offline_merge(const OfflineMergeRequest& request,
                                 std::function<void(std::uint64_t, std::uint64_t)> progress = {});
 
 // A file-name stem for a spec's output ("1-sqrt", "cosine_floor_0.1"): its text form with every
-// character outside [A-Za-z0-9._-] replaced by '_'.
+// character outside [A-Za-z0-9._-] replaced by '_' (wsm::file_name_safe).
 std::string output_stem(const MergeSpec& spec);
 
 // The provenance of output `o` (written into its metadata by provenance_metadata()).

@@ -36,7 +36,7 @@ std::unique_ptr<CheckpointReader> open_hdf5(const std::filesystem::path& path);
 std::unique_ptr<CheckpointWriter> create_hdf5(const std::filesystem::path& path, const CheckpointMeta& meta,
                                               const std::vector<TensorInfo>& tensors, const WriteOptions& options);
 
-// The helper's time limit per request (default 60 s); tests and fuzzing lower it.
+// Test hook (tests and fuzz targets lower it): the helper's time limit per request (default 60 s).
 void set_hdf5_helper_timeout(std::chrono::milliseconds limit);
 
 // Tensor name <-> dataset name under /tensors; the mapping is exact in both directions.
