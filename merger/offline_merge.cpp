@@ -332,10 +332,12 @@ std::vector<std::vector<LaidOutFile>> layouts_from_json(const std::string& text)
   return layouts;
 }
 
-// What every rank must agree on before any output exists: the inputs, windows, weights, tensors.
+// What every rank must agree on before any output exists: the inputs (by file name, size and step:
+// nodes may mount the same files at different paths), windows, weights, tensors.
 std::string plan_fingerprint(const OfflinePlan& plan) {
   nlohmann::json j;
-  for (const auto& in : plan.inputs) j["inputs"].push_back({fs::absolute(in.path).string(), in.bytes});
+  for (const auto& in : plan.inputs)
+    j["inputs"].push_back({in.path.filename().string(), in.bytes, in.step ? *in.step : -1});
   j["used"] = plan.used;
   j["weights"] = plan.weights;
   for (const auto& t : plan.merge.output_tensors) j["tensors"].push_back({t.name, dtype_name(t.dtype), t.shape});

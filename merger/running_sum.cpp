@@ -119,7 +119,7 @@ std::optional<nlohmann::json> RunningSums::run(const EmissionJob& job, const Sum
     meta.run_id = job.run_id;
     meta.extra = provenance(job, item.output);
     meta.extra["wsm.merge.method"] = item.model.anchor_apart ? "running-sum (ema)" : "running-sum (uniform)";
-    writer = create_checkpoint(item.output.path, meta, plan.output_tensors);
+    writer = create_output(item.output.path, meta, plan.output_tensors, job.output);
   }
 
   std::vector<std::byte> raw;
