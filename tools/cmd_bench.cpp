@@ -252,8 +252,8 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// Under mpirun -np N (N > 1): merge M=1 on 1 rank and on all N, and the read+write floor on 1 and
-// on N ranks, interleaved round by round, medians of the rounds; each timed on rank 0 between
+// Under mpirun -np N (N > 1): merge M=1 on 1 rank and on all N, and the read+write floor
+// (rank_floor) on 1 and on N ranks, interleaved round by round, medians of the rounds; each timed on rank 0 between
 // collective barriers. Every rank's own share rate (bytes moved / its engine time) is printed: the
 // per-rank throughput docs/distributed-merge.md's cluster model starts from.
 void bench_ranks(const BenchArgs& a, DType t, merger::RankGroup& group) {
@@ -297,8 +297,8 @@ void bench_ranks(const BenchArgs& a, DType t, merger::RankGroup& group) {
   std::vector<merger::RankStats> shares;
   const int n = group.size();
   for (int round = -1; round < a.repeats; ++round) {  // round -1 warms the page cache, not counted
-    const double f1 = timed([&] {
-      if (root) read_and_write(inputs, {dir / ("floor" + ext)}, io_chunk);
+    const double f1 = timed([&] {  // the same code as the N-rank floor, on rank 0 alone
+      if (root) rank_floor(*single, inputs, dir / "floor.bin", io_chunk);
     });
     const double fn = timed([&] { rank_floor(group, inputs, dir / "floor.bin", io_chunk); });
     const double m1 = timed([&] {
