@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <iostream>
 
+#include <spdlog/spdlog.h>
+
 #include "merger/offline_merge.h"
 #include "protocol/error.h"
 #include "tools/commands.h"
@@ -109,6 +111,10 @@ void run_merge(const MergeArgs& a) {
 
   const auto group = merger::make_rank_group();  // MPI's world under mpirun/srun, else one rank
   const bool root = group->rank() == 0;
+  if (group->size() > 1) {  // say which rank speaks; only rank 0 tells progress (info)
+    spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [rank " + std::to_string(group->rank()) + "] [%^%l%$] %v");
+    if (!root) spdlog::set_level(spdlog::level::warn);
+  }
   if (a.dry_run) {
     const auto plan = merger::plan_offline_merge(req);
     if (root) std::cout << "dry run: nothing is written\n" << plan.describe(req);
@@ -142,8 +148,8 @@ void run_merge(const MergeArgs& a) {
   for (std::size_t o = 0; o < req.outputs.size(); ++o)
     std::cout << "wrote " << req.outputs[o].string() << "  (" << req.specs[o].to_string() << ")\n";
   const auto& st = result.stats;
-  std::printf("read %s, wrote %s in %.2f s (%s/s) on the %s backend; merge buffers %s, peak RSS %s (%s at start)\n",
-              human_bytes(double(st.bytes_read)).c_str(), human_bytes(double(st.bytes_written)).c_str(), st.seconds,
+  std::printf("%sread %s, wrote %s in %.2f s (%s/s) on the %s backend; merge buffers %s, peak RSS %s (%s at start)\n",
+              result.ranks.size() > 1 ? "rank 0's share: " : "", human_bytes(double(st.bytes_read)).c_str(), human_bytes(double(st.bytes_written)).c_str(), st.seconds,
               human_bytes(double(st.bytes_read + st.bytes_written) / std::max(st.seconds, 1e-9)).c_str(),
               result.backend.c_str(), human_bytes(double(st.buffer_bytes)).c_str(),
               human_bytes(double(ru.ru_maxrss) * 1024.0).c_str(), human_bytes(double(before.ru_maxrss) * 1024.0).c_str());

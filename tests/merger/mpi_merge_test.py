@@ -302,6 +302,10 @@ def test_tiny_model():
         check(p.returncode == 0, f"15-element model on {ranks or 1} rank(s) (ranks with no work): exit 0")
     check(same_file(os.path.join(base, "np0.safetensors"), os.path.join(base, "np3.safetensors")),
           "tiny model: -np 3 byte-identical to one process")
+    p = run(0, ["--shard-size", "1MB", "--out", os.path.join(base, "x.safetensors")] + files, expect_ok=False)
+    check(p.returncode != 0 and "--shard-size writes a directory" in p.stderr
+          and not os.path.exists(os.path.join(base, "x.safetensors")),
+          "--shard-size with a file output: an error naming the problem, nothing written")
     got = stnp.load_file(os.path.join(base, "np3.safetensors"))
     ref = reference(inputs, [0.5, 0.5])
     check(all(close_to(got[k], ref[k], 2) for k in ref), "tiny model values match the float64 mean")
