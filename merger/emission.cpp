@@ -5,7 +5,7 @@
 #include <map>
 
 #include "merger/run_id.h"
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 
 namespace wsm::merger {
 

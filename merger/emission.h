@@ -12,7 +12,7 @@
 #include "merger/output_format.h"
 #include "merger/sum_model.h"
 #include "merger/window_store.h"
-#include "protocol/dtype.h"
+#include "wsm/core/dtype.h"
 
 namespace wsm::merger {
 

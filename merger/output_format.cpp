@@ -1,7 +1,7 @@
 #include "merger/output_format.h"
 
 #include "merger/emission.h"
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 
 namespace wsm::merger {
 

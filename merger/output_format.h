@@ -2,7 +2,7 @@
 // The daemon's output format (`wsm serve --format h5|safetensors|hf --hf-template DIR`): every
 // merged output as wsm's HDF5 (the default), one safetensors file, or a Hugging Face model
 // directory (sharded safetensors + index + the template's config and tokenizer files,
-// protocol/hf_directory.h), the same writers `wsm merge` uses.
+// wsm/formats/hf_directory.h), the same writers `wsm merge` uses.
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -10,8 +10,8 @@
 #include <string_view>
 #include <vector>
 
-#include "protocol/checkpoint.h"
-#include "protocol/hf_directory.h"
+#include "wsm/formats/checkpoint.h"
+#include "wsm/formats/hf_directory.h"
 
 namespace wsm::merger {
 

@@ -1,8 +1,8 @@
-#include "merger/rank_group.h"
+#include "wsm/merger/rank_group.h"
 
 #include <cstdlib>
 
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 
 namespace wsm::merger {
 namespace {
@@ -22,8 +22,8 @@ void agree_or_throw(RankGroup& group, const std::string& my_error) {
   const auto all = group.all_gather(my_error);
   for (std::size_t r = 0; r < all.size(); ++r) {
     if (all[r].empty()) continue;
-    if (all.size() == 1) throw Error(all[r]);
-    throw Error("rank " + std::to_string(r) + " of " + std::to_string(all.size()) + ": " + all[r]);
+    if (all.size() == 1) throw GroupFailure(all[r]);
+    throw GroupFailure("rank " + std::to_string(r) + " of " + std::to_string(all.size()) + ": " + all[r]);
   }
 }
 

@@ -1,6 +1,6 @@
 #include "merger/slice_reader.h"
 
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 
 namespace wsm::merger {
 

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "merger/work_split.h"
-#include "protocol/checkpoint.h"
+#include "wsm/formats/checkpoint.h"
 
 namespace wsm::merger {
 

@@ -6,7 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "merger/run_id.h"
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 
 namespace wsm::merger {
 

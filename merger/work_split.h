@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "merger/merge_engine.h"
+#include "wsm/merger/merge_engine.h"
 
 namespace wsm::merger {
 

@@ -6,7 +6,7 @@
 #include <chrono>
 #include <cstdio>
 
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 #include "tools/commands.h"
 #include "tools/compare/report.h"
 #include "tools/compare/study.h"

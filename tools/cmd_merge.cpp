@@ -9,8 +9,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "merger/offline_merge.h"
-#include "protocol/error.h"
+#include "wsm/merger/offline_merge.h"
+#include "wsm/core/error.h"
 #include "tools/commands.h"
 
 namespace wsm::tools {
@@ -103,11 +103,11 @@ void run_merge(const MergeArgs& a) {
     req.dtype = parse_dtype(a.dtype);
     if (!req.dtype || !is_float(*req.dtype)) throw Error("wsm merge: --dtype " + a.dtype + " is not a float dtype");
   }
-  req.backend = a.backend;
+  req.backend = kernels::parse_backend_kind(a.backend);
   req.shard_bytes = a.shard_size;
   req.accumulate_f64 = a.accumulate == "f64";
   req.chunk_elements = a.chunk_mb ? std::max<std::uint64_t>(1, std::uint64_t(*a.chunk_mb * double(1 << 20) / 4))
-                                  : merger::default_chunk_elements(a.backend);
+                                  : merger::default_chunk_elements(req.backend);
 
   const auto group = merger::make_rank_group();  // MPI's world under mpirun/srun, else one rank
   const bool root = group->rank() == 0;
@@ -141,7 +141,19 @@ void run_merge(const MergeArgs& a) {
   // RSS before the merge (mostly the shared libraries, cuBLAS among them), to show what the merge adds.
   rusage before{};
   getrusage(RUSAGE_SELF, &before);
-  const auto result = merger::run_offline_merge(req, *group, progress);
+  merger::OfflineResult result;
+  try {
+    result = merger::run_offline_merge(req, *group, progress);
+  } catch (const merger::GroupFailure& e) {
+    if (group->size() == 1) throw;
+    // Every rank stopped at the same step and rank 0 has removed its temporaries. Each says why,
+    // then all leave together: a launcher ends the whole job at the first non-zero exit, which
+    // would otherwise cut off a rank that has not spoken yet.
+    std::fprintf(stderr, "wsm: error: %s\n", e.what());
+    std::fflush(stderr);
+    group->all_gather("");
+    throw CLI::RuntimeError(1);  // exit status 1, nothing more printed
+  }
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   if (!root) return;

@@ -3,8 +3,8 @@
 #include <exception>
 #include <string>
 
-#include "protocol/error.h"
-#include "protocol/version.h"
+#include "wsm/core/error.h"
+#include "wsm/core/version.h"
 #include "tools/commands.h"
 
 namespace {
@@ -42,9 +42,11 @@ int main(int argc, char** argv) {
   add_bench_command(app);
   add_serve_command(app);
   add_status_command(app);
+#ifdef WSM_HAVE_TRAINER  // a build without the trainer (WSM_BUILD_TRAINER=OFF) has no model to train or score
   add_train_command(app);
   add_eval_command(app);
   add_compare_command(app, command_line(argc, argv));
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

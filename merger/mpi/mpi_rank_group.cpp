@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "merger/rank_group.h"
-#include "protocol/error.h"
+#include "wsm/merger/rank_group.h"
+#include "wsm/core/error.h"
 
 namespace wsm::merger {
 namespace {

@@ -1,6 +1,6 @@
 // make_rank_group for a build without MPI (CMake found none): always one rank.
-#include "merger/rank_group.h"
-#include "protocol/error.h"
+#include "wsm/merger/rank_group.h"
+#include "wsm/core/error.h"
 
 namespace wsm::merger {
 

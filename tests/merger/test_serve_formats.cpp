@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "merger/output_format.h"
-#include "protocol/client.h"
+#include "wsm/client/client.h"
 #include "serve_test_util.h"
 
 namespace wsm {

@@ -6,9 +6,9 @@
 
 #include <fstream>
 
-#include "protocol/checkpoint.h"
-#include "protocol/hf_directory.h"
-#include "protocol/range_file_writer.h"
+#include "wsm/formats/checkpoint.h"
+#include "wsm/formats/hf_directory.h"
+#include "wsm/formats/range_file_writer.h"
 #include "tests/protocol/test_util.h"
 
 namespace wsm {
