@@ -34,6 +34,7 @@ std::filesystem::path output_path(const std::filesystem::path& h5_path, OutputFo
 }
 
 void apply_output_format(EmissionJob& job, const OutputFormatOptions& options) {
+  if (job.part) return;  // a sharded job's part belongs to a multipart set (multipart_checkpoint.h): HDF5
   job.output = options;
   for (auto& out : job.outputs) out.path = output_path(out.path, options.format);
 }

@@ -37,6 +37,7 @@ void check_output_format(const OutputFormatOptions& options);
 std::filesystem::path output_path(const std::filesystem::path& h5_path, OutputFormat format);
 
 // Rewrites every output path of a planned job for the format and records the format in the job.
+// A sharded job's parts (job.part) stay HDF5 parts of their multipart set.
 void apply_output_format(EmissionJob& job, const OutputFormatOptions& options);
 
 // The writer for one output in this format (atomic, as create_checkpoint's).

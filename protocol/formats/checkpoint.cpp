@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "wsm/formats/hdf5_checkpoint.h"
+#include "wsm/formats/multipart_checkpoint.h"
 #include "wsm/formats/safetensors_file.h"
 #include "wsm/formats/sharded_checkpoint.h"
 
@@ -110,7 +111,7 @@ std::unique_ptr<CheckpointReader> open_checkpoint(const fs::path& path) {
   std::error_code ec;
   const auto st = fs::status(path, ec);
   if (ec || !fs::exists(st)) throw Error(path.string() + ": no such file or directory");
-  if (fs::is_directory(st)) return open_sharded(path);
+  if (fs::is_directory(st)) return is_multipart_dir(path) ? open_multipart(path) : open_sharded(path);
   const std::string name = path.filename().string();
   if (ends_with(name, ".index.json")) return open_sharded(path);
   const std::string ext = path.extension().string();

@@ -10,6 +10,7 @@
 #include "wsm/formats/atomic_file.h"
 #include "wsm/core/error.h"
 #include "tools/compare/jobs.h"
+#include "tools/corpus/austen.h"
 #include "wsm/trainer/evaluate.h"
 #include "wsm/trainer/train.h"
 
@@ -25,7 +26,7 @@ std::string cache_key(const fs::path& model, const std::string& evaluator) {
 }
 
 void score_builtin(std::vector<ScoredModel*>& todo, const Evaluator& ev, ScoreCache& cache) {
-  const fs::path val_path = ev.val.empty() ? trainer::default_corpus(trainer::repo_root_for_data()).val : ev.val;
+  const fs::path val_path = ev.val.empty() ? trainer::default_corpus(austen_root()).val : ev.val;
   const std::string val_text = trainer::read_text_file(val_path);
   Progress progress("score", double(todo.size()), "models");
   for (ScoredModel* m : todo) {

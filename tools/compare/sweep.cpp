@@ -18,7 +18,7 @@ namespace {
 std::vector<merger::OfflineInput> ordered_inputs(const std::vector<fs::path>& checkpoints) {
   merger::OfflineMergeRequest req;
   req.inputs = checkpoints;
-  req.specs = {MergeSpec{.shape = DecayShape::linear}};
+  req.specs = {MergeSpec(ShapeRule{DecayShape::linear})};
   req.outputs = {"unused"};
   auto plan = merger::plan_offline_merge(req);
   for (const auto& in : plan.inputs)
