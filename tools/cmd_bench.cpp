@@ -282,8 +282,7 @@ void bench_ranks(const BenchArgs& a, DType t, merger::RankGroup& group) {
     merger::OfflineMergeRequest req;
     req.inputs = inputs;
     req.outputs = {dir / ("merged" + ext)};
-    req.specs = {MergeSpec{}};
-    req.specs[0].shape = DecayShape::linear;
+    req.specs = {MergeSpec(ShapeRule{DecayShape::linear})};
     req.backend = kernels::parse_backend_kind(a.backend);
     req.chunk_elements = chunk_elements;
     return merger::run_offline_merge(req, g);

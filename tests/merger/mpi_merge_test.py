@@ -225,7 +225,7 @@ def test_hf_directories():
     index, got = read_dir_with_safetensors(out)
     check(set(index["weight_map"]) == set(inputs[-1]), "index weight_map names every tensor")
     meta = index["metadata"]
-    sources = json.loads(meta.get("wsm.merge.sources", "[]"))
+    sources = json.loads(meta.get("wsm.provenance", "{}")).get("sources", [])
     check([os.path.basename(s["path"]) for s in sources] == ["checkpoint-100", "checkpoint-200", "checkpoint-300"],
           "index metadata holds the merge provenance (sources, oldest first)")
     check(meta.get("total_size") == sum(v.nbytes for v in got.values()), "index total_size = tensor bytes")
@@ -280,7 +280,7 @@ def test_formats_and_dtypes():
                 if out_form == "dir" and out_dtype == "bf16":  # bf16 bits decoded here
                     _, got = read_dir_with_safetensors(os.path.join(outs[0], "m", "1-sqrt"))
                     with open(os.path.join(outs[0], "m", "1-sqrt", "model.safetensors.index.json")) as f:
-                        w = json.loads(json.load(f)["metadata"]["wsm.merge.weights"])
+                        w = [s["weight"] for s in json.loads(json.load(f)["metadata"]["wsm.provenance"])["sources"]]
                     want = reference(inputs, w)
                     check(all(close_to(bf16_value(got[k]), want[k], 4, 2.0 ** -8) for k in want if want[k][1] is not None),
                           f"{in_dtype} -> bf16 1-sqrt directory: values match the float64 reference")

@@ -50,7 +50,8 @@ def main():
         assert int(tensors["step_counter"][0]) == rec["step"], path
         if fmt == "hf":
             meta = index["metadata"]
-            assert json.loads(meta["wsm.merge.weights"]) == rec["weights"], meta
+            record = json.loads(meta["wsm.provenance"])
+            assert [s["weight"] for s in record["sources"]] == rec["weights"], meta
             for name in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"):
                 with open(os.path.join(path, name), "rb") as a, open(os.path.join(template, name), "rb") as b:
                     assert a.read() == b.read(), name
