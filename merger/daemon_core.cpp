@@ -1,9 +1,11 @@
 #include "merger/daemon_core.h"
 
+#include <algorithm>
 #include <random>
 
 #include <spdlog/spdlog.h>
 
+#include "merger/resend_check.h"
 #include "merger/run_id.h"
 #include "wsm/core/version.h"
 
@@ -27,6 +29,9 @@ std::string show_peer(const std::string& peer) {
     out += b;
   }
   return out;
+}
+void append(std::vector<Outgoing>& out, std::vector<OutputFeed::Reply> replies) {
+  for (auto& [peer, env] : replies) out.push_back({std::move(peer), std::move(env)});
 }
 // What a manifest takes in RAM, about (counted against the memory budget: a Hello may list
 // millions of tiny tensors).
@@ -53,6 +58,7 @@ MergerCore::MergerCore(CoreOptions options, JobSink sink)
   if (options_.credit == 0) options_.credit = 1;
   // The window spills to leave room for what else the budget holds.
   store_.set_extra_bytes([this] { return running_sum_bytes() + partial_bytes() + manifest_bytes_; });
+  feed_ = OutputFeed(options_.server_id);
 }
 
 void MergerCore::restore() {
@@ -89,6 +95,13 @@ void MergerCore::dispatch(wire::Message& msg, Clock::time_point now, std::vector
     }
     case v1::Envelope::kMergeRequest:
       on_merge_request(msg, out);
+      return;
+    case v1::Envelope::kOutputsRequest:
+      try {
+        append(out, feed_.request(msg.peer, env.outputs_request(), now));
+      } catch (const ProtocolError& e) {  // answered here: it must not poison a checkpoint this peer is sending
+        out.push_back(error_to(msg.peer, e));
+      }
       return;
     case v1::Envelope::kBye:
       if (auto it = sessions_.find(msg.peer); it != sessions_.end()) end_session(it);
@@ -223,15 +236,16 @@ void MergerCore::on_begin(Session& s, const std::string& peer, const v1::Checkpo
   s.rejected_step.reset();
   try {
     if (!accepting_) throw ProtocolError(v1::SHUTTING_DOWN, "merger is shutting down");
-    // DUPLICATE_STEP means "in the window": clients count it as delivered.
-    if (store_.contains(s.run_id, b.step()))
+    // A step the window holds is received whole all the same and compared at its end
+    // (acknowledge_resend); a rank's part of a sharded step cannot be compared alone.
+    if (s.group && store_.contains(s.run_id, b.step()))
       throw ProtocolError(v1::DUPLICATE_STEP, "run '" + s.run_id + "': step " + std::to_string(b.step()) + " already received");
     check_step_bounds(s.run_id, b.step());
     if (auto failed = failed_steps_.find({s.run_id, b.step()}); s.group && failed != failed_steps_.end())
       throw failed->second;
     take_over_partials(s.run_id, b.step(), peer, out);
     check_memory_budget(s);
-    if (b.step() <= store_.newest_step(s.run_id))
+    if (b.step() <= store_.newest_step(s.run_id) && !store_.contains(s.run_id, b.step()))
       throw ProtocolError(v1::OUT_OF_ORDER, "run '" + s.run_id + "': step " + std::to_string(b.step()) +
                                                 " is older than the newest in the window (" +
                                                 std::to_string(store_.newest_step(s.run_id)) + ")");
@@ -318,6 +332,10 @@ void MergerCore::on_end(Session& s, const std::string& peer, const v1::Checkpoin
       throw ProtocolError(v1::OUT_OF_ORDER, "end of step " + std::to_string(e.step()) + " without its begin");
     auto c = s.partial->finish(e);
     s.partial.reset();
+    if (!s.group && store_.contains(s.run_id, c->step)) {
+      acknowledge_resend(s, peer, *c, out);
+      return;
+    }
     if (s.group) return deliver_part(s, peer, std::move(c), e, out);
     commit(s.run_id, std::move(c), {peer}, out);
   } catch (const ProtocolError& err) {
@@ -347,6 +365,27 @@ void MergerCore::commit(const std::string& run_id, std::shared_ptr<StoredCheckpo
   } catch (const std::exception& err) {  // the checkpoint is in the window; only its output is lost
     spdlog::error("run '{}' step {}: output not planned: {}", run_id, c->step, err.what());
   }
+}
+
+void MergerCore::acknowledge_resend(const Session& s, const std::string& peer, const StoredCheckpoint& c,
+                                    std::vector<Outgoing>& out) {
+  // Identical bytes: a resumed run or a lost Ack, so a delivery. Anything else is a conflict;
+  // DUPLICATE_STEP keeps the words "already received" that clients match.
+  const auto& entries = store_.entries(s.run_id);
+  const auto held = std::find_if(entries.begin(), entries.end(), [&](const Entry& e) { return e->step == c.step; });
+  std::optional<std::string> diff;
+  try {
+    diff = first_difference(c, *held);
+  } catch (const Error& err) {
+    diff = std::string("its stored copy cannot be read: ") + err.what();
+  }
+  if (diff)
+    throw ProtocolError(v1::DUPLICATE_STEP, "run '" + s.run_id + "': step " + std::to_string(c.step) +
+                                                " already received, with different contents (" + *diff + ")");
+  spdlog::info("run '{}' step {} sent again with the same contents: acknowledged", s.run_id, c.step);
+  auto ack = wire::envelope();
+  ack.mutable_ack()->set_step(c.step);
+  out.push_back({peer, std::move(ack)});
 }
 
 void MergerCore::after_commit(const std::string& run_id, std::int64_t step, const std::vector<Entry>& dropped) {
@@ -442,6 +481,7 @@ std::vector<Outgoing> MergerCore::job_done(const EmissionJob& job, const std::ve
                                            const std::string& error) {
   outputs_written_ += records.size();
   std::vector<Outgoing> out;
+  append(out, feed_.add(records));
   if (job.request_id == 0 || job.requester.empty()) return out;
   if (auto q = queued_requests_.find(job.requester); q != queued_requests_.end()) {
     --queued_requests_total_;
@@ -492,6 +532,7 @@ void MergerCore::grant(Session& s, const std::string& peer, std::vector<Outgoing
 
 std::vector<Outgoing> MergerCore::expire(Clock::time_point now) {
   std::vector<Outgoing> out;
+  append(out, feed_.expire(now));
   for (auto& outcome : groups_.expire(now, options_.partial_timeout)) finish_group_step(std::move(outcome), out);
   group_heartbeats(now, out);
   for (auto it = sessions_.begin(); it != sessions_.end();) {

@@ -18,6 +18,7 @@
 #include "merger/checkpoint_assembler.h"
 #include "merger/emission.h"
 #include "merger/group_collector.h"
+#include "merger/output_feed.h"
 #include "merger/window_store.h"
 #include "wsm/wire/wire.h"
 
@@ -133,6 +134,7 @@ class MergerCore {
   void reject(Session& s, const std::string& peer, std::int64_t step, const wire::ProtocolError& e,
               std::vector<Outgoing>& out);
   void grant(Session& s, const std::string& peer, std::vector<Outgoing>& out, bool force);
+  void acknowledge_resend(const Session& s, const std::string& peer, const StoredCheckpoint& c, std::vector<Outgoing>& out);
   void after_commit(const std::string& run_id, std::int64_t step, const std::vector<Entry>& dropped);
   void note_rate(Clock::time_point now, std::uint64_t bytes);
 
@@ -157,6 +159,7 @@ class MergerCore {
   std::uint64_t bytes_received_ = 0, checkpoints_received_ = 0, checkpoints_rejected_ = 0, outputs_written_ = 0;
   std::deque<std::pair<Clock::time_point, std::uint64_t>> recent_bytes_;  // for bytes_per_s
   std::deque<Clock::time_point> recent_checkpoints_;
+  OutputFeed feed_{""};  // OutputsRequests: numbered outputs, held requests
 };
 
 }  // namespace wsm::merger

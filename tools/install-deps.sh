@@ -17,7 +17,7 @@ packages=(
   clang libclang-rt-14-dev
   g++-aarch64-linux-gnu
   libopenmpi-dev openmpi-bin
-  python3 python3-pip python3-numpy python3-h5py python3-zmq python3-protobuf python3-torch python3-venv
+  python3 python3-pip python3-numpy python3-h5py python3-zmq python3-protobuf python3-torch python3-venv python3-xxhash
 )
 
 # From PyPI into Debian's python3 (Debian 12 packages neither): Hugging Face's safetensors, which

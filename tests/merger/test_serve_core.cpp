@@ -135,14 +135,27 @@ TEST(ServeCore, ChecksumMismatchPerChunkAndPerCheckpoint) {
   EXPECT_TRUE(h.core->store().entries("run").empty());
 }
 
-TEST(ServeCore, DuplicateStepIsRejected) {
+TEST(ServeCore, DuplicateStepIsAcknowledgedWhenIdenticalAndRejectedWhenNot) {
   CoreHarness h(options());
   auto model = make_model(100, kShapes);
   h.send("a", test::hello("run", model));
   ASSERT_TRUE(h.checkpoint("a", 100, model)[0].has_ack());
-  auto again = h.checkpoint("a", 100, model);
+  ASSERT_TRUE(h.checkpoint("a", 200, make_model(200, kShapes))[0].has_ack());
+  // A resumed run sends step 100 again, from a new session, with the same bytes: delivered.
+  h.send("b", test::hello("run", model));
+  auto same = h.checkpoint("b", 100, model);
+  ASSERT_EQ(same.size(), 1u);
+  EXPECT_TRUE(same[0].has_ack()) << same[0].DebugString();
+  EXPECT_EQ(same[0].ack().step(), 100);
+  // Different bytes for a held step are a conflict, named.
+  auto other = make_model(100, kShapes);
+  other[1].values.back() += 1.0f;
+  auto again = h.checkpoint("a", 100, other);
   EXPECT_EQ(error_of(again), v1::DUPLICATE_STEP);
-  EXPECT_EQ(h.core->store().entries("run").size(), 1u);
+  EXPECT_NE(again.back().error().message().find("different contents (tensor '" + other[1].name + "' differs at byte "),
+            std::string::npos) << again.back().error().message();
+  EXPECT_EQ(h.core->store().entries("run").size(), 2u);
+  EXPECT_EQ(h.core->status(h.now).checkpoints_received(), 2u);
   auto older = h.checkpoint("a", 50, model);
   EXPECT_EQ(error_of(older), v1::OUT_OF_ORDER);
 }

@@ -122,7 +122,8 @@ TEST(ServeFaults, ClientErrorsSurfaceAtFlush) {
   MergerClient client(co);
   auto model = test::make_model(100, kShapes);
   client.send_checkpoint(100, 100, 1e-3, test::views(model));
-  client.send_checkpoint(100, 100, 1e-3, test::views(model));  // duplicate step
+  auto other = test::make_model(300, kShapes);
+  client.send_checkpoint(100, 100, 1e-3, test::views(other));  // the same step with other contents
   try {
     client.flush();
     FAIL() << "flush did not report the duplicate step";

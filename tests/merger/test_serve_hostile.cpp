@@ -177,8 +177,9 @@ TEST(ServeHostile, ResendFromANewSessionTakesOverTheStalledPartial) {
   h.now += std::chrono::seconds(5);
   EXPECT_TRUE(h.core->expire(h.now).empty());
   EXPECT_EQ(h.core->store().entries("run").size(), 1u);
-  // DUPLICATE_STEP now means "in the window".
-  EXPECT_EQ(error_of(h.checkpoint("new", 100, model)), v1::DUPLICATE_STEP);
+  // Sent again whole with the same bytes: acknowledged; with other bytes: DUPLICATE_STEP.
+  EXPECT_TRUE(h.checkpoint("new", 100, model).back().has_ack());
+  EXPECT_EQ(error_of(h.checkpoint("new", 100, make_model(101, kShapes))), v1::DUPLICATE_STEP);
 }
 
 TEST(ServeHostile, RunIdsOutsideTheSafeSetAreRefusedAtHelloAndInRequests) {

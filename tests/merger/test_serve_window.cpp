@@ -23,26 +23,9 @@ std::shared_ptr<StoredCheckpoint> ckpt(std::int64_t step, std::uint64_t floats =
   return c;
 }
 
-TEST(ServeWindow, ParsesEmulationItems) {
-  const auto e = parse_emulations("cosine,floor=0.1@800;1-sqrt@50Mt; ema:alpha=0.2@1000;weights=0.2,0.8@300");
-  ASSERT_EQ(e.size(), 4u);
-  EXPECT_EQ(e[0].spec, parse_merge_spec("cosine,floor=0.1"));
-  EXPECT_EQ(e[0].window, 800);
-  EXPECT_EQ(e[1].window, 50'000'000);
-  EXPECT_EQ(e[1].axis, Axis::tokens);
-  EXPECT_EQ(e[2].spec, MergeSpec(EmaRule{0.2}));
-  EXPECT_EQ(e[3].spec, MergeSpec(TableRule{TableRule::Kind::merge_weights, {0.2, 0.8}}));
-  EXPECT_EQ(e[3].window, 300);
-  EXPECT_THROW(parse_emulations("1-sqrt"), Error);
-  EXPECT_THROW(parse_emulations("1-sqrt@800@900"), Error);
-  EXPECT_THROW(parse_emulations("1-sqrt@0"), Error);
-  EXPECT_THROW(parse_emulations("nope@100"), Error);
-  EXPECT_THROW(parse_emulations(" ; "), Error);
-}
-
-// The deprecated SHAPE:WINDOW,... form still parses (with a warning), as it always did.
-TEST(ServeWindow, ParsesLegacyEmulationLists) {
-  const auto e = parse_emulations("cosine,floor=0.1:800,1-sqrt:50Mt,ema:alpha=0.2:1000,weights=0.2,0.8:300");
+// The four items both forms below spell: cosine,floor=0.1 over 800 steps, 1-sqrt over 50M tokens,
+// ema:alpha=0.2 over 1000 steps, weights=0.2,0.8 over 300 steps.
+void expect_the_four_items(const std::vector<Emulation>& e) {
   ASSERT_EQ(e.size(), 4u);
   EXPECT_EQ(e[0].spec, parse_merge_spec("cosine,floor=0.1"));
   EXPECT_EQ(e[0].window, 800);
@@ -52,11 +35,24 @@ TEST(ServeWindow, ParsesLegacyEmulationLists) {
   EXPECT_EQ(e[2].spec, MergeSpec(EmaRule{0.2}));
   EXPECT_EQ(e[3].spec, MergeSpec(TableRule{TableRule::Kind::merge_weights, {0.2, 0.8}}));
   EXPECT_EQ(e[3].window, 300);
+}
+
+TEST(ServeWindow, ParsesEmulationItems) {
+  expect_the_four_items(parse_emulations("cosine,floor=0.1@800;1-sqrt@50Mt; ema:alpha=0.2@1000;weights=0.2,0.8@300"));
   EXPECT_THROW(parse_emulations("1-sqrt"), Error);
+  EXPECT_THROW(parse_emulations("1-sqrt@800@900"), Error);
+  EXPECT_THROW(parse_emulations("1-sqrt@0"), Error);
+  EXPECT_THROW(parse_emulations("nope@100"), Error);
+  EXPECT_THROW(parse_emulations(" ; "), Error);
+  EXPECT_EQ(parse_window("1.5Kt").value, 1500);
+}
+
+// The deprecated SHAPE:WINDOW,... form still parses (with a warning), as it always did.
+TEST(ServeWindow, ParsesLegacyEmulationLists) {
+  expect_the_four_items(parse_emulations("cosine,floor=0.1:800,1-sqrt:50Mt,ema:alpha=0.2:1000,weights=0.2,0.8:300"));
   EXPECT_THROW(parse_emulations("1-sqrt:0"), Error);
   EXPECT_THROW(parse_emulations("1-sqrt:12.5"), Error);
   EXPECT_THROW(parse_emulations("nope:100"), Error);
-  EXPECT_EQ(parse_window("1.5Kt").value, 1500);
 }
 
 TEST(ServeWindow, PeriodicRule) {

@@ -50,14 +50,16 @@ def main():
             time.sleep(0.02)
     assert merger.stats["acked"] == (args.last - args.first) // args.every + 1, merger.stats
 
-    # A duplicate step is reported at flush.
-    merger.send_checkpoint(args.last, 0, 1e-3, model(args.last, use_torch))
+    # The newest step sent again with the same bytes is delivered; with other bytes, reported at flush.
+    merger.send_checkpoint(args.last, args.last * 1000, 1e-3, model(args.last, use_torch))
+    merger.flush()
+    merger.send_checkpoint(args.last, 0, 1e-3, model(args.last + 1, use_torch))
     try:
         merger.flush()
-        print("duplicate step not reported", file=sys.stderr)
+        print("duplicate step with other contents not reported", file=sys.stderr)
         return 1
     except wsm_client.MergerError as e:
-        assert "already received" in str(e), e
+        assert "already received, with different contents" in str(e), e
     merger.close()
 
     st = wsm_client.status(args.endpoint)

@@ -13,13 +13,12 @@ namespace wsm {
 namespace {
 
 TEST(ClientPython, SequenceMatchesDoubleReference) {
-  if (std::system((std::string(WSM_PYTHON) + " -c 'import zmq, numpy, google.protobuf' 2>/dev/null").c_str()) != 0)
-    GTEST_SKIP() << WSM_PYTHON << " lacks pyzmq/numpy/protobuf";
+  if (std::system((std::string(WSM_PYTHON) + " -c 'import zmq, numpy, google.protobuf, xxhash, h5py' 2>/dev/null").c_str()) != 0)
+    FAIL() << WSM_PYTHON << " lacks pyzmq/numpy/protobuf/xxhash/h5py (tools/install-deps.sh installs them)";
   const auto out = test::temp_dir("py-out");
   test::ServerThread server(test::server_options(out, "linear:300,1-sqrt:400", 200));
 
-  const std::string cmd = std::string("PYTHONPATH=") + WSM_SOURCE_DIR + "/protocol/python WSM_PB2_DIR=" + WSM_BINARY_DIR +
-                          "/gen/python " + WSM_PYTHON + " " + WSM_SOURCE_DIR +
+  const std::string cmd = std::string("PYTHONPATH=") + WSM_SOURCE_DIR + "/protocol/python " + WSM_PYTHON + " " + WSM_SOURCE_DIR +
                           "/tests/protocol/python_client_e2e.py --endpoint " + server.endpoint() + " --run py 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   server.server().wait_outputs_idle();

@@ -5,13 +5,14 @@ the snapshots in order over a ZeroMQ DEALER: Hello, CheckpointBegin, chunks with
 credit (payload frames sent without copies), CheckpointEnd, then waits for the Ack. The queue is
 bounded by queue_bytes; when full, send_checkpoint waits for room and logs a warning. A NO_SESSION
 error or a silent merger (stall_timeout_ms) opens a new socket and resends the checkpoint, until
-reconnect_timeout_ms; OVER_BUDGET (the merger's memory is taken by other checkpoints) is waited out
-with backoff on the same socket, within the same time. flush() waits for every ack and raises
-MergerError for failures.
+reconnect_timeout_ms after it was queued. What happens during an outage is the client's policy
+(delivery.py: wait, drop-oldest, fail-fast); OVER_BUDGET (the merger's memory is taken by other
+checkpoints) is waited out with backoff on the same socket, within the checkpoint's deadline. flush()
+waits for every ack and raises MergerError for failures; close() reports them and raises only when asked.
 """
-import collections
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -20,7 +21,8 @@ import numpy as np
 import zmq
 
 from . import _xxh3
-from ._proto import pb
+from . import wsm_pb2 as pb
+from .delivery import DeliveryQueue, MergerError, Policy
 
 log = logging.getLogger("wsm_client")
 
@@ -36,24 +38,20 @@ _NUMPY_DTYPES = {
 }
 
 
-class MergerError(RuntimeError):
-    """A checkpoint the merger rejected, or could not be reached for."""
+class _Aborted(Exception):
+    """close() gave up waiting: the sender stops what it is doing."""
 
 
 def _to_host(name, value):
     """(dtype name, shape, contiguous numpy copy) for a numpy array or a torch tensor."""
-    try:
-        import torch  # optional
-
-        if isinstance(value, torch.Tensor):
-            t = value.detach()
-            if t.dtype == torch.bfloat16:
-                arr = t.to("cpu", copy=True).contiguous().view(torch.int16).numpy()
-                return "bf16", tuple(t.shape), arr
-            arr = t.to("cpu", copy=True).contiguous().numpy()
-            return _dtype_name(name, arr.dtype), tuple(t.shape), arr
-    except ImportError:
-        pass
+    torch = sys.modules.get("torch")  # a torch tensor means torch is imported; never import it here (slow)
+    if torch is not None and isinstance(value, torch.Tensor):
+        t = value.detach()
+        if t.dtype == torch.bfloat16:
+            arr = t.to("cpu", copy=True).contiguous().view(torch.int16).numpy()
+            return "bf16", tuple(t.shape), arr
+        arr = t.to("cpu", copy=True).contiguous().numpy()
+        return _dtype_name(name, arr.dtype), tuple(t.shape), arr
     arr = np.array(value, copy=True, order="C")
     return _dtype_name(name, arr.dtype), arr.shape, arr
 
@@ -66,7 +64,7 @@ def _dtype_name(name, dtype):
 
 
 class _Snapshot:
-    __slots__ = ("step", "tokens", "lr", "tensors", "nbytes")
+    __slots__ = ("step", "tokens", "lr", "tensors", "nbytes", "deadline")
 
     def __init__(self, step, tokens, lr, tensors):
         self.step, self.tokens, self.lr = int(step), int(tokens), float(lr)
@@ -83,72 +81,93 @@ class MergerClient:
         merger = MergerClient("tcp://127.0.0.1:5555", run_id="gpt")
         merger.send_checkpoint(step, tokens, lr, model.state_dict())   # every N steps
         merger.close()
+
+    policy: what an outage does (delivery.py): "drop-oldest" (default; never blocks), "wait" (keeps
+    every checkpoint, blocks when queue_bytes are queued), "fail-fast" (no retries; the next call raises).
     """
 
     def __init__(self, endpoint="tcp://127.0.0.1:5555", run_id="run", chunk_bytes=4 << 20, queue_bytes=1 << 30,
                  reconnect_timeout_ms=30000, stall_timeout_ms=5000, curve_server_key=None, curve_public_key=None,
-                 curve_secret_key=None):
+                 curve_secret_key=None, policy="drop-oldest"):
         if chunk_bytes <= 0:
             raise ValueError("chunk_bytes must be > 0")
         self.endpoint, self.run_id = endpoint, run_id
-        self.chunk_bytes, self.queue_bytes = int(chunk_bytes), int(queue_bytes)
+        self.chunk_bytes = int(chunk_bytes)
         self.reconnect_timeout_ms, self.stall_timeout_ms = reconnect_timeout_ms, stall_timeout_ms
         self._curve = (curve_server_key, curve_public_key, curve_secret_key) if curve_server_key else None
         self._ctx = zmq.Context()
-        self._cv = threading.Condition()
-        self._queue = collections.deque()
-        self._queued_bytes = 0
-        self._in_flight = False
-        self._closing = False
-        self._errors = []
-        self.stats = {"acked": 0, "failed": 0, "bytes_sent": 0, "resends": 0, "queue_waits": 0, "budget_waits": 0}
+        self._queue = DeliveryQueue(policy, queue_bytes, reconnect_timeout_ms / 1000)
+        self.policy = self._queue.policy
+        self._abort = threading.Event()
+        self._report = None
+        self._watcher = None
         # Sender-thread state.
         self._sock = None
         self._session_manifest = None
         self._credit = 0
         self._max_chunk = 0
+        self._down_since = None  # monotonic time of the first failed attempt of the current outage
         self._thread = threading.Thread(target=self._run, name="wsm-merger-client", daemon=True)
         self._thread.start()
 
+    @property
+    def stats(self):
+        """Counters: queued, acked, failed, dropped, queue_waits, resends, bytes_sent."""
+        return dict(self._queue.stats)
+
     # ---- trainer side ------------------------------------------------------------------------
     def send_checkpoint(self, step, tokens, lr, tensors):
-        """tensors: a dict (e.g. a torch state_dict) or pairs of name -> numpy array / torch tensor."""
+        """tensors: a dict (e.g. a torch state_dict) or pairs of name -> numpy array / torch tensor.
+        Returns once the tensors are copied; raises MergerError only under policy fail-fast."""
         items = tensors.items() if hasattr(tensors, "items") else tensors
         snap = []
         for name, value in items:
             dtype, shape, arr = _to_host(name, value)
             snap.append((str(name), dtype, shape, arr.reshape(-1).view(np.uint8)))
-        s = _Snapshot(step, tokens, lr, snap)
-        with self._cv:
-            if self._closing:
-                raise MergerError("send_checkpoint: the merger client is closed")
-            if self._queue and self._queued_bytes + s.nbytes > self.queue_bytes:
-                log.warning("merger client: %d bytes queued (queue_bytes %d); step %d waits for room",
-                            self._queued_bytes, self.queue_bytes, s.step)
-                self.stats["queue_waits"] += 1
-                self._cv.wait_for(lambda: not self._queue or self._queued_bytes + s.nbytes <= self.queue_bytes)
-            self._queue.append(s)
-            self._queued_bytes += s.nbytes
-            self._cv.notify_all()
+        self._queue.put(_Snapshot(step, tokens, lr, snap))
 
-    def flush(self):
-        with self._cv:
-            self._cv.wait_for(lambda: not self._queue and not self._in_flight)
-            errors, self._errors = self._errors, []
-        if errors:
-            raise MergerError("merger client: " + "; ".join(errors))
+    def flush(self, timeout_s=None):
+        """Waits for every queued checkpoint to be acknowledged or to fail; raises MergerError for
+        the failures not reported before. Returns False when timeout_s passed first."""
+        return self._queue.flush(timeout_s)
 
-    def close(self):
-        if not self._thread.is_alive():
-            return
-        try:
-            self.flush()
-        finally:
-            with self._cv:
-                self._closing = True
-                self._cv.notify_all()
+    def close(self, timeout_s=None, raise_errors=False):
+        """Delivers what is queued (at most timeout_s; default reconnect + stall timeout), stops the
+        sender and returns a report: {acked, failed, dropped, undelivered, errors}. Failures are
+        logged; MergerError is raised only with raise_errors=True."""
+        if self._report is None:
+            if timeout_s is None:
+                timeout_s = (self.reconnect_timeout_ms + self.stall_timeout_ms) / 1000
+            undelivered = []
+            try:
+                self._queue.flush(timeout_s)
+            except MergerError:
+                pass  # in the report below
+            if self._queue.pending_steps():
+                undelivered = self._queue.pending_steps()
+                self._abort.set()
+                self._queue.fail_waiting(f"not delivered: close() gave up after {timeout_s:g} s")
+            self._queue.close()
             self._thread.join()
             self._ctx.term()
+            st = self._queue.stats
+            self._report = {"acked": st["acked"], "failed": st["failed"], "dropped": st["dropped"],
+                            "undelivered": undelivered, "errors": list(self._queue.failures)}
+            if self._report["errors"]:
+                log.warning("merger client closed: %d acknowledged, %d failed, %d dropped; first: %s",
+                            st["acked"], st["failed"], st["dropped"], self._report["errors"][0])
+        if raise_errors and self._report["errors"]:
+            raise MergerError("merger client: " + "; ".join(self._report["errors"]))
+        return self._report
+
+    def wait_for_output(self, timeout_s=60.0):
+        """This run's outputs written since the last call (the first call: since the daemon started),
+        waiting up to timeout_s for one; [] when none came. Records as in index.json (outputs.py)."""
+        from .outputs import OutputWatcher
+
+        if self._watcher is None:
+            self._watcher = OutputWatcher(self.endpoint, self.run_id)
+        return self._watcher.wait(timeout_s)
 
     def __enter__(self):
         return self
@@ -185,8 +204,16 @@ class MergerClient:
             self._sock.send(payload, copy=False)
 
     def _recv(self, timeout_ms):
-        if not self._sock.poll(max(0, int(timeout_ms))):
-            return None
+        """The next message within timeout_ms, or None; polls in slices so that close() can abort."""
+        end = time.monotonic() + max(0, timeout_ms) / 1000
+        while True:
+            if self._abort.is_set():
+                raise _Aborted()
+            left_ms = (end - time.monotonic()) * 1000
+            if self._sock.poll(int(min(100, max(0, left_ms)))):
+                break
+            if left_ms <= 0:
+                return None
         frames = self._sock.recv_multipart()
         env = pb.Envelope()
         try:
@@ -214,6 +241,7 @@ class MergerClient:
             kind = m.WhichOneof("body")
             if kind == "welcome":
                 self._session_manifest = snap.manifest()
+                self._down_since = None
                 self._credit = m.welcome.credit
                 self._max_chunk = m.welcome.max_chunk_bytes
                 return True
@@ -235,8 +263,8 @@ class MergerClient:
             if e.step != snap.step:
                 log.warning("merger client: late error for step %d: %s", e.step, e.message)
                 return None
-            # DUPLICATE_STEP means the step is in the window (it got there before the break); a step
-            # still arriving from the abandoned socket is taken over by the resend instead.
+            # A resend of a step that got into the window before the break is acknowledged by the
+            # daemon (same bytes); daemons before that answered DUPLICATE_STEP, kept as delivered.
             if e.code == pb.DUPLICATE_STEP and resend:
                 return "acked"
             if e.code == pb.TIMEOUT:
@@ -278,7 +306,7 @@ class MergerClient:
                 self._sock.send(piece, copy=False)  # zero-copy: pyzmq holds the view until sent
                 self._credit -= 1
                 total += piece.nbytes
-                self.stats["bytes_sent"] += piece.nbytes
+                self._queue.count("bytes_sent", piece.nbytes)
         self._send("end", step=snap.step, total_bytes=total, checksum=whole.digest())
         while True:
             m = self._recv(self.stall_timeout_ms)
@@ -289,83 +317,81 @@ class MergerClient:
             if r is not None:
                 return r
 
-    def _fail(self, message):
-        log.error("merger client: %s", message)
-        with self._cv:
-            self._errors.append(message)
-            self.stats["failed"] += 1
+    def _drop_socket(self):
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
 
-    def _send_one(self, snap):
-        deadline = time.monotonic() + self.reconnect_timeout_ms / 1000
-        resend = False
-        budget_wait = _FIRST_BUDGET_WAIT
+    def _deliver(self, snap):
+        """Sends one checkpoint until it is acknowledged (None) or fails (the message). The
+        checkpoint's deadline counts from when it was queued; while the merger is down, checkpoints
+        already past theirs fail at once, so an outage costs reconnect_timeout once, not per checkpoint."""
+        resend, backoff, budget_wait = False, 0.05, _FIRST_BUDGET_WAIT
         while True:
+            if self._down_since is not None and snap.deadline is not None and time.monotonic() >= snap.deadline:
+                self._drop_socket()
+                down = time.monotonic() - self._down_since
+                return (f"step {snap.step} not delivered: merger at {self.endpoint} unreachable for {down:.1f} s "
+                        f"(reconnect_timeout {self.reconnect_timeout_ms} ms, policy {self.policy.value})")
             try:
                 r = self._attempt(snap, resend)
             except MergerError as e:
-                self._fail(f"step {snap.step}: {e}")
-                self._sock.close(linger=0)
-                self._sock = None
-                return
+                self._drop_socket()
+                return f"step {snap.step}: {e}"
             if r == "acked":
-                with self._cv:
-                    self.stats["acked"] += 1
-                return
-            if isinstance(r, tuple) and r[0] == "over_budget":
+                return None
+            if isinstance(r, tuple) and r[0] == "over_budget" and self.policy is not Policy.FAIL_FAST:
                 # The merger frees memory as other checkpoints complete or leave the window: the
                 # same socket tries again (the merger dropped what it had of this step).
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self._fail(f"{r[1]} (still over the merger's memory budget after {self.reconnect_timeout_ms} ms)")
-                    return
-                pause = min(budget_wait, left)
+                left = None if snap.deadline is None else snap.deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return f"{r[1]} (still over the merger's memory budget after {self.reconnect_timeout_ms} ms)"
+                pause = budget_wait if left is None else min(budget_wait, left)
                 log.warning("merger client: step %d does not fit the merger's memory budget now; trying again in %d ms",
                             snap.step, pause * 1000)
-                time.sleep(pause)
+                if self._abort.wait(pause):
+                    raise _Aborted()
                 budget_wait = min(budget_wait * 2, _LONGEST_BUDGET_WAIT)
-                with self._cv:
-                    self.stats["budget_waits"] += 1
+                self._queue.count("budget_waits")
                 continue
             if isinstance(r, tuple):
-                self._fail(r[1])
-                return
-            if time.monotonic() >= deadline:
-                self._fail(f"merger at {self.endpoint} unreachable for {self.reconnect_timeout_ms} ms; "
-                           f"step {snap.step} not delivered")
-                self._sock.close(linger=0)
-                self._sock = None
-                return
+                return r[1]
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+            if self.policy is Policy.FAIL_FAST:
+                self._drop_socket()
+                return f"step {snap.step} not delivered at the first try (merger at {self.endpoint}; policy fail-fast)"
+            if snap.deadline is not None and time.monotonic() >= snap.deadline:
+                continue  # reported above
             log.warning("merger client: reconnecting to %s to resend step %d", self.endpoint, snap.step)
+            if self._abort.wait(backoff):
+                raise _Aborted()
+            backoff = min(1.0, backoff * 2)
             self._new_socket()
             resend = True
-            with self._cv:
-                self.stats["resends"] += 1
+            self._queue.count("resends")
 
     def _run(self):
         while True:
-            with self._cv:
-                self._cv.wait_for(lambda: self._closing or self._queue)
-                if not self._queue:
-                    break
-                snap = self._queue[0]
-                self._in_flight = True
+            snap = self._queue.take()
+            if snap is None:
+                break
             try:
-                self._send_one(snap)
+                error = self._deliver(snap)
+            except _Aborted:
+                error = f"step {snap.step}: not delivered: close() gave up"
+                self._drop_socket()
             except Exception as e:  # noqa: BLE001 - the thread must survive to report
-                self._fail(f"step {snap.step}: {e!r}")
-            with self._cv:
-                self._queue.popleft()
-                self._queued_bytes -= snap.nbytes
-                self._in_flight = False
-                self._cv.notify_all()
+                error = f"step {snap.step}: {e!r}"
+                self._drop_socket()
+            self._queue.done(snap, error)
         if self._sock is not None:
             if self._session_manifest is not None:
                 try:
                     self._send("bye")
                 except zmq.ZMQError:
                     pass
-            self._sock.close(linger=0)
-            self._sock = None
+            self._drop_socket()
 
 
 def _request(endpoint, fill, timeout_ms):
@@ -388,12 +414,30 @@ def _request(endpoint, fill, timeout_ms):
         s.close()
 
 
-def status(endpoint="tcp://127.0.0.1:5555", timeout_ms=3000):
-    """The merger's StatusReply as a dict (field names as in protocol/wire/wsm.proto)."""
-    from google.protobuf.json_format import MessageToDict
+def message_to_dict(message):
+    """A protobuf message as plain Python values: every field present (defaults included), integers as
+    int (64-bit ones too), enums by name, repeated fields as lists. Independent of the protobuf
+    release: json_format.MessageToDict renamed its option for default fields in 5.26
+    (including_default_value_fields -> always_print_fields_with_no_presence), which broke status()."""
+    out = {}
+    for field in message.DESCRIPTOR.fields:
+        value = getattr(message, field.name)
+        if field.type == field.TYPE_MESSAGE:
+            convert = message_to_dict
+        elif field.type == field.TYPE_ENUM:
+            convert = (lambda v, e=field.enum_type: e.values_by_number[v].name if v in e.values_by_number else v)
+        else:
+            convert = (lambda v: v)
+        repeated = getattr(field, "is_repeated", None)  # protobuf >= 6.31; .label is deprecated there
+        repeated = repeated if repeated is not None else field.label == field.LABEL_REPEATED
+        out[field.name] = [convert(v) for v in value] if repeated else convert(value)
+    return out
 
+
+def status(endpoint="tcp://127.0.0.1:5555", timeout_ms=3000):
+    """The merger's StatusReply as a dict (field names as in protocol/wire/wsm.proto; int64 fields as int)."""
     reply = _request(endpoint, lambda e: e.status_request.SetInParent(), timeout_ms)
-    return MessageToDict(reply.status_reply, preserving_proto_field_name=True, including_default_value_fields=True)
+    return message_to_dict(reply.status_reply)
 
 
 def merge_now(endpoint, run_id, shape, window, dtype="", timeout_ms=600000):

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Makes a virtual environment for the Python client's tests and installs protocol/python into it the
+# way a user does (pip install; no PYTHONPATH, no protoc):
+#   python-venv.sh pypi   DIR   current releases from PyPI for every declared dependency (+ safetensors,
+#                               used by the tests as an independent writer)
+#   python-venv.sh debian DIR   Debian's python3-* packages (--system-site-packages), the client installed
+#                               without dependencies; then every declared dependency must be met by them
+# The package is copied first, so the build leaves nothing in the source tree.
+set -euo pipefail
+mode=$1
+dir=$2
+src=$(cd "$(dirname "$0")/.." && pwd)/protocol/python
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cp -r "$src" "$work/pkg"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+case "$mode" in
+  pypi)
+    [ -x "$dir/bin/python" ] || /usr/bin/python3 -m venv "$dir"
+    "$dir/bin/pip" install -q --upgrade "$work/pkg" safetensors
+    "$dir/bin/pip" install -q --upgrade --upgrade-strategy eager "$work/pkg"  # newest releases of every dependency
+    ;;
+  debian)
+    [ -x "$dir/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$dir"
+    "$dir/bin/pip" install -q --force-reinstall --no-deps --no-build-isolation "$work/pkg"
+    # By import, not by dist metadata: Debian names h5py's "h5py._debian_h5py_serial" and gives xxhash 0.0.0.
+    "$dir/bin/python" - <<'PY'
+import importlib, importlib.metadata as md, re, sys
+modules = {"pyzmq": "zmq", "protobuf": "google.protobuf"}
+missing = []
+for req in md.requires("wsm-client"):
+    if "extra ==" in req:
+        continue
+    name = re.match(r"[A-Za-z0-9_.-]+", req).group(0)
+    try:
+        importlib.import_module(modules.get(name, name))
+    except ImportError:
+        missing.append(req)
+if missing:
+    sys.exit("python-venv.sh: Debian's packages lack declared dependencies: " + ", ".join(missing))
+PY
+    ;;
+  *)
+    echo "usage: python-venv.sh pypi|debian DIR" >&2
+    exit 2
+    ;;
+esac
+"$dir/bin/python" -c 'import wsm_client, google.protobuf, numpy, zmq; print("wsm_client", wsm_client.__version__, "protobuf", google.protobuf.__version__, "numpy", numpy.__version__, "pyzmq", zmq.__version__)'
