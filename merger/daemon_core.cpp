@@ -395,6 +395,7 @@ void MergerCore::after_commit(const std::string& run_id, std::int64_t step, cons
   const bool due = emission_due(previous, step, options_.every);
   if (!due && !options_.running_sums) return;
   auto job = plan_emission(store_, run_id, options_.emulations, options_.out_dir, options_.dtype);
+  apply_output_format(job, options_.output);
   if (due)
     for (const auto& why : job.skipped) spdlog::warn("run '{}' step {}: output skipped: {}", run_id, step, why);
   if (due && job.outputs.empty()) {
@@ -465,6 +466,7 @@ void MergerCore::submit_merge_request(const wire::Message& msg) {
     throw ProtocolError(v1::BAD_REQUEST, "merge request: run '" + r.run_id() + "' has no checkpoints in the window");
   e.label = "request-" + std::to_string(r.request_id()) + "_" + e.label;
   auto job = plan_emission(store_, r.run_id(), {e}, options_.out_dir, dtype, false);
+  apply_output_format(job, options_.output);
   if (job.outputs.empty())
     throw ProtocolError(v1::BAD_REQUEST, "merge request for run '" + r.run_id() + "': " +
                                              (job.skipped.empty() ? "nothing to merge" : job.skipped.front()));

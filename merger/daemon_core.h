@@ -31,6 +31,7 @@ struct CoreOptions {
   std::int64_t every = 0;                 // steps between periodic outputs
   std::filesystem::path out_dir = "merged";
   std::optional<DType> dtype;             // output dtype; empty keeps each input's
+  OutputFormatOptions output;             // h5 (default), safetensors or a Hugging Face directory
   StoreOptions store;
   std::uint32_t credit = 16;              // chunks in flight per peer
   std::uint64_t max_chunk_bytes = 64ull << 20;

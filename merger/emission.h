@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "merger/emulation.h"
+#include "merger/output_format.h"
 #include "merger/sum_model.h"
 #include "merger/window_store.h"
 #include "wsm/core/dtype.h"
@@ -41,6 +42,7 @@ struct EmissionJob {
   std::vector<Entry> inputs;  // union of every output's sources, oldest first
   std::vector<EmissionOutput> outputs;
   std::optional<DType> dtype;  // empty: each tensor keeps its input dtype
+  OutputFormatOptions output;  // file format of every output (apply_output_format)
   std::vector<SumItem> sums;      // running-sum emulations (periodic jobs only)
   std::vector<Entry> context;     // the run's window at this step plus what it just dropped: where
                                   // a running sum finds the checkpoints leaving it

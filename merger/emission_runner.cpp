@@ -101,7 +101,7 @@ std::vector<nlohmann::json> run_emission(const EmissionJob& job, kernels::MergeB
     meta.tokens = job.tokens;
     meta.run_id = job.run_id;
     meta.extra = emission_metadata(job, out, "full-merge", options.accumulate_f64 ? "f64" : "f32");
-    writers.push_back(create_checkpoint(out.path, meta, plan.output_tensors));
+    writers.push_back(create_output(out.path, meta, plan.output_tensors, job.output));
     outputs.push_back(writers.back().get());
     weights.insert(weights.end(), out.weights.begin(), out.weights.end());
   }

@@ -3,14 +3,19 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <set>
 
+#include "merger/slice_reader.h"
+#include "merger/work_split.h"
 #include "wsm/core/error.h"
 #include "wsm/core/file_name.h"
 #include "wsm/core/version.h"
+#include "wsm/formats/hf_directory.h"
+#include "wsm/formats/range_file_writer.h"
 
 namespace wsm::merger {
 namespace fs = std::filesystem;
@@ -66,6 +71,11 @@ Opened open_and_plan(const OfflineMergeRequest& req) {
     throw Error("merge: " + std::to_string(req.specs.size()) + " shapes but " + std::to_string(req.outputs.size()) +
                 " output paths");
   if (req.window_steps && req.window_tokens) throw Error("merge: give --window-steps or --window-tokens, not both");
+  if (req.shard_bytes > 0)
+    for (const auto& o : req.outputs)
+      if (!o.extension().empty())
+        throw Error("merge: --shard-size writes a directory of shards, but output " + o.string() +
+                    " names a " + o.extension().string() + " file (give a directory name)");
   {
     std::set<fs::path> seen;
     for (const auto& o : req.outputs) {
@@ -231,47 +241,192 @@ void warn_nonfinite(std::span<CheckpointReader* const> inputs, const std::vector
 
 }  // namespace
 
-OfflineResult run_offline_merge(const OfflineMergeRequest& req, std::function<void(std::uint64_t, std::uint64_t)> progress) {
-  Opened op = open_and_plan(req);  // everything validated before the first output exists
-  auto backend = kernels::make_backend(req.backend);
-  std::vector<CheckpointReader*> used;
-  for (std::size_t i : op.plan.used) used.push_back(op.readers[i].get());
-  const CheckpointMeta& newest = used.back()->meta();
+namespace {
 
-  std::vector<std::unique_ptr<CheckpointWriter>> writers;
+// Runs this rank's part of one step, then agrees with the others: if the step failed on any rank,
+// every rank throws that rank's message here (so no rank waits for one that has given up).
+template <class Step>
+void collective_step(RankGroup& group, Step&& step) {
+  std::string error;
+  try {
+    step();
+  } catch (const std::exception& e) {
+    error = *e.what() ? e.what() : "unknown error";
+  } catch (...) {
+    error = "unknown error";
+  }
+  agree_or_throw(group, error);
+}
+
+bool directory_output(const OfflineMergeRequest& req, const fs::path& out) {
+  return req.shard_bytes > 0 || out.extension().empty();
+}
+
+CheckpointMeta output_meta(const OfflineMergeRequest& req, const OfflinePlan& plan, std::size_t o,
+                           const CheckpointMeta& newest) {
+  CheckpointMeta meta;
+  meta.step = newest.step;
+  meta.tokens = newest.tokens;
+  meta.lr = newest.lr;
+  meta.run_id = newest.run_id;
+  // The newest input's own metadata (model config, vocabulary) travels along, so a merged file is
+  // usable on its own; its wsm.* keys are replaced by this merge's provenance.
+  for (const auto& [key, value] : newest.extra)
+    if (!key.starts_with("wsm.") && key != "total_size") meta.extra[key] = value;
+  Provenance provenance = merge_provenance(req, plan, o);
+  provenance.run_id = meta.run_id;
+  for (auto& [key, value] : provenance_metadata(provenance)) meta.extra.insert_or_assign(key, std::move(value));
+  return meta;
+}
+
+// Rank 0: every output created under its temporary name, files sized and headers written.
+std::vector<std::unique_ptr<CheckpointWriter>> lay_out_outputs(const OfflineMergeRequest& req, const OfflinePlan& plan,
+                                                               const CheckpointReader& newest) {
+  const bool hf = is_hf_model_dir(newest.path());
+  std::vector<std::unique_ptr<CheckpointWriter>> outputs;
+  for (std::size_t o = 0; o < req.outputs.size(); ++o) {
+    WriteOptions options;
+    options.shard_bytes = req.shard_bytes;
+    if (hf && directory_output(req, req.outputs[o])) {
+      options.hf_template = newest.path();
+      if (options.shard_bytes == 0) options.shard_bytes = kHfDefaultShardBytes;
+    }
+    if (req.outputs[o].has_parent_path()) fs::create_directories(req.outputs[o].parent_path());
+    outputs.push_back(create_laid_out_checkpoint(req.outputs[o], output_meta(req, plan, o, newest.meta()),
+                                                 plan.merge.output_tensors, options));
+  }
+  return outputs;
+}
+
+std::string layouts_to_json(const std::vector<std::unique_ptr<CheckpointWriter>>& outputs) {
+  nlohmann::json all = nlohmann::json::array();
+  for (const auto& w : outputs) {
+    nlohmann::json files = nlohmann::json::array();
+    for (const auto& f : w->layout()) files.push_back({{"path", f.path.string()}, {"offsets", f.offsets}});
+    all.push_back(std::move(files));
+  }
+  return all.dump();
+}
+
+std::vector<std::vector<LaidOutFile>> layouts_from_json(const std::string& text) {
+  std::vector<std::vector<LaidOutFile>> layouts;
+  for (const auto& files : nlohmann::json::parse(text)) {
+    auto& layout = layouts.emplace_back();
+    for (const auto& f : files)
+      layout.push_back({f.at("path").get<std::string>(), f.at("offsets").get<std::map<std::string, std::uint64_t>>()});
+  }
+  return layouts;
+}
+
+// What every rank must agree on before any output exists: the inputs (by file name, size and step:
+// nodes may mount the same files at different paths), windows, weights, tensors.
+std::string plan_fingerprint(const OfflinePlan& plan) {
+  nlohmann::json j;
+  for (const auto& in : plan.inputs)
+    j["inputs"].push_back({in.path.filename().string(), in.bytes, in.step ? *in.step : -1});
+  j["used"] = plan.used;
+  j["weights"] = plan.weights;
+  for (const auto& t : plan.merge.output_tensors) j["tensors"].push_back({t.name, dtype_name(t.dtype), t.shape});
+  return j.dump();
+}
+
+// This rank's share: its slices of the used inputs merged into its byte ranges of every output.
+EngineStats merge_share(const OfflineMergeRequest& req, const Opened& op, std::span<CheckpointReader* const> used,
+                        const std::vector<TensorSlice>& mine, const std::vector<std::vector<LaidOutFile>>& layouts,
+                        kernels::MergeBackend& backend, std::function<void(std::uint64_t, std::uint64_t)> progress) {
+  std::vector<std::unique_ptr<SliceReader>> slices;
+  std::vector<CheckpointReader*> inputs;
+  for (CheckpointReader* r : used) {
+    slices.push_back(std::make_unique<SliceReader>(*r, mine, op.plan.merge.output_tensors));
+    inputs.push_back(slices.back().get());
+  }
+  const MergePlan part = plan_merge(inputs, req.dtype);
+  std::vector<std::unique_ptr<RangeFileWriter>> writers;
   std::vector<CheckpointWriter*> outs;
   std::vector<double> weights;
   for (std::size_t o = 0; o < req.outputs.size(); ++o) {
-    CheckpointMeta meta;
-    meta.step = newest.step;
-    meta.tokens = newest.tokens;
-    meta.lr = newest.lr;
-    meta.run_id = newest.run_id;
-    // The newest input's own metadata (model config, vocabulary) travels along, so a merged file is
-    // usable on its own; its wsm.* keys are replaced by this merge's provenance.
-    for (const auto& [key, value] : newest.extra)
-      if (!key.starts_with("wsm.")) meta.extra[key] = value;
-    Provenance provenance = merge_provenance(req, op.plan, o);
-    provenance.run_id = meta.run_id;
-    for (auto& [key, value] : provenance_metadata(provenance)) meta.extra.insert_or_assign(key, std::move(value));
-    if (req.outputs[o].has_parent_path()) fs::create_directories(req.outputs[o].parent_path());
-    writers.push_back(create_checkpoint(req.outputs[o], meta, op.plan.merge.output_tensors));
+    std::vector<TensorByteRange> ranges;
+    for (const auto& s : mine) {
+      const TensorInfo& t = op.plan.merge.output_tensors[s.tensor];
+      ranges.push_back({t.name, s.begin * dtype_size(t.dtype), s.count * dtype_size(t.dtype)});
+    }
+    writers.push_back(std::make_unique<RangeFileWriter>(layouts.at(o), ranges));
     outs.push_back(writers.back().get());
     weights.insert(weights.end(), op.plan.weights[o].begin(), op.plan.weights[o].end());
   }
-  spdlog::info("merging {} checkpoints into {} output(s) with the {} backend", used.size(), outs.size(),
-               backend->name());
   EngineOptions eo;
   eo.chunk_elements = req.chunk_elements;
   eo.accumulate_f64 = req.accumulate_f64;
   eo.progress = std::move(progress);
+  EngineStats stats = merge_checkpoints(inputs, weights, outs, part, backend, eo);
+  for (auto* w : outs) w->prepare();  // this rank's bytes complete and on disk
+  warn_nonfinite(inputs, req.outputs, part, stats.nonfinite);
+  return stats;
+}
+
+std::vector<RankStats> gather_stats(RankGroup& group, const EngineStats& mine) {
+  const nlohmann::json j = {mine.bytes_read, mine.bytes_written, mine.seconds};
+  std::vector<RankStats> all;
+  for (const auto& text : group.all_gather(j.dump())) {
+    const auto v = nlohmann::json::parse(text);
+    all.push_back({v[0].get<std::uint64_t>(), v[1].get<std::uint64_t>(), v[2].get<double>()});
+  }
+  return all;
+}
+
+}  // namespace
+
+OfflineResult run_offline_merge(const OfflineMergeRequest& req, RankGroup& group,
+                                std::function<void(std::uint64_t, std::uint64_t)> progress) {
+  const auto start = std::chrono::steady_clock::now();
+  Opened op;
+  std::unique_ptr<kernels::MergeBackend> backend;
+  collective_step(group, [&] {
+    op = open_and_plan(req);  // everything validated before the first output exists
+    backend = kernels::make_backend(req.backend);
+  });
+  {
+    const auto prints = group.all_gather(plan_fingerprint(op.plan));
+    agree_or_throw(group, prints[std::size_t(group.rank())] == prints[0]
+                              ? ""
+                              : "planned a different merge than rank 0 (are the inputs the same for every rank?)");
+  }
+  std::vector<CheckpointReader*> used;
+  for (std::size_t i : op.plan.used) used.push_back(op.readers[i].get());
+
+  std::vector<std::unique_ptr<CheckpointWriter>> outputs;  // rank 0 only; removed unless committed
+  std::string layout_text;
+  collective_step(group, [&] {
+    if (group.rank() != 0) return;
+    outputs = lay_out_outputs(req, op.plan, *used.back());
+    layout_text = layouts_to_json(outputs);
+  });
+  const auto layouts = layouts_from_json(group.broadcast(layout_text));
+
+  const auto shares = split_work(op.plan.merge, element_costs(op.plan.merge, used, req.outputs.size()), group.size());
+  if (group.rank() == 0)
+    spdlog::info("merging {} checkpoints into {} output(s) with the {} backend, {}", used.size(), req.outputs.size(),
+                 backend->name(), group.size() == 1 ? "1 process" : std::to_string(group.size()) + " ranks");
   OfflineResult result;
-  result.stats = merge_checkpoints(used, weights, outs, op.plan.merge, *backend, eo);
-  commit_all(outs);  // all outputs or none
-  warn_nonfinite(used, req.outputs, op.plan.merge, result.stats.nonfinite);
+  collective_step(group, [&] {
+    result.stats = merge_share(req, op, used, shares[std::size_t(group.rank())], layouts, *backend, progress);
+  });
+  collective_step(group, [&] {
+    if (group.rank() != 0) return;
+    std::vector<CheckpointWriter*> outs;
+    for (auto& w : outputs) outs.push_back(w.get());
+    commit_all(outs);  // all outputs or none
+  });
+  result.ranks = gather_stats(group, result.stats);
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   result.plan = std::move(op.plan);
   result.backend = backend->name();
   return result;
+}
+
+OfflineResult run_offline_merge(const OfflineMergeRequest& req, std::function<void(std::uint64_t, std::uint64_t)> progress) {
+  const auto group = make_single_rank_group();
+  return run_offline_merge(req, *group, std::move(progress));
 }
 
 }  // namespace wsm::merger

@@ -51,8 +51,10 @@ std::vector<fs::path> outputs_on_disk(const fs::path& out_dir) {
       if (!label.is_directory()) continue;
       for (const auto& f : fs::directory_iterator(label.path(), ec)) {
         const auto name = f.path().filename().string();
-        if (f.is_regular_file() && f.path().extension() == ".h5" && name.find(".tmp-") == std::string::npos)
-          found.push_back(f.path());
+        if (name.find(".tmp-") != std::string::npos || name.find(".old-") != std::string::npos) continue;
+        // --format h5 / safetensors files, or --format hf directories
+        const bool file = f.is_regular_file() && (f.path().extension() == ".h5" || f.path().extension() == ".safetensors");
+        if (file || (f.is_directory() && fs::exists(f.path() / "model.safetensors.index.json"))) found.push_back(f.path());
       }
     }
   }

@@ -90,14 +90,14 @@ std::string method_name(const SumModel& model) {
   return model.anchor_apart ? "running-sum (ema)" : "running-sum (uniform)";
 }
 
-std::unique_ptr<CheckpointWriter> create_output(const EmissionJob& job, const SumItem& item, const MergePlan& plan) {
+std::unique_ptr<CheckpointWriter> create_sum_output(const EmissionJob& job, const SumItem& item, const MergePlan& plan) {
   std::filesystem::create_directories(item.output.path.parent_path());
   CheckpointMeta meta;
   meta.step = job.step;
   meta.tokens = job.tokens;
   meta.run_id = job.run_id;
   meta.extra = emission_metadata(job, item.output, method_name(item.model), "f64");
-  return create_checkpoint(item.output.path, meta, plan.output_tensors);
+  return create_output(item.output.path, meta, plan.output_tensors, job.output);
 }
 
 // Applies `update` to one float tensor's sum V, `chunk` elements at a time, and writes the
@@ -165,7 +165,7 @@ std::optional<nlohmann::json> RunningSums::run(const EmissionJob& job, const Sum
     ++incremental_;
   }
 
-  std::unique_ptr<CheckpointWriter> writer = item.emit ? create_output(job, item, plan) : nullptr;
+  std::unique_ptr<CheckpointWriter> writer = item.emit ? create_sum_output(job, item, plan) : nullptr;
   const std::uint64_t chunk = std::max<std::uint64_t>(1, options_.chunk_elements);
   ChunkBuffers b;
   for (std::size_t ti = 0; ti < plan.output_tensors.size(); ++ti) {

@@ -3,6 +3,7 @@
 // same K inputs and writing one output without computing, and memcpy of the same bytes. A kernel-only
 // mode times the backends on in-memory buffers (and the CUDA kernels against device memcpy).
 // `wsm bench ingest` is the daemon's (cmd_bench_ingest.cpp), registered here.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include "wsm/kernels/cuda_bench.h"
 #include "wsm/kernels/merge.h"
 #include "wsm/merger/offline_merge.h"
+#include "wsm/merger/rank_group.h"
 #include "wsm/core/error.h"
 #include "tools/commands.h"
 
@@ -136,7 +138,11 @@ void read_and_write(const std::vector<fs::path>& inputs, const std::vector<fs::p
   for (auto& w : writers) w->commit();
 }
 
+void bench_ranks(const BenchArgs& a, DType t, merger::RankGroup& group);
+
 void bench_files(const BenchArgs& a, DType t) {
+  const auto group = merger::make_rank_group();
+  if (group->size() > 1) return bench_ranks(a, t, *group);
   const auto bytes = std::uint64_t(a.size_mb * 1e6);
   const std::uint64_t chunk_elements = a.chunk_elements.value_or(merger::default_chunk_elements(kernels::parse_backend_kind(a.backend)));
   fs::path dir = fs::path(a.dir) / ("wsm-bench-" + std::to_string(getpid()));
@@ -205,6 +211,127 @@ void bench_files(const BenchArgs& a, DType t) {
   std::printf("%-34s %9s %14s %9.2fx  (vs read K + write 3)\n", "", "", "", m3 / rw3);
   std::printf("rates count bytes read + bytes written. The merge reads mapped inputs in place; the\n"
               "read+write floor copies them through read(), as a tool that does not merge would.\n");
+}
+
+// The I/O floor of N ranks: each reads its 1/N of every input's bytes (read() into a cache-sized
+// buffer) and writes its 1/N of one output file of the newest input's size, laid out by rank 0,
+// with pwrite, then fsyncs: the bytes a distributed merge must move, without computing.
+void rank_floor(merger::RankGroup& group, const std::vector<fs::path>& inputs, const fs::path& out, std::uint64_t chunk) {
+  const std::uint64_t size = fs::file_size(inputs.back());
+  std::string error;
+  if (group.rank() == 0) {
+    const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || ::ftruncate(fd, off_t(size)) != 0) error = out.string() + ": cannot create";
+    if (fd >= 0) ::close(fd);
+  }
+  merger::agree_or_throw(group, error);
+  const auto r = std::uint64_t(group.rank()), n = std::uint64_t(group.size());
+  const std::uint64_t begin = size * r / n, end = size * (r + 1) / n;
+  std::vector<std::byte> buf(chunk);
+  const int out_fd = ::open(out.c_str(), O_WRONLY | O_CLOEXEC);
+  std::vector<int> fds;
+  for (const auto& p : inputs) fds.push_back(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+  for (std::uint64_t at = begin; at < end; at += chunk) {
+    const std::size_t len = std::size_t(std::min(chunk, end - at));
+    for (int fd : fds)
+      if (::pread(fd, buf.data(), len, off_t(at)) < 0) error = "read failed";
+    if (::pwrite(out_fd, buf.data(), len, off_t(at)) < 0) error = "write failed";
+  }
+  if (::fsync(out_fd) != 0) error = out.string() + ": fsync failed";
+  for (int fd : fds) ::close(fd);
+  ::close(out_fd);
+  merger::agree_or_throw(group, error);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Under mpirun -np N (N > 1): merge M=1 on 1 rank and on all N, and the read+write floor
+// (rank_floor) on 1 and on N ranks, interleaved round by round, medians of the rounds; each timed on rank 0 between
+// collective barriers. Every rank's own share rate (bytes moved / its engine time) is printed: the
+// per-rank throughput docs/distributed-merge.md's cluster model starts from.
+void bench_ranks(const BenchArgs& a, DType t, merger::RankGroup& group) {
+  const bool root = group.rank() == 0;
+  const auto bytes = std::uint64_t(a.size_mb * 1e6);
+  const std::uint64_t chunk_elements = a.chunk_elements.value_or(merger::default_chunk_elements(kernels::parse_backend_kind(a.backend)));
+  const std::string ext = a.format == "h5" ? ".h5" : ".safetensors";
+  fs::path dir;
+  std::vector<fs::path> inputs;
+  std::string text;
+  if (root) {
+    dir = fs::path(a.dir) / ("wsm-bench-ranks-" + std::to_string(getpid()));
+    fs::create_directories(dir);
+    inputs = make_inputs(dir, a.inputs, bytes, t, ext);
+    text = dir.string();
+  }
+  dir = group.broadcast(text);  // --dir must be on a filesystem every rank sees
+  if (!root)
+    for (int j = 0; j < a.inputs; ++j) inputs.push_back(dir / ("ckpt-" + std::to_string(j) + ext));
+  const auto single = merger::make_single_rank_group();
+  auto barrier = [&] { merger::agree_or_throw(group, ""); };
+  auto timed = [&](auto&& f) {
+    barrier();
+    const auto t0 = Clock::now();
+    f();
+    barrier();
+    return since(t0);
+  };
+  auto merge = [&](merger::RankGroup& g) {
+    merger::OfflineMergeRequest req;
+    req.inputs = inputs;
+    req.outputs = {dir / ("merged" + ext)};
+    req.specs = {MergeSpec(ShapeRule{DecayShape::linear})};
+    req.backend = kernels::parse_backend_kind(a.backend);
+    req.chunk_elements = chunk_elements;
+    return merger::run_offline_merge(req, g);
+  };
+  const std::uint64_t io_chunk = chunk_elements * dtype_size(t);
+  std::vector<double> floor1, floorn, merge1, mergen;
+  std::vector<merger::RankStats> shares;
+  const int n = group.size();
+  for (int round = -1; round < a.repeats; ++round) {  // round -1 warms the page cache, not counted
+    const double f1 = timed([&] {  // the same code as the N-rank floor, on rank 0 alone
+      if (root) rank_floor(*single, inputs, dir / "floor.bin", io_chunk);
+    });
+    const double fn = timed([&] { rank_floor(group, inputs, dir / "floor.bin", io_chunk); });
+    const double m1 = timed([&] {
+      if (root) merge(*single);
+    });
+    double mn = timed([&] { shares = merge(group).ranks; });
+    if (round < 0) continue;
+    floor1.push_back(f1), floorn.push_back(fn), merge1.push_back(m1), mergen.push_back(mn);
+  }
+  if (root) {
+    std::uint64_t in_bytes = 0;
+    for (const auto& p : inputs) in_bytes += fs::file_size(p);
+    const double total = double(in_bytes) + double(in_bytes) / a.inputs;
+    std::printf("wsm bench merge under MPI: %d ranks, %d inputs x %.0f MB %s (%s) in %s, backend %s, "
+                "%d rounds interleaved, medians\nmachine: %s\n\n",
+                n, a.inputs, a.size_mb, std::string(dtype_name(t)).c_str(), a.format.c_str(), dir.c_str(),
+                a.backend.c_str(), a.repeats, cpu_model().c_str());
+    const double F1 = median(floor1), FN = median(floorn), M1 = median(merge1), MN = median(mergen);
+    const std::string ranks = std::to_string(n) + " ranks";
+    std::printf("%-36s %8s %14s\n", "", "time", "rate");
+    std::printf("%-36s %7.3fs %s\n", "read K + write 1, 1 rank", F1, gbps(total, F1).c_str());
+    std::printf("%-36s %7.3fs %s   %.2fx faster than 1 rank\n", ("read K + write 1, " + ranks).c_str(), FN,
+                gbps(total, FN).c_str(), F1 / FN);
+    std::printf("%-36s %7.3fs %s   %.2fx its floor\n", "merge M=1, 1 rank", M1, gbps(total, M1).c_str(), M1 / F1);
+    std::printf("%-36s %7.3fs %s   %.2fx its floor, %.2fx faster than 1 rank\n", ("merge M=1, " + ranks).c_str(), MN,
+                gbps(total, MN).c_str(), MN / FN, M1 / MN);
+    std::printf("\nper rank, last round (its share, in its merge engine):\n");
+    for (std::size_t r = 0; r < shares.size(); ++r) {
+      const double moved = double(shares[r].bytes_read + shares[r].bytes_written);
+      std::printf("  rank %zu: %.1f MB in %.3f s = %s\n", r, moved / 1e6, shares[r].seconds,
+                  gbps(moved, shares[r].seconds).c_str());
+    }
+    std::printf("rounds (floor 1, floor %d, merge 1, merge %d):", n, n);
+    for (std::size_t i = 0; i < merge1.size(); ++i)
+      std::printf(" [%.3f %.3f %.3f %.3f]", floor1[i], floorn[i], merge1[i], mergen[i]);
+    std::printf("\n");
+    if (!a.keep) fs::remove_all(dir);
+  }
 }
 
 void bench_kernel(const BenchArgs& a, DType t) {
@@ -289,7 +416,8 @@ void add_bench_command(CLI::App& app) {
   merge->footer(
       "Examples:\n"
       "  wsm bench merge --size-mb 256 --inputs 8 --dtype bf16 --dir /dev/shm\n"
-      "  wsm bench merge --kernel-only --size-mb 512 --inputs 8 --backend cpu");
+      "  wsm bench merge --kernel-only --size-mb 512 --inputs 8 --backend cpu\n"
+      "  mpirun -np 2 wsm bench merge --size-mb 64 --inputs 8 --repeats 5   # 1 rank vs N ranks, and the floors");
   merge->callback([args] {
     const auto t = parse_dtype(args->dtype);
     if (!t || !is_float(*t)) throw Error("wsm bench merge: --dtype " + args->dtype + " is not a float dtype");

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <iostream>
 
+#include <spdlog/spdlog.h>
+
 #include "wsm/merger/offline_merge.h"
 #include "wsm/core/error.h"
 #include "tools/commands.h"
@@ -22,12 +24,16 @@ struct MergeArgs {
   std::optional<std::int64_t> window_steps, window_tokens;
   std::string dtype, backend = "auto", accumulate = "f32";
   std::optional<double> chunk_mb;  // default: merger::default_chunk_elements(backend)
+  std::uint64_t shard_size = 0;
   bool dry_run = false;
   std::string out;
   std::vector<std::string> inputs;
 };
 
-std::string output_extension(const std::vector<std::string>& inputs) {
+// Outputs take the inputs' form: HDF5 files, safetensors files, or (for shard or Hugging Face
+// model directories, or with --shard-size) directories.
+std::string output_extension(const std::vector<std::string>& inputs, std::uint64_t shard_size) {
+  if (shard_size > 0 || fs::is_directory(inputs.front())) return "";
   const auto ext = fs::path(inputs.front()).extension();
   return ext == ".h5" || ext == ".hdf5" ? ".h5" : ".safetensors";
 }
@@ -39,6 +45,22 @@ std::string human_bytes(double b) {
   else
     std::snprintf(buf, sizeof buf, "%.1f MB", b / 1e6);
   return buf;
+}
+
+// Under MPI: each rank's share and rate, and the wall time of the whole merge (rank 0's figures
+// above are its own share).
+void print_rank_stats(const merger::OfflineResult& result) {
+  std::uint64_t moved = 0;
+  for (std::size_t r = 0; r < result.ranks.size(); ++r) {
+    const auto& s = result.ranks[r];
+    moved += s.bytes_read + s.bytes_written;
+    std::printf("  rank %zu: read %s, wrote %s in %.2f s (%s/s)\n", r, human_bytes(double(s.bytes_read)).c_str(),
+                human_bytes(double(s.bytes_written)).c_str(), s.seconds,
+                human_bytes(double(s.bytes_read + s.bytes_written) / std::max(s.seconds, 1e-9)).c_str());
+  }
+  std::printf("%zu ranks: %s moved in %.2f s wall (%s/s), planning to publication\n", result.ranks.size(),
+              human_bytes(double(moved)).c_str(), result.seconds,
+              human_bytes(double(moved) / std::max(result.seconds, 1e-9)).c_str());
 }
 
 void run_merge(const MergeArgs& a) {
@@ -68,7 +90,7 @@ void run_merge(const MergeArgs& a) {
       throw Error("wsm merge: several shapes need --out to be a directory or a pattern with {shape}; " + a.out +
                   " is a file");
     for (const auto& spec : req.specs)
-      req.outputs.push_back(fs::path(a.out) / (merger::output_stem(spec) + output_extension(a.inputs)));
+      req.outputs.push_back(fs::path(a.out) / (merger::output_stem(spec) + output_extension(a.inputs, a.shard_size)));
   }
   req.window_steps = a.window_steps;
   req.window_tokens = a.window_tokens;
@@ -77,13 +99,20 @@ void run_merge(const MergeArgs& a) {
     if (!req.dtype || !is_float(*req.dtype)) throw Error("wsm merge: --dtype " + a.dtype + " is not a float dtype");
   }
   req.backend = kernels::parse_backend_kind(a.backend);
+  req.shard_bytes = a.shard_size;
   req.accumulate_f64 = a.accumulate == "f64";
   req.chunk_elements = a.chunk_mb ? std::max<std::uint64_t>(1, std::uint64_t(*a.chunk_mb * double(1 << 20) / 4))
                                   : merger::default_chunk_elements(req.backend);
 
+  const auto group = merger::make_rank_group();  // MPI's world under mpirun/srun, else one rank
+  const bool root = group->rank() == 0;
+  if (group->size() > 1) {  // say which rank speaks; only rank 0 tells progress (info)
+    spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [rank " + std::to_string(group->rank()) + "] [%^%l%$] %v");
+    if (!root) spdlog::set_level(spdlog::level::warn);
+  }
   if (a.dry_run) {
     const auto plan = merger::plan_offline_merge(req);
-    std::cout << "dry run: nothing is written\n" << plan.describe(req);
+    if (root) std::cout << "dry run: nothing is written\n" << plan.describe(req);
     return;
   }
 
@@ -91,7 +120,7 @@ void run_merge(const MergeArgs& a) {
   std::function<void(std::uint64_t, std::uint64_t)> progress;
   const auto start = std::chrono::steady_clock::now();
   auto last = start;
-  if (isatty(STDERR_FILENO)) {
+  if (root && isatty(STDERR_FILENO)) {
     progress = [&](std::uint64_t done, std::uint64_t total) {
       const auto now = std::chrono::steady_clock::now();
       if (done < total && now - last < std::chrono::milliseconds(250)) return;
@@ -107,17 +136,31 @@ void run_merge(const MergeArgs& a) {
   // RSS before the merge (mostly the shared libraries, cuBLAS among them), to show what the merge adds.
   rusage before{};
   getrusage(RUSAGE_SELF, &before);
-  const auto result = merger::run_offline_merge(req, progress);
+  merger::OfflineResult result;
+  try {
+    result = merger::run_offline_merge(req, *group, progress);
+  } catch (const merger::GroupFailure& e) {
+    if (group->size() == 1) throw;
+    // Every rank stopped at the same step and rank 0 has removed its temporaries. Each says why,
+    // then all leave together: a launcher ends the whole job at the first non-zero exit, which
+    // would otherwise cut off a rank that has not spoken yet.
+    std::fprintf(stderr, "wsm: error: %s\n", e.what());
+    std::fflush(stderr);
+    group->all_gather("");
+    throw CLI::RuntimeError(1);  // exit status 1, nothing more printed
+  }
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
+  if (!root) return;
   for (std::size_t o = 0; o < req.outputs.size(); ++o)
     std::cout << "wrote " << req.outputs[o].string() << "  (" << req.specs[o].to_string() << ")\n";
   const auto& st = result.stats;
-  std::printf("read %s, wrote %s in %.2f s (%s/s) on the %s backend; merge buffers %s, peak RSS %s (%s at start)\n",
-              human_bytes(double(st.bytes_read)).c_str(), human_bytes(double(st.bytes_written)).c_str(), st.seconds,
+  std::printf("%sread %s, wrote %s in %.2f s (%s/s) on the %s backend; merge buffers %s, peak RSS %s (%s at start)\n",
+              result.ranks.size() > 1 ? "rank 0's share: " : "", human_bytes(double(st.bytes_read)).c_str(), human_bytes(double(st.bytes_written)).c_str(), st.seconds,
               human_bytes(double(st.bytes_read + st.bytes_written) / std::max(st.seconds, 1e-9)).c_str(),
               result.backend.c_str(), human_bytes(double(st.buffer_bytes)).c_str(),
               human_bytes(double(ru.ru_maxrss) * 1024.0).c_str(), human_bytes(double(before.ru_maxrss) * 1024.0).c_str());
+  if (result.ranks.size() > 1) print_rank_stats(result);
 }
 
 }  // namespace
@@ -145,6 +188,10 @@ void add_merge_command(CLI::App& app) {
   cmd->add_option("--chunk-mb", args->chunk_mb,
                   "Chunk size in MiB of f32 per tensor piece (bounds memory); default 1 on the CPU, 64 on a GPU")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--shard-size", args->shard_size,
+                  "Directory outputs: shards model-0000k-of-0000N.safetensors of at most this size (e.g. 5GB = 5e9 "
+                  "bytes, 200KB); default one shard, or 5GB when the inputs are Hugging Face model directories")
+      ->transform(CLI::AsSizeValue(true));
   cmd->add_flag("--dry-run", args->dry_run, "Print the plan (inputs, weights, bytes, memory) and write nothing");
   cmd->add_option("--out", args->out,
                   "Output file; with several shapes a directory, or a pattern containing {shape}")
@@ -155,7 +202,14 @@ void add_merge_command(CLI::App& app) {
       "  wsm merge --out merged.safetensors ckpt/step-*.safetensors\n"
       "  wsm merge --shape linear,1-sqrt,cosine --floor 0.05 --window-steps 4000 --dtype bf16 \\\n"
       "            --out 'merged-{shape}.h5' run/*.h5\n"
-      "  wsm merge --weights 0.1,0.2,0.3,0.4 --dry-run --out m.h5 a.h5 b.h5 c.h5 d.h5");
+      "  wsm merge --weights 0.1,0.2,0.3,0.4 --dry-run --out m.h5 a.h5 b.h5 c.h5 d.h5\n"
+      "  mpirun -np 64 wsm merge --shape 1-sqrt --shard-size 5GB --out merged/ hf/checkpoint-*   # Hugging Face dirs\n"
+      "\n" +
+      std::string(merger::mpi_available()
+                      ? "Under mpirun or srun the ranks split the bytes and write the outputs in place; rank 0 "
+                        "publishes them once all are done (all or none)."
+                      : "This build has no MPI: wsm merge runs as one process (install libopenmpi-dev and rebuild "
+                        "for mpirun)."));
   cmd->callback([args] { run_merge(*args); });
 }
 

@@ -56,6 +56,8 @@ struct ServeArgs {
   int recompute_every = 64;
   std::string write_backlog = "1G";
   std::string index_name = "index.json";
+  std::string format = "h5";
+  std::string hf_template;
 };
 
 void run_serve(const ServeArgs& a) {
@@ -74,6 +76,9 @@ void run_serve(const ServeArgs& a) {
   if (a.index_name.empty() || a.index_name.find('/') != std::string::npos || a.index_name.front() == '.')
     throw Error("--index '" + a.index_name + "': expected a file name in --out (no '/', not hidden)");
   o.runner.index_name = a.index_name;
+  o.core.output.format = *merger::parse_output_format(a.format);  // CLI11 checked the name
+  o.core.output.hf_template = a.hf_template;
+  merger::check_output_format(o.core.output);
   if (!a.dtype.empty()) {
     auto d = parse_dtype(a.dtype);
     if (!d || !is_float(*d)) throw Error("--dtype '" + a.dtype + "': expected f32, f16, bf16 or f64");
@@ -114,6 +119,14 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--memory-budget", args->memory_budget, "RAM for the window, e.g. 8G")->capture_default_str();
   cmd->add_option("--dtype", args->dtype, "Output dtype of float tensors (f32, f16, bf16, f64); default: as input");
   cmd->add_option("--backend", args->backend, "Merge backend: cpu, cuda, cublas, auto")->capture_default_str();
+  cmd->add_option("--format", args->format,
+                  "Output format: h5 (wsm's HDF5), safetensors (one file), hf (a Hugging Face model directory: "
+                  "sharded safetensors, index, and the config/tokenizer files of --hf-template)")
+      ->check(CLI::IsMember({"h5", "safetensors", "hf"}))
+      ->capture_default_str();
+  cmd->add_option("--hf-template", args->hf_template,
+                  "--format hf: the Hugging Face model directory whose config.json, generation_config.json and "
+                  "tokenizer files are copied into every output");
   cmd->add_option("--curve-secret-key", args->curve_secret, "Server CURVE secret key file (Z85)");
   cmd->add_option("--curve-allow", args->curve_allow, "Allowed client CURVE public keys (Z85, one per line)");
   cmd->add_option("--credit", args->credit, "Chunks in flight per client")->capture_default_str();
@@ -140,8 +153,10 @@ void add_serve_command(CLI::App& app) {
       "  wsm serve --listen tcp://127.0.0.1:5555 --out merged --emulate 1-sqrt@800 linear@2000 \\\n"
       "            --every 200 --store window --memory-budget 16G --dtype bf16\n"
       "  wsm serve --out merged --emulate linear@800 ema:alpha=0.2@1000 --every 100 --running-sums off\n"
-      "Outputs: merged/<run>/<shape>_w<window>/step_<step>.h5 and merged/index.json; for a sharded job\n"
-      "(ranks declaring slices), each node's part merged/<run>/<label>/step_<step>/part-rank<R>.h5.\n"
+      "  wsm serve --out merged --emulate 1-sqrt@800 --every 200 --format hf --hf-template hf-model/\n"
+      "Outputs: merged/<run>/<shape>_w<window>/step_<step>.h5 (.safetensors, or a directory with --format hf)\n"
+      "and merged/index.json; for a sharded job (ranks declaring slices), each node's part\n"
+      "merged/<run>/<label>/step_<step>/part-rank<R>.h5.\n"
       "SIGINT/SIGTERM: stop accepting, finish the output being written, exit.");
   cmd->callback([args] { run_serve(*args); });
 }

@@ -76,6 +76,7 @@ class CheckedWriter final : public CheckpointWriter {
     prepare();
     inner_->commit();
   }
+  std::vector<LaidOutFile> layout() const override { return inner_->layout(); }
 
  private:
   // Disjoint [lo, hi) intervals, merged as they touch.
@@ -131,9 +132,11 @@ void commit_all(std::span<CheckpointWriter* const> writers) {
   }
 }
 
-std::unique_ptr<CheckpointWriter> create_checkpoint(const fs::path& path, const CheckpointMeta& meta,
-                                                    const std::vector<TensorInfo>& tensors,
-                                                    const WriteOptions& options) {
+namespace {
+
+std::unique_ptr<CheckpointWriter> create_format_writer(const fs::path& path, const CheckpointMeta& meta,
+                                                       const std::vector<TensorInfo>& tensors,
+                                                       const WriteOptions& options) {
   const std::string where = path.string();
   std::set<std::string> names;
   for (const auto& t : tensors) {
@@ -143,19 +146,35 @@ std::unique_ptr<CheckpointWriter> create_checkpoint(const fs::path& path, const 
   }
   const std::string name = path.filename().string();
   const std::string ext = path.extension().string();
-  std::unique_ptr<CheckpointWriter> inner;
   if (name.ends_with(".index.json"))
     throw Error(where + ": write a sharded set by giving its directory, not the index file");
-  if (options.shard_bytes > 0 || ext.empty()) {
-    inner = create_sharded(path, meta, tensors, options.shard_bytes);
-  } else if (ext == ".h5" || ext == ".hdf5") {
-    inner = create_hdf5(path, meta, tensors, options);
-  } else if (ext == ".safetensors") {
-    inner = create_safetensors(path, meta, tensors);
-  } else {
-    throw Error(where + ": unknown checkpoint extension '" + ext + "' (use .h5, .hdf5, .safetensors or a directory)");
+  if (options.shard_bytes > 0 || ext.empty()) return create_sharded(path, meta, tensors, options.shard_bytes, options.hf_template);
+  if (!options.hf_template.empty())
+    throw Error(where + ": a Hugging Face model directory is written to a directory, not a " + ext + " file");
+  if (ext == ".h5" || ext == ".hdf5") return create_hdf5(path, meta, tensors, options);
+  if (ext == ".safetensors") return create_safetensors(path, meta, tensors);
+  throw Error(where + ": unknown checkpoint extension '" + ext + "' (use .h5, .hdf5, .safetensors or a directory)");
+}
+
+}  // namespace
+
+std::unique_ptr<CheckpointWriter> create_checkpoint(const fs::path& path, const CheckpointMeta& meta,
+                                                    const std::vector<TensorInfo>& tensors,
+                                                    const WriteOptions& options) {
+  return std::make_unique<CheckedWriter>(path, tensors, create_format_writer(path, meta, tensors, options));
+}
+
+std::unique_ptr<CheckpointWriter> create_laid_out_checkpoint(const fs::path& path, const CheckpointMeta& meta,
+                                                             const std::vector<TensorInfo>& tensors,
+                                                             const WriteOptions& options) {
+  const std::string ext = path.extension().string();
+  WriteOptions o = options;
+  if (ext == ".h5" || ext == ".hdf5") {
+    if (o.compression > 0 || o.chunk_bytes > 0)
+      throw Error(path.string() + ": compressed or chunked HDF5 cannot be written by several processes");
+    o.preallocate = true;
   }
-  return std::make_unique<CheckedWriter>(path, tensors, std::move(inner));
+  return create_format_writer(path, meta, tensors, o);
 }
 
 Checkpoint load_checkpoint(const fs::path& path) {

@@ -716,19 +716,25 @@ class Hdf5Writer final : public CheckpointWriter {
     // Uncompressed, every declared byte reaches the disk (an unwritten tensor as its fill value);
     // compressed sizes are not known up front.
     if (options.compression == 0) require_free_space(path, payload_bytes(tensors));
+    if (options.preallocate && (options.compression > 0 || options.chunk_bytes > 0))
+      throw Error(where_ + ": a preallocated file is contiguous: no chunking or compression");
     Handle fapl = plist_handle(H5Pcreate(H5P_FILE_ACCESS), where_ + ": cannot create a property list");
     H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG);
-    file_ = Handle(check(H5Fcreate(out_.temp_path().c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get()),
+    Handle fcpl = plist_handle(H5Pcreate(H5P_FILE_CREATE), where_ + ": cannot create a property list");
+    if (options.preallocate) H5Pset_obj_track_times(fcpl.get(), false);  // same inputs, same bytes
+    file_ = Handle(check(H5Fcreate(out_.temp_path().c_str(), H5F_ACC_EXCL, fcpl.get(), fapl.get()),
                          where_ + ": cannot create " + out_.temp_path().string()),
                    H5Fclose);
     write_meta(meta);
     Handle gcpl = plist_handle(H5Pcreate(H5P_GROUP_CREATE), where_ + ": cannot create a property list");
     check_status(H5Pset_link_creation_order(gcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED),
                  where_ + ": cannot track creation order");
+    if (options.preallocate) H5Pset_obj_track_times(gcpl.get(), false);
     Handle group(check(H5Gcreate2(file_.get(), "tensors", H5P_DEFAULT, gcpl.get(), H5P_DEFAULT),
                        where_ + ": cannot create /tensors"),
                  H5Gclose);
     for (const auto& t : tensors) create_dataset(group.get(), t, options);
+    if (options.preallocate) close_preallocated();
   }
   ~Hdf5Writer() override {
     const Lock lock(hdf5_lock());
@@ -739,6 +745,7 @@ class Hdf5Writer final : public CheckpointWriter {
   void write(const std::string& name, std::uint64_t offset, std::span<const std::byte> src) override {
     const auto it = index_.find(name);
     if (it == index_.end()) throw Error(where_ + ": tensor '" + name + "' is not in the manifest");
+    if (!file_.valid()) throw Error(where_ + ": preallocated file: write its bytes at layout() offsets");
     Slot& s = datasets_[it->second];
     const std::string where = where_ + ": tensor '" + name + "'";
     const std::uint64_t nbytes = s.d.info.nbytes();
@@ -776,12 +783,31 @@ class Hdf5Writer final : public CheckpointWriter {
     prepare();
     out_.commit();
   }
+  std::vector<LaidOutFile> layout() const override {
+    if (!preallocated_) return {};
+    return {LaidOutFile{out_.temp_path(), offsets_}};
+  }
 
  private:
   struct Slot {
     DatasetInfo d;
     Handle dset, mtype;
   };
+
+  // Records where every dataset's bytes lie and closes the file: its structure is complete, and
+  // libhdf5 writes nothing more while other processes fill the data (fill time is never).
+  void close_preallocated() {
+    for (const auto& s : datasets_) {
+      if (s.d.info.nbytes() == 0) continue;
+      const haddr_t at = H5Dget_offset(s.dset.get());
+      if (at == HADDR_UNDEF) throw Error(where_ + ": tensor '" + s.d.info.name + "' was not allocated");
+      offsets_.emplace(s.d.info.name, std::uint64_t(at));
+    }
+    datasets_.clear();
+    check_status(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), where_ + ": flush failed");
+    check_status(file_.close(), where_ + ": close failed");
+    preallocated_ = true;
+  }
 
   void write_meta(const CheckpointMeta& meta) {
     const hid_t root = file_.get();
@@ -814,6 +840,11 @@ class Hdf5Writer final : public CheckpointWriter {
                        : space_handle(H5Screate_simple(int(s.d.dims.size()), s.d.dims.data(), nullptr),
                                       where + ": cannot create a dataspace");
     Handle dcpl = plist_handle(H5Pcreate(H5P_DATASET_CREATE), where + ": cannot create a property list");
+    if (options.preallocate) {
+      check_status(H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY), where + ": cannot set allocation time");
+      check_status(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER), where + ": cannot set fill time");
+      H5Pset_obj_track_times(dcpl.get(), false);
+    }
     const std::uint64_t numel = t.numel();
     const bool chunked = (options.chunk_bytes > 0 || options.compression > 0) && !s.d.dims.empty() && numel > 0;
     if (chunked) {
@@ -835,6 +866,8 @@ class Hdf5Writer final : public CheckpointWriter {
   AtomicFile out_;
   std::string where_;
   Handle file_;
+  bool preallocated_ = false;
+  std::map<std::string, std::uint64_t> offsets_;  // preallocated: tensor -> file offset of its bytes
   std::vector<Slot> datasets_;
   std::unordered_map<std::string, std::size_t> index_;
 };

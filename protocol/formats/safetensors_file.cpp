@@ -111,6 +111,11 @@ class SafetensorsWriter final : public CheckpointWriter {
     prepare();
     out_.commit();
   }
+  std::vector<LaidOutFile> layout() const override {
+    LaidOutFile f{file_.path(), {}};
+    for (const auto& [name, at] : file_.data_offsets()) f.offsets.emplace(name, at);
+    return {f};
+  }
 
  private:
   AtomicFile out_;

@@ -11,6 +11,7 @@
 
 #include "wsm/formats/atomic_file.h"
 #include "wsm/formats/free_space.h"
+#include "wsm/formats/hf_directory.h"
 #include "wsm/formats/safetensors_file.h"
 
 namespace fs = std::filesystem;
@@ -163,13 +164,14 @@ std::string shard_file_name(std::size_t i, std::size_t n) {
 class ShardedWriter final : public CheckpointWriter {
  public:
   ShardedWriter(const fs::path& dir, const CheckpointMeta& meta, const std::vector<TensorInfo>& tensors,
-                std::uint64_t shard_bytes)
-      : out_(dir), strings_(meta_to_strings(meta)) {
+                std::uint64_t shard_bytes, fs::path hf_template)
+      : out_(dir), strings_(meta_to_strings(meta)), hf_template_(std::move(hf_template)) {
     const auto plan = plan_shards(tensors, shard_bytes);
     fs::create_directories(out_.temp_path());
     for (std::size_t i = 0; i < plan.size(); ++i) {
       const std::string file = shard_file_name(i, plan.size());
       shards_.push_back(std::make_unique<SafetensorsFileWriter>(out_.temp_path() / file, plan[i], strings_));
+      files_.push_back(file);
       for (const auto& t : plan[i]) {
         owner_[t.name] = i;
         weight_map_.emplace_back(t.name, file);
@@ -201,6 +203,7 @@ class ShardedWriter final : public CheckpointWriter {
     f.write(text.data(), static_cast<std::streamsize>(text.size()));
     f.close();
     if (!f) throw Error(p.string() + ": write failed");
+    if (!hf_template_.empty()) copy_hf_side_files(hf_template_, out_.temp_path());
     out_.sync();
     prepared_ = true;
   }
@@ -208,10 +211,21 @@ class ShardedWriter final : public CheckpointWriter {
     prepare();
     out_.commit();
   }
+  std::vector<LaidOutFile> layout() const override {
+    std::vector<LaidOutFile> files;
+    for (std::size_t i = 0; i < shards_.size(); ++i) {
+      LaidOutFile f{out_.temp_path() / files_[i], {}};
+      for (const auto& [name, at] : shards_[i]->data_offsets()) f.offsets.emplace(name, at);
+      files.push_back(std::move(f));
+    }
+    return files;
+  }
 
  private:
   AtomicFile out_;
   std::map<std::string, std::string> strings_;
+  fs::path hf_template_;
+  std::vector<std::string> files_;  // shard file names
   std::vector<std::unique_ptr<SafetensorsFileWriter>> shards_;
   std::unordered_map<std::string, std::size_t> owner_;
   std::vector<std::pair<std::string, std::string>> weight_map_;
@@ -239,9 +253,11 @@ std::vector<std::vector<TensorInfo>> plan_shards(const std::vector<TensorInfo>& 
 std::unique_ptr<CheckpointReader> open_sharded(const fs::path& path) { return std::make_unique<ShardedReader>(path); }
 
 std::unique_ptr<CheckpointWriter> create_sharded(const fs::path& dir, const CheckpointMeta& meta,
-                                                 const std::vector<TensorInfo>& tensors, std::uint64_t shard_bytes) {
+                                                 const std::vector<TensorInfo>& tensors, std::uint64_t shard_bytes,
+                                                 const fs::path& hf_template) {
+  if (!hf_template.empty()) check_hf_template(hf_template);  // before anything is created
   require_free_space(dir, payload_bytes(tensors));
-  return std::make_unique<ShardedWriter>(dir, meta, tensors, shard_bytes);
+  return std::make_unique<ShardedWriter>(dir, meta, tensors, shard_bytes, hf_template);
 }
 
 }  // namespace wsm

@@ -13,6 +13,7 @@
 
 #include "wsm/merger/merge_engine.h"
 #include "wsm/merger/provenance.h"
+#include "wsm/merger/rank_group.h"
 #include "wsm/schedules/decay.h"
 
 namespace wsm::merger {
@@ -31,6 +32,10 @@ struct OfflineMergeRequest {
   kernels::BackendKind backend = kernels::BackendKind::cpu;
   bool accumulate_f64 = false;
   std::uint64_t chunk_elements = default_chunk_elements(kernels::BackendKind::cpu);  // per tensor piece
+  // Directory outputs: shards of at most this many bytes (0: one shard, or kHfDefaultShardBytes when
+  // the newest input is a Hugging Face model directory, whose config and tokenizer files are then
+  // copied into every output directory). Giving it with a file output is an error.
+  std::uint64_t shard_bytes = 0;
 };
 
 struct OfflineInput {
@@ -54,13 +59,29 @@ struct OfflinePlan {
 // Throws wsm::Error naming the file or tensor at fault; creates nothing.
 OfflinePlan plan_offline_merge(const OfflineMergeRequest& request);
 
+// What one rank did: its share of the bytes and its time in the merge engine.
+struct RankStats {
+  std::uint64_t bytes_read = 0, bytes_written = 0;
+  double seconds = 0;
+};
+
 struct OfflineResult {
   OfflinePlan plan;
-  EngineStats stats;
+  EngineStats stats;              // this rank's engine stats
+  std::vector<RankStats> ranks;   // every rank's, in rank order (the same on every rank)
+  double seconds = 0;             // wall time of the whole merge, planning to publication
   std::string backend;
 };
 
-// Plans, merges and commits every output (all or none). `progress` as in EngineOptions.
+// Plans, merges and commits every output (all or none), as one rank of `group`: every rank plans
+// (headers only) and must plan the same merge; rank 0 lays out every output under its temporary
+// name; each rank merges its share of the bytes (work_split.h), reading only that part of every
+// input and writing it in place; rank 0 publishes once every rank has written and synced its part.
+// A failure on any rank is thrown on every rank ("rank R of N: ..."), and no output appears.
+// `progress` as in EngineOptions (this rank's bytes).
+OfflineResult run_offline_merge(const OfflineMergeRequest& request, RankGroup& group,
+                                std::function<void(std::uint64_t, std::uint64_t)> progress = {});
+// The same as one process.
 OfflineResult run_offline_merge(const OfflineMergeRequest& request,
                                 std::function<void(std::uint64_t, std::uint64_t)> progress = {});
 

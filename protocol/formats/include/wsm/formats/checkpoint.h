@@ -68,6 +68,19 @@ struct WriteOptions {
   std::uint64_t shard_bytes = 0;  // safetensors only: > 0 writes a sharded set into a directory
   int compression = 0;            // HDF5 only: deflate level 0..9 (values never change)
   std::uint64_t chunk_bytes = 0;  // HDF5 only: > 0 chunks datasets (required for compression)
+  // HDF5 only: datasets contiguous and allocated when created, no timestamps, the file closed at
+  // once, so its layout() is known and the same inputs give the same bytes (laid-out outputs).
+  bool preallocate = false;
+  // Sharded sets only: a Hugging Face model directory whose config, generation config and
+  // tokenizer files are copied into the output (wsm/formats/hf_directory.h).
+  std::filesystem::path hf_template;
+};
+
+// Where an output's tensor bytes lie: one entry per file, each tensor's first byte as an absolute
+// file offset. Lets other processes fill the output with pwrite (wsm/formats/range_file_writer.h).
+struct LaidOutFile {
+  std::filesystem::path path;
+  std::map<std::string, std::uint64_t> offsets;
 };
 
 // Writer for a manifest declared up front. Data goes to a temporary name; commit() fsyncs and
@@ -81,6 +94,9 @@ class CheckpointWriter {
   // Idempotent. Once it has succeeded, commit() can fail only in the rename itself.
   virtual void prepare() = 0;
   virtual void commit() = 0;  // prepare()s if not yet done, then renames into place
+  // The files (under their temporary names) and offsets of every tensor's bytes, for formats laid
+  // out up front (safetensors, sharded sets, preallocated HDF5); empty otherwise.
+  virtual std::vector<LaidOutFile> layout() const { return {}; }
 };
 
 // Commits several outputs as one: all are prepared first, so a failure there (a short write, a full
@@ -93,6 +109,14 @@ std::unique_ptr<CheckpointWriter> create_checkpoint(const std::filesystem::path&
                                                     const CheckpointMeta& meta,
                                                     const std::vector<TensorInfo>& tensors,
                                                     const WriteOptions& options = {});
+
+// The same writers without the completeness check, for outputs filled by other processes through
+// layout(): each filler checks its own ranges (RangeFileWriter); the caller prepares and commits.
+// Refuses formats with no layout (compressed or non-preallocated HDF5).
+std::unique_ptr<CheckpointWriter> create_laid_out_checkpoint(const std::filesystem::path& path,
+                                                             const CheckpointMeta& meta,
+                                                             const std::vector<TensorInfo>& tensors,
+                                                             const WriteOptions& options);
 
 // Whole-checkpoint convenience for small models (tests, the trainer): loads everything in memory.
 struct Tensor {

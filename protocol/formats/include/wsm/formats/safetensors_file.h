@@ -50,6 +50,9 @@ class SafetensorsFileWriter {
   SafetensorsFileWriter& operator=(const SafetensorsFileWriter&) = delete;
 
   bool contains(const std::string& name) const { return index_.contains(name); }
+  // Absolute file offset of each tensor's first byte (the header is laid out up front).
+  const std::unordered_map<std::string, std::uint64_t>& data_offsets() const { return index_; }
+  const std::filesystem::path& path() const { return path_; }
   void write(const std::string& name, std::uint64_t offset, std::span<const std::byte> src);
   void close();  // flushes and closes; fsync is the AtomicFile's job
 

@@ -17,8 +17,11 @@ std::unique_ptr<CheckpointReader> open_sharded(const std::filesystem::path& path
 
 // Writes `dir` (through a temporary directory) as shards model-0000i-of-0000n.safetensors of at
 // most `shard_bytes` each (a larger tensor gets a shard of its own; 0 = a single shard) plus the index.
+// With `hf_template`, that Hugging Face model directory's config and tokenizer files are copied in
+// (hf_directory.h), so the output loads with from_pretrained.
 std::unique_ptr<CheckpointWriter> create_sharded(const std::filesystem::path& dir, const CheckpointMeta& meta,
-                                                 const std::vector<TensorInfo>& tensors, std::uint64_t shard_bytes);
+                                                 const std::vector<TensorInfo>& tensors, std::uint64_t shard_bytes,
+                                                 const std::filesystem::path& hf_template = {});
 
 // Tensors of each shard, in order, for a size bound (exposed for tests and `wsm inspect`).
 std::vector<std::vector<TensorInfo>> plan_shards(const std::vector<TensorInfo>& tensors, std::uint64_t shard_bytes);
