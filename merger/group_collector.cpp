@@ -48,10 +48,11 @@ std::optional<GroupOutcome> GroupCollector::deliver(const std::string& run_id, R
   p.last_activity = now;
   if (auto old = p.parts.find(rank); old != p.parts.end()) {
     if (old->second.total_bytes != part.total_bytes || old->second.checksum != part.checksum) {
+      const bool other_peer = part.peer != old->second.peer;  // read before fail() frees `old`
       auto failed = fail(it, ProtocolError(v1::SLICE_MISMATCH, "run '" + run_id + "' step " + std::to_string(step) +
                                                                    ": rank " + std::to_string(rank) +
                                                                    " sent this step twice with different contents"));
-      if (part.peer != old->second.peer) failed.peers.push_back(part.peer);
+      if (other_peer) failed.peers.push_back(part.peer);
       return failed;
     }
     spdlog::info("run '{}' step {}: rank {} resent its part (same bytes)", run_id, step, rank);
