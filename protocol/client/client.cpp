@@ -15,6 +15,7 @@
 // chunk it has just hashed is still in cache when the I/O thread copies it into the socket.
 #include "wsm/client/client.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -225,6 +226,9 @@ struct MergerClient::Impl {
     socket->set(zmq::sockopt::linger, 0);
     socket->set(zmq::sockopt::routing_id, random_routing_id());
     socket->set(zmq::sockopt::sndhwm, 0);  // credit bounds what is in flight
+    // A DEALER with no connected peer (the merger down, or refusing our CURVE key) blocks in send;
+    // bounded, an unsent message is noticed like a lost one (no reply within the stall timeout).
+    socket->set(zmq::sockopt::sndtimeo, std::max(1, opt.stall_timeout_ms));
     if (opt.endpoint.rfind("tcp://[", 0) == 0) socket->set(zmq::sockopt::ipv6, true);  // tcp://[::1]:PORT
     if (!opt.curve_server_key.empty()) {
       socket->set(zmq::sockopt::curve_serverkey, opt.curve_server_key);

@@ -110,7 +110,9 @@ void send(zmq::socket_t& socket, const std::string& peer, const v1::Envelope& en
 
 void send(zmq::socket_t& socket, const std::string& peer, const v1::Envelope& env, zmq::message_t&& payload) {
   if (!peer.empty()) socket.send(zmq::buffer(peer), zmq::send_flags::sndmore);
-  socket.send(serialize(env), zmq::send_flags::sndmore);
+  // A socket with a send timeout (the client's) may give up on the first frame: then the payload
+  // must not go out alone as a message of its own.
+  if (!socket.send(serialize(env), zmq::send_flags::sndmore)) return;
   socket.send(std::move(payload), zmq::send_flags::none);
 }
 
