@@ -17,6 +17,16 @@ template <class T>
 std::string json_list(const std::vector<T>& v) {
   return nlohmann::json(v).dump();
 }
+// How an emulation's weights were sampled; the index record and the provenance say the same.
+std::string sampling_rule(const MergeSpec& spec) {
+  return spec.per_checkpoint() ? "per checkpoint"
+                               : "w_i=f((p_i-p_0)/window) (" + std::string(kSamplingRule) + " for even spacing)";
+}
+
+std::string output_dtype_name(const EmissionJob& job) {
+  return job.dtype ? std::string(dtype_name(*job.dtype)) : std::string("as-input");
+}
+
 nlohmann::json output_fields(const EmissionJob& job, const EmissionOutput& out) {
   return {{"run_id", job.run_id},
           {"label", out.emulation.label},
@@ -29,8 +39,8 @@ nlohmann::json output_fields(const EmissionJob& job, const EmissionOutput& out) 
           {"sources", out.source_steps},
           {"source_tokens", out.source_tokens},
           {"weights", out.source_weights},
-          {"sampling", "w_i=f((p_i-p_0)/window)"},
-          {"dtype", job.dtype ? std::string(dtype_name(*job.dtype)) : std::string("as-input")},
+          {"sampling", sampling_rule(out.emulation.spec)},
+          {"dtype", output_dtype_name(job)},
           {"request_id", job.request_id}};
 }
 }  // namespace
@@ -44,16 +54,14 @@ Provenance emission_provenance(const EmissionJob& job, const EmissionOutput& out
   p.spec = out.emulation.spec.to_string();
   p.shape = out.emulation.spec.kind_name();
   p.floor = out.emulation.spec.floor();
-  p.sampling_rule = out.emulation.spec.per_checkpoint()
-                        ? "per checkpoint"
-                        : "w_i=f((p_i-p_0)/window) (" + std::string(kSamplingRule) + " for even spacing)";
+  p.sampling_rule = sampling_rule(out.emulation.spec);
   p.window = out.emulation.window;
   p.axis = std::string(axis_name(out.emulation.axis));
   for (std::size_t j = 0; j < out.source_steps.size(); ++j)
     p.sources.push_back({"", out.source_steps[j],
                          j < out.source_tokens.size() ? std::optional<std::int64_t>(out.source_tokens[j]) : std::nullopt,
                          j < out.source_weights.size() ? out.source_weights[j] : 0.0});
-  p.dtype = job.dtype ? std::string(dtype_name(*job.dtype)) : "as-input";
+  p.dtype = output_dtype_name(job);
   p.accumulate = std::move(accumulate);
   p.method = std::move(method);
   return p;
