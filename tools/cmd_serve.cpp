@@ -10,7 +10,6 @@
 #include "merger/freed_memory.h"
 #include "merger/server.h"
 #include "wsm/core/error.h"
-#include "wsm/formats/hdf5_checkpoint.h"
 #include "tools/commands.h"
 
 namespace wsm::tools {
@@ -97,9 +96,6 @@ void run_serve(const ServeArgs& a) {
   o.core.partial_timeout = std::chrono::milliseconds(static_cast<long long>(a.partial_timeout_s * 1000));
 
   merger::keep_freed_memory(o.core.store.memory_budget);  // before the server's threads start
-  // The daemon opens stored and restored HDF5 checkpoints one after another: one helper process
-  // for all of them (forked at the first), not one fork per file (hdf5_checkpoint.h).
-  const Hdf5HelperLease hdf5_helper = hold_hdf5_helper();
   merger::Server server(o);
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
