@@ -2,13 +2,17 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 
+#include <nlohmann/json.hpp>
+
 #include "merger/offline_merge.h"
 #include "protocol/error.h"
+#include "protocol/trainer_folder.h"
 #include "tools/commands.h"
 
 namespace wsm::tools {
@@ -23,6 +27,7 @@ struct MergeArgs {
   std::string dtype, backend = "auto", accumulate = "f32";
   std::optional<double> chunk_mb;  // default: merger::default_chunk_elements(backend)
   bool dry_run = false;
+  bool json = false;
   std::string out;
   std::vector<std::string> inputs;
 };
@@ -39,6 +44,44 @@ std::string human_bytes(double b) {
   else
     std::snprintf(buf, sizeof buf, "%.1f MB", b / 1e6);
   return buf;
+}
+
+// The plan as --json prints it: what plan.describe() says, as data.
+nlohmann::json plan_json(const merger::OfflineMergeRequest& req, const merger::OfflinePlan& plan) {
+  using nlohmann::json;
+  json inputs = json::array();
+  for (std::size_t i = 0; i < plan.inputs.size(); ++i) {
+    const auto& in = plan.inputs[i];
+    inputs.push_back({{"path", in.path.string()},
+                      {"step", in.step ? json(*in.step) : json(nullptr)},
+                      {"step_source", in.step ? json(in.step_source) : json(nullptr)},
+                      {"tokens", in.tokens ? json(*in.tokens) : json(nullptr)},
+                      {"bytes", in.bytes},
+                      {"used", std::find(plan.used.begin(), plan.used.end(), i) != plan.used.end()}});
+  }
+  json outputs = json::array();
+  for (std::size_t o = 0; o < plan.weights.size(); ++o) {
+    json sources = json::array();
+    for (std::size_t u = 0; u < plan.used.size(); ++u) {
+      const auto& in = plan.inputs[plan.used[u]];
+      sources.push_back({{"path", in.path.string()},
+                         {"step", in.step ? json(*in.step) : json(nullptr)},
+                         {"weight", plan.weights[o][u]}});
+    }
+    outputs.push_back({{"path", req.outputs[o].string()},
+                       {"spec", req.specs[o].to_string()},
+                       {"sampling", plan.sampling[o]},
+                       {"weights", plan.weights[o]},
+                       {"sources", sources}});
+  }
+  return {{"inputs", inputs},
+          {"outputs", outputs},
+          {"tensors", plan.merge.output_tensors.size()},
+          {"copied_tensors", std::count(plan.merge.copied.begin(), plan.merge.copied.end(), true)},
+          {"dtype", req.dtype ? std::string(dtype_name(*req.dtype)) : std::string("as the newest input")},
+          {"read_bytes", plan.merge.bytes_read},
+          {"write_bytes", plan.merge.bytes_written_per_output * plan.weights.size()},
+          {"buffer_bytes", plan.buffer_bytes}};
 }
 
 void run_merge(const MergeArgs& a) {
@@ -59,7 +102,11 @@ void run_merge(const MergeArgs& a) {
     if (a.floor) linear.floor = *a.floor;
     req.specs.push_back(linear);
   }
-  for (const auto& in : a.inputs) req.inputs.emplace_back(in);
+  for (const auto& text : a.inputs) {
+    const CheckpointArg in = parse_checkpoint_arg(text);
+    req.inputs.push_back(in.path);
+    req.input_steps.push_back(in.step);
+  }
   if (req.specs.size() == 1) {
     req.outputs.emplace_back(a.out);
   } else if (a.out.find("{shape}") != std::string::npos) {
@@ -88,7 +135,10 @@ void run_merge(const MergeArgs& a) {
 
   if (a.dry_run) {
     const auto plan = merger::plan_offline_merge(req);
-    std::cout << "dry run: nothing is written\n" << plan.describe(req);
+    if (a.json)
+      std::cout << nlohmann::json{{"dry_run", true}, {"plan", plan_json(req, plan)}}.dump(2) << "\n";
+    else
+      std::cout << "dry run: nothing is written\n" << plan.describe(req);
     return;
   }
 
@@ -115,9 +165,20 @@ void run_merge(const MergeArgs& a) {
   const auto result = merger::run_offline_merge(req, progress);
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
+  const auto& st = result.stats;
+  if (a.json) {
+    const nlohmann::json done = {{"bytes_read", st.bytes_read},
+                                 {"bytes_written", st.bytes_written},
+                                 {"seconds", st.seconds},
+                                 {"backend", result.backend},
+                                 {"buffer_bytes", st.buffer_bytes},
+                                 {"peak_rss_bytes", std::uint64_t(ru.ru_maxrss) * 1024}};
+    std::cout << nlohmann::json{{"dry_run", false}, {"plan", plan_json(req, result.plan)}, {"result", done}}.dump(2)
+              << "\n";
+    return;
+  }
   for (std::size_t o = 0; o < req.outputs.size(); ++o)
     std::cout << "wrote " << req.outputs[o].string() << "  (" << req.specs[o].to_string() << ")\n";
-  const auto& st = result.stats;
   std::printf("read %s, wrote %s in %.2f s (%s/s) on the %s backend; merge buffers %s, peak RSS %s (%s at start)\n",
               human_bytes(double(st.bytes_read)).c_str(), human_bytes(double(st.bytes_written)).c_str(), st.seconds,
               human_bytes(double(st.bytes_read + st.bytes_written) / std::max(st.seconds, 1e-9)).c_str(),
@@ -151,16 +212,22 @@ void add_merge_command(CLI::App& app) {
                   "Chunk size in MiB of f32 per tensor piece (bounds memory); default 1 on the CPU, 64 on a GPU")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--dry-run", args->dry_run, "Print the plan (inputs, weights, bytes, memory) and write nothing");
+  cmd->add_flag("--json", args->json, "Print the plan and the result as one JSON object on stdout (logs stay on stderr)");
   cmd->add_option("--out", args->out,
                   "Output file; with several shapes a directory, or a pattern containing {shape}")
       ->required();
-  cmd->add_option("inputs", args->inputs, "Input checkpoints (.h5, .safetensors, sharded dirs)")->required();
+  cmd->add_option("inputs", args->inputs,
+                  "Input checkpoints (.h5, .safetensors, sharded dirs, Hugging Face checkpoint-N folders), ordered by "
+                  "step (metadata, trainer_state.json or the name); PATH@STEP gives a step explicitly")
+      ->required();
   cmd->footer(
       "Examples:\n"
       "  wsm merge --out merged.safetensors ckpt/step-*.safetensors\n"
       "  wsm merge --shape linear,1-sqrt,cosine --floor 0.05 --window-steps 4000 --dtype bf16 \\\n"
       "            --out 'merged-{shape}.h5' run/*.h5\n"
-      "  wsm merge --weights 0.1,0.2,0.3,0.4 --dry-run --out m.h5 a.h5 b.h5 c.h5 d.h5");
+      "  wsm merge --weights 0.1,0.2,0.3,0.4 --dry-run --out m.h5 a.h5 b.h5 c.h5 d.h5\n"
+      "  wsm merge --shape 1-sqrt --window-steps 1500 --json --out merged.safetensors hf-run/checkpoint-*\n"
+      "  wsm merge --shape cosine --out m.safetensors a.safetensors@100 b.safetensors@200 c.safetensors@300");
   cmd->callback([args] { run_merge(*args); });
 }
 

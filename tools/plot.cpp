@@ -121,29 +121,65 @@ struct Frame {
   double left, top, right, bottom;
 };
 
-// The legend goes in the inside corner that covers the fewest data points.
+struct Box {
+  double w, h;
+};
+
+Box legend_box(cairo_t* cr, std::span<const Series> series) {
+  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size(cr, 12);
+  double w = 0;
+  for (const auto& s : series) w = std::max(w, text_width(cr, s.name));
+  return {w + 44, 18 * double(series.size()) + 8};
+}
+
+// How much of the drawing a legend at (bx, by) would hide: the points inside it, and every line
+// that crosses it (sampled every 3 px along each drawn segment, so a steep ramp or a staircase's
+// riser counts even when no data point falls inside).
+template <class Px, class Py>
+std::size_t legend_cover(std::span<const Series> series, double bx, double by, Box b, const Px& px, const Py& py) {
+  const auto inside = [&](double x, double y) {
+    return x >= bx - 4 && x <= bx + b.w + 4 && y >= by - 4 && y <= by + b.h + 4;
+  };
+  const auto segment = [&](double x0, double y0, double x1, double y1) {
+    const int n = std::clamp(int(std::hypot(x1 - x0, y1 - y0) / 3), 1, 4000);
+    std::size_t hits = 0;
+    for (int k = 1; k <= n; ++k) hits += inside(x0 + (x1 - x0) * k / n, y0 + (y1 - y0) * k / n);
+    return hits;
+  };
+  std::size_t covered = 0;
+  for (const auto& s : series) {
+    double lx = 0, ly = 0;
+    bool have_last = false;
+    for (std::size_t i = 0; i < s.xs.size(); ++i) {
+      if (!std::isfinite(s.xs[i]) || !std::isfinite(s.ys[i])) {
+        have_last = false;
+        continue;
+      }
+      const double x = px(s.xs[i]), y = py(s.ys[i]);
+      covered += inside(x, y);
+      if (have_last && s.mark == Mark::staircase) covered += segment(lx, ly, x, ly) + segment(x, ly, x, y);
+      else if (have_last && s.mark != Mark::points) covered += segment(lx, ly, x, y);
+      lx = x, ly = y, have_last = true;
+    }
+  }
+  return covered;
+}
+
+// The legend goes in the inside corner that hides the least (legend_cover); draw() leaves a free
+// band at the top when every corner would hide something.
 template <class Px, class Py>
 void draw_legend(cairo_t* cr, std::span<const Series> series, Frame f, const Px& px, const Py& py) {
   if (series.empty()) return;
-  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
-  cairo_set_font_size(cr, 12);
-  double legend_w = 0;
-  for (const auto& s : series) legend_w = std::max(legend_w, text_width(cr, s.name));
-  const double row = 18, box_w = legend_w + 44, box_h = row * double(series.size()) + 8;
+  const Box b = legend_box(cr, series);
+  const double row = 18, box_w = b.w, box_h = b.h;
   const double corners[4][2] = {{f.right - box_w - 8, f.top + 8},
                                 {f.left + 8, f.top + 8},
                                 {f.right - box_w - 8, f.bottom - box_h - 8},
                                 {f.left + 8, f.bottom - box_h - 8}};
   std::size_t best = 0, best_covered = std::numeric_limits<std::size_t>::max();
   for (std::size_t c = 0; c < 4; ++c) {
-    std::size_t covered = 0;
-    for (const auto& s : series)
-      for (std::size_t i = 0; i < s.xs.size(); ++i) {
-        if (!std::isfinite(s.xs[i]) || !std::isfinite(s.ys[i])) continue;
-        const double x = px(s.xs[i]), y = py(s.ys[i]);
-        covered += x >= corners[c][0] - 4 && x <= corners[c][0] + box_w + 4 && y >= corners[c][1] - 4 &&
-                   y <= corners[c][1] + box_h + 4;
-      }
+    const std::size_t covered = legend_cover(series, corners[c][0], corners[c][1], b, px, py);
     if (covered < best_covered) best = c, best_covered = covered;
   }
   const double bx = corners[best][0], by = corners[best][1];
@@ -172,6 +208,24 @@ void draw_legend(cairo_t* cr, std::span<const Series> series, Frame f, const Px&
   }
 }
 
+// The y range to add on top so the legend fits in a band above the data, when every inside corner
+// of the frame would hide part of a line; 0 when a corner is free. Judged on a provisional frame
+// (the real one depends on the tick labels, which depend on the range).
+double legend_headroom(cairo_t* cr, const PlotOptions& o, std::span<const Series> series, const Range& xr,
+                       const Range& yr) {
+  if (series.empty()) return 0;
+  const Box b = legend_box(cr, series);
+  const Frame f{90, 48, o.width - 24.0, o.height - 58.0};
+  const auto px = [&](double x) { return f.left + (x - xr.lo) / (xr.hi - xr.lo) * (f.right - f.left); };
+  const auto py = [&](double y) { return f.bottom - (y - yr.lo) / (yr.hi - yr.lo) * (f.bottom - f.top); };
+  for (const double bx : {f.right - b.w - 8, f.left + 8})
+    for (const double by : {f.top + 8, f.bottom - b.h - 8})
+      if (legend_cover(series, bx, by, b, px, py) == 0) return 0;
+  const double height = f.bottom - f.top, band = b.h + 20;
+  if (band >= 0.6 * height) return 0;  // a legend this tall would squeeze the data: let it overlap
+  return (yr.hi - yr.lo) * band / (height - band);
+}
+
 void draw(cairo_t* cr, const PlotOptions& o, std::string_view title, std::string_view xlabel,
           std::string_view ylabel, std::span<const Series> series) {
   Range xr, yr;
@@ -197,6 +251,7 @@ void draw(cairo_t* cr, const PlotOptions& o, std::string_view title, std::string
   if (yr.lo > 0 && yr.lo < 0.5 * yr.hi) yr.lo = 0;  // non-negative quantities (LRs) read best from 0
   else if (dots) yr.lo -= ypad;
   yr.hi += ypad;                                      // keep the top line off the frame
+  yr.hi += legend_headroom(cr, o, series, xr, yr);
   const auto xt = nice_ticks(xr.lo, xr.hi);
   const auto yt = nice_ticks(yr.lo, yr.hi);
   const double xstep = xt.size() > 1 ? xt[1] - xt[0] : 1, ystep = yt.size() > 1 ? yt[1] - yt[0] : 1;
