@@ -1,18 +1,43 @@
 // Backend selection by name, and the CUDA entry points when CUDA is not compiled in.
 #include <string>
 
-#include "kernels/cuda_bench.h"
-#include "kernels/merge.h"
-#include "protocol/error.h"
+#include "wsm/kernels/cuda_bench.h"
+#include "wsm/kernels/merge.h"
+#include "wsm/core/error.h"
 
 namespace wsm::kernels {
 
-std::unique_ptr<MergeBackend> make_backend(std::string_view name) {
-  if (name == "cpu") return make_cpu_backend();
-  if (name == "cuda") return make_cuda_backend({});
-  if (name == "cublas") return make_cuda_backend({.use_cublas = true});
-  if (name == "auto") return cuda_available() ? make_cuda_backend({}) : make_cpu_backend();
+BackendKind parse_backend_kind(std::string_view name) {
+  if (name == "cpu") return BackendKind::cpu;
+  if (name == "cuda") return BackendKind::cuda;
+  if (name == "cublas") return BackendKind::cublas;
+  if (name == "auto") return BackendKind::automatic;
   throw Error("unknown merge backend '" + std::string(name) + "' (expected cpu, cuda, cublas or auto)");
+}
+
+std::string_view backend_kind_name(BackendKind kind) {
+  switch (kind) {
+    case BackendKind::cpu: return "cpu";
+    case BackendKind::cuda: return "cuda";
+    case BackendKind::cublas: return "cublas";
+    case BackendKind::automatic: return "auto";
+  }
+  return "?";
+}
+
+bool backend_uses_gpu(BackendKind kind) {
+  return kind == BackendKind::cuda || kind == BackendKind::cublas ||
+         (kind == BackendKind::automatic && cuda_available());
+}
+
+std::unique_ptr<MergeBackend> make_backend(BackendKind kind) {
+  switch (kind) {
+    case BackendKind::cpu: return make_cpu_backend();
+    case BackendKind::cuda: return make_cuda_backend({});
+    case BackendKind::cublas: return make_cuda_backend({.use_cublas = true});
+    case BackendKind::automatic: return cuda_available() ? make_cuda_backend({}) : make_cpu_backend();
+  }
+  throw Error("unknown merge backend");
 }
 
 #ifndef WSM_HAVE_CUDA

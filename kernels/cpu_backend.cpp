@@ -18,10 +18,10 @@
 #include <type_traits>
 #include <vector>
 
-#include "kernels/merge.h"
+#include "wsm/kernels/merge.h"
 #include "kernels/merge_element.h"
 #include "kernels/problem_check.h"
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 
 namespace wsm::kernels {
 namespace {

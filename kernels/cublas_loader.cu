@@ -5,7 +5,7 @@
 #include <atomic>
 #include <string>
 
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 
 namespace wsm::kernels::cuda {
 namespace {

@@ -8,10 +8,10 @@
 #include <optional>
 #include <vector>
 
-#include "kernels/cuda_bench.h"
+#include "wsm/kernels/cuda_bench.h"
 #include "kernels/cuda_kernels.cuh"
 #include "kernels/cuda_resources.h"
-#include "kernels/merge.h"
+#include "wsm/kernels/merge.h"
 #include "kernels/problem_check.h"
 
 namespace wsm::kernels {

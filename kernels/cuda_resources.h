@@ -10,7 +10,7 @@
 #include <utility>
 
 #include "kernels/cublas_loader.h"
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 
 namespace wsm::kernels::cuda {
 

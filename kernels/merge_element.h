@@ -14,12 +14,12 @@
 #include <cstdint>
 #include <cstring>
 
-#include "protocol/dtype.h"
-#include "protocol/float_convert.h"
+#include "wsm/core/dtype.h"
+#include "wsm/core/float_convert.h"
 
 namespace wsm::kernels::elem {
 
-// The conversions themselves are protocol/float_convert.h's (host and device).
+// The conversions themselves are wsm/core/float_convert.h's (host and device).
 using wsm::bf16_to_f32;
 using wsm::bits_float;
 using wsm::f16_to_f32;

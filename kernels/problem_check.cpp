@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 
 namespace wsm::kernels {
 

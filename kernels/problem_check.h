@@ -1,6 +1,6 @@
 #pragma once
 // Argument checks every backend runs before touching memory (internal to kernels/).
-#include "kernels/merge.h"
+#include "wsm/kernels/merge.h"
 
 namespace wsm::kernels {
 

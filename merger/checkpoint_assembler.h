@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "merger/stored_checkpoint.h"
-#include "protocol/wire.h"
+#include "wsm/wire/wire.h"
 
 namespace wsm::merger {
 

@@ -1,13 +1,15 @@
 #include "merger/curve_auth.h"
 
 #include <fstream>
+#include <iterator>
 #include <regex>
 #include <sstream>
 #include <vector>
 
 #include <spdlog/spdlog.h>
+#include <zmq_addon.hpp>
 
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 
 namespace wsm::merger {
 
@@ -87,13 +89,7 @@ void ZapHandler::loop() {
       continue;  // EINTR
     }
     std::vector<zmq::message_t> req;
-    do {
-      zmq::message_t m;
-      if (!socket_.recv(m, zmq::recv_flags::dontwait)) break;
-      const bool more = m.more();
-      req.push_back(std::move(m));
-      if (!more) break;
-    } while (true);
+    (void)zmq::recv_multipart(socket_, std::back_inserter(req), zmq::recv_flags::dontwait);
     // ZAP request: version, request id, domain, address, identity, mechanism, credentials...
     std::string status = "400", text = "malformed ZAP request", user;
     if (req.size() >= 6) {

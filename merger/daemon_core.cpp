@@ -5,7 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "merger/run_id.h"
-#include "protocol/version.h"
+#include "wsm/core/version.h"
 
 namespace wsm::merger {
 

@@ -18,7 +18,7 @@
 #include "merger/checkpoint_assembler.h"
 #include "merger/emission.h"
 #include "merger/window_store.h"
-#include "protocol/wire.h"
+#include "wsm/wire/wire.h"
 
 namespace wsm::merger {
 

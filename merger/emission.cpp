@@ -5,8 +5,8 @@
 #include <map>
 
 #include "merger/run_id.h"
-#include "protocol/checkpoint_name.h"
-#include "protocol/error.h"
+#include "wsm/formats/checkpoint_name.h"
+#include "wsm/core/error.h"
 
 namespace wsm::merger {
 

@@ -11,7 +11,7 @@
 #include "merger/emulation.h"
 #include "merger/sum_model.h"
 #include "merger/window_store.h"
-#include "protocol/dtype.h"
+#include "wsm/core/dtype.h"
 
 namespace wsm::merger {
 

@@ -5,10 +5,10 @@
 
 #include <spdlog/spdlog.h>
 
-#include "merger/merge_engine.h"
-#include "schedules/decay.h"
-#include "protocol/error.h"
-#include "protocol/version.h"
+#include "wsm/merger/merge_engine.h"
+#include "wsm/schedules/decay.h"
+#include "wsm/core/error.h"
+#include "wsm/core/version.h"
 
 namespace wsm::merger {
 

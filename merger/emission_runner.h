@@ -8,9 +8,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "kernels/merge.h"
+#include "wsm/kernels/merge.h"
 #include "merger/emission.h"
-#include "merger/merge_engine.h"
+#include "wsm/merger/merge_engine.h"
 
 namespace wsm::merger {
 

@@ -17,12 +17,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "kernels/merge.h"
+#include "wsm/kernels/merge.h"
 #include "merger/emission.h"
 #include "merger/emission_runner.h"
 #include "merger/output_index.h"
 #include "merger/running_sum.h"
-#include "protocol/wsm.pb.h"
+#include "wsm/wire/wsm.pb.h"
 
 namespace wsm::merger {
 

@@ -3,7 +3,7 @@
 #include <cctype>
 #include <cmath>
 
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 
 namespace wsm::merger {
 

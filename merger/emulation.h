@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "schedules/decay.h"
+#include "wsm/schedules/decay.h"
 
 namespace wsm::merger {
 

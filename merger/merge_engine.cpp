@@ -1,4 +1,4 @@
-#include "merger/merge_engine.h"
+#include "wsm/merger/merge_engine.h"
 
 #include <spdlog/spdlog.h>
 
@@ -12,8 +12,8 @@
 #include <thread>
 
 #include "merger/merge_queue.h"
-#include "protocol/error.h"
-#include "protocol/mapped_file.h"
+#include "wsm/core/error.h"
+#include "wsm/formats/mapped_file.h"
 
 namespace wsm::merger {
 namespace {

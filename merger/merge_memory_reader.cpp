@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 
 namespace wsm::merger {
 

@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <memory>
 
-#include "protocol/checkpoint.h"
+#include "wsm/formats/checkpoint.h"
 
 namespace wsm::merger {
 

@@ -1,4 +1,4 @@
-#include "merger/offline_merge.h"
+#include "wsm/merger/offline_merge.h"
 
 #include <spdlog/spdlog.h>
 
@@ -10,8 +10,8 @@
 #include <numeric>
 #include <set>
 
-#include "protocol/error.h"
-#include "protocol/version.h"
+#include "wsm/core/error.h"
+#include "wsm/core/version.h"
 
 namespace wsm::merger {
 namespace fs = std::filesystem;
@@ -206,9 +206,8 @@ std::string OfflinePlan::describe(const OfflineMergeRequest& req) const {
   return s;
 }
 
-std::uint64_t default_chunk_elements(std::string_view backend) {
-  const bool gpu = backend == "cuda" || backend == "cublas" || (backend == "auto" && kernels::cuda_available());
-  return gpu ? 16u << 20 : 1u << 18;
+std::uint64_t default_chunk_elements(kernels::BackendKind backend) {
+  return kernels::backend_uses_gpu(backend) ? 16u << 20 : 1u << 18;
 }
 
 OfflinePlan plan_offline_merge(const OfflineMergeRequest& request) { return open_and_plan(request).plan; }

@@ -7,8 +7,8 @@
 
 #include "merger/run_id.h"
 #include "merger/stored_checkpoint.h"
-#include "protocol/error.h"
-#include "protocol/checkpoint_name.h"
+#include "wsm/core/error.h"
+#include "wsm/formats/checkpoint_name.h"
 
 namespace wsm::merger {
 namespace fs = std::filesystem;

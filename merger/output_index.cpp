@@ -6,9 +6,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include "protocol/atomic_file.h"
-#include "protocol/checkpoint.h"
-#include "protocol/error.h"
+#include "wsm/formats/atomic_file.h"
+#include "wsm/formats/checkpoint.h"
+#include "wsm/core/error.h"
 
 namespace wsm::merger {
 

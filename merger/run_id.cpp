@@ -1,6 +1,6 @@
 #include "merger/run_id.h"
 
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 
 namespace wsm::merger {
 

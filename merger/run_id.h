@@ -3,7 +3,7 @@
 // file names and uses them unchanged in both places: one id, one folder, and no two runs can meet
 // in one (docs/protocol.md, "Run ids"). The safe set: 1 to 128 characters of [A-Za-z0-9._-],
 // starting with a letter or digit (so never ".", "..", a hidden name or an option), and never
-// containing ".tmp-" (the mark of an unfinished atomic write, protocol/atomic_file.h).
+// containing ".tmp-" (the mark of an unfinished atomic write, wsm/formats/atomic_file.h).
 #include <filesystem>
 #include <optional>
 #include <string>

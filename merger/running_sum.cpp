@@ -7,9 +7,9 @@
 #include <spdlog/spdlog.h>
 
 #include "merger/emission_runner.h"
-#include "merger/merge_engine.h"
-#include "protocol/error.h"
-#include "protocol/tensor_convert.h"
+#include "wsm/merger/merge_engine.h"
+#include "wsm/core/error.h"
+#include "wsm/formats/tensor_convert.h"
 
 namespace wsm::merger {
 

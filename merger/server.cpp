@@ -83,7 +83,7 @@ void Server::run(const std::atomic<bool>& stop) {
     std::optional<wire::Received> r;
     try {
       // While credit is withheld, look at the store writer often.
-      r = wire::receive(router_, true, core_->withholding_credit() ? 5 : 50);
+      r = wire::receive(router_, wire::SocketRole::router, core_->withholding_credit() ? 5 : 50);
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;  // a signal: the loop condition decides
       throw;

@@ -18,7 +18,7 @@ struct ServerOptions {
   std::string listen = "tcp://127.0.0.1:5555";  // "tcp://127.0.0.1:*" picks a free port
   std::string curve_secret_key_file;            // both set: CURVE on, any address allowed
   std::string curve_allow_file;
-  std::string backend = "cpu";                  // kernels::make_backend name
+  kernels::BackendKind backend = kernels::BackendKind::cpu;
   RunnerOptions runner;
   RunningSumOptions sums;
   CoreOptions core;

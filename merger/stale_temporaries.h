@@ -1,6 +1,6 @@
 #pragma once
 // A process killed while writing (kill -9, power loss) leaves its atomic-write temporaries behind
-// ("<final>.tmp-<pid>-<n>", protocol/atomic_file.h). On start the daemon removes those under --out
+// ("<final>.tmp-<pid>-<n>", wsm/formats/atomic_file.h). On start the daemon removes those under --out
 // and --store whose writer is gone: a temporary of a live process (another wsm, or this one) is
 // left alone.
 #include <cstdint>

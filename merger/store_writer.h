@@ -1,7 +1,7 @@
 #pragma once
 // Persists the window's checkpoints to --store on a background thread, so writing a large
 // checkpoint never pauses the thread that receives messages. FIFO; each file is written under a
-// temporary name and renamed (persist(), protocol/atomic_file.h), and only then marked persisted
+// temporary name and renamed (persist(), wsm/formats/atomic_file.h), and only then marked persisted
 // (FileLease::persisted): only persisted checkpoints may drop their RAM copy. A checkpoint the
 // window dropped before its turn is skipped. The caller bounds the backlog (backlog_bytes()) by
 // withholding credit, so memory never grows without bound when the disk is slow. A checkpoint

@@ -9,7 +9,7 @@
 #include <optional>
 #include <span>
 
-#include "schedules/decay.h"
+#include "wsm/schedules/decay.h"
 
 namespace wsm::merger {
 

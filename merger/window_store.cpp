@@ -6,8 +6,8 @@
 #include <spdlog/spdlog.h>
 
 #include "merger/run_id.h"
-#include "protocol/checkpoint_name.h"
-#include "protocol/error.h"
+#include "wsm/formats/checkpoint_name.h"
+#include "wsm/core/error.h"
 
 namespace wsm::merger {
 

@@ -1,6 +1,6 @@
 // The WSM duality (method.md): decay w_1..w_k <-> merge weights c_0..c_k, shape sampling, the
 // merge-spec text form, and window selection for unevenly spaced checkpoints.
-#include "schedules/decay.h"
+#include "wsm/schedules/decay.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,8 +8,8 @@
 #include <numbers>
 #include <string>
 
-#include "protocol/error.h"
-#include "schedules/text.h"
+#include "wsm/core/error.h"
+#include "wsm/schedules/text.h"
 
 namespace wsm {
 namespace {

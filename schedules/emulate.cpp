@@ -1,8 +1,8 @@
-#include "schedules/emulate.h"
+#include "wsm/schedules/emulate.h"
 
 #include <string>
 
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 
 namespace wsm {
 

@@ -1,13 +1,13 @@
 // LR schedules as functions of the step, and their short text form.
-#include "schedules/schedule.h"
+#include "wsm/schedules/schedule.h"
 
 #include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
 
-#include "protocol/error.h"
-#include "schedules/text.h"
+#include "wsm/core/error.h"
+#include "wsm/schedules/text.h"
 
 namespace wsm {
 namespace {

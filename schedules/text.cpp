@@ -1,4 +1,4 @@
-#include "schedules/text.h"
+#include "wsm/schedules/text.h"
 
 #include <charconv>
 #include <cmath>
@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 
 namespace wsm::text {
 

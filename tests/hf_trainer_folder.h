@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "protocol/checkpoint.h"
+#include "wsm/formats/checkpoint.h"
 
 namespace wsm::test {
 

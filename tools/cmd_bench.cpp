@@ -13,10 +13,10 @@
 #include <optional>
 #include <random>
 
-#include "kernels/cuda_bench.h"
-#include "kernels/merge.h"
-#include "merger/offline_merge.h"
-#include "protocol/error.h"
+#include "wsm/kernels/cuda_bench.h"
+#include "wsm/kernels/merge.h"
+#include "wsm/merger/offline_merge.h"
+#include "wsm/core/error.h"
 #include "tools/commands.h"
 
 namespace wsm::tools {
@@ -138,7 +138,7 @@ void read_and_write(const std::vector<fs::path>& inputs, const std::vector<fs::p
 
 void bench_files(const BenchArgs& a, DType t) {
   const auto bytes = std::uint64_t(a.size_mb * 1e6);
-  const std::uint64_t chunk_elements = a.chunk_elements.value_or(merger::default_chunk_elements(a.backend));
+  const std::uint64_t chunk_elements = a.chunk_elements.value_or(merger::default_chunk_elements(kernels::parse_backend_kind(a.backend)));
   fs::path dir = fs::path(a.dir) / ("wsm-bench-" + std::to_string(getpid()));
   fs::create_directories(dir);
   struct Cleanup {
@@ -170,7 +170,7 @@ void bench_files(const BenchArgs& a, DType t) {
     for (const auto& p : inputs) req.inputs.push_back(p);
     req.outputs = out_paths(specs.size());
     req.specs = std::move(specs);
-    req.backend = a.backend;
+    req.backend = kernels::parse_backend_kind(a.backend);
     req.chunk_elements = chunk_elements;
     merger::run_offline_merge(req);
   };
@@ -222,7 +222,7 @@ void bench_kernel(const BenchArgs& a, DType t) {
   std::vector<std::vector<std::byte>> out(3, std::vector<std::byte>(n * dtype_size(t)));
   std::vector<kernels::MergeInput> mi;
   for (auto& b : in) mi.push_back({b.data(), t});
-  auto backend = kernels::make_backend(a.backend);
+  auto backend = kernels::make_backend(kernels::parse_backend_kind(a.backend));
   auto run = [&](std::size_t m) {
     std::vector<kernels::MergeOutput> mo;
     for (std::size_t o = 0; o < m; ++o) mo.push_back({out[o].data(), t});

@@ -15,8 +15,8 @@
 
 #include "merger/freed_memory.h"
 #include "merger/server.h"
-#include "protocol/client.h"
-#include "protocol/error.h"
+#include "wsm/client/client.h"
+#include "wsm/core/error.h"
 #include "tools/commands.h"
 
 namespace wsm::tools {

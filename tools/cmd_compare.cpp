@@ -6,8 +6,8 @@
 #include <chrono>
 #include <cstdio>
 
-#include "protocol/error.h"
-#include "protocol/trainer_folder.h"
+#include "wsm/core/error.h"
+#include "wsm/formats/trainer_folder.h"
 #include "tools/commands.h"
 #include "tools/compare/report.h"
 #include "tools/compare/study.h"

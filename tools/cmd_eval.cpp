@@ -5,12 +5,12 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 #include "tools/commands.h"
-#include "trainer/checkpoint_io.h"
-#include "trainer/evaluate.h"
+#include "wsm/trainer/checkpoint_io.h"
+#include "wsm/trainer/evaluate.h"
 #include "trainer/layers_cpu.h"
-#include "trainer/train.h"
+#include "wsm/trainer/train.h"
 
 namespace wsm::tools {
 namespace {

@@ -8,9 +8,9 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
-#include "protocol/checkpoint.h"
-#include "protocol/error.h"
-#include "protocol/tensor_convert.h"
+#include "wsm/formats/checkpoint.h"
+#include "wsm/core/error.h"
+#include "wsm/formats/tensor_convert.h"
 #include "tools/commands.h"
 
 namespace wsm::tools {

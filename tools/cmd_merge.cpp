@@ -10,9 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "merger/offline_merge.h"
-#include "protocol/error.h"
-#include "protocol/trainer_folder.h"
+#include "wsm/merger/offline_merge.h"
+#include "wsm/core/error.h"
+#include "wsm/formats/trainer_folder.h"
 #include "tools/commands.h"
 
 namespace wsm::tools {
@@ -128,10 +128,10 @@ void run_merge(const MergeArgs& a) {
     req.dtype = parse_dtype(a.dtype);
     if (!req.dtype || !is_float(*req.dtype)) throw Error("wsm merge: --dtype " + a.dtype + " is not a float dtype");
   }
-  req.backend = a.backend;
+  req.backend = kernels::parse_backend_kind(a.backend);
   req.accumulate_f64 = a.accumulate == "f64";
   req.chunk_elements = a.chunk_mb ? std::max<std::uint64_t>(1, std::uint64_t(*a.chunk_mb * double(1 << 20) / 4))
-                                  : merger::default_chunk_elements(a.backend);
+                                  : merger::default_chunk_elements(req.backend);
 
   if (a.dry_run) {
     const auto plan = merger::plan_offline_merge(req);

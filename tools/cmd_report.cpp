@@ -11,7 +11,7 @@
 #include <optional>
 
 #include "merger/run_id.h"
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 #include "tools/commands.h"
 #include "tools/plot.h"
 

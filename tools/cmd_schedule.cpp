@@ -9,10 +9,10 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "protocol/error.h"
-#include "schedules/emulate.h"
-#include "schedules/schedule.h"
-#include "schedules/text.h"
+#include "wsm/core/error.h"
+#include "wsm/schedules/emulate.h"
+#include "wsm/schedules/schedule.h"
+#include "wsm/schedules/text.h"
 #include "tools/commands.h"
 #include "tools/plot.h"
 

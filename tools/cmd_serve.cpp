@@ -1,4 +1,4 @@
-// `wsm serve`: the merger daemon. Training jobs stream checkpoints to it (protocol/client.h, the
+// `wsm serve`: the merger daemon. Training jobs stream checkpoints to it (wsm/client/client.h, the
 // Python wsm_client); every N steps it writes one merged checkpoint per emulated decay.
 #include <atomic>
 #include <csignal>
@@ -9,7 +9,7 @@
 
 #include "merger/freed_memory.h"
 #include "merger/server.h"
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 #include "tools/commands.h"
 #include "tools/compare/scoring.h"
 
@@ -92,7 +92,7 @@ void run_serve(const ServeArgs& a) {
   o.listen = a.listen;
   o.curve_secret_key_file = a.curve_secret;
   o.curve_allow_file = a.curve_allow;
-  o.backend = a.backend;
+  o.backend = kernels::parse_backend_kind(a.backend);
   std::string joined;
   for (const auto& e : a.emulate) joined += (joined.empty() ? "" : ",") + e;
   o.core.emulations = merger::parse_emulations(joined);

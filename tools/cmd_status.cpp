@@ -7,8 +7,8 @@
 #include <zmq.hpp>
 
 #include "merger/curve_auth.h"
-#include "protocol/error.h"
-#include "protocol/wire.h"
+#include "wsm/core/error.h"
+#include "wsm/wire/wire.h"
 #include "tools/commands.h"
 
 namespace wsm::tools {
@@ -68,7 +68,7 @@ void run_status(const StatusArgs& a) {
   auto req = wire::envelope();
   req.mutable_status_request();
   wire::send(s, "", req);
-  auto r = wire::receive(s, false, a.timeout_ms);
+  auto r = wire::receive(s, wire::SocketRole::dealer, a.timeout_ms);
   if (!r) throw Error("no status reply from " + a.connect + " within " + std::to_string(a.timeout_ms) + " ms");
   if (r->fault) throw Error("bad reply from " + a.connect + ": " + r->fault->what());
   const auto& env = r->message->envelope;
@@ -93,7 +93,7 @@ void add_status_command(CLI::App& app) {
   auto args = std::make_shared<StatusArgs>();
   auto* cmd = app.add_subcommand("status", "Ask a running merger (wsm serve) for its status");
   cmd->add_option("--connect", args->connect, "Endpoint of the merger")->capture_default_str();
-  cmd->add_flag("--json", args->json, "Print JSON (field names as in protocol/wsm.proto StatusReply)");
+  cmd->add_flag("--json", args->json, "Print JSON (field names as in protocol/wire/wsm.proto StatusReply)");
   cmd->add_option("--timeout-ms", args->timeout_ms, "How long to wait for the reply")->capture_default_str();
   cmd->add_option("--curve-server-key", args->curve_server_key, "Merger's CURVE public key file (CURVE only)");
   cmd->add_option("--curve-key", args->curve_key, "This client's CURVE key file, zcert form (public-key, secret-key)");

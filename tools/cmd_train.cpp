@@ -1,8 +1,11 @@
 // `wsm train`: train the GPT model warmup-stable, checkpointing every K steps (and streaming to a
 // merger daemon with --merger). The work is in trainer/train.cpp.
-#include "protocol/error.h"
+#include <map>
+#include <string>
+
+#include "wsm/core/error.h"
 #include "tools/commands.h"
-#include "trainer/train.h"
+#include "wsm/trainer/train.h"
 
 namespace wsm::tools {
 
@@ -22,7 +25,10 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--seed", opts->seed, "Seed for initial weights and batches")->capture_default_str();
   cmd->add_option("--data", opts->data, "Training text file (default: Austen's five novels)");
   cmd->add_option("--val", opts->val, "Validation text file (default: Persuasion)");
-  cmd->add_option("--device", opts->device, "cpu or cuda")->capture_default_str();
+  cmd->add_option("--device", opts->device, "cpu or cuda")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, trainer::Device>{
+          {"cpu", trainer::Device::cpu}, {"cuda", trainer::Device::cuda}}))
+      ->default_str("cpu");
   cmd->add_flag("--resume", opts->resume, "Continue from <out>/state.h5 (bit-exact)");
   cmd->add_option("--from-state", opts->from_state,
                   "Branch: start from a full state another run kept (its state_<N>.h5) and go on under --schedule")

@@ -9,8 +9,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "protocol/error.h"
-#include "schedules/decay.h"
+#include "wsm/core/error.h"
+#include "wsm/schedules/decay.h"
 #include "tools/commands.h"
 
 namespace wsm::tools {

@@ -107,7 +107,7 @@ fi
 data_args=()
 if [[ ! -s $ROOT/data/cache/austen/train.txt ]]; then
   cat "$ROOT"/docs/*.md "$ROOT"/README.md "$ROOT"/trainer/*.cpp "$ROOT"/merger/*.cpp >"$LOG/train.txt"
-  cat "$ROOT"/protocol/*.cpp >"$LOG/val.txt"
+  cat "$ROOT"/protocol/*/*.cpp >"$LOG/val.txt"
   data_args=(--data "$LOG/train.txt" --val "$LOG/val.txt")
 fi
 train() {  # device -> log

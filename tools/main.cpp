@@ -7,8 +7,8 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "protocol/error.h"
-#include "protocol/version.h"
+#include "wsm/core/error.h"
+#include "wsm/core/version.h"
 #include "tools/commands.h"
 
 namespace {
@@ -50,9 +50,11 @@ int main(int argc, char** argv) {
   add_serve_command(app);
   add_status_command(app);
   add_report_command(app);
+#ifdef WSM_HAVE_TRAINER  // a build without the trainer (WSM_BUILD_TRAINER=OFF) has no model to train or score
   add_train_command(app);
   add_eval_command(app);
   add_compare_command(app, command_line(argc, argv));
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -11,8 +11,8 @@
 #include <memory>
 #include <numbers>
 
-#include "protocol/atomic_file.h"
-#include "protocol/error.h"
+#include "wsm/formats/atomic_file.h"
+#include "wsm/core/error.h"
 
 namespace wsm::tools {
 namespace {

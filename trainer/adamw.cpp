@@ -1,9 +1,9 @@
-#include "trainer/adamw.h"
+#include "wsm/trainer/adamw.h"
 
 #include <algorithm>
 #include <cmath>
 
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 #include "trainer/thread_pool.h"
 
 namespace wsm::trainer {

@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "trainer/adamw.h"
-#include "trainer/data.h"
-#include "trainer/model.h"
+#include "wsm/trainer/adamw.h"
+#include "wsm/trainer/data.h"
+#include "wsm/trainer/model.h"
 #include "trainer/step.h"
 
 namespace wsm::trainer {

@@ -3,9 +3,9 @@
 #include <cstdio>
 
 #include "trainer/backend.h"
-#include "trainer/gpt_cpu.h"
+#include "wsm/trainer/gpt_cpu.h"
 #include "trainer/sgemm_cpu.h"
-#include "trainer/step_profile.h"
+#include "wsm/trainer/step_profile.h"
 
 namespace wsm::trainer {
 namespace {

@@ -1,6 +1,6 @@
 // Stand-ins used when the build has no CUDA (WSM_HAVE_CUDA unset): --device cuda fails clearly.
 #ifndef WSM_HAVE_CUDA
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 #include "trainer/backend.h"
 
 namespace wsm::trainer {

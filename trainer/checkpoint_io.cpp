@@ -1,8 +1,8 @@
-#include "trainer/checkpoint_io.h"
+#include "wsm/trainer/checkpoint_io.h"
 
 #include <cstring>
 
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 
 namespace wsm::trainer {
 namespace {

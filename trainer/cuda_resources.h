@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "kernels/cuda_resources.h"
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 
 namespace wsm::trainer::cuda {
 

@@ -1,9 +1,9 @@
-#include "trainer/data.h"
+#include "wsm/trainer/data.h"
 
 #include <fstream>
 #include <sstream>
 
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 #include "trainer/rng.h"
 
 namespace wsm::trainer {

@@ -1,4 +1,4 @@
-#include "trainer/evaluate.h"
+#include "wsm/trainer/evaluate.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,8 +1,8 @@
-#include "trainer/gpt_cpu.h"
+#include "wsm/trainer/gpt_cpu.h"
 
 #include <algorithm>
 
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 #include "trainer/layers_cpu.h"
 
 namespace wsm::trainer {

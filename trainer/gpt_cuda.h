@@ -7,8 +7,8 @@
 #include <span>
 #include <vector>
 
-#include "trainer/adamw.h"
-#include "trainer/model.h"
+#include "wsm/trainer/adamw.h"
+#include "wsm/trainer/model.h"
 
 namespace wsm::trainer {
 

@@ -1,9 +1,9 @@
-#include "trainer/model.h"
+#include "wsm/trainer/model.h"
 
 #include <cmath>
 #include <string>
 
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 #include "trainer/rng.h"
 
 namespace wsm::trainer {

@@ -1,9 +1,9 @@
 #pragma once
 // One optimisation step on the CPU model: forward, backward, clip, AdamW. Shared by the trainer
 // loop, the tests and the benchmark so they all train the same way.
-#include "trainer/adamw.h"
-#include "trainer/data.h"
-#include "trainer/gpt_cpu.h"
+#include "wsm/trainer/adamw.h"
+#include "wsm/trainer/data.h"
+#include "wsm/trainer/gpt_cpu.h"
 
 namespace wsm::trainer {
 

@@ -1,4 +1,4 @@
-#include "trainer/step_profile.h"
+#include "wsm/trainer/step_profile.h"
 
 #include <cstdlib>
 #include <string_view>

@@ -1,4 +1,4 @@
-#include "trainer/train.h"
+#include "wsm/trainer/train.h"
 
 #include <spdlog/spdlog.h>
 
@@ -10,12 +10,12 @@
 #include <memory>
 #include <optional>
 
-#include "protocol/client.h"
-#include "protocol/error.h"
-#include "schedules/schedule.h"
+#include "wsm/client/client.h"
+#include "wsm/core/error.h"
+#include "wsm/schedules/schedule.h"
 #include "trainer/backend.h"
-#include "trainer/checkpoint_io.h"
-#include "trainer/evaluate.h"
+#include "wsm/trainer/checkpoint_io.h"
+#include "wsm/trainer/evaluate.h"
 #include "trainer/layers_cpu.h"
 
 #ifndef WSM_REPO_ROOT
@@ -129,9 +129,11 @@ Schedule run_schedule(const TrainOptions& o, const Preset& pre) {
 }
 
 std::unique_ptr<Backend> make_backend(const TrainOptions& o, const GptConfig& cfg) {
-  if (o.device == "cpu") return make_cpu_backend(cfg, o.adamw, o.clip);
-  if (o.device == "cuda") return make_cuda_backend(cfg, o.adamw, o.clip);
-  throw Error("--device must be cpu or cuda, not '" + o.device + "'");
+  switch (o.device) {
+    case Device::cpu: return make_cpu_backend(cfg, o.adamw, o.clip);
+    case Device::cuda: return make_cuda_backend(cfg, o.adamw, o.clip);
+  }
+  throw Error("unknown training device");
 }
 
 void send_to_merger(MergerClient& merger, const GptConfig& cfg, const TrainState& st) {

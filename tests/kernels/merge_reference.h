@@ -1,6 +1,6 @@
 #pragma once
 // Test helpers for the merge kernels: random typed buffers and the double-precision reference.
-// Values are read back through protocol/dtype.h's conversions, never through kernels/, so the
+// Values are read back through wsm/core/dtype.h's conversions, never through kernels/, so the
 // reference is independent of the code under test.
 #include <cmath>
 #include <cstdint>
@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-#include "protocol/dtype.h"
+#include "wsm/core/dtype.h"
 
 namespace wsm::test {
 

@@ -1,5 +1,5 @@
 // The per-element code of kernels/merge_element.h (shared by the CPU backend and the CUDA kernel)
-// and the conversions it takes from protocol/float_convert.h, against independent double-precision
+// and the conversions it takes from wsm/core/float_convert.h, against independent double-precision
 // decoding and rounding.
 #include <gtest/gtest.h>
 
@@ -46,7 +46,7 @@ std::uint16_t rne16(double d, Decode decode, std::uint16_t max_finite, std::uint
 }
 
 // Every f16 and bf16 bit pattern decoded from its fields in double arithmetic (ldexp): the
-// reference for protocol/float_convert.h, which the kernels and the host share.
+// reference for wsm/core/float_convert.h, which the kernels and the host share.
 double decode_f16(std::uint16_t h) {
   const int exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
   const double sign = (h & 0x8000) ? -1.0 : 1.0;

@@ -8,10 +8,10 @@
 #include <random>
 #include <string>
 
-#include "kernels/merge.h"
+#include "wsm/kernels/merge.h"
 #include "kernels/merge_element.h"
 #include "merge_reference.h"
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 
 namespace wsm::kernels {
 namespace {
@@ -217,14 +217,19 @@ TEST(MergeCpu, RejectsBadArguments) {
 }
 
 TEST(MergeBackends, SelectionByName) {
-  EXPECT_EQ("cpu", make_backend("cpu")->name());
-  EXPECT_THROW(make_backend("tpu"), Error);
+  for (const char* name : {"cpu", "cuda", "cublas", "auto"})
+    EXPECT_EQ(name, backend_kind_name(parse_backend_kind(name)));
+  EXPECT_THROW(parse_backend_kind("tpu"), Error);
+  EXPECT_EQ("cpu", make_backend(parse_backend_kind("cpu"))->name());
+  EXPECT_FALSE(backend_uses_gpu(BackendKind::cpu));
+  EXPECT_TRUE(backend_uses_gpu(BackendKind::cublas));
   if (!cuda_available()) {
-    EXPECT_EQ("cpu", make_backend("auto")->name());
+    EXPECT_EQ("cpu", make_backend(BackendKind::automatic)->name());
+    EXPECT_FALSE(backend_uses_gpu(BackendKind::automatic));
     EXPECT_THROW(make_cuda_backend(), Error);
-    EXPECT_THROW(make_backend("cublas"), Error);
+    EXPECT_THROW(make_backend(BackendKind::cublas), Error);
   } else {
-    EXPECT_EQ("cuda", make_backend("auto")->name());
+    EXPECT_EQ("cuda", make_backend(BackendKind::automatic)->name());
   }
 }
 

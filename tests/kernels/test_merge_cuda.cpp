@@ -6,10 +6,10 @@
 #include <cstring>
 #include <random>
 
-#include "kernels/cuda_bench.h"
-#include "kernels/merge.h"
+#include "wsm/kernels/cuda_bench.h"
+#include "wsm/kernels/merge.h"
 #include "merge_reference.h"
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 
 namespace wsm::kernels {
 namespace {

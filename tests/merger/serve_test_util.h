@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 #include "merger/server.h"
-#include "protocol/client.h"
-#include "protocol/wire.h"
+#include "wsm/client/client.h"
+#include "wsm/wire/wire.h"
 
 namespace wsm::test {
 
@@ -112,7 +112,7 @@ class RawPeer {
     for (;;) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()).count();
       if (left <= 0) return std::nullopt;
-      auto r = wire::receive(socket_, false, static_cast<int>(left));
+      auto r = wire::receive(socket_, wire::SocketRole::dealer, static_cast<int>(left));
       if (!r || !r->message) continue;
       if (r->message->envelope.has_credit()) continue;
       return r->message->envelope;

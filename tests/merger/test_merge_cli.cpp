@@ -10,8 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
-#include "protocol/checkpoint.h"
-#include "schedules/decay.h"
+#include "wsm/formats/checkpoint.h"
+#include "wsm/schedules/decay.h"
 #include "tests/protocol/test_util.h"
 #include "tests/run_command.h"
 

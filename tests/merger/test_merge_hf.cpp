@@ -9,7 +9,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "protocol/checkpoint.h"
+#include "wsm/formats/checkpoint.h"
 #include "tests/hf_trainer_folder.h"
 #include "tests/protocol/test_util.h"
 #include "tests/run_command.h"

@@ -13,10 +13,10 @@
 #include <random>
 
 #include "../kernels/merge_reference.h"
-#include "merger/merge_engine.h"
+#include "wsm/merger/merge_engine.h"
 #include "merger/merge_memory_reader.h"
-#include "merger/offline_merge.h"
-#include "protocol/error.h"
+#include "wsm/merger/offline_merge.h"
+#include "wsm/core/error.h"
 
 namespace wsm::merger {
 namespace {

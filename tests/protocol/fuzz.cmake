@@ -5,7 +5,7 @@
 if(WSM_FUZZ AND CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
   foreach(name daemon_wire assembler hdf5 sharded_index)
     add_executable(fuzz_${name} ${CMAKE_CURRENT_LIST_DIR}/fuzz_${name}.cpp)
-    target_link_libraries(fuzz_${name} PRIVATE wsm_merger wsm_protocol)
+    target_link_libraries(fuzz_${name} PRIVATE wsm_merger wsm_wire wsm_formats wsm_core)
     target_link_options(fuzz_${name} PRIVATE -fsanitize=fuzzer)
     set_target_properties(fuzz_${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR})
   endforeach()
@@ -24,12 +24,12 @@ endif()
 set(fuzz_bin ${PROJECT_BINARY_DIR}/fuzz_safetensors_header)
 set(fuzz_srcs
   ${PROJECT_SOURCE_DIR}/tests/protocol/fuzz_safetensors_header.cpp
-  ${PROJECT_SOURCE_DIR}/protocol/safetensors_header.cpp
-  ${PROJECT_SOURCE_DIR}/protocol/dtype.cpp)
+  ${PROJECT_SOURCE_DIR}/protocol/formats/safetensors_header.cpp
+  ${PROJECT_SOURCE_DIR}/protocol/core/dtype.cpp)
 add_custom_command(OUTPUT ${fuzz_bin}
   COMMAND ${WSM_CLANGXX} -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-          -I${PROJECT_SOURCE_DIR} -I${WSM_NLOHMANN_INCLUDE} ${fuzz_srcs} -o ${fuzz_bin}
-  DEPENDS ${fuzz_srcs} ${PROJECT_SOURCE_DIR}/protocol/safetensors_header.h ${PROJECT_SOURCE_DIR}/protocol/checkpoint.h
+          -I${PROJECT_SOURCE_DIR} -I${PROJECT_SOURCE_DIR}/protocol/core/include -I${PROJECT_SOURCE_DIR}/protocol/formats/include -I${WSM_NLOHMANN_INCLUDE} ${fuzz_srcs} -o ${fuzz_bin}
+  DEPENDS ${fuzz_srcs} ${PROJECT_SOURCE_DIR}/protocol/formats/include/wsm/formats/safetensors_header.h ${PROJECT_SOURCE_DIR}/protocol/formats/include/wsm/formats/checkpoint.h
   COMMENT "clang++ -fsanitize=fuzzer fuzz_safetensors_header"
   VERBATIM)
 if(WSM_FUZZ)

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "merger/checkpoint_assembler.h"
-#include "protocol/wire.h"
+#include "wsm/wire/wire.h"
 
 namespace {
 

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "merger/daemon_core.h"
-#include "protocol/wire.h"
+#include "wsm/wire/wire.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// libFuzzer target for the HDF5 reader in its helper-process form (protocol/hdf5_checkpoint.h):
+// libFuzzer target for the HDF5 reader in its helper-process form (wsm/formats/hdf5_checkpoint.h):
 // the input is written to a file, opened and read in full. libhdf5 runs in the forked helper (not
 // instrumented: it is Debian's build), so the fuzzer covers what wsm's own process does with the
 // helper's answers and the mapped bytes. Any outcome but success or a one-line wsm::Error naming
@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "protocol/checkpoint.h"
-#include "protocol/hdf5_checkpoint.h"
+#include "wsm/formats/checkpoint.h"
+#include "wsm/formats/hdf5_checkpoint.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const std::filesystem::path file = [] {

@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <span>
 
-#include "protocol/safetensors_header.h"
+#include "wsm/formats/safetensors_header.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::span<const std::byte> file(reinterpret_cast<const std::byte*>(data), size);

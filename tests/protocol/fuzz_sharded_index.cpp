@@ -1,4 +1,4 @@
-// libFuzzer target for sharded safetensors sets (protocol/sharded_checkpoint.h): the input is the
+// libFuzzer target for sharded safetensors sets (wsm/formats/sharded_checkpoint.h): the input is the
 // model.safetensors.index.json of a directory that also holds two small valid shards, a.safetensors
 // and b.safetensors; the set is opened and read in full. Success or a wsm::Error are the only
 // allowed outcomes; whatever opens must read back the shards' own bytes.
@@ -13,8 +13,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "protocol/checkpoint.h"
-#include "protocol/sharded_checkpoint.h"
+#include "wsm/formats/checkpoint.h"
+#include "wsm/formats/sharded_checkpoint.h"
 
 namespace {
 

@@ -10,10 +10,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "protocol/atomic_file.h"
-#include "protocol/checkpoint.h"
-#include "protocol/safetensors_header.h"
-#include "protocol/sharded_checkpoint.h"
+#include "wsm/formats/atomic_file.h"
+#include "wsm/formats/checkpoint.h"
+#include "wsm/formats/safetensors_header.h"
+#include "wsm/formats/sharded_checkpoint.h"
 #include "tests/protocol/test_util.h"
 
 namespace wsm {

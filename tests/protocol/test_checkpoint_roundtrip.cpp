@@ -5,8 +5,8 @@
 #include <numeric>
 #include <random>
 
-#include "protocol/checkpoint.h"
-#include "protocol/sharded_checkpoint.h"
+#include "wsm/formats/checkpoint.h"
+#include "wsm/formats/sharded_checkpoint.h"
 #include "tests/protocol/test_util.h"
 
 namespace wsm {

@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "protocol/checkpoint.h"
+#include "wsm/formats/checkpoint.h"
 #include "tests/protocol/test_util.h"
 #include "tests/run_command.h"
 

@@ -7,8 +7,8 @@
 #include <cstring>
 #include <random>
 
-#include "protocol/checkpoint.h"
-#include "protocol/tensor_convert.h"
+#include "wsm/formats/checkpoint.h"
+#include "wsm/formats/tensor_convert.h"
 #include "tests/protocol/test_util.h"
 
 namespace wsm {

@@ -10,8 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "protocol/checkpoint.h"
-#include "protocol/safetensors_header.h"
+#include "wsm/formats/checkpoint.h"
+#include "wsm/formats/safetensors_header.h"
 #include "tests/protocol/test_util.h"
 
 namespace wsm {

@@ -5,8 +5,8 @@
 
 #include <cstdlib>
 
-#include "protocol/checkpoint.h"
-#include "protocol/mapped_file.h"
+#include "wsm/formats/checkpoint.h"
+#include "wsm/formats/mapped_file.h"
 #include "tests/protocol/test_util.h"
 
 namespace wsm {

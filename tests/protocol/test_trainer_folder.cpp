@@ -6,10 +6,10 @@
 
 #include <cstdlib>
 
-#include "protocol/checkpoint.h"
-#include "protocol/checkpoint_name.h"
-#include "protocol/error.h"
-#include "protocol/trainer_folder.h"
+#include "wsm/formats/checkpoint.h"
+#include "wsm/formats/checkpoint_name.h"
+#include "wsm/core/error.h"
+#include "wsm/formats/trainer_folder.h"
 #include "tests/hf_trainer_folder.h"
 #include "tests/protocol/test_util.h"
 #include "tests/run_command.h"

@@ -1,4 +1,4 @@
-// Untrusted HDF5 input (issue 12, item 5): libhdf5 runs in a helper process (protocol/child_worker.h),
+// Untrusted HDF5 input (issue 12, item 5): libhdf5 runs in a helper process (protocol/formats/child_worker.h),
 // so a file that crashes or hangs it ends in a one-line wsm::Error naming the file, never in a crash
 // or hang of wsm. Files are built here with h5py (an independent writer) or by corrupting ours.
 #include <gtest/gtest.h>
@@ -10,11 +10,11 @@
 #include <fstream>
 #include <thread>
 
-#include "protocol/checkpoint.h"
-#include "protocol/child_worker.h"
-#include "protocol/error.h"
-#include "protocol/free_space.h"
-#include "protocol/hdf5_checkpoint.h"
+#include "wsm/formats/checkpoint.h"
+#include "protocol/formats/child_worker.h"
+#include "wsm/core/error.h"
+#include "wsm/formats/free_space.h"
+#include "wsm/formats/hdf5_checkpoint.h"
 #include "tests/protocol/test_util.h"
 #include "tests/run_command.h"
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "protocol/checkpoint.h"
+#include "wsm/formats/checkpoint.h"
 
 namespace wsm::test {
 

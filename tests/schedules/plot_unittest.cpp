@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <memory>
 
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 #include "tools/plot.h"
 
 namespace wsm::tools {

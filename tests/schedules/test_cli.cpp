@@ -14,9 +14,9 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "schedules/decay.h"
-#include "schedules/emulate.h"
-#include "schedules/schedule.h"
+#include "wsm/schedules/decay.h"
+#include "wsm/schedules/emulate.h"
+#include "wsm/schedules/schedule.h"
 #include "tests/run_command.h"
 
 namespace wsm {

@@ -5,9 +5,9 @@
 #include <cmath>
 #include <vector>
 
-#include "protocol/error.h"
-#include "schedules/emulate.h"
-#include "schedules/schedule.h"
+#include "wsm/core/error.h"
+#include "wsm/schedules/emulate.h"
+#include "wsm/schedules/schedule.h"
 
 namespace wsm {
 namespace {

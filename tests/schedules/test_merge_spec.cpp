@@ -3,8 +3,8 @@
 
 #include <string>
 
-#include "protocol/error.h"
-#include "schedules/decay.h"
+#include "wsm/core/error.h"
+#include "wsm/schedules/decay.h"
 
 namespace wsm {
 namespace {

@@ -5,8 +5,8 @@
 #include <numbers>
 #include <string>
 
-#include "protocol/error.h"
-#include "schedules/schedule.h"
+#include "wsm/core/error.h"
+#include "wsm/schedules/schedule.h"
 
 namespace wsm {
 namespace {

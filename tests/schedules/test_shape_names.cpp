@@ -6,9 +6,9 @@
 #include <functional>
 
 #include "merger/emulation.h"
-#include "protocol/error.h"
-#include "schedules/decay.h"
-#include "schedules/schedule.h"
+#include "wsm/core/error.h"
+#include "wsm/schedules/decay.h"
+#include "wsm/schedules/schedule.h"
 #include "tests/run_command.h"
 
 namespace wsm {

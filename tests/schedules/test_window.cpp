@@ -8,8 +8,8 @@
 #include <numeric>
 #include <vector>
 
-#include "protocol/error.h"
-#include "schedules/decay.h"
+#include "wsm/core/error.h"
+#include "wsm/schedules/decay.h"
 
 namespace wsm {
 namespace {

@@ -10,7 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "protocol/checkpoint.h"
+#include "wsm/formats/checkpoint.h"
 #include "tests/run_command.h"
 #include "tests/synthetic_text.h"
 #include "tools/compare/scoring.h"

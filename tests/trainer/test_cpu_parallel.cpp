@@ -8,9 +8,9 @@
 #include <cstring>
 #include <vector>
 
-#include "trainer/adamw.h"
-#include "trainer/data.h"
-#include "trainer/gpt_cpu.h"
+#include "wsm/trainer/adamw.h"
+#include "wsm/trainer/data.h"
+#include "wsm/trainer/gpt_cpu.h"
 #include "trainer/layers_cpu.h"
 #include "trainer/step.h"
 #include "trainer/thread_pool.h"

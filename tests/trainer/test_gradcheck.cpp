@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-#include "trainer/gpt_cpu.h"
+#include "wsm/trainer/gpt_cpu.h"
 #include "trainer/layers_cpu.h"
 
 namespace wsm::trainer {

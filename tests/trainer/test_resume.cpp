@@ -8,13 +8,13 @@
 #include <fstream>
 #include <unistd.h>
 
-#include "protocol/checkpoint.h"
+#include "wsm/formats/checkpoint.h"
 #include "tests/synthetic_text.h"
-#include "trainer/checkpoint_io.h"
-#include "trainer/data.h"
+#include "wsm/trainer/checkpoint_io.h"
+#include "wsm/trainer/data.h"
 #include "trainer/backend.h"
-#include "schedules/schedule.h"
-#include "trainer/train.h"
+#include "wsm/schedules/schedule.h"
+#include "wsm/trainer/train.h"
 
 namespace wsm::trainer {
 namespace {
@@ -172,7 +172,7 @@ TEST(Train, CudaDeviceFailsClearlyWithoutGpu) {
   const fs::path root = temp_dir("nocuda");
   std::ofstream(root / "t.txt") << synthetic_text(5000);
   auto o = tiny_options(root / "run", root / "t.txt", root / "t.txt", 2);
-  o.device = "cuda";
+  o.device = wsm::trainer::Device::cuda;
   try {
     train(o);
     FAIL() << "--device cuda without a GPU should throw";

@@ -7,9 +7,9 @@
 #include <filesystem>
 #include <unistd.h>
 
-#include "protocol/error.h"
-#include "trainer/data.h"
-#include "trainer/train.h"
+#include "wsm/core/error.h"
+#include "wsm/trainer/data.h"
+#include "wsm/trainer/train.h"
 
 namespace wsm::trainer {
 namespace {

@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "trainer/data.h"
+#include "wsm/trainer/data.h"
 #include "trainer/step.h"
 
 namespace wsm::trainer {

@@ -7,8 +7,8 @@
 #include <map>
 #include <set>
 
-#include "schedules/emulate.h"
-#include "schedules/schedule.h"
+#include "wsm/schedules/emulate.h"
+#include "wsm/schedules/schedule.h"
 #include "tools/compare/report.h"
 #include "tools/plot.h"
 

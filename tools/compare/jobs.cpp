@@ -11,8 +11,8 @@
 #include <cstring>
 #include <thread>
 
-#include "protocol/error.h"
-#include "trainer/train.h"
+#include "wsm/core/error.h"
+#include "wsm/trainer/train.h"
 
 extern char** environ;
 

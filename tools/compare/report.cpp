@@ -8,8 +8,8 @@
 #include <map>
 #include <set>
 
-#include "protocol/atomic_file.h"
-#include "protocol/version.h"
+#include "wsm/formats/atomic_file.h"
+#include "wsm/core/version.h"
 #include "tools/compare/figures.h"
 
 namespace wsm::tools::compare {

@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "protocol/error.h"
+#include "wsm/core/error.h"
 
 namespace wsm::tools::compare {
 

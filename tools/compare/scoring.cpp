@@ -7,11 +7,11 @@
 #include <regex>
 #include <sstream>
 
-#include "protocol/atomic_file.h"
-#include "protocol/error.h"
+#include "wsm/formats/atomic_file.h"
+#include "wsm/core/error.h"
 #include "tools/compare/jobs.h"
-#include "trainer/evaluate.h"
-#include "trainer/train.h"
+#include "wsm/trainer/evaluate.h"
+#include "wsm/trainer/train.h"
 
 namespace wsm::tools::compare {
 namespace fs = std::filesystem;

@@ -11,15 +11,15 @@
 #include <set>
 #include <thread>
 
-#include "protocol/atomic_file.h"
-#include "protocol/checkpoint_name.h"
-#include "protocol/error.h"
+#include "wsm/formats/atomic_file.h"
+#include "wsm/formats/checkpoint_name.h"
+#include "wsm/core/error.h"
 #include "tools/compare/jobs.h"
 #include "tools/compare/scoring.h"
 #include "tools/compare/window_merge.h"
-#include "trainer/checkpoint_io.h"
-#include "trainer/model.h"
-#include "trainer/train.h"
+#include "wsm/trainer/checkpoint_io.h"
+#include "wsm/trainer/model.h"
+#include "wsm/trainer/train.h"
 
 namespace wsm::tools::compare {
 namespace fs = std::filesystem;

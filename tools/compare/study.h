@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "schedules/decay.h"
+#include "wsm/schedules/decay.h"
 #include "tools/compare/results.h"
 
 namespace wsm::tools::compare {

@@ -5,8 +5,8 @@
 
 #include <algorithm>
 
-#include "merger/offline_merge.h"
-#include "protocol/error.h"
+#include "wsm/merger/offline_merge.h"
+#include "wsm/core/error.h"
 #include "tools/compare/report.h"
 #include "tools/compare/window_merge.h"
 

@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
-#include "schedules/decay.h"
+#include "wsm/schedules/decay.h"
 #include "tools/compare/results.h"
 #include "tools/compare/scoring.h"
 

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "merger/offline_merge.h"
+#include "wsm/merger/offline_merge.h"
 
 namespace wsm::tools::compare {
 namespace fs = std::filesystem;

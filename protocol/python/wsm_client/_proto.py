@@ -1,4 +1,4 @@
-"""Finds the protoc-generated wsm_pb2 module for protocol/wsm.proto.
+"""Finds the protoc-generated wsm_pb2 module for protocol/wire/wsm.proto.
 
 Order: $WSM_PB2_DIR (a folder holding wsm_pb2.py, e.g. <build>/gen/python, which the CMake test
 setup generates); a wsm_pb2 already importable; else it is generated once with protoc (from $PROTOC
@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 
-_PROTO = pathlib.Path(__file__).resolve().parent.parent.parent / "wsm.proto"
+_PROTO = pathlib.Path(__file__).resolve().parent.parent.parent / "wire" / "wsm.proto"
 
 
 def _load_from(folder):

@@ -1,4 +1,4 @@
-"""The Python client of `wsm serve`: the same calls and behaviour as protocol/client.h.
+"""The Python client of `wsm serve`: the same calls and behaviour as wsm/client/client.h.
 
 send_checkpoint() snapshots the tensors (one host copy) and returns; a background thread streams
 the snapshots in order over a ZeroMQ DEALER: Hello, CheckpointBegin, chunks within the merger's
@@ -363,7 +363,7 @@ def _request(endpoint, fill, timeout_ms):
 
 
 def status(endpoint="tcp://127.0.0.1:5555", timeout_ms=3000):
-    """The merger's StatusReply as a dict (field names as in protocol/wsm.proto)."""
+    """The merger's StatusReply as a dict (field names as in protocol/wire/wsm.proto)."""
     from google.protobuf.json_format import MessageToDict
 
     reply = _request(endpoint, lambda e: e.status_request.SetInParent(), timeout_ms)

@@ -1,0 +1,12 @@
+# `cmake --install` writes the installed libraries (wsm::core, wsm::formats, wsm::wire, wsm::client,
+# wsm::schedules, wsm::kernels, wsm::merger), their public headers, the `wsm` command and this CMake
+# package, so another project does find_package(wsm REQUIRED) and links wsm::<name>.
+include(CMakePackageConfigHelpers)
+set(WSM_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/wsm)
+install(EXPORT wsmTargets NAMESPACE wsm:: DESTINATION ${WSM_CMAKE_DIR})
+configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/wsmConfig.cmake.in
+  ${PROJECT_BINARY_DIR}/wsmConfig.cmake INSTALL_DESTINATION ${WSM_CMAKE_DIR})
+write_basic_package_version_file(${PROJECT_BINARY_DIR}/wsmConfigVersion.cmake
+  COMPATIBILITY SameMinorVersion)
+install(FILES ${PROJECT_BINARY_DIR}/wsmConfig.cmake ${PROJECT_BINARY_DIR}/wsmConfigVersion.cmake
+  DESTINATION ${WSM_CMAKE_DIR})

@@ -1,0 +1,79 @@
+#pragma once
+// Offline merge of checkpoint files (`wsm merge`): orders the inputs by recorded step, picks the
+// window and the weights of every requested shape (schedules/), validates before creating anything,
+// then streams all outputs at once through merge_engine.h, each with its provenance, atomically.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "wsm/merger/merge_engine.h"
+#include "wsm/schedules/decay.h"
+
+namespace wsm::merger {
+
+// Elements per chunk for a backend: 256 Ki on the CPU, so a chunk's buffers stay in the caches;
+// 16 Mi on a GPU, so each host-device transfer is long.
+std::uint64_t default_chunk_elements(kernels::BackendKind backend);
+
+struct OfflineMergeRequest {
+  std::vector<std::filesystem::path> inputs;  // any order: sorted by step (see input_steps)
+  // Empty, or one per input: a step given explicitly (PATH@STEP) overrides what the input records
+  // (its metadata, or its folder: trainer_folder.h). Inputs without any step keep the order given
+  // only when every shape weights them equally; otherwise planning throws.
+  std::vector<std::optional<std::int64_t>> input_steps;
+  std::vector<MergeSpec> specs;               // one output each
+  std::vector<std::filesystem::path> outputs;  // one per spec
+  std::optional<std::int64_t> window_steps;   // window over recorded steps ...
+  std::optional<std::int64_t> window_tokens;  // ... or over recorded tokens (not both)
+  std::optional<DType> dtype;                 // float tensors' output dtype; default: the newest input's
+  kernels::BackendKind backend = kernels::BackendKind::cpu;
+  bool accumulate_f64 = false;
+  std::uint64_t chunk_elements = default_chunk_elements(kernels::BackendKind::cpu);  // per tensor piece
+};
+
+struct OfflineInput {
+  std::filesystem::path path;
+  std::optional<std::int64_t> step, tokens;
+  std::uint64_t bytes = 0;
+  std::string step_source;  // "given" (PATH@STEP), "metadata", "trainer_state.json", "folder name", ...
+};
+
+// What will happen, decided and validated before anything is written (what --dry-run prints).
+struct OfflinePlan {
+  std::vector<OfflineInput> inputs;    // ordered oldest first
+  std::vector<std::size_t> used;       // indices into inputs merged (the union of all windows)
+  std::vector<std::vector<double>> weights;  // per output, one weight per used input
+  std::vector<std::string> sampling;   // per output: the sampling rule applied
+  MergePlan merge;                     // tensors, bytes
+  std::uint64_t buffer_bytes = 0;      // engine memory
+  std::string describe(const OfflineMergeRequest& request) const;  // human-readable plan
+};
+
+// Opens the inputs (metadata only), orders them, selects windows and weights, validates tensors.
+// Throws wsm::Error naming the file or tensor at fault; creates nothing.
+OfflinePlan plan_offline_merge(const OfflineMergeRequest& request);
+
+struct OfflineResult {
+  OfflinePlan plan;
+  EngineStats stats;
+  std::string backend;
+};
+
+// Plans, merges and commits every output (all or none). `progress` as in EngineOptions.
+OfflineResult run_offline_merge(const OfflineMergeRequest& request,
+                                std::function<void(std::uint64_t, std::uint64_t)> progress = {});
+
+// A file-name stem for a spec's output ("1-sqrt", "cosine_floor_0.1"): its text form with every
+// character outside [A-Za-z0-9._-] replaced by '_'.
+std::string output_stem(const MergeSpec& spec);
+
+// The provenance recorded in CheckpointMeta::extra of output `o` (JSON strings under wsm.* keys).
+std::map<std::string, std::string> merge_provenance(const OfflineMergeRequest& request, const OfflinePlan& plan,
+                                                    std::size_t o);
+
+}  // namespace wsm::merger

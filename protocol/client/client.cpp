@@ -1,0 +1,561 @@
+// The C++ client of `wsm serve` (wsm/client/client.h; wire format in docs/protocol.md).
+//
+// send_checkpoint copies the tensors into one contiguous snapshot (buffers are recycled, so the
+// copy runs at memcpy speed) and queues it; a sender thread streams queued snapshots in order:
+// Hello (when the manifest or the socket is new), CheckpointBegin, chunks within the credit the
+// merger grants, CheckpointEnd, then waits for the Ack. Chunk frames point into the snapshot (no
+// copy). A NO_SESSION error or a silent merger starts a new socket and resends the checkpoint
+// from its start, until reconnect_timeout_ms runs out.
+//
+// Two rules keep the cost off the trainer and the cores: while a send_checkpoint call copies, the
+// sender thread stops streaming and helps with the copy instead (it takes blocks of the snapshot
+// when it is idle or between chunks; the caller copies whatever it does not), so the trainer waits
+// about half a memcpy; and the sender stays at most kBytesAhead ahead of ZeroMQ's I/O thread, so a
+// chunk it has just hashed is still in cache when the I/O thread copies it into the socket.
+#include "wsm/client/client.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+#include <zmq.hpp>
+
+#include "wsm/wire/wire.h"
+
+namespace wsm {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Buffer {
+  std::unique_ptr<std::byte[]> bytes;
+  std::size_t capacity = 0;
+};
+
+// Recycles snapshot buffers: a fresh allocation would page-fault on every byte, a reused one does not.
+class BufferPool {
+ public:
+  explicit BufferPool(std::size_t max_bytes) : max_bytes_(max_bytes) {}
+  Buffer take(std::size_t size) {
+    std::lock_guard lock(mu_);
+    for (auto it = free_.begin(); it != free_.end(); ++it)
+      if (it->capacity >= size) {
+        Buffer b = std::move(*it);
+        held_ -= b.capacity;
+        free_.erase(it);
+        return b;
+      }
+    return {std::make_unique_for_overwrite<std::byte[]>(size ? size : 1), size};
+  }
+  void give(Buffer b) {
+    std::lock_guard lock(mu_);
+    if (held_ + b.capacity > max_bytes_) return;  // let it go
+    held_ += b.capacity;
+    free_.push_back(std::move(b));
+  }
+
+ private:
+  std::mutex mu_;
+  std::deque<Buffer> free_;
+  std::size_t held_ = 0, max_bytes_;
+};
+
+struct Snapshot {
+  std::int64_t step = 0, tokens = 0;
+  double lr = 0;
+  std::vector<TensorInfo> manifest;
+  std::vector<std::size_t> offsets;  // of each tensor in buffer
+  std::size_t total = 0;
+  Buffer buffer;
+  std::weak_ptr<BufferPool> pool;
+  std::shared_ptr<const void> owner;     // send_checkpoint_owned: the caller's bytes, in place
+  std::vector<const std::byte*> in_place;
+  ~Snapshot() {
+    if (auto p = pool.lock()) p->give(std::move(buffer));
+  }
+  const std::byte* data(std::size_t i) const { return owner ? in_place[i] : buffer.bytes.get() + offsets[i]; }
+};
+
+std::string random_routing_id() {
+  std::random_device rd;
+  std::uniform_int_distribution<std::uint64_t> dist;
+  const auto v = dist(rd);
+  std::string id = "wsm-";
+  for (int i = 0; i < 12; ++i) id += "0123456789abcdef"[(v >> (4 * i)) & 15];
+  return id;
+}
+
+// The outcome of one attempt at sending a snapshot.
+enum class Attempt { acked, rejected, retry };
+
+// Chunk bytes handed to ZeroMQ that its I/O thread has not yet written to the socket.
+inline constexpr std::size_t kBytesAhead = 8 << 20;
+struct QueuedFrames {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::size_t bytes = 0;
+  void add(std::size_t n) {
+    std::lock_guard lock(mu);
+    bytes += n;
+  }
+  void done(std::size_t n) {
+    {
+      std::lock_guard lock(mu);
+      bytes -= n;
+    }
+    cv.notify_all();
+  }
+  // Waits until n more bytes fit (or nothing is queued); false when ZeroMQ wrote nothing until `until`.
+  bool wait_for_room(std::size_t n, std::chrono::steady_clock::time_point until) {
+    std::unique_lock lock(mu);
+    return cv.wait_until(lock, until, [&] { return bytes == 0 || bytes + n <= kBytesAhead; });
+  }
+};
+
+// One snapshot copy, shared by the send_checkpoint caller and the sender thread: each takes the
+// next block until none is left. Blocks are what makes sharing possible; their size keeps the
+// handoff cost small next to the copy.
+class SnapshotCopy {
+ public:
+  static constexpr std::size_t kBlock = 2 << 20;
+  // Worth sharing only when it has more than one block.
+  bool shareable() const { return blocks_.size() > 1; }
+  void add(std::byte* dst, const std::byte* src, std::size_t n) {
+    for (std::size_t off = 0; off < n; off += kBlock) blocks_.push_back({dst + off, src + off, std::min(kBlock, n - off)});
+  }
+  // Copies blocks until none is left to take.
+  void help() {
+    for (std::size_t i; (i = next_.fetch_add(1)) < blocks_.size();) {
+      std::memcpy(blocks_[i].dst, blocks_[i].src, blocks_[i].n);
+      done_.fetch_add(1, std::memory_order_release);
+      done_.notify_all();
+    }
+  }
+  // Returns once every block is copied, by whoever took it.
+  void wait_done() {
+    for (std::size_t d; (d = done_.load(std::memory_order_acquire)) < blocks_.size();) done_.wait(d);
+  }
+
+ private:
+  struct Block {
+    std::byte* dst;
+    const std::byte* src;
+    std::size_t n;
+  };
+  std::vector<Block> blocks_;
+  std::atomic<std::size_t> next_{0}, done_{0};
+};
+
+}  // namespace
+
+struct MergerClient::Impl {
+  ClientOptions opt;
+  zmq::context_t ctx{1};
+  std::shared_ptr<BufferPool> pool;
+
+  std::mutex mu;
+  std::condition_variable room_cv, work_cv, idle_cv, copy_cv;
+  std::deque<std::shared_ptr<Snapshot>> queue;  // front is in flight
+  std::size_t queued_bytes = 0;
+  int copying = 0;  // send_checkpoint calls copying a snapshot right now
+  std::shared_ptr<SnapshotCopy> copy_job;  // the copy the sender thread may help with
+  bool in_flight = false, closing = false;
+  std::vector<std::string> errors;
+  ClientStats stats;
+  std::thread sender;
+
+  // Sender-thread state.
+  std::optional<zmq::socket_t> socket;
+  std::vector<TensorInfo> session_manifest;
+  bool session = false;
+  std::uint32_t credit = 0;
+  std::uint64_t max_chunk = 0;
+  std::shared_ptr<QueuedFrames> queued_frames = std::make_shared<QueuedFrames>();
+
+  // Sender thread, holding `lock` on mu: helps with the copy under way, if any (lock released
+  // meanwhile). Returns whether there was one.
+  bool help_copy(std::unique_lock<std::mutex>& lock) {
+    auto job = copy_job;
+    if (!job) return false;
+    lock.unlock();
+    job->help();
+    lock.lock();
+    if (copy_job == job) copy_job.reset();  // nothing left to take: do not come back for it
+    return true;
+  }
+
+  void reserve(const Snapshot& snap);  // waits for room in the queue (policy "wait")
+  void enqueue(std::shared_ptr<Snapshot> snap);
+
+  explicit Impl(ClientOptions o) : opt(std::move(o)), pool(std::make_shared<BufferPool>(opt.queue_bytes)) {
+    if (opt.chunk_bytes == 0) throw Error("merger client: chunk_bytes must be > 0");
+    sender = std::thread([this] { run(); });
+  }
+
+  void fail(const std::string& what) {
+    spdlog::error("merger client: {}", what);
+    std::lock_guard lock(mu);
+    errors.push_back(what);
+    ++stats.checkpoints_failed;
+  }
+
+  void new_socket() {
+    socket.reset();
+    socket.emplace(ctx, zmq::socket_type::dealer);
+    socket->set(zmq::sockopt::linger, 0);
+    socket->set(zmq::sockopt::routing_id, random_routing_id());
+    socket->set(zmq::sockopt::sndhwm, 0);  // credit bounds what is in flight
+    if (opt.endpoint.rfind("tcp://[", 0) == 0) socket->set(zmq::sockopt::ipv6, true);  // tcp://[::1]:PORT
+    if (!opt.curve_server_key.empty()) {
+      socket->set(zmq::sockopt::curve_serverkey, opt.curve_server_key);
+      socket->set(zmq::sockopt::curve_publickey, opt.curve_public_key);
+      socket->set(zmq::sockopt::curve_secretkey, opt.curve_secret_key);
+    }
+    socket->connect(opt.endpoint);
+    queued_frames = std::make_shared<QueuedFrames>();  // frames of the old socket are released on their own
+    session = false;
+    credit = 0;
+  }
+
+  // Waits for one message until `until`; nullopt when the merger stays silent.
+  std::optional<v1::Envelope> receive_until(Clock::time_point until) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
+    std::optional<wire::Received> r;
+    try {
+      r = wire::receive(*socket, wire::SocketRole::dealer, static_cast<int>(std::max<long long>(0, left)));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) return std::nullopt;
+      throw;
+    }
+    if (!r) return std::nullopt;
+    if (r->fault) {
+      spdlog::warn("merger client: bad message from the merger: {}", r->fault->what());
+      return std::nullopt;
+    }
+    return std::move(r->message->envelope);
+  }
+
+  bool hello(const Snapshot& s) {
+    auto env = wire::envelope();
+    auto* h = env.mutable_hello();
+    h->set_protocol_version(wire::kProtocolVersion);
+    h->set_run_id(opt.run_id);
+    h->set_client("wsm-cpp/0.1");
+    for (const auto& t : s.manifest) {
+      auto* spec = h->add_manifest();
+      spec->set_name(t.name);
+      spec->set_dtype(std::string(dtype_name(t.dtype)));
+      for (auto d : t.shape) spec->add_shape(d);
+    }
+    wire::send(*socket, "", env);
+    const auto until = Clock::now() + std::chrono::milliseconds(opt.stall_timeout_ms);
+    while (auto reply = receive_until(until)) {
+      if (reply->has_welcome()) {
+        session = true;
+        session_manifest = s.manifest;
+        credit = reply->welcome().credit();
+        max_chunk = reply->welcome().max_chunk_bytes();
+        return true;
+      }
+      if (reply->has_error()) throw Error("merger refused hello: " + reply->error().message());
+    }
+    return false;  // silent: the caller reconnects
+  }
+
+  // Handles one message that is not the awaited one. Returns an Attempt when it ends the attempt.
+  std::optional<Attempt> on_message(const v1::Envelope& m, const Snapshot& s, bool resend, std::string& error) {
+    if (m.has_credit()) {
+      credit += m.credit().grant();
+    } else if (m.has_error()) {
+      const auto& e = m.error();
+      if (e.code() == v1::NO_SESSION) return Attempt::retry;
+      if (e.step() != s.step) {
+        spdlog::warn("merger client: late error for step {}: {}", e.step(), e.message());
+        return std::nullopt;
+      }
+      // DUPLICATE_STEP means the step is in the window: it got there before the break. (A step still
+      // arriving from our abandoned socket is taken over by this resend, never answered so.)
+      if (e.code() == v1::DUPLICATE_STEP && resend) return Attempt::acked;
+      if (e.code() == v1::TIMEOUT) return Attempt::retry;
+      error = "merger rejected step " + std::to_string(s.step) + ": " + e.message();
+      return Attempt::rejected;
+    } else if (m.has_ack() && m.ack().step() == s.step) {
+      return Attempt::acked;
+    }
+    return std::nullopt;
+  }
+
+  Attempt attempt(const std::shared_ptr<Snapshot>& snap, bool resend, std::string& error) {
+    const Snapshot& s = *snap;
+    if (!socket) new_socket();
+    if (!session || session_manifest != s.manifest)
+      if (!hello(s)) return Attempt::retry;
+    const auto stall = std::chrono::milliseconds(opt.stall_timeout_ms);
+
+    auto begin = wire::envelope();
+    begin.mutable_begin()->set_step(s.step);
+    begin.mutable_begin()->set_tokens(s.tokens);
+    begin.mutable_begin()->set_lr(s.lr);
+    wire::send(*socket, "", begin);
+
+    wire::ChecksumChain whole;
+    std::size_t chunk = opt.chunk_bytes;
+    if (max_chunk && chunk > max_chunk) chunk = max_chunk;
+    for (std::size_t i = 0; i < s.manifest.size(); ++i) {
+      const std::size_t n = s.manifest[i].nbytes();
+      for (std::size_t off = 0; off < n; off += chunk) {
+        const std::size_t len = std::min(chunk, n - off);
+        // Poll without waiting for what the merger sent (credit, an early rejection), and wait
+        // only when out of credit.
+        for (;;) {
+          auto m = receive_until(credit > 0 ? Clock::now() : Clock::now() + stall);
+          if (!m) {
+            if (credit > 0) break;
+            spdlog::warn("merger client: no credit from the merger for {} ms", opt.stall_timeout_ms);
+            return Attempt::retry;
+          }
+          if (auto end = on_message(*m, s, resend, error)) return *end;
+        }
+        {
+          std::unique_lock lock(mu);
+          while (copying > 0)
+            if (!help_copy(lock)) copy_cv.wait(lock);
+        }
+        if (!queued_frames->wait_for_room(len, Clock::now() + stall)) {
+          spdlog::warn("merger client: ZeroMQ wrote nothing to the merger for {} ms", opt.stall_timeout_ms);
+          return Attempt::retry;
+        }
+        const std::span<const std::byte> bytes(s.data(i) + off, len);
+        auto env = wire::envelope();
+        auto* c = env.mutable_chunk();
+        c->set_step(s.step);
+        c->set_name(s.manifest[i].name);
+        c->set_offset(off);
+        c->set_length(len);
+        c->set_checksum(wire::checksum(bytes));
+        whole.add(c->checksum());
+        // The frame's owner keeps the snapshot alive and tells queued_frames when ZeroMQ is done.
+        queued_frames->add(len);
+        std::shared_ptr<const void> owner(snap.get(), [snap, q = queued_frames, len](const void*) { q->done(len); });
+        wire::send(*socket, "", env, wire::borrowed_frame(std::move(owner), bytes.data(), len));
+        --credit;
+        std::lock_guard lock(mu);
+        stats.bytes_sent += len;
+      }
+    }
+    auto end = wire::envelope();
+    end.mutable_end()->set_step(s.step);
+    end.mutable_end()->set_total_bytes(s.total);
+    end.mutable_end()->set_checksum(whole.digest());
+    wire::send(*socket, "", end);
+    for (;;) {
+      auto m = receive_until(Clock::now() + stall);
+      if (!m) {
+        spdlog::warn("merger client: no ack for step {} after {} ms", s.step, opt.stall_timeout_ms);
+        return Attempt::retry;
+      }
+      if (auto r = on_message(*m, s, resend, error)) return *r;
+    }
+  }
+
+  void send_one(const std::shared_ptr<Snapshot>& snap) {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(opt.reconnect_timeout_ms);
+    bool resend = false;
+    for (;;) {
+      std::string error;
+      Attempt a;
+      try {
+        a = attempt(snap, resend, error);
+      } catch (const std::exception& e) {
+        fail("step " + std::to_string(snap->step) + ": " + e.what());
+        socket.reset();  // a refused hello: start clean next time
+        return;
+      }
+      if (a == Attempt::acked) {
+        std::lock_guard lock(mu);
+        ++stats.checkpoints_acked;
+        return;
+      }
+      if (a == Attempt::rejected) {
+        fail(error);
+        return;
+      }
+      if (Clock::now() >= deadline) {
+        fail("merger at " + opt.endpoint + " unreachable for " + std::to_string(opt.reconnect_timeout_ms) +
+             " ms; step " + std::to_string(snap->step) + " not delivered");
+        socket.reset();
+        return;
+      }
+      spdlog::warn("merger client: reconnecting to {} to resend step {}", opt.endpoint, snap->step);
+      new_socket();
+      resend = true;
+      std::lock_guard lock(mu);
+      ++stats.reconnects;
+      ++stats.resends;
+    }
+  }
+
+  void run() {
+    for (;;) {
+      std::shared_ptr<Snapshot> snap;
+      {
+        std::unique_lock lock(mu);
+        work_cv.wait(lock, [&] { return closing || !queue.empty() || copy_job; });
+        if (help_copy(lock)) continue;
+        if (queue.empty()) break;
+        snap = queue.front();
+        in_flight = true;
+      }
+      send_one(snap);
+      {
+        std::lock_guard lock(mu);
+        queue.pop_front();
+        queued_bytes -= snap->total;
+        in_flight = false;
+      }
+      snap.reset();
+      room_cv.notify_all();
+      idle_cv.notify_all();
+    }
+    if (socket && session) {
+      try {
+        auto bye = wire::envelope();
+        bye.mutable_bye();
+        wire::send(*socket, "", bye);
+      } catch (const zmq::error_t&) {
+      }
+    }
+    socket.reset();
+  }
+};
+
+MergerClient::MergerClient(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+MergerClient::~MergerClient() {
+  try {
+    close();
+  } catch (const std::exception& e) {
+    spdlog::error("merger client: {}", e.what());
+  }
+}
+
+namespace {
+std::shared_ptr<Snapshot> describe(std::int64_t step, std::int64_t tokens, double lr, std::span<const TensorView> tensors) {
+  auto snap = std::make_shared<Snapshot>();
+  snap->step = step;
+  snap->tokens = tokens;
+  snap->lr = lr;
+  for (const auto& t : tensors) {
+    TensorInfo info{t.name, t.dtype, t.shape};
+    if (info.nbytes() != t.data.size())
+      throw Error("send_checkpoint: tensor '" + t.name + "' has " + std::to_string(t.data.size()) +
+                  " bytes, its dtype and shape say " + std::to_string(info.nbytes()));
+    snap->offsets.push_back(snap->total);
+    snap->total += t.data.size();
+    snap->manifest.push_back(std::move(info));
+  }
+  return snap;
+}
+}  // namespace
+
+void MergerClient::Impl::reserve(const Snapshot& snap) {
+  std::unique_lock lock(mu);
+  if (closing) throw Error("send_checkpoint: the merger client is closed");
+  if (!queue.empty() && queued_bytes + snap.total > opt.queue_bytes) {
+    // Policy "wait": memory stays bounded; training pauses only while the merger lags this far.
+    spdlog::warn("merger client: {} bytes queued (queue_bytes {}); step {} waits for room", queued_bytes,
+                 opt.queue_bytes, snap.step);
+    ++stats.queue_waits;
+    room_cv.wait(lock, [&] { return queue.empty() || queued_bytes + snap.total <= opt.queue_bytes; });
+  }
+  queued_bytes += snap.total;  // reserved before copying, outside the lock
+}
+
+void MergerClient::Impl::enqueue(std::shared_ptr<Snapshot> snap) {
+  {
+    std::lock_guard lock(mu);
+    queue.push_back(std::move(snap));
+  }
+  work_cv.notify_one();
+}
+
+void MergerClient::send_checkpoint(std::int64_t step, std::int64_t tokens, double lr, std::span<const TensorView> tensors) {
+  auto& im = *impl_;
+  auto snap = describe(step, tokens, lr, tensors);
+  im.reserve(*snap);
+  snap->buffer = im.pool->take(snap->total);
+  snap->pool = im.pool;
+  auto copy = std::make_shared<SnapshotCopy>();
+  for (std::size_t i = 0; i < tensors.size(); ++i)
+    copy->add(snap->buffer.bytes.get() + snap->offsets[i], tensors[i].data.data(), tensors[i].data.size());
+  {
+    std::lock_guard lock(im.mu);
+    ++im.copying;  // the sender thread stops streaming meanwhile, and helps when it can
+    if (copy->shareable()) im.copy_job = copy;
+  }
+  im.work_cv.notify_all();
+  im.copy_cv.notify_all();
+  copy->help();
+  copy->wait_done();
+  {
+    std::lock_guard lock(im.mu);
+    --im.copying;
+    if (im.copy_job == copy) im.copy_job.reset();
+  }
+  im.copy_cv.notify_all();
+  im.enqueue(std::move(snap));
+}
+
+void MergerClient::send_checkpoint_owned(std::int64_t step, std::int64_t tokens, double lr,
+                                         std::span<const TensorView> tensors, std::shared_ptr<const void> owner) {
+  if (!owner) throw Error("send_checkpoint_owned: no owner for the tensors' bytes");
+  auto& im = *impl_;
+  auto snap = describe(step, tokens, lr, tensors);
+  for (const auto& t : tensors) snap->in_place.push_back(t.data.data());
+  snap->owner = std::move(owner);
+  im.reserve(*snap);
+  im.enqueue(std::move(snap));
+}
+
+void MergerClient::flush() {
+  auto& im = *impl_;
+  std::unique_lock lock(im.mu);
+  im.idle_cv.wait(lock, [&] { return im.queue.empty() && !im.in_flight; });
+  if (!im.errors.empty()) {
+    std::string all;
+    for (const auto& e : im.errors) all += (all.empty() ? "" : "; ") + e;
+    im.errors.clear();
+    throw Error("merger client: " + all);
+  }
+}
+
+void MergerClient::close() {
+  if (!impl_ || !impl_->sender.joinable()) return;
+  std::string pending_error;
+  try {
+    flush();
+  } catch (const Error& e) {
+    pending_error = e.what();
+  }
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->closing = true;
+  }
+  impl_->work_cv.notify_all();
+  impl_->sender.join();
+  if (!pending_error.empty()) throw Error(pending_error);
+}
+
+ClientStats MergerClient::stats() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->stats;
+}
+
+}  // namespace wsm

@@ -1,0 +1,49 @@
+#pragma once
+// The HDF5 encoding of a checkpoint (docs/checkpoint-format.md, "HDF5"):
+//   /                      attributes wsm.format_version=1, wsm.step, wsm.tokens, wsm.lr, wsm.run_id,
+//                          and every extra metadata key as a UTF-8 string attribute
+//   /tensors/<escaped name> one dataset per tensor, in creation order ('%' -> %25, '/' -> %2F)
+// f16 uses the IEEE half type h5py reads as float16; bf16 is a uint16 dataset with the attribute
+// wsm_dtype="bf16"; bool is h5py's enum {FALSE, TRUE}. Files without wsm.format_version (written by
+// h5py or others) are read as "every dataset, named by its path".
+//
+// Reading: files are untrusted, and libhdf5 1.10 crashes or hangs on some corrupt ones, so wsm's
+// own process never parses them. open_hdf5 forks a helper process (child_worker.h) that opens the
+// file with libhdf5 and sends back a manifest (names, dtypes, shapes, attributes, and where each
+// contiguous dataset's bytes lie); tensor bytes are then read from a read-only mapping of the
+// file, and only datasets stored otherwise (chunked, compressed, compact, fill value, bool) are
+// read through the helper. A helper that crashes, hangs past the time limit or sends garbage
+// ends in a one-line wsm::Error naming the file. External storage and virtual datasets (data in
+// other files) are refused. The helper lives as long as the reader, and only while some tensor
+// needs it.
+//
+// Writing: every libhdf5 call made by this part holds one process-wide lock, so writers may be
+// used from several threads whatever the libhdf5 build. Before writing, the output's
+// filesystem must have room for every declared byte (free_space.h).
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "wsm/formats/checkpoint.h"
+
+namespace wsm {
+
+inline constexpr int kHdf5FormatVersion = 1;
+
+std::unique_ptr<CheckpointReader> open_hdf5(const std::filesystem::path& path);
+std::unique_ptr<CheckpointWriter> create_hdf5(const std::filesystem::path& path, const CheckpointMeta& meta,
+                                              const std::vector<TensorInfo>& tensors, const WriteOptions& options);
+
+// The helper's time limit per request (default 60 s); tests and fuzzing lower it.
+void set_hdf5_helper_timeout(std::chrono::milliseconds limit);
+
+// Tensor name <-> dataset name under /tensors; the mapping is exact in both directions.
+std::string hdf5_escape_name(const std::string& name);
+std::string hdf5_unescape_name(const std::string& dataset_name);
+
+// True when the file starts with the HDF5 signature (at offset 0, the common case).
+bool looks_like_hdf5(const std::filesystem::path& path);
+
+}  // namespace wsm
