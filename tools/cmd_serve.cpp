@@ -11,7 +11,9 @@
 #include "merger/server.h"
 #include "wsm/core/error.h"
 #include "tools/commands.h"
+#ifdef WSM_HAVE_TRAINER
 #include "tools/compare/scoring.h"
+#endif
 
 namespace wsm::tools {
 namespace {
@@ -69,6 +71,9 @@ merger::EvalOptions eval_options(const ServeArgs& a) {
   if (a.eval_cmd.empty() && !a.eval_builtin) return eval;
   if (!a.eval_cmd.empty() && a.eval_builtin) throw Error("give --eval-cmd or --eval-builtin, not both");
   if (a.eval_threads < 1) throw Error("--eval-threads must be >= 1");
+#ifndef WSM_HAVE_TRAINER
+  throw Error("--eval-cmd/--eval-builtin: this wsm was built without the trainer (WSM_BUILD_TRAINER=OFF)");
+#else
   compare::Evaluator ev;
   ev.command = a.eval_cmd;
   ev.json_key = a.score_key;
@@ -83,6 +88,7 @@ merger::EvalOptions eval_options(const ServeArgs& a) {
   eval.threads = a.eval_threads;
   eval.raw = a.eval_raw;
   return eval;
+#endif
 }
 
 void run_serve(const ServeArgs& a) {
