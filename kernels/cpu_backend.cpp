@@ -3,15 +3,21 @@
 // so the inner loops are plain contiguous loops GCC vectorises. Every element sees the same operation
 // chain as elem::merge_one whatever the thread count or block, so results are bit-identical.
 //
-// The hot loop is compiled twice: for AVX2+FMA+F16C (picked at run time) and for baseline x86-64,
-// where fmaf is the (slow but exact) libm call, so semantics never depend on the machine.
+// On x86-64 the hot loop is compiled twice: for AVX2+FMA+F16C (picked at run time) and for baseline
+// x86-64, where fmaf is the (slow but exact) libm call, so semantics never depend on the machine.
+// Elsewhere (aarch64: Grace) only the portable build exists; FMA is native there.
 //
 // The common case (f32 accumulation, f32/f16/bf16 in and out) has a third, register-tiled AVX2
 // path: 16 elements x up to 4 outputs live in registers while the K inputs stream past, so each
 // input vector is loaded once for all outputs and nothing round-trips through scratch memory. It
 // performs the same FMA chain and the same rounding as elem::, bit for bit (NaN payloads aside).
+#if defined(__x86_64__)
+#define WSM_KERNELS_X86 1
 #include <cpuid.h>
 #include <immintrin.h>
+#else
+#define WSM_KERNELS_X86 0
+#endif
 #include <omp.h>
 
 #include <algorithm>
@@ -102,11 +108,13 @@ WSM_ALWAYS_INLINE void block_body(const Job<Acc>& job, std::size_t begin, std::s
   for (std::size_t o = 0; o < job.m; ++o) narrow<Acc>(acc + o * kBlock, job.out[o], job.out_t[o], begin, n);
 }
 
+#if WSM_KERNELS_X86
 template <class Acc>
 __attribute__((target("avx2,fma,f16c"), noinline)) void block_avx2(const Job<Acc>& job, std::size_t begin,
                                                                   std::size_t n, Acc* scratch) {
   block_body<Acc>(job, begin, n, scratch);
 }
+#endif
 template <class Acc>
 __attribute__((noinline)) void block_generic(const Job<Acc>& job, std::size_t begin, std::size_t n, Acc* scratch) {
   block_body<Acc>(job, begin, n, scratch);
@@ -126,6 +134,7 @@ bool tiles_apply(const Job<Acc>& job) {
   return true;
 }
 
+#if WSM_KERNELS_X86
 #define WSM_AVX2 __attribute__((target("avx2,fma,f16c"), always_inline)) inline
 
 // Eight elements at p[i..i+8) widened exactly to f32.
@@ -230,6 +239,9 @@ bool have_avx2_fma() {
   }();
   return yes;
 }
+#else
+bool have_avx2_fma() { return false; }  // not x86: the portable path only
+#endif
 
 template <class Acc>
 void run(const MergeProblem& p) {
@@ -259,11 +271,13 @@ void run(const MergeProblem& p) {
     for (std::size_t b = 0; b < blocks; ++b) {
       const std::size_t begin = b * kBlock;
       const std::size_t n = std::min(kBlock, p.count - begin);
+#if WSM_KERNELS_X86
       if (tiles)
         block_tiles<Acc>(job, begin, n);
       else if (fast)
         block_avx2<Acc>(job, begin, n, scratch.data());
       else
+#endif
         block_generic<Acc>(job, begin, n, scratch.data());
     }
   }

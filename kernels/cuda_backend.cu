@@ -10,12 +10,16 @@
 
 #include "wsm/kernels/cuda_bench.h"
 #include "kernels/cuda_kernels.cuh"
-#include "kernels/cuda_resources.h"
+#include "kernels/cuda_support/cublas_loader.h"
+#include "kernels/cuda_support/device_buffer.h"
+#include "kernels/cuda_support/pinned_buffer.h"
+#include "kernels/cuda_support/stream.h"
 #include "wsm/kernels/merge.h"
 #include "kernels/problem_check.h"
 
 namespace wsm::kernels {
 namespace cuda {
+using namespace wsm::cuda;  // the support library: checks, buffers, streams, cuBLAS
 namespace {
 
 int launch_blocks(std::size_t work, int threads) {
@@ -76,27 +80,30 @@ bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 
 // Device-side tables for one slot: pointers, dtypes and weights, uploaded once per merge call.
 template <class Acc>
 struct JobTables {
-  DeviceBuffer in_ptrs, in_types, out_ptrs, out_types, weights;
+  DeviceBuffer<const void*> in_ptrs;
+  DeviceBuffer<void*> out_ptrs;
+  DeviceBuffer<DType> in_types, out_types;
+  DeviceBuffer<Acc> weights;
 
   DeviceJob<Acc> upload(const std::vector<const void*>& in, const std::vector<DType>& in_t,
                         const std::vector<void*>& out, const std::vector<DType>& out_t, const std::vector<Acc>& w,
                         cudaStream_t s) {
-    auto put = [&](DeviceBuffer& buf, const void* src, std::size_t bytes) {
-      buf = device_alloc(bytes);
-      check(cudaMemcpyAsync(buf.get(), src, bytes, cudaMemcpyHostToDevice, s), "upload merge tables");
+    auto put = [&]<class T>(DeviceBuffer<T>& buf, const std::vector<T>& src) {
+      buf = DeviceBuffer<T>::uninitialized(src.size());
+      check(cudaMemcpyAsync(buf.get(), src.data(), buf.bytes(), cudaMemcpyHostToDevice, s), "upload merge tables");
     };
-    put(in_ptrs, in.data(), in.size() * sizeof(void*));
-    put(in_types, in_t.data(), in_t.size() * sizeof(DType));
-    put(out_ptrs, out.data(), out.size() * sizeof(void*));
-    put(out_types, out_t.data(), out_t.size() * sizeof(DType));
-    put(weights, w.data(), w.size() * sizeof(Acc));
+    put(in_ptrs, in);
+    put(in_types, in_t);
+    put(out_ptrs, out);
+    put(out_types, out_t);
+    put(weights, w);
     check(cudaStreamSynchronize(s), "upload merge tables");  // the host vectors may go away after this
     DeviceJob<Acc> job;
-    job.in = in_ptrs.template as<const void* const>();
-    job.in_t = in_types.template as<const DType>();
-    job.out = out_ptrs.template as<void* const>();
-    job.out_t = out_types.template as<const DType>();
-    job.w = weights.template as<const Acc>();
+    job.in = in_ptrs.get();
+    job.in_t = in_types.get();
+    job.out = out_ptrs.get();
+    job.out_t = out_types.get();
+    job.w = weights.get();
     job.k = int(in.size());
     job.m = int(out.size());
     job.vector_ok = std::all_of(in.begin(), in.end(), aligned16) &&
@@ -126,8 +133,9 @@ class CudaBackend final : public MergeBackend {
   template <class Acc>
   struct Slot {
     Stream stream;
-    PinnedBuffer pin_in, pin_out;
-    DeviceBuffer dev_in, dev_out, mat_a, mat_c;
+    PinnedBuffer<std::byte> pin_in, pin_out;
+    DeviceBuffer<std::byte> dev_in, dev_out;
+    DeviceBuffer<Acc> mat_a, mat_c;
     JobTables<Acc> tables;
     DeviceJob<Acc> job;
     std::size_t begin = 0, n = 0;  // the chunk in flight
@@ -158,18 +166,18 @@ class CudaBackend final : public MergeBackend {
 
     Slot<Acc> slots[2];
     for (auto& s : slots) {
-      s.pin_in = pinned_alloc(in_total);
-      s.pin_out = pinned_alloc(out_total);
-      s.dev_in = device_alloc(in_total);
-      s.dev_out = device_alloc(out_total);
+      s.pin_in = PinnedBuffer<std::byte>(in_total);
+      s.pin_out = PinnedBuffer<std::byte>(out_total);
+      s.dev_in = DeviceBuffer<std::byte>::uninitialized(in_total);
+      s.dev_out = DeviceBuffer<std::byte>::uninitialized(out_total);
       if (options_.use_cublas) {
-        s.mat_a = device_alloc(chunk * k * sizeof(Acc));
-        s.mat_c = device_alloc(chunk * m * sizeof(Acc));
+        s.mat_a = DeviceBuffer<Acc>::uninitialized(chunk * k);
+        s.mat_c = DeviceBuffer<Acc>::uninitialized(chunk * m);
       }
       std::vector<const void*> din(k);
       std::vector<void*> dout(m);
-      for (std::size_t j = 0; j < k; ++j) din[j] = s.dev_in.template as<std::byte>() + in_off[j];
-      for (std::size_t o = 0; o < m; ++o) dout[o] = s.dev_out.template as<std::byte>() + out_off[o];
+      for (std::size_t j = 0; j < k; ++j) din[j] = s.dev_in.get() + in_off[j];
+      for (std::size_t o = 0; o < m; ++o) dout[o] = s.dev_out.get() + out_off[o];
       s.job = s.tables.upload(din, in_t, dout, out_t, w, s.stream.get());
     }
 
@@ -179,7 +187,7 @@ class CudaBackend final : public MergeBackend {
       s.stream.sync();
       for (std::size_t o = 0; o < m; ++o) {
         const std::size_t es = dtype_size(out_t[o]);
-        std::memcpy(static_cast<std::byte*>(p.outputs[o].data) + s.begin * es, s.pin_out.template as<std::byte>() + out_off[o],
+        std::memcpy(static_cast<std::byte*>(p.outputs[o].data) + s.begin * es, s.pin_out.get() + out_off[o],
                     s.n * es);
       }
       s.busy = false;
@@ -195,18 +203,18 @@ class CudaBackend final : public MergeBackend {
       const cudaStream_t st = s.stream.get();
       for (std::size_t j = 0; j < k; ++j) {
         const std::size_t es = dtype_size(in_t[j]);
-        std::byte* pin = s.pin_in.template as<std::byte>() + in_off[j];
+        std::byte* pin = s.pin_in.get() + in_off[j];
         std::memcpy(pin, static_cast<const std::byte*>(p.inputs[j].data) + begin * es, s.n * es);
-        check(cudaMemcpyAsync(s.dev_in.template as<std::byte>() + in_off[j], pin, s.n * es, cudaMemcpyHostToDevice, st),
+        check(cudaMemcpyAsync(s.dev_in.get() + in_off[j], pin, s.n * es, cudaMemcpyHostToDevice, st),
               "copy input chunk to device");
       }
       if (options_.use_cublas)
-        launch_cublas<Acc>(s.job, cublas_->get(), st, s.mat_a.template as<Acc>(), s.mat_c.template as<Acc>(), s.job.w);
+        launch_cublas<Acc>(s.job, cublas_->get(), st, s.mat_a.get(), s.mat_c.get(), s.job.w);
       else
         launch_fused<Acc>(s.job, st);
       for (std::size_t o = 0; o < m; ++o) {
         const std::size_t es = dtype_size(out_t[o]);
-        check(cudaMemcpyAsync(s.pin_out.template as<std::byte>() + out_off[o], s.dev_out.template as<std::byte>() + out_off[o], s.n * es,
+        check(cudaMemcpyAsync(s.pin_out.get() + out_off[o], s.dev_out.get() + out_off[o], s.n * es,
                               cudaMemcpyDeviceToHost, st),
               "copy output chunk to host");
       }
@@ -251,16 +259,16 @@ CudaKernelTimes cuda_kernel_bench(const CudaKernelBenchSpec& spec) {
   const std::size_t k = spec.inputs, m = spec.outputs, n = spec.count;
   const std::size_t in_bytes = n * dtype_size(spec.in_dtype), out_bytes = n * dtype_size(spec.out_dtype);
   t.bytes = double(k * in_bytes + m * out_bytes);
-  std::vector<DeviceBuffer> ins, outs;
+  std::vector<DeviceBuffer<std::byte>> ins, outs;
   std::vector<const void*> in_p;
   std::vector<void*> out_p;
   for (std::size_t j = 0; j < k; ++j) {
-    ins.push_back(device_alloc(in_bytes));
+    ins.push_back(DeviceBuffer<std::byte>::uninitialized(in_bytes));
     check(cudaMemset(ins.back().get(), 0x3c, in_bytes), "cudaMemset");  // finite values in every dtype
     in_p.push_back(ins.back().get());
   }
   for (std::size_t o = 0; o < m; ++o) {
-    outs.push_back(device_alloc(out_bytes));
+    outs.push_back(DeviceBuffer<std::byte>::uninitialized(out_bytes));
     out_p.push_back(outs.back().get());
   }
   std::vector<float> w(m * k, 1.0f / float(k));
@@ -283,12 +291,12 @@ CudaKernelTimes cuda_kernel_bench(const CudaKernelBenchSpec& spec) {
   t.fused_s = time([&] { launch_fused<float>(job, stream.get()); });
   {
     CublasHandle h;
-    DeviceBuffer a = device_alloc(n * k * sizeof(float)), c = device_alloc(n * m * sizeof(float));
-    t.cublas_s = time([&] { launch_cublas<float>(job, h.get(), stream.get(), a.template as<float>(), c.template as<float>(), job.w); });
+    auto a = DeviceBuffer<float>::uninitialized(n * k), c = DeviceBuffer<float>::uninitialized(n * m);
+    t.cublas_s = time([&] { launch_cublas<float>(job, h.get(), stream.get(), a.get(), c.get(), job.w); });
   }
   // A copy of B bytes reads B and writes B: copying half the merge's traffic moves the same bytes.
   const std::size_t half = std::size_t(t.bytes / 2);
-  DeviceBuffer src = device_alloc(half), dst = device_alloc(half);
+  auto src = DeviceBuffer<std::byte>::uninitialized(half), dst = DeviceBuffer<std::byte>::uninitialized(half);
   t.memcpy_d2d_s = time([&] {
     check(cudaMemcpyAsync(dst.get(), src.get(), half, cudaMemcpyDeviceToDevice, stream.get()), "cudaMemcpy D2D");
   });

@@ -28,13 +28,21 @@ std::string show_peer(const std::string& peer) {
   }
   return out;
 }
+// What a manifest takes in RAM, about (counted against the memory budget: a Hello may list
+// millions of tiny tensors).
+std::uint64_t manifest_footprint(const Manifest& m) {
+  std::uint64_t bytes = sizeof(Manifest) + m.capacity() * sizeof(TensorInfo);
+  for (const auto& t : m) bytes += t.name.capacity() + 1 + t.shape.capacity() * sizeof(std::int64_t);
+  return bytes;
+}
 Outgoing error_to(const std::string& peer, const ProtocolError& e, std::int64_t step = 0, std::uint64_t request = 0) {
   return {peer, wire::error_envelope(e.code(), e.what(), step, request)};
 }
 }  // namespace
 
 std::uint64_t max_message_bytes(const CoreOptions& options) {
-  return std::max<std::uint64_t>(options.max_chunk_bytes, 16ull << 20) + (1ull << 20);
+  const std::uint64_t largest = std::max<std::uint64_t>(options.max_chunk_bytes, 16ull << 20);
+  return std::min(largest, std::max<std::uint64_t>(options.store.memory_budget, 1ull << 20)) + (1ull << 20);
 }
 
 MergerCore::MergerCore(CoreOptions options, JobSink sink)
@@ -43,6 +51,8 @@ MergerCore::MergerCore(CoreOptions options, JobSink sink)
       store_(options_.store, options_.emulations) {
   if (options_.server_id.empty()) options_.server_id = random_id();
   if (options_.credit == 0) options_.credit = 1;
+  // The window spills to leave room for what else the budget holds.
+  store_.set_extra_bytes([this] { return running_sum_bytes() + partial_bytes() + manifest_bytes_; });
 }
 
 void MergerCore::restore() {
@@ -81,7 +91,7 @@ void MergerCore::dispatch(wire::Message& msg, Clock::time_point now, std::vector
       on_merge_request(msg, out);
       return;
     case v1::Envelope::kBye:
-      sessions_.erase(msg.peer);
+      if (auto it = sessions_.find(msg.peer); it != sessions_.end()) end_session(it);
       return;
     case v1::Envelope::kBegin:
     case v1::Envelope::kChunk:
@@ -131,28 +141,55 @@ void MergerCore::on_hello(const wire::Message& msg, Clock::time_point now, std::
   const auto& hello = msg.envelope.hello();
   try {
     if (!accepting_) throw ProtocolError(v1::SHUTTING_DOWN, "merger is shutting down");
-    if (hello.protocol_version() != wire::kProtocolVersion)
+    if (hello.protocol_version() != wire::kProtocolVersion && hello.protocol_version() != wire::kShardedProtocolVersion)
       throw ProtocolError(v1::VERSION_MISMATCH, "hello with protocol version " + std::to_string(hello.protocol_version()) +
-                                                    ", merger speaks " + std::to_string(wire::kProtocolVersion));
+                                                    ", merger speaks " + std::to_string(wire::kProtocolVersion) + " and " +
+                                                    std::to_string(wire::kShardedProtocolVersion));
     const std::string& run = hello.run_id();
     if (auto problem = run_id_problem(run)) throw ProtocolError(v1::BAD_REQUEST, "hello refused: " + *problem);
     check_owner(run, msg.user_id);
-    auto manifest = manifest_from_hello(hello);
+    // A rank of a sharded run: its slices become the manifest's tensors (sharded_group.h).
+    std::optional<GroupMember> member;
+    v1::Hello sliced;
+    if (hello.protocol_version() == wire::kShardedProtocolVersion && hello.has_group()) {
+      sliced = hello;
+      member = group_member_from_hello(sliced);
+    }
+    auto manifest = manifest_from_hello(member ? sliced : hello);
     std::uint64_t bytes = 0;
     for (const auto& t : *manifest) bytes += t.nbytes();  // cannot overflow: checked by manifest_from_hello
     if (bytes > options_.store.memory_budget)
       throw ProtocolError(v1::OVER_BUDGET, "run '" + run + "': a checkpoint of " + std::to_string(bytes) +
                                                " bytes does not fit --memory-budget " +
                                                std::to_string(options_.store.memory_budget));
-    if (auto known = run_manifests_.find(run); known != run_manifests_.end()) {
+    const std::uint64_t footprint = manifest_footprint(*manifest);
+    if (member) {
+      declare_group(run, *member, out);  // a sharded run: each rank its own blocks (sharded_group.h)
+    } else if (groups_.is_group_run(run)) {
+      throw ProtocolError(v1::BAD_REQUEST, "run '" + run + "' is a sharded run: a hello for it must declare its group (protocol version 2)");
+    } else if (auto known = run_manifests_.find(run); known != run_manifests_.end()) {
       if (*known->second != *manifest)
         throw ProtocolError(v1::MANIFEST_MISMATCH, "run '" + run + "': manifest differs from the one this run started with (names, dtypes, shapes)");
-      manifest = known->second;
     } else {
       const auto& entries = store_.entries(run);
       if (!entries.empty() && entries.back()->tensors != *manifest)
         throw ProtocolError(v1::MANIFEST_MISMATCH, "run '" + run + "': manifest differs from the checkpoints in the stored window");
-      run_manifests_[run] = manifest;
+      if (manifest_bytes_ + footprint > options_.store.memory_budget - bytes)
+        throw ProtocolError(v1::OVER_BUDGET, "run '" + run + "': its manifest (about " + std::to_string(footprint) +
+                                                 " bytes in RAM) and one checkpoint do not fit --memory-budget " +
+                                                 std::to_string(options_.store.memory_budget) + " beside the manifests of " +
+                                                 std::to_string(run_manifests_.size()) + " runs known (" +
+                                                 std::to_string(manifest_bytes_) + " bytes)");
+    }
+    const auto existing = sessions_.find(msg.peer);
+    const std::string replaced = existing == sessions_.end() ? run : existing->second.run_id;
+    if (existing == sessions_.end() && sessions_.size() >= options_.max_sessions) make_room_for_session(msg.peer);
+    if (member) {
+      // A sharded run's ranks each have their own blocks: none is the run's manifest.
+    } else if (auto [known, added] = run_manifests_.try_emplace(run, manifest); added) {
+      manifest_bytes_ += footprint;
+    } else {
+      manifest = known->second;
     }
     if (!msg.user_id.empty()) run_owners_.try_emplace(run, msg.user_id);
     Session s;
@@ -161,11 +198,13 @@ void MergerCore::on_hello(const wire::Message& msg, Clock::time_point now, std::
     s.checkpoint_bytes = bytes;
     s.outstanding = options_.credit;
     s.last_seen = now;
+    s.group = member;
     sessions_[msg.peer] = std::move(s);
+    if (replaced != run) forget_run_if_unused(replaced);  // this peer said hello for another run before
     spdlog::info("peer {} joined run '{}' ({} tensors, client '{}')", show_peer(msg.peer), run, manifest->size(), hello.client());
     auto reply = wire::envelope();
     auto* w = reply.mutable_welcome();
-    w->set_protocol_version(wire::kProtocolVersion);
+    w->set_protocol_version(hello.protocol_version());
     w->set_server_id(options_.server_id);
     w->set_credit(options_.credit);
     w->set_max_chunk_bytes(options_.max_chunk_bytes);
@@ -188,6 +227,8 @@ void MergerCore::on_begin(Session& s, const std::string& peer, const v1::Checkpo
     if (store_.contains(s.run_id, b.step()))
       throw ProtocolError(v1::DUPLICATE_STEP, "run '" + s.run_id + "': step " + std::to_string(b.step()) + " already received");
     check_step_bounds(s.run_id, b.step());
+    if (auto failed = failed_steps_.find({s.run_id, b.step()}); s.group && failed != failed_steps_.end())
+      throw failed->second;
     take_over_partials(s.run_id, b.step(), peer, out);
     check_memory_budget(s);
     if (b.step() <= store_.newest_step(s.run_id))
@@ -195,6 +236,7 @@ void MergerCore::on_begin(Session& s, const std::string& peer, const v1::Checkpo
                                                 " is older than the newest in the window (" +
                                                 std::to_string(store_.newest_step(s.run_id)) + ")");
     s.partial = std::make_unique<CheckpointAssembler>(s.run_id, s.manifest, b);
+    store_.poll();  // spills what the new partial needs room for
   } catch (const ProtocolError& e) {
     reject(s, peer, b.step(), e, out);
   }
@@ -211,18 +253,23 @@ void MergerCore::check_step_bounds(const std::string& run_id, std::int64_t step)
 }
 
 void MergerCore::check_memory_budget(const Session& s) const {
-  // Partial checkpoints are held whole until they end, so each counts from its Begin. Without a
-  // store the window cannot spill, so it counts too.
-  std::uint64_t held = options_.store.store_dir.empty() ? store_.memory_bytes() : 0;
-  for (const auto& [peer, other] : sessions_)
-    if (other.partial) held += other.checkpoint_bytes;
+  // Partial checkpoints are held whole until they end, so each counts from its Begin; so do the
+  // running sums and the window's RAM copies that cannot spill (all of them without a store).
+  const std::uint64_t held = store_.pinned_bytes() + running_sum_bytes() + partial_bytes() + manifest_bytes_;
   const auto budget = options_.store.memory_budget;
   if (held > budget || s.checkpoint_bytes > budget - held)
     throw ProtocolError(v1::OVER_BUDGET, "run '" + s.run_id + "': " + std::to_string(held) + " bytes held (" +
-                                             (options_.store.store_dir.empty() ? "window and " : "") +
-                                             "checkpoints being received) plus this checkpoint's " +
+                                             (options_.store.store_dir.empty() ? "window, " : "window not yet stored, ") +
+                                             "running sums, manifests and checkpoints being received) plus this checkpoint's " +
                                              std::to_string(s.checkpoint_bytes) + " exceed --memory-budget " +
-                                             std::to_string(budget));
+                                             std::to_string(budget) + "; try again later");
+}
+
+std::uint64_t MergerCore::partial_bytes() const {
+  std::uint64_t held = 0;
+  for (const auto& [peer, session] : sessions_)
+    if (session.partial) held += session.checkpoint_bytes;
+  return held + groups_.held_bytes();  // sharded runs' parts waiting for their other ranks
 }
 
 void MergerCore::take_over_partials(const std::string& run_id, std::int64_t step, const std::string& peer,
@@ -230,8 +277,10 @@ void MergerCore::take_over_partials(const std::string& run_id, std::int64_t step
   // A client that gave up on a stalled socket resends from a new one while the old socket's
   // partial is still here: the new session takes the step over (the old partial would only expire,
   // and answering DUPLICATE_STEP would make the client count a lost checkpoint as delivered).
+  const auto& group = sessions_.at(peer).group;
   for (auto& [other_peer, other] : sessions_)
-    if (other_peer != peer && other.run_id == run_id && other.partial && other.partial->step() == step)
+    if (other_peer != peer && other.run_id == run_id && other.partial && other.partial->step() == step &&
+        (!group || (other.group && other.group->rank == group->rank)))  // other ranks send the same step
       reject(other, other_peer, step,
              ProtocolError(v1::TAKEN_OVER, "run '" + run_id + "': step " + std::to_string(step) +
                                                " is being resent by another session of this run; this partial is dropped"),
@@ -255,6 +304,7 @@ void MergerCore::on_chunk(Session& s, wire::Message& msg, std::vector<Outgoing>&
       throw ProtocolError(v1::BAD_REQUEST, "chunk of " + std::to_string(chunk.length()) + " bytes exceeds max_chunk_bytes " +
                                                std::to_string(options_.max_chunk_bytes));
     s.partial->add(chunk, std::move(*msg.payload));
+    if (s.group) groups_.touch(s.run_id, chunk.step(), s.last_seen);
   } catch (const ProtocolError& e) {
     reject(s, msg.peer, chunk.step(), e, out);
   }
@@ -268,26 +318,34 @@ void MergerCore::on_end(Session& s, const std::string& peer, const v1::Checkpoin
       throw ProtocolError(v1::OUT_OF_ORDER, "end of step " + std::to_string(e.step()) + " without its begin");
     auto c = s.partial->finish(e);
     s.partial.reset();
-    std::vector<Entry> dropped;
-    try {
-      dropped = store_.add(c);
-    } catch (const Error& err) {
-      throw ProtocolError(v1::INTERNAL, err.what());
-    }
-    ++checkpoints_received_;
-    recent_checkpoints_.push_back(s.last_seen);
-    spdlog::info("received run '{}' step {} (tokens {}, lr {:g}, {} bytes) from {}", s.run_id, c->step, c->tokens, c->lr,
-                 c->nbytes(), show_peer(peer));
+    if (s.group) return deliver_part(s, peer, std::move(c), e, out);
+    commit(s.run_id, std::move(c), {peer}, out);
+  } catch (const ProtocolError& err) {
+    reject(s, peer, e.step(), err, out);
+  }
+}
+
+void MergerCore::commit(const std::string& run_id, std::shared_ptr<StoredCheckpoint> c,
+                        const std::vector<std::string>& peers, std::vector<Outgoing>& out) {
+  std::vector<Entry> dropped;
+  try {
+    dropped = store_.add(c);
+  } catch (const Error& err) {
+    throw ProtocolError(v1::INTERNAL, err.what());
+  }
+  ++checkpoints_received_;
+  recent_checkpoints_.push_back(Clock::now());
+  spdlog::info("received run '{}' step {} (tokens {}, lr {:g}, {} bytes) from {}{}", run_id, c->step, c->tokens, c->lr,
+               c->nbytes(), show_peer(peers.front()), peers.size() > 1 ? " and " + std::to_string(peers.size() - 1) + " more ranks" : "");
+  for (const auto& peer : peers) {
     auto ack = wire::envelope();
     ack.mutable_ack()->set_step(c->step);
     out.push_back({peer, std::move(ack)});
-    try {
-      after_commit(s.run_id, c->step, dropped);
-    } catch (const std::exception& err) {  // the checkpoint is in the window; only its output is lost
-      spdlog::error("run '{}' step {}: output not planned: {}", s.run_id, c->step, err.what());
-    }
-  } catch (const ProtocolError& err) {
-    reject(s, peer, e.step(), err, out);
+  }
+  try {
+    after_commit(run_id, c->step, dropped);
+  } catch (const std::exception& err) {  // the checkpoint is in the window; only its output is lost
+    spdlog::error("run '{}' step {}: output not planned: {}", run_id, c->step, err.what());
   }
 }
 
@@ -432,6 +490,8 @@ void MergerCore::grant(Session& s, const std::string& peer, std::vector<Outgoing
 
 std::vector<Outgoing> MergerCore::expire(Clock::time_point now) {
   std::vector<Outgoing> out;
+  for (auto& outcome : groups_.expire(now, options_.partial_timeout)) finish_group_step(std::move(outcome), out);
+  group_heartbeats(now, out);
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     auto& s = it->second;
     if (s.partial && now - s.last_seen > options_.partial_timeout) {
@@ -442,11 +502,44 @@ std::vector<Outgoing> MergerCore::expire(Clock::time_point now) {
     }
     // Sessions idle for long (and without a partial) are forgotten; a returning client says hello again.
     if (!s.partial && now - s.last_seen > std::max(options_.partial_timeout * 10, std::chrono::milliseconds(600000)))
-      it = sessions_.erase(it);
+      end_session(it++);
     else
       ++it;
   }
   return out;
+}
+
+void MergerCore::make_room_for_session(const std::string& peer) {
+  // The longest idle session that is not receiving a checkpoint goes: its peer is answered
+  // NO_SESSION at its next message and says hello again (both clients do).
+  auto oldest = sessions_.end();
+  for (auto it = sessions_.begin(); it != sessions_.end(); ++it)
+    if (!it->second.partial && (oldest == sessions_.end() || it->second.last_seen < oldest->second.last_seen)) oldest = it;
+  if (oldest == sessions_.end())
+    throw ProtocolError(v1::OVER_BUDGET, std::to_string(sessions_.size()) +
+                                             " sessions are open, each receiving a checkpoint: the most this merger keeps "
+                                             "(max_sessions); try again later");
+  spdlog::warn("{} sessions open: closing the longest idle one (peer {}, run '{}') for peer {}", sessions_.size(),
+               show_peer(oldest->first), oldest->second.run_id, show_peer(peer));
+  end_session(oldest);
+}
+
+void MergerCore::end_session(std::map<std::string, Session>::iterator it) {
+  const std::string run = it->second.run_id;
+  sessions_.erase(it);
+  forget_run_if_unused(run);
+}
+
+void MergerCore::forget_run_if_unused(const std::string& run) {
+  // A run with neither a session nor a checkpoint in the window keeps nothing here (its manifest
+  // would otherwise stay for good, one per run id a peer ever named).
+  if (!store_.entries(run).empty()) return;
+  for (const auto& [peer, s] : sessions_)
+    if (s.run_id == run) return;
+  if (auto it = run_manifests_.find(run); it != run_manifests_.end()) {
+    manifest_bytes_ -= manifest_footprint(*it->second);
+    run_manifests_.erase(it);
+  }
 }
 
 void MergerCore::note_rate(Clock::time_point now, std::uint64_t bytes) {

@@ -17,6 +17,7 @@
 
 #include "merger/checkpoint_assembler.h"
 #include "merger/emission.h"
+#include "merger/group_collector.h"
 #include "merger/window_store.h"
 #include "wsm/wire/wire.h"
 
@@ -35,6 +36,9 @@ struct CoreOptions {
   std::chrono::milliseconds partial_timeout{30000};  // a silent sender's partial checkpoint is dropped
   std::string server_id;                  // random per start when empty
   bool running_sums = true;               // uniform/EMA emulations as running sums (running_sum.h)
+  // Sessions kept at once: a Hello past it closes the longest idle session that is not receiving a
+  // checkpoint (that peer is told NO_SESSION), or is refused when every one is.
+  std::size_t max_sessions = 256;
 };
 
 // Limits on what one peer may ask (docs/protocol.md, "Limits").
@@ -43,7 +47,8 @@ inline constexpr int kMaxQueuedRequestsPerPeer = 4;                  // MergeReq
 inline constexpr int kMaxQueuedRequests = 16;                        // the same, all peers together
 
 // The largest ZeroMQ frame the daemon accepts (ZMQ_MAXMSGSIZE): a chunk, or an envelope (a
-// Hello's manifest) of up to 16 MiB.
+// Hello's manifest) of up to 16 MiB, and never much more than the memory budget (no chunk of a
+// checkpoint that fits the budget is larger).
 std::uint64_t max_message_bytes(const CoreOptions& options);
 
 struct Outgoing {
@@ -79,10 +84,7 @@ class MergerCore {
   // Adds what other parts know to each StatusReply (the evaluator's scores).
   void set_status_extra(std::function<void(v1::StatusReply&)> f) { status_extra_ = std::move(f); }
   // The running sums' bytes (the emission worker's), counted against the memory budget.
-  void set_running_sum_bytes(std::function<std::uint64_t()> f) {
-    running_sum_bytes_ = f;
-    store_.set_extra_bytes(std::move(f));
-  }
+  void set_running_sum_bytes(std::function<std::uint64_t()> f) { running_sum_bytes_ = std::move(f); }
   // Waits for the store writer (clean shutdown, tests).
   void flush_store() { store_.flush(); }
   void stop_accepting() { accepting_ = false; }
@@ -101,6 +103,7 @@ class MergerCore {
     std::unique_ptr<CheckpointAssembler> partial;
     std::optional<std::int64_t> rejected_step;  // its later chunks are dropped quietly
     Clock::time_point last_seen;
+    std::optional<GroupMember> group;  // one rank of a sharded run (protocol version 2)
   };
 
   void dispatch(wire::Message& msg, Clock::time_point now, std::vector<Outgoing>& out);
@@ -108,11 +111,24 @@ class MergerCore {
   void on_begin(Session& s, const std::string& peer, const v1::CheckpointBegin& b, std::vector<Outgoing>& out);
   void on_chunk(Session& s, wire::Message& msg, std::vector<Outgoing>& out);
   void on_end(Session& s, const std::string& peer, const v1::CheckpointEnd& e, std::vector<Outgoing>& out);
+  // Sharded runs (sharded_group.h): a Hello's group, a rank's verified part, a step's outcome.
+  void declare_group(const std::string& run, const GroupMember& member, std::vector<Outgoing>& out);
+  void deliver_part(Session& s, const std::string& peer, std::shared_ptr<StoredCheckpoint> part, const v1::CheckpointEnd& e,
+                    std::vector<Outgoing>& out);
+  void finish_group_step(GroupOutcome outcome, std::vector<Outgoing>& out);
+  void group_heartbeats(Clock::time_point now, std::vector<Outgoing>& out);
+  void commit(const std::string& run_id, std::shared_ptr<StoredCheckpoint> c, const std::vector<std::string>& peers,
+              std::vector<Outgoing>& out);
   void on_merge_request(const wire::Message& msg, std::vector<Outgoing>& out);
   void submit_merge_request(const wire::Message& msg);  // throws the error to send
   void check_owner(const std::string& run_id, const std::string& user_id) const;
   void check_step_bounds(const std::string& run_id, std::int64_t step) const;
   void check_memory_budget(const Session& s) const;
+  std::uint64_t partial_bytes() const;  // checkpoints being received, each counted whole
+  void make_room_for_session(const std::string& peer);  // throws OVER_BUDGET when no session can go
+  void end_session(std::map<std::string, Session>::iterator it);
+  void forget_run_if_unused(const std::string& run);
+  std::uint64_t running_sum_bytes() const { return running_sum_bytes_ ? running_sum_bytes_() : 0; }
   void take_over_partials(const std::string& run_id, std::int64_t step, const std::string& peer,
                           std::vector<Outgoing>& out);
   void reject(Session& s, const std::string& peer, std::int64_t step, const wire::ProtocolError& e,
@@ -129,7 +145,11 @@ class MergerCore {
   bool withholding_ = false;  // credit held back while the store writer is behind
   WindowStore store_;
   std::map<std::string, Session> sessions_;
-  std::map<std::string, std::shared_ptr<const Manifest>> run_manifests_;
+  GroupCollector groups_;
+  std::map<std::pair<std::string, std::int64_t>, wire::ProtocolError> failed_steps_;  // sharded steps that failed, recent
+  Clock::time_point last_heartbeat_{};
+  std::map<std::string, std::shared_ptr<const Manifest>> run_manifests_;  // runs with a session or checkpoints
+  std::uint64_t manifest_bytes_ = 0;  // their estimated RAM, counted against the memory budget
   std::map<std::string, std::int64_t> last_step_;  // per run, for emission_due
   std::map<std::string, int> queued_requests_;     // per peer, MergeRequests not yet answered
   int queued_requests_total_ = 0;

@@ -26,6 +26,7 @@ EmissionJob plan_emission(const WindowStore& store, const std::string& run_id,
   if (entries.empty()) return job;
   job.step = entries.back()->step;
   job.tokens = entries.back()->tokens;
+  job.part = entries.back()->part;
 
   // Selections first, by index into entries; then the union becomes the job's inputs.
   std::vector<std::pair<Emulation, WindowSelection>> selections;
@@ -63,6 +64,7 @@ EmissionJob plan_emission(const WindowStore& store, const std::string& run_id,
       out.source_weights.push_back(sel.weights[j]);
     }
     out.path = run_folder(out_dir, run_id) / e.label / step_name;
+    if (job.part) out.path = out.path.replace_extension() / part_file_name(*job.part);
     job.outputs.push_back(std::move(out));
   }
   return job;

@@ -47,6 +47,8 @@ struct EmissionJob {
   // Emulations left out because the window cannot give them weights (a weights=/decay= table that
   // does not fit the checkpoints selected, positions that do not increase), one line each.
   std::vector<std::string> skipped;
+  // A sharded run: the layout of this node's part; outputs are part files in a step directory.
+  std::shared_ptr<const PartLayout> part;
   std::uint64_t request_id = 0;  // > 0: an on-demand MergeRequest
   std::string requester;         // its peer
 };
@@ -56,7 +58,8 @@ struct EmissionJob {
 bool emission_due(std::int64_t previous_step, std::int64_t step, std::int64_t every);
 
 // The job for `emulations` over the current window of run_id; outputs go to
-// out_dir/<run>/<label>/step_<step>.h5. Emulations whose window is not covered are left out;
+// out_dir/<run>/<label>/step_<step>.h5, or for a sharded run this node's part
+// out_dir/<run>/<label>/step_<step>/part-rank<R>.h5 (multipart_checkpoint.h). Emulations whose window is not covered are left out;
 // those the window cannot weight are left out and named in job.skipped (never thrown).
 EmissionJob plan_emission(const WindowStore& store, const std::string& run_id,
                           const std::vector<Emulation>& emulations, const std::filesystem::path& out_dir,

@@ -17,26 +17,7 @@ template <class T>
 std::string json_list(const std::vector<T>& v) {
   return nlohmann::json(v).dump();
 }
-}  // namespace
-
-std::map<std::string, std::string> provenance(const EmissionJob& job, const EmissionOutput& out) {
-  std::map<std::string, std::string> p;
-  p["wsm.source"] = "wsm serve";
-  p["wsm.version"] = std::string(wsm_version());
-  p["wsm.merge.spec"] = out.emulation.spec.to_string();
-  p["wsm.merge.window"] = std::to_string(out.emulation.window);
-  p["wsm.merge.axis"] = std::string(axis_name(out.emulation.axis));
-  p["wsm.merge.source_steps"] = json_list(out.source_steps);
-  p["wsm.merge.source_tokens"] = json_list(out.source_tokens);
-  p["wsm.merge.weights"] = json_list(out.source_weights);
-  p["wsm.merge.sampling"] = "w_i=f((p_i-p_0)/window) (" + std::string(kSamplingRule) + " for even spacing)";
-  p["wsm.merge.dtype"] = job.dtype ? std::string(dtype_name(*job.dtype)) : "as-input";
-  p["wsm.merge.run_id"] = job.run_id;
-  p["wsm.merge.method"] = "full-merge";
-  return p;
-}
-
-nlohmann::json output_record(const EmissionJob& job, const EmissionOutput& out) {
+nlohmann::json output_fields(const EmissionJob& job, const EmissionOutput& out) {
   return {{"run_id", job.run_id},
           {"label", out.emulation.label},
           {"spec", out.emulation.spec.to_string()},
@@ -52,6 +33,50 @@ nlohmann::json output_record(const EmissionJob& job, const EmissionOutput& out) 
           {"dtype", job.dtype ? std::string(dtype_name(*job.dtype)) : std::string("as-input")},
           {"request_id", job.request_id}};
 }
+}  // namespace
+
+Provenance emission_provenance(const EmissionJob& job, const EmissionOutput& out, std::string method,
+                               std::string accumulate) {
+  Provenance p;
+  p.tool = "wsm serve";
+  p.version = std::string(wsm_version());
+  p.run_id = job.run_id;
+  p.spec = out.emulation.spec.to_string();
+  p.shape = out.emulation.spec.kind_name();
+  p.floor = out.emulation.spec.floor();
+  p.sampling_rule = out.emulation.spec.per_checkpoint()
+                        ? "per checkpoint"
+                        : "w_i=f((p_i-p_0)/window) (" + std::string(kSamplingRule) + " for even spacing)";
+  p.window = out.emulation.window;
+  p.axis = std::string(axis_name(out.emulation.axis));
+  for (std::size_t j = 0; j < out.source_steps.size(); ++j)
+    p.sources.push_back({"", out.source_steps[j],
+                         j < out.source_tokens.size() ? std::optional<std::int64_t>(out.source_tokens[j]) : std::nullopt,
+                         j < out.source_weights.size() ? out.source_weights[j] : 0.0});
+  p.dtype = job.dtype ? std::string(dtype_name(*job.dtype)) : "as-input";
+  p.accumulate = std::move(accumulate);
+  p.method = std::move(method);
+  return p;
+}
+
+std::map<std::string, std::string> emission_metadata(const EmissionJob& job, const EmissionOutput& out,
+                                                     std::string method, std::string accumulate) {
+  auto extra = provenance_metadata(emission_provenance(job, out, std::move(method), std::move(accumulate)));
+  if (job.part) extra[kPartLayoutKey] = layout_to_json(*job.part);
+  return extra;
+}
+
+nlohmann::json output_record(const EmissionJob& job, const EmissionOutput& out) {
+  auto record = output_fields(job, out);
+  if (job.part) {  // the path opens the whole multi-part checkpoint once every node's part is there
+    record["path"] = out.path.parent_path().string();
+    record["part"] = out.path.filename().string();
+    record["world_size"] = job.part->world_size;
+    record["ranks"] = job.part->ranks;
+  }
+  return record;
+}
+
 
 std::vector<nlohmann::json> run_emission(const EmissionJob& job, kernels::MergeBackend& backend,
                                          const RunnerOptions& options) {
@@ -75,7 +100,7 @@ std::vector<nlohmann::json> run_emission(const EmissionJob& job, kernels::MergeB
     meta.step = job.step;
     meta.tokens = job.tokens;
     meta.run_id = job.run_id;
-    meta.extra = provenance(job, out);
+    meta.extra = emission_metadata(job, out, "full-merge", options.accumulate_f64 ? "f64" : "f32");
     writers.push_back(create_checkpoint(out.path, meta, plan.output_tensors));
     outputs.push_back(writers.back().get());
     weights.insert(weights.end(), out.weights.begin(), out.weights.end());

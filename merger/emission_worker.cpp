@@ -7,7 +7,7 @@ namespace wsm::merger {
 EmissionWorker::EmissionWorker(std::unique_ptr<kernels::MergeBackend> backend, std::filesystem::path out_dir,
                                RunnerOptions options, RunningSumOptions sums)
     : backend_(std::move(backend)),
-      index_(std::move(out_dir)),
+      index_(std::move(out_dir), options.index_name),
       options_(options),
       sums_(sums),
       thread_([this] { loop(); }) {}

@@ -3,6 +3,8 @@
 #include <cctype>
 #include <cmath>
 
+#include <spdlog/spdlog.h>
+
 #include "wsm/core/error.h"
 
 namespace wsm::merger {
@@ -78,7 +80,9 @@ Emulation make_emulation(const MergeSpec& spec, Window window) {
   return e;
 }
 
-std::vector<Emulation> parse_emulations(std::string_view text) {
+namespace {
+// The old form: items split at commas, a new item starting at a shape name or a table.
+std::vector<Emulation> parse_legacy_emulations(std::string_view text) {
   std::vector<std::string> items;
   std::size_t start = 0;
   while (start <= text.size()) {
@@ -95,6 +99,31 @@ std::vector<Emulation> parse_emulations(std::string_view text) {
     if (colon == std::string::npos)
       throw Error(std::string("--emulate item '").append(item).append("': expected SHAPE:WINDOW, e.g. 1-sqrt:800"));
     out.push_back(make_emulation(parse_merge_spec(item.substr(0, colon)), parse_window(item.substr(colon + 1))));
+  }
+  if (out.empty()) throw Error("--emulate: no emulation given");
+  return out;
+}
+}  // namespace
+
+std::vector<Emulation> parse_emulations(std::string_view text) {
+  if (text.find('@') == std::string_view::npos && text.find(':') != std::string_view::npos) {
+    auto out = parse_legacy_emulations(text);
+    spdlog::warn("--emulate '{}': the SHAPE:WINDOW form is deprecated (',' and ':' are ambiguous in it); "
+                 "write SPEC@WINDOW, e.g. 1-sqrt@800", text);
+    return out;
+  }
+  std::vector<Emulation> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const auto semi = text.find(';', start);
+    const std::string item = trim(text.substr(start, semi == std::string_view::npos ? std::string_view::npos
+                                                                                     : semi - start));
+    start = semi == std::string_view::npos ? text.size() + 1 : semi + 1;
+    if (item.empty()) continue;
+    const auto at = item.find('@');
+    if (at == std::string::npos || item.find('@', at + 1) != std::string::npos)
+      throw Error("--emulate item '" + item + "': expected SPEC@WINDOW, e.g. 1-sqrt@800 or 'cosine,floor=0.1@50Mt'");
+    out.push_back(make_emulation(parse_merge_spec(item.substr(0, at)), parse_window(item.substr(at + 1))));
   }
   if (out.empty()) throw Error("--emulate: no emulation given");
   return out;

@@ -1,8 +1,10 @@
 #pragma once
-// One decay the daemon emulates: a merge spec over a window of steps or tokens.
-//   --emulate "1-sqrt:800,linear:2000,cosine,floor=0.1:50Mt,ema:alpha=0.2:1000"
+// One decay the daemon emulates: a merge spec over a window of steps or tokens, written SPEC@WINDOW.
+//   --emulate 1-sqrt@800 linear@2000 'cosine,floor=0.1@50Mt' 'ema:alpha=0.2@1000' 'weights=0.2,0.8@300'
+// SPEC is a merge spec (schedules/decay.h: ',' separates its options, ':' only in "ema:alpha=");
+// '@' appears once and only before the window; several items in one value are separated by ';'.
 // WINDOW is a step count, or a token count with the suffix "t" (optional K/M/G/B multiplier:
-// "50Mt" = 50,000,000 tokens). The spec is everything before the last ':' (schedules/decay.h).
+// "50Mt" = 50,000,000 tokens). See docs/protocol.md.
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -30,7 +32,9 @@ std::string window_to_string(const Window& w);
 std::string_view axis_name(Axis a);
 
 Emulation make_emulation(const MergeSpec& spec, Window window);
-// A comma-separated list; a new item starts at a shape name or a "weights="/"decay=" table.
+// One --emulate value: "SPEC@WINDOW[;SPEC@WINDOW...]". A value without any '@' is read in the old,
+// ambiguous form ("SHAPE:WINDOW,SHAPE:WINDOW", the window after each item's last ':'), with a
+// warning, so scripts written for it keep working. Throws wsm::Error naming the bad item.
 std::vector<Emulation> parse_emulations(std::string_view text);
 
 }  // namespace wsm::merger

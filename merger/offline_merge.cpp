@@ -212,37 +212,27 @@ std::uint64_t default_chunk_elements(kernels::BackendKind backend) {
 
 OfflinePlan plan_offline_merge(const OfflineMergeRequest& request) { return open_and_plan(request).plan; }
 
-std::map<std::string, std::string> merge_provenance(const OfflineMergeRequest& req, const OfflinePlan& plan,
-                                                    std::size_t o) {
-  using nlohmann::json;
-  json sources = json::array();
+Provenance merge_provenance(const OfflineMergeRequest& req, const OfflinePlan& plan, std::size_t o) {
+  const MergeSpec& spec = req.specs[o];
+  Provenance p;
+  p.tool = "wsm merge";
+  p.version = std::string(wsm_version());
+  p.spec = spec.to_string();
+  p.shape = spec.kind_name();
+  p.floor = spec.floor();
+  p.sampling_rule = plan.sampling[o];
+  if (req.window_steps) p.window = *req.window_steps, p.axis = "steps";
+  if (req.window_tokens) p.window = *req.window_tokens, p.axis = "tokens";
   for (std::size_t u = 0; u < plan.used.size(); ++u) {
     const auto& in = plan.inputs[plan.used[u]];
-    json e = {{"path", fs::absolute(in.path).string()}, {"weight", plan.weights[o][u]}};
-    e["step"] = in.step ? json(*in.step) : json(nullptr);
-    e["tokens"] = in.tokens ? json(*in.tokens) : json(nullptr);
-    sources.push_back(e);
+    p.sources.push_back({fs::absolute(in.path).string(), in.step, in.tokens, plan.weights[o][u]});
   }
-  const MergeSpec& spec = req.specs[o];
-  std::map<std::string, std::string> x;
-  x["wsm.merge.sources"] = sources.dump();
-  x["wsm.merge.weights"] = json(plan.weights[o]).dump();
-  x["wsm.merge.spec"] = json(spec.to_string()).dump();
-  x["wsm.merge.shape"] = json(spec.shape ? std::string(decay_shape_name(*spec.shape)) : std::string("table")).dump();
-  x["wsm.merge.floor"] = json(spec.floor).dump();
-  x["wsm.merge.sampling_rule"] = json(plan.sampling[o]).dump();
-  x["wsm.merge.dtype"] = json(req.dtype ? std::string(dtype_name(*req.dtype)) : std::string("newest")).dump();
-  x["wsm.merge.accumulate"] = json(req.accumulate_f64 ? "f64" : "f32").dump();
-  json window = nullptr;
-  if (req.window_steps) window = {{"steps", *req.window_steps}};
-  if (req.window_tokens) window = {{"tokens", *req.window_tokens}};
-  x["wsm.merge.window"] = window.dump();
-  json copied = json::array();
+  p.dtype = req.dtype ? std::string(dtype_name(*req.dtype)) : std::string("as-input");
+  p.accumulate = req.accumulate_f64 ? "f64" : "f32";
+  p.method = "full-merge";
   for (std::size_t t = 0; t < plan.merge.copied.size(); ++t)
-    if (plan.merge.copied[t]) copied.push_back(plan.merge.output_tensors[t].name);
-  x["wsm.merge.copied_from_newest"] = copied.dump();
-  x["wsm.version"] = json(std::string(wsm_version())).dump();
-  return x;
+    if (plan.merge.copied[t]) p.copied_from_newest.push_back(plan.merge.output_tensors[t].name);
+  return p;
 }
 
 std::string output_stem(const MergeSpec& spec) {
@@ -301,7 +291,9 @@ OfflineResult run_offline_merge(const OfflineMergeRequest& req, std::function<vo
     // usable on its own; its wsm.* keys are replaced by this merge's provenance.
     for (const auto& [key, value] : newest.extra)
       if (!key.starts_with("wsm.")) meta.extra[key] = value;
-    for (auto& [key, value] : merge_provenance(req, op.plan, o)) meta.extra.insert_or_assign(key, std::move(value));
+    Provenance provenance = merge_provenance(req, op.plan, o);
+    provenance.run_id = meta.run_id;
+    for (auto& [key, value] : provenance_metadata(provenance)) meta.extra.insert_or_assign(key, std::move(value));
     if (req.outputs[o].has_parent_path()) fs::create_directories(req.outputs[o].parent_path());
     writers.push_back(create_checkpoint(req.outputs[o], meta, op.plan.merge.output_tensors));
     outs.push_back(writers.back().get());

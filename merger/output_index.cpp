@@ -9,10 +9,12 @@
 #include "wsm/formats/atomic_file.h"
 #include "wsm/formats/checkpoint.h"
 #include "wsm/core/error.h"
+#include "wsm/merger/provenance.h"
 
 namespace wsm::merger {
 
-OutputIndex::OutputIndex(std::filesystem::path out_dir) : out_dir_(out_dir), path_(out_dir / "index.json") {
+OutputIndex::OutputIndex(std::filesystem::path out_dir, const std::string& name)
+    : out_dir_(out_dir), path_(out_dir / name) {
   std::filesystem::create_directories(out_dir);
   index_ = {{"version", 1}, {"outputs", nlohmann::json::array()}};
   if (std::filesystem::exists(path_)) {
@@ -58,34 +60,32 @@ std::vector<fs::path> outputs_on_disk(const fs::path& out_dir) {
   return found;
 }
 
-nlohmann::json parse_or(const std::map<std::string, std::string>& extra, const std::string& key, nlohmann::json fallback) {
-  const auto it = extra.find(key);
-  if (it == extra.end()) return fallback;
-  auto j = nlohmann::json::parse(it->second, nullptr, false);
-  return j.is_discarded() ? fallback : j;
-}
-
 // The record emission_runner.cpp's output_record() wrote, rebuilt from the output's provenance.
 nlohmann::json record_from_file(const fs::path& file) {
   const auto reader = open_checkpoint(file);
   const auto& meta = reader->meta();
-  const auto& extra = meta.extra;
-  if (!extra.contains("wsm.merge.spec")) throw Error(file.string() + ": no wsm.merge provenance");
-  auto text = [&](const std::string& key) { return extra.contains(key) ? extra.at(key) : std::string(); };
+  const auto p = provenance_from_metadata(meta.extra);
+  if (!p) throw Error(file.string() + ": no wsm provenance");
+  nlohmann::json steps = nlohmann::json::array(), tokens = nlohmann::json::array(), weights = nlohmann::json::array();
+  for (const auto& s : p->sources) {
+    steps.push_back(s.step.value_or(-1));
+    tokens.push_back(s.tokens.value_or(-1));
+    weights.push_back(s.weight);
+  }
   return {{"run_id", meta.run_id},
           {"label", file.parent_path().filename().string()},
-          {"spec", text("wsm.merge.spec")},
-          {"window", parse_or(extra, "wsm.merge.window", 0)},
-          {"axis", text("wsm.merge.axis")},
+          {"spec", p->spec},
+          {"window", p->window.value_or(0)},
+          {"axis", p->axis},
           {"step", meta.step.value_or(0)},
           {"tokens", meta.tokens.value_or(0)},
           {"path", file.string()},
-          {"sources", parse_or(extra, "wsm.merge.source_steps", nlohmann::json::array())},
-          {"source_tokens", parse_or(extra, "wsm.merge.source_tokens", nlohmann::json::array())},
-          {"weights", parse_or(extra, "wsm.merge.weights", nlohmann::json::array())},
-          {"sampling", "w_i=f((p_i-p_0)/window)"},
-          {"dtype", text("wsm.merge.dtype")},
-          {"method", text("wsm.merge.method")},
+          {"sources", steps},
+          {"source_tokens", tokens},
+          {"weights", weights},
+          {"sampling", p->sampling_rule},
+          {"dtype", p->dtype},
+          {"method", p->method},
           {"recovered", true}};  // listed on a restart, not when written
 }
 }  // namespace

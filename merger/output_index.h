@@ -12,9 +12,10 @@ namespace wsm::merger {
 
 class OutputIndex {
  public:
-  explicit OutputIndex(std::filesystem::path out_dir);  // loads an existing index.json, reconciles
+  // Loads an existing DIR/<name> (index.json unless told), reconciles.
+  explicit OutputIndex(std::filesystem::path out_dir, const std::string& name = "index.json");
   // Drops records whose file is gone and adds the outputs under DIR/<run>/<label>/ that have no
-  // record (rebuilt from the wsm.merge.* provenance each output carries); rewrites the file when
+  // record (rebuilt from the provenance each output carries); rewrites the file when
   // anything changed. Returns {added, dropped}.
   std::pair<std::size_t, std::size_t> reconcile();
   void append(const std::vector<nlohmann::json>& records);  // and rewrites the file

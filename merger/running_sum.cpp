@@ -117,8 +117,8 @@ std::optional<nlohmann::json> RunningSums::run(const EmissionJob& job, const Sum
     meta.step = job.step;
     meta.tokens = job.tokens;
     meta.run_id = job.run_id;
-    meta.extra = provenance(job, item.output);
-    meta.extra["wsm.merge.method"] = item.model.anchor_apart ? "running-sum (ema)" : "running-sum (uniform)";
+    meta.extra = emission_metadata(job, item.output,
+                                   item.model.anchor_apart ? "running-sum (ema)" : "running-sum (uniform)", "f64");
     writer = create_checkpoint(item.output.path, meta, plan.output_tensors);
   }
 

@@ -56,6 +56,7 @@ CheckpointMeta StoredCheckpoint::meta() const {
   m.tokens = tokens;
   m.lr = lr;
   m.run_id = run_id;
+  if (part) m.extra[kPartLayoutKey] = layout_to_json(*part);
   return m;
 }
 
@@ -69,6 +70,7 @@ std::shared_ptr<const StoredCheckpoint> without_memory(const StoredCheckpoint& c
   out->tensors = c.tensors;
   out->file = c.file;
   out->lease = c.lease;
+  out->part = c.part;
   return out;
 }
 
@@ -125,6 +127,8 @@ std::shared_ptr<const StoredCheckpoint> load_stored(const std::filesystem::path&
   c->tokens = meta.tokens.value_or(0);
   c->lr = meta.lr.value_or(0);
   c->tensors = reader->tensors();
+  if (auto it = meta.extra.find(kPartLayoutKey); it != meta.extra.end())
+    c->part = std::make_shared<const PartLayout>(layout_from_json(it->second, path.string()));
   c->file = path;
   c->lease = std::make_shared<FileLease>(path);
   c->lease->persisted = true;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "wsm/formats/checkpoint.h"
+#include "wsm/formats/part_layout.h"
 
 namespace wsm::merger {
 
@@ -57,6 +58,9 @@ struct StoredCheckpoint {
   std::vector<TensorBytes> data;    // one per tensor; empty when only on disk
   std::filesystem::path file;       // persisted copy in the store, empty when none
   std::shared_ptr<FileLease> lease; // of `file`
+  // A sharded run: the node's ranks and their slices (tensors are named by slice entry); in the
+  // metadata under kPartLayoutKey, so a --store file keeps it.
+  std::shared_ptr<const PartLayout> part;
 
   bool in_memory() const { return !data.empty(); }
   std::uint64_t nbytes() const;

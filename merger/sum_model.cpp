@@ -14,8 +14,9 @@ std::optional<SumModel> sum_model(const MergeSpec& spec, std::span<const double>
   for (double c : weights) uniform = uniform && close(c, weights.back());
   if (uniform && weights.back() > 0) return SumModel{1.0, false};
   // PMA's EMA: c_0 = (1-A)^k, c_j = A (1-A)^(k-j). Checked against the weights actually selected.
-  const double a = spec.alpha;
-  if (spec.shape != DecayShape::exponential || !(a > 0.0 && a < 1.0) || weights.size() < 2) return std::nullopt;
+  if (!spec.ema()) return std::nullopt;
+  const double a = spec.ema()->alpha;
+  if (!(a > 0.0 && a < 1.0) || weights.size() < 2) return std::nullopt;
   const std::size_t k = weights.size() - 1;
   if (!close(weights[0], std::pow(1 - a, static_cast<double>(k)))) return std::nullopt;
   for (std::size_t j = 1; j <= k; ++j)

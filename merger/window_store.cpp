@@ -108,7 +108,7 @@ std::vector<Entry> WindowStore::retain(const std::string& run_id) {
   }
   for (std::size_t i = 0; i < keep_from; ++i) {
     const auto& old = list[i];
-    if (old->in_memory()) memory_bytes_ -= old->nbytes();
+    if (old->in_memory()) retire(old);
     if (old->lease) old->lease->dropped = true;  // the file goes when its last reader is done
     spdlog::debug("window: run '{}' dropped step {}", run_id, old->step);
   }
@@ -117,13 +117,27 @@ std::vector<Entry> WindowStore::retain(const std::string& run_id) {
   return dropped;
 }
 
+void WindowStore::retire(const Entry& e) {
+  memory_bytes_ -= e->nbytes();
+  retired_.push_back(e);
+}
+
+std::uint64_t WindowStore::retired_bytes() const {
+  std::erase_if(retired_, [](const std::weak_ptr<const StoredCheckpoint>& e) { return e.expired(); });
+  std::uint64_t bytes = 0;
+  for (const auto& e : retired_)
+    if (auto alive = e.lock()) bytes += alive->nbytes();
+  return bytes;
+}
+
 void WindowStore::spill() {
-  const std::uint64_t extra = extra_bytes_ ? extra_bytes_() : 0;
+  const std::uint64_t extra = (extra_bytes_ ? extra_bytes_() : 0) + retired_bytes();
   const std::uint64_t budget = options_.memory_budget > extra ? options_.memory_budget - extra : 0;
   if (memory_bytes_ <= budget) return;
   if (options_.store_dir.empty()) {
     if (!warned_budget_)
-      spdlog::warn("window: {} bytes in RAM (+{} of running sums) exceed --memory-budget {} and there is no --store "
+      spdlog::warn("window: {} bytes in RAM (+{} of running sums, checkpoints being received and"
+                   " outputs still reading dropped ones) exceed --memory-budget {} and there is no --store "
                    "to spill to", memory_bytes_, extra, options_.memory_budget);
     warned_budget_ = true;
     return;
@@ -139,11 +153,20 @@ void WindowStore::spill() {
           break;
         }
     if (!oldest) break;
-    memory_bytes_ -= (*oldest)->nbytes();
+    retire(*oldest);
     spdlog::debug("window: spilled run '{}' step {} to {}", (*oldest)->run_id, (*oldest)->step,
                   (*oldest)->file.string());
     *oldest = without_memory(**oldest);
   }
+}
+
+std::uint64_t WindowStore::pinned_bytes() const {
+  std::uint64_t pinned = retired_bytes();
+  if (options_.store_dir.empty()) return pinned + memory_bytes_;
+  for (const auto& [run, list] : runs_)
+    for (const auto& e : list)
+      if (e->in_memory() && !(e->lease && e->lease->persisted)) pinned += e->nbytes();
+  return pinned;
 }
 
 bool WindowStore::contains(const std::string& run_id, std::int64_t step) const {

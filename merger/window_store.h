@@ -2,8 +2,8 @@
 // The daemon's window: per run, the recent checkpoints the emulations need and no more.
 // Retention: for each emulation, the newest checkpoint at or before (newest - window) (the anchor
 // that proves the window is covered) and everything after it; older checkpoints are dropped.
-// Memory: RAM copies are kept within memory_budget (minus what extra_bytes reports, the running
-// sums), oldest spilled first. With a store directory, every checkpoint is also written there
+// Memory: RAM copies are kept within memory_budget (minus what extra_bytes reports: the running
+// sums and the checkpoints being received), oldest spilled first. With a store directory, every checkpoint is also written there
 // (HDF5, atomically) by a background writer (store_writer.h), so a restart rebuilds the window
 // from disk; a RAM copy can be dropped once its file is persisted. Without one, the budget is a
 // warning.
@@ -55,7 +55,7 @@ class WindowStore {
   void wait_written() const {
     if (writer_) writer_->flush();
   }
-  // Bytes held elsewhere that count against memory_budget (the running sums).
+  // Bytes held elsewhere that count against memory_budget (running sums, partial checkpoints).
   void set_extra_bytes(std::function<std::uint64_t()> f) { extra_bytes_ = std::move(f); }
 
   bool contains(const std::string& run_id, std::int64_t step) const;
@@ -63,6 +63,10 @@ class WindowStore {
   const std::vector<Entry>& entries(const std::string& run_id) const;  // oldest first
   std::vector<std::string> runs() const;
   std::uint64_t memory_bytes() const { return memory_bytes_; }
+  // RAM that spilling cannot free now: the window's RAM copies (all of them without a store, else
+  // those not yet persisted), and copies that left the window (dropped or spilled) while an output
+  // still reads them.
+  std::uint64_t pinned_bytes() const;
   const StoreOptions& options() const { return options_; }
   const std::vector<Emulation>& emulations() const { return emulations_; }
 
@@ -71,6 +75,8 @@ class WindowStore {
 
  private:
   std::vector<Entry> retain(const std::string& run_id);
+  void retire(const Entry& e);          // its RAM copy leaves memory_bytes_ for retired_
+  std::uint64_t retired_bytes() const;  // of those still alive
   void spill();
   std::filesystem::path file_for(const StoredCheckpoint& c) const;
 
@@ -78,6 +84,8 @@ class WindowStore {
   std::vector<Emulation> emulations_;
   std::map<std::string, std::vector<Entry>> runs_;
   std::uint64_t memory_bytes_ = 0;
+  // RAM copies that left the window while held elsewhere (an output reading them): still memory.
+  mutable std::vector<std::weak_ptr<const StoredCheckpoint>> retired_;
   bool warned_budget_ = false;
   std::function<std::uint64_t()> extra_bytes_;
   std::unique_ptr<StoreWriter> writer_;  // last member: joined first, while the store is intact

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <limits>
 #include <numbers>
+#include <optional>
+#include <span>
 #include <string>
 
 #include "wsm/core/error.h"
@@ -41,73 +43,72 @@ void check_floor(double floor) {
     throw Error("decay floor " + text::format_number(floor) + " is outside [0, 1]");
 }
 
-// Shapes defined on checkpoint indices rather than on a continuous t.
-bool indexed_shape(const MergeSpec& spec) {
-  return spec.shape == DecayShape::wma || (spec.shape == DecayShape::exponential && spec.alpha > 0.0);
-}
-
 // A floor r keeps a fraction r of every update: w' = r + (1-r) w, i.e. c' = (1-r) c + r e_k.
 void apply_floor(std::vector<double>& c, double floor) {
   for (double& x : c) x *= 1.0 - floor;
   c.back() += floor;
 }
 
-std::vector<double> indexed_weights(const MergeSpec& spec, int count) {
-  const int k = count - 1;
+// WMA: c_j proportional to j+1.
+std::vector<double> wma_weights(int count, double floor) {
+  const double total = 0.5 * count * (count + 1.0);  // sum of (j+1) for j = 0..k
   std::vector<double> c(static_cast<std::size_t>(count));
-  if (spec.shape == DecayShape::wma) {
-    const double total = 0.5 * count * (count + 1.0);  // sum of (j+1) for j = 0..k
-    for (int j = 0; j <= k; ++j) c[static_cast<std::size_t>(j)] = (j + 1.0) / total;
-  } else {
-    const double a = spec.alpha;
-    c[0] = std::pow(1.0 - a, k);
-    for (int j = 1; j <= k; ++j) c[static_cast<std::size_t>(j)] = a * std::pow(1.0 - a, k - j);
-  }
-  apply_floor(c, spec.floor);
+  for (int j = 0; j < count; ++j) c[static_cast<std::size_t>(j)] = (j + 1.0) / total;
+  apply_floor(c, floor);
+  return c;
+}
+
+std::vector<double> ema_weights(const EmaRule& ema, int count) {
+  const int k = count - 1;
+  const double a = ema.alpha;
+  std::vector<double> c(static_cast<std::size_t>(count));
+  c[0] = std::pow(1.0 - a, k);
+  for (int j = 1; j <= k; ++j) c[static_cast<std::size_t>(j)] = a * std::pow(1.0 - a, k - j);
+  apply_floor(c, ema.floor);
   return c;
 }
 
 void validate(const MergeSpec& spec) {
-  check_floor(spec.floor);
-  if (spec.shape) {
-    if (!spec.table.empty()) throw Error("merge spec '" + spec.to_string() + "': a shape and a table at once");
-    if (spec.alpha != 0.0 && spec.shape != DecayShape::exponential)
-      throw Error("merge spec '" + spec.to_string() + "': alpha applies to ema only");
-    if (!(spec.alpha >= 0.0 && spec.alpha <= 1.0))
-      throw Error("merge spec: ema alpha " + text::format_number(spec.alpha) + " is outside (0, 1]");
-  } else {
-    if (spec.floor != 0.0) throw Error("merge spec '" + spec.to_string() + "': floor does not apply to a table");
-    if (spec.alpha != 0.0) throw Error("merge spec '" + spec.to_string() + "': alpha does not apply to a table");
-  }
+  check_floor(spec.floor());
+  if (const EmaRule* ema = spec.ema(); ema && !(ema->alpha > 0.0 && ema->alpha <= 1.0))
+    throw Error("merge spec: ema alpha " + text::format_number(ema->alpha) + " is outside (0, 1]");
 }
 
 std::vector<double> table_weights(const MergeSpec& spec, int count) {
+  const TableRule& table = *spec.table();
   const auto n = static_cast<std::size_t>(count);
-  if (spec.table_is_decay) {
-    if (spec.table.size() + 1 != n)
-      throw Error("merge spec '" + spec.to_string() + "': a decay table of " + std::to_string(spec.table.size()) +
-                  " values needs " + std::to_string(spec.table.size() + 1) + " checkpoints, got " +
+  if (table.kind == TableRule::Kind::decay) {
+    if (table.values.size() + 1 != n)
+      throw Error("merge spec '" + spec.to_string() + "': a decay table of " + std::to_string(table.values.size()) +
+                  " values needs " + std::to_string(table.values.size() + 1) + " checkpoints, got " +
                   std::to_string(count));
-    return decay_to_merge_weights(spec.table, spec.allow_non_monotone);
+    return decay_to_merge_weights(table.values, table.allow_non_monotone);
   }
-  if (spec.table.size() != n)
-    throw Error("merge spec '" + spec.to_string() + "': a weight table of " + std::to_string(spec.table.size()) +
-                " values needs " + std::to_string(spec.table.size()) + " checkpoints, got " +
+  if (table.values.size() != n)
+    throw Error("merge spec '" + spec.to_string() + "': a weight table of " + std::to_string(table.values.size()) +
+                " values needs " + std::to_string(table.values.size()) + " checkpoints, got " +
                 std::to_string(count));
   double sum = 0.0;
   for (std::size_t j = 0; j < n; ++j) {
-    const double c = spec.table[j];
+    const double c = table.values[j];
     if (!std::isfinite(c)) throw Error("merge spec: weight c_" + std::to_string(j) + " is not finite");
-    if (c < 0.0 && !spec.allow_non_monotone)
+    if (c < 0.0 && !table.allow_non_monotone)
       throw Error("merge spec '" + spec.to_string() + "': weight c_" + std::to_string(j) + " = " +
                   text::format_number(c) + " is negative (add allow-non-monotone to accept it)");
     sum += c;
   }
   if (!(std::fabs(sum) > kTolerance)) throw Error("merge spec '" + spec.to_string() + "': weights sum to 0");
   // Tables are normalised so the merge is an average (method.md: sum c_j = 1).
-  std::vector<double> c(spec.table);
+  std::vector<double> c(table.values);
   for (double& x : c) x /= sum;
   return c;
+}
+
+// Weights of a per-checkpoint rule (wma, EMA, table) for `count` checkpoints.
+std::vector<double> per_checkpoint_weights(const MergeSpec& spec, int count) {
+  if (const EmaRule* ema = spec.ema()) return ema_weights(*ema, count);
+  if (spec.table()) return table_weights(spec, count);
+  return wma_weights(count, spec.shape()->floor);
 }
 
 }  // namespace
@@ -193,26 +194,85 @@ std::vector<double> merge_weights_to_decay(std::span<const double> c) {
   return w;
 }
 
+double MergeSpec::floor() const {
+  if (const ShapeRule* s = shape()) return s->floor;
+  if (const EmaRule* e = ema()) return e->floor;
+  return 0.0;
+}
+
+void MergeSpec::set_floor(double value) {
+  if (auto* s = std::get_if<ShapeRule>(&rule)) s->floor = value;
+  else if (auto* e = std::get_if<EmaRule>(&rule)) e->floor = value;
+  else throw Error("merge spec '" + to_string() + "': floor does not apply to a table");
+}
+
+bool MergeSpec::per_checkpoint() const {
+  const ShapeRule* s = shape();
+  return !s || s->shape == DecayShape::wma;
+}
+
+std::string MergeSpec::kind_name() const {
+  if (const ShapeRule* s = shape()) return std::string(decay_shape_name(s->shape));
+  if (ema()) return "ema";
+  return table()->kind == TableRule::Kind::decay ? "decay" : "weights";
+}
+
 std::string MergeSpec::to_string() const {
   std::string out;
-  if (shape) {
-    if (*shape == DecayShape::exponential && alpha > 0.0)
-      out = "ema:alpha=" + text::format_number(alpha);
-    else
-      out = std::string(decay_shape_name(*shape));
-    if (floor != 0.0) out += ",floor=" + text::format_number(floor);
+  if (const ShapeRule* s = shape()) {
+    out = std::string(decay_shape_name(s->shape));
+  } else if (const EmaRule* e = ema()) {
+    out = "ema:alpha=" + text::format_number(e->alpha);
   } else {
-    out = table_is_decay ? "decay=" : "weights=";
-    for (std::size_t i = 0; i < table.size(); ++i) {
+    const TableRule& t = *table();
+    out = t.kind == TableRule::Kind::decay ? "decay=" : "weights=";
+    for (std::size_t i = 0; i < t.values.size(); ++i) {
       if (i) out += ',';
-      out += text::format_number(table[i]);
+      out += text::format_number(t.values[i]);
     }
-    if (alpha != 0.0) out += ",alpha=" + text::format_number(alpha);  // invalid, but printed faithfully
-    if (floor != 0.0) out += ",floor=" + text::format_number(floor);
+    if (t.allow_non_monotone) out += ",allow-non-monotone";
   }
-  if (allow_non_monotone) out += ",allow-non-monotone";
+  if (floor() != 0.0) out += ",floor=" + text::format_number(floor());
   return out;
 }
+
+namespace {
+// The options after a spec's head: "floor=0.1", "alpha=0.2", "allow-non-monotone", table values.
+struct SpecOptions {
+  std::optional<double> floor, alpha;
+  bool allow_non_monotone = false;
+};
+
+SpecOptions parse_spec_options(std::span<const std::string_view> tokens, std::vector<double>* table,
+                               const std::string& original) {
+  const auto fail = [&](const std::string& why) { return Error("merge spec '" + original + "': " + why); };
+  SpecOptions o;
+  bool in_table = table != nullptr;
+  for (const auto raw : tokens) {
+    const auto tok = text::trim(raw);
+    if (in_table && text::is_number(tok)) {
+      table->push_back(text::parse_double(tok, "merge spec '" + original + "'"));
+      continue;
+    }
+    in_table = false;
+    if (tok == "allow-non-monotone" || tok == "allow_non_monotone") {
+      o.allow_non_monotone = true;
+      continue;
+    }
+    const auto eq = tok.find('=');
+    if (eq == std::string_view::npos) throw fail("unexpected '" + std::string(tok) + "'");
+    const auto key = tok.substr(0, eq);
+    const auto value = tok.substr(eq + 1);
+    if (key == "floor")
+      o.floor = text::parse_double(value, "merge spec '" + original + "': floor");
+    else if (key == "alpha")
+      o.alpha = text::parse_double(value, "merge spec '" + original + "': alpha");
+    else
+      throw fail("unknown key '" + std::string(key) + "' (expected floor=, alpha=, allow-non-monotone)");
+  }
+  return o;
+}
+}  // namespace
 
 MergeSpec parse_merge_spec(std::string_view text_form) {
   const std::string original(text_form);
@@ -224,45 +284,34 @@ MergeSpec parse_merge_spec(std::string_view text_form) {
   // "ema:alpha=0.2" and "ema,alpha=0.2" are the same spec; a table's first value follows '='.
   if (auto colon = normalised.find(':'); colon != std::string::npos) normalised[colon] = ',';
   const auto tokens = text::split(normalised, ',');
+  const std::string_view head = text::trim(tokens[0]);
+  const std::span<const std::string_view> rest(tokens.data() + 1, tokens.size() - 1);
 
   MergeSpec spec;
-  bool in_table = false;
-  std::string_view head = text::trim(tokens[0]);
   if (head.starts_with("weights=") || head.starts_with("decay=")) {
-    spec.table_is_decay = head.starts_with("decay=");
+    TableRule table;
+    table.kind = head.starts_with("decay=") ? TableRule::Kind::decay : TableRule::Kind::merge_weights;
     const auto first = head.substr(head.find('=') + 1);
-    if (!text::trim(first).empty()) spec.table.push_back(text::parse_double(first, "merge spec '" + original + "'"));
-    else if (tokens.size() > 1 && text::is_number(tokens[1])) throw fail("empty first table value");
-    in_table = true;
+    if (!text::trim(first).empty()) table.values.push_back(text::parse_double(first, "merge spec '" + original + "'"));
+    else if (!rest.empty() && text::is_number(rest[0])) throw fail("empty first table value");
+    const SpecOptions o = parse_spec_options(rest, &table.values, original);
+    if (o.floor) throw fail("floor does not apply to a table");
+    if (o.alpha) throw fail("alpha does not apply to a table");
+    table.allow_non_monotone = o.allow_non_monotone;
+    spec = std::move(table);
   } else {
-    spec.shape = parse_decay_shape(head);
-    if (!spec.shape && !ambiguous_shape_hint(head).empty()) throw fail(ambiguous_shape_hint(head));
-    if (!spec.shape) throw fail("unknown shape '" + std::string(head) + "' (expected " + shape_list() + ", weights=, decay=)");
-  }
-  for (std::size_t i = 1; i < tokens.size(); ++i) {
-    const auto tok = text::trim(tokens[i]);
-    if (in_table && text::is_number(tok)) {
-      spec.table.push_back(text::parse_double(tok, "merge spec '" + original + "'"));
-      continue;
-    }
-    in_table = false;
-    if (tok == "allow-non-monotone" || tok == "allow_non_monotone") {
-      spec.allow_non_monotone = true;
-      continue;
-    }
-    const auto eq = tok.find('=');
-    if (eq == std::string_view::npos) throw fail("unexpected '" + std::string(tok) + "'");
-    const auto key = tok.substr(0, eq);
-    const auto value = tok.substr(eq + 1);
-    if (key == "floor")
-      spec.floor = text::parse_double(value, "merge spec '" + original + "': floor");
-    else if (key == "alpha")
-      spec.alpha = text::parse_double(value, "merge spec '" + original + "': alpha");
+    const auto shape = parse_decay_shape(head);
+    if (!shape && !ambiguous_shape_hint(head).empty()) throw fail(ambiguous_shape_hint(head));
+    if (!shape) throw fail("unknown shape '" + std::string(head) + "' (expected " + shape_list() + ", weights=, decay=)");
+    const SpecOptions o = parse_spec_options(rest, nullptr, original);
+    if (o.allow_non_monotone) throw fail("allow-non-monotone applies to weights=/decay= tables only");
+    if (o.alpha && *shape != DecayShape::exponential) throw fail("alpha applies to ema only");
+    if (o.alpha && !(*o.alpha > 0.0 && *o.alpha <= 1.0)) throw fail("alpha must be in (0, 1]");
+    if (o.alpha)
+      spec = EmaRule{*o.alpha, o.floor.value_or(0.0)};
     else
-      throw fail("unknown key '" + std::string(key) + "' (expected floor=, alpha=, allow-non-monotone)");
+      spec = ShapeRule{*shape, o.floor.value_or(0.0)};
   }
-  if (spec.shape == DecayShape::exponential && spec.alpha != 0.0 && !(spec.alpha > 0.0 && spec.alpha <= 1.0))
-    throw fail("alpha must be in (0, 1]");
   try {
     validate(spec);
   } catch (const Error& e) {
@@ -297,13 +346,13 @@ std::vector<MergeSpec> parse_merge_spec_list(std::string_view list) {
 std::vector<double> merge_weights(const MergeSpec& spec, int count) {
   if (count < 1) throw Error("merge weights need at least one checkpoint, got count " + std::to_string(count));
   validate(spec);
-  if (!spec.shape) return table_weights(spec, count);
-  if (indexed_shape(spec)) return indexed_weights(spec, count);
+  if (spec.per_checkpoint()) return per_checkpoint_weights(spec, count);
+  const ShapeRule& s = *spec.shape();
   const int k = count - 1;
   std::vector<double> w(static_cast<std::size_t>(k));
   for (int i = 1; i <= k; ++i)
-    w[static_cast<std::size_t>(i - 1)] = decay_value(*spec.shape, static_cast<double>(i) / (k + 1), spec.floor);
-  return decay_to_merge_weights(w, spec.allow_non_monotone);
+    w[static_cast<std::size_t>(i - 1)] = decay_value(s.shape, static_cast<double>(i) / (k + 1), s.floor);
+  return decay_to_merge_weights(w);
 }
 
 WindowSelection select_window(const MergeSpec& spec, std::span<const std::int64_t> positions,
@@ -326,17 +375,18 @@ WindowSelection select_window(const MergeSpec& spec, std::span<const std::int64_
     sel.indices.push_back(static_cast<std::size_t>(it - positions.begin()));
   const int count = static_cast<int>(sel.indices.size());
 
-  if (!spec.shape || indexed_shape(spec)) {
+  if (spec.per_checkpoint()) {
     sel.weights = merge_weights(spec, count);
   } else {
+    const ShapeRule& s = *spec.shape();
     // Sample the shape at each checkpoint's place in the window: t_i = (p_i - p_0) / window.
     const double p0 = static_cast<double>(positions[sel.indices.front()]);
     std::vector<double> w;
     for (std::size_t i = 1; i < sel.indices.size(); ++i) {
       const double t = (static_cast<double>(positions[sel.indices[i]]) - p0) / static_cast<double>(window);
-      w.push_back(decay_value(*spec.shape, t, spec.floor));
+      w.push_back(decay_value(s.shape, t, s.floor));
     }
-    sel.weights = decay_to_merge_weights(w, spec.allow_non_monotone);
+    sel.weights = decay_to_merge_weights(w);
   }
   sel.decay = merge_weights_to_decay(sel.weights);
   return sel;

@@ -174,11 +174,7 @@ void bench_files(const BenchArgs& a, DType t) {
     req.chunk_elements = chunk_elements;
     merger::run_offline_merge(req);
   };
-  auto spec = [](DecayShape s) {
-    MergeSpec m;
-    m.shape = s;
-    return m;
-  };
+  auto spec = [](DecayShape s) { return MergeSpec(ShapeRule{s}); };
   const std::uint64_t io_chunk = chunk_elements * dtype_size(t);
   // Warm the page cache and the allocator once.
   read_and_write(inputs, out_paths(1), io_chunk);

@@ -30,6 +30,7 @@ struct IngestArgs {
   int checkpoints = 8;
   int tensors = 8;
   int repeats = 3;
+  int ranks = 0;  // > 0: also the same bytes from this many ranks of a sharded job
 };
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -123,6 +124,40 @@ double raw_zmq_checkpoint_bytes_per_s(std::size_t chunk, const std::vector<Tenso
       });
 }
 
+// The same checkpoints from `ranks` clients of one sharded job (protocol version 2), each holding a
+// contiguous 1/ranks of every tensor and handing its buffers over: a node's ranks streaming to their
+// daemon, which completes a step once all delivered. After a warm-up round, like the single client.
+double sharded_ingest_bytes_per_s(const std::string& endpoint, const std::vector<TensorView>& views, int ranks,
+                                  int checkpoints, std::size_t chunk, std::size_t bytes) {
+  std::vector<std::unique_ptr<MergerClient>> clients;
+  std::vector<std::vector<TensorView>> shares(static_cast<std::size_t>(ranks));
+  for (int r = 0; r < ranks; ++r) {
+    ClientOptions co;
+    co.endpoint = endpoint;
+    co.run_id = "sharded";
+    co.rank = r;
+    co.world_size = co.local_world_size = ranks;
+    co.chunk_bytes = chunk;
+    co.queue_bytes = bytes * static_cast<std::size_t>(checkpoints) + 1;
+    clients.push_back(std::make_unique<MergerClient>(co));
+    for (const auto& v : views) {
+      const std::int64_t n = v.shape[0], lo = n * r / ranks, hi = n * (r + 1) / ranks;
+      shares[static_cast<std::size_t>(r)].push_back(
+          {v.name, v.dtype, {hi - lo}, v.data.subspan(static_cast<std::size_t>(lo) * 4, static_cast<std::size_t>(hi - lo) * 4), v.shape, {lo}});
+    }
+  }
+  const std::shared_ptr<const void> owner(&views, [](const void*) {});
+  auto round = [&](int first) {
+    for (int c = first; c < first + checkpoints; ++c)
+      for (int r = 0; r < ranks; ++r) clients[static_cast<std::size_t>(r)]->send_checkpoint_owned(c, c, 1e-3, shares[static_cast<std::size_t>(r)], owner);
+    for (auto& client : clients) client->flush();
+  };
+  round(1);
+  const auto t0 = Clock::now();
+  round(checkpoints + 1);
+  return static_cast<double>(bytes) * checkpoints / seconds_since(t0);
+}
+
 void run_ingest(const IngestArgs& a) {
   spdlog::set_level(spdlog::level::warn);
   // As `wsm serve` does; the raw ZeroMQ baseline runs under the same settings.
@@ -156,7 +191,7 @@ void run_ingest(const IngestArgs& a) {
     memcpy_s.push_back(seconds_since(t0));
   }
 
-  std::vector<double> raw, raw_ckpt, ingest, ingest_owned, blocks;
+  std::vector<double> raw, raw_ckpt, ingest, ingest_owned, blocks, sharded;
   for (int r = 0; r < a.repeats; ++r) {
     raw.push_back(raw_zmq_bytes_per_s(chunk, bytes * static_cast<std::size_t>(a.checkpoints)));
     raw_ckpt.push_back(raw_zmq_checkpoint_bytes_per_s(chunk, views, a.checkpoints));
@@ -198,6 +233,7 @@ void run_ingest(const IngestArgs& a) {
     client.flush();
     ingest_owned.push_back(static_cast<double>(bytes) * a.checkpoints / seconds_since(t1));
     client.close();
+    if (a.ranks > 0) sharded.push_back(sharded_ingest_bytes_per_s(server.endpoint(), views, a.ranks, a.checkpoints, chunk, bytes));
     stop = true;
     serving.join();
     std::filesystem::remove_all(o.core.out_dir);
@@ -222,6 +258,9 @@ void run_ingest(const IngestArgs& a) {
              median(raw_ckpt) / 1e9);
   fmt::print("ingest, buffers handed over (no snapshot):{:6.2f} GB/s   {} of A (target >= 0.8), {} of B\n",
              median(ingest_owned) / 1e9, ratio(ingest_owned, raw), ratio(ingest_owned, raw_ckpt));
+  if (!sharded.empty())
+    fmt::print("ingest, {} ranks of a sharded job (owned): {:6.2f} GB/s   {} of A, {} of the one-client line above\n", a.ranks,
+               median(sharded) / 1e9, ratio(sharded, raw), ratio(sharded, ingest_owned));
   fmt::print("ingest with send_checkpoint (snapshots):  {:6.2f} GB/s   {} of A, {} of B\n", median(ingest) / 1e9,
              ratio(ingest, raw), ratio(ingest, raw_ckpt));
   fmt::print("send_checkpoint blocks (median, min):     {:6.2f} ms, {:.2f} ms (min: sender thread idle)\n", block * 1e3,
@@ -240,6 +279,9 @@ void add_bench_ingest_command(CLI::App& bench) {
   cmd->add_option("--checkpoints", args->checkpoints, "Checkpoints per repeat")->capture_default_str();
   cmd->add_option("--tensors", args->tensors, "Tensors per checkpoint")->capture_default_str();
   cmd->add_option("--repeats", args->repeats, "Repeats (medians are printed)")->capture_default_str();
+  cmd->add_option("--ranks", args->ranks,
+                  "Also send the same bytes from N ranks of a sharded job, each holding 1/N of every tensor (0: off)")
+      ->capture_default_str();
   cmd->footer("Example:\n  wsm bench ingest --size-mb 256 --chunk-mb 4 --checkpoints 8");
   cmd->callback([args] { run_ingest(*args); });
 }

@@ -114,7 +114,7 @@ void run_sweep_command(const CompareArgs& a) {
     for (const MergeSpec& parsed : parse_merge_spec_list(text))
       for (double f : floors) {
         MergeSpec spec = parsed;
-        if (spec.shape && spec.floor == 0.0) spec.floor = f;  // a floor written into the shape wins
+        if (!spec.table() && spec.floor() == 0.0) spec.set_floor(f);  // a floor written into the shape wins
         if (std::find(o.specs.begin(), o.specs.end(), spec) == o.specs.end()) o.specs.push_back(spec);
       }
   o.windows = a.windows;

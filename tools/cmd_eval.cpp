@@ -7,6 +7,7 @@
 
 #include "wsm/core/error.h"
 #include "tools/commands.h"
+#include "tools/corpus/austen.h"
 #include "wsm/trainer/checkpoint_io.h"
 #include "wsm/trainer/evaluate.h"
 #include "trainer/layers_cpu.h"
@@ -26,7 +27,7 @@ struct EvalArgs {
 void run_eval(const EvalArgs& a) {
   trainer::cpu::set_num_threads(std::max(1, a.threads));
   std::filesystem::path val_path = a.val;
-  if (val_path.empty()) val_path = trainer::default_corpus(trainer::repo_root_for_data()).val;
+  if (val_path.empty()) val_path = trainer::default_corpus(austen_root()).val;
   const std::string val_text = trainer::read_text_file(val_path);
 
   // Models lacking config metadata (a merge that dropped it) borrow it from another file given.

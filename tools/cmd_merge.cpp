@@ -88,19 +88,14 @@ void run_merge(const MergeArgs& a) {
   merger::OfflineMergeRequest req;
   for (const auto& text : a.shapes)
     for (MergeSpec spec : parse_merge_spec_list(text)) {
-      if (a.floor && spec.shape && spec.floor == 0.0) spec.floor = *a.floor;
+      if (a.floor && !spec.table() && spec.floor() == 0.0) spec.set_floor(*a.floor);
       req.specs.push_back(spec);
     }
   if (!a.weights.empty()) {
-    MergeSpec table;
-    table.table = a.weights;
-    req.specs.push_back(table);
+    req.specs.push_back(TableRule{TableRule::Kind::merge_weights, a.weights});
   }
   if (req.specs.empty()) {
-    MergeSpec linear;
-    linear.shape = DecayShape::linear;
-    if (a.floor) linear.floor = *a.floor;
-    req.specs.push_back(linear);
+    req.specs.push_back(ShapeRule{DecayShape::linear, a.floor.value_or(0.0)});
   }
   for (const auto& text : a.inputs) {
     const CheckpointArg in = parse_checkpoint_arg(text);

@@ -63,6 +63,7 @@ struct ServeArgs {
   bool eval_builtin = false, eval_raw = true;
   std::int64_t eval_positions = 131072;
   int eval_threads = 1;
+  std::string index_name = "index.json";
 };
 
 // --eval-cmd / --eval-builtin: how every output is scored, or nothing (no evaluator).
@@ -99,12 +100,14 @@ void run_serve(const ServeArgs& a) {
   o.curve_secret_key_file = a.curve_secret;
   o.curve_allow_file = a.curve_allow;
   o.backend = kernels::parse_backend_kind(a.backend);
-  std::string joined;
-  for (const auto& e : a.emulate) joined += (joined.empty() ? "" : ",") + e;
-  o.core.emulations = merger::parse_emulations(joined);
+  for (const auto& value : a.emulate)
+    for (auto& e : merger::parse_emulations(value)) o.core.emulations.push_back(std::move(e));
   if (a.every <= 0) throw Error("--every must be a positive number of steps");
   o.core.every = a.every;
   o.core.out_dir = a.out;
+  if (a.index_name.empty() || a.index_name.find('/') != std::string::npos || a.index_name.front() == '.')
+    throw Error("--index '" + a.index_name + "': expected a file name in --out (no '/', not hidden)");
+  o.runner.index_name = a.index_name;
   if (!a.dtype.empty()) {
     auto d = parse_dtype(a.dtype);
     if (!d || !is_float(*d)) throw Error("--dtype '" + a.dtype + "': expected f32, f16, bf16 or f64");
@@ -138,7 +141,8 @@ void add_serve_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--out", args->out, "Directory for merged checkpoints and index.json")->required();
   cmd->add_option("--emulate", args->emulate,
-                  "SHAPE:WINDOW[,SHAPE:WINDOW...]; WINDOW in steps, or tokens with suffix t (50Mt)")
+                  "SPEC@WINDOW ... (one or more): a merge spec over a window in steps, or tokens with suffix "
+                  "t, e.g. 1-sqrt@800 'cosine,floor=0.1@50Mt' 'ema:alpha=0.2@1000'")
       ->required();
   cmd->add_option("--every", args->every, "Write outputs every N steps, once each window is covered")->required();
   cmd->add_option("--store", args->store, "Directory for the window on disk (spill, restart)");
@@ -161,6 +165,10 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--write-backlog", args->write_backlog,
                   "Bytes received but not yet written to --store past which ingest waits (credit withheld)")
       ->capture_default_str();
+  cmd->add_option("--index", args->index_name,
+                  "File name of the output index in --out; daemons of one sharded job sharing --out (one per node) "
+                  "each give their own, e.g. index-node3.json")
+      ->capture_default_str();
   cmd->add_option("--log-level", args->log_level, "trace, debug, info, warn, error")->capture_default_str();
   cmd->add_option("--eval-cmd", args->eval_cmd,
                   "Score every output in the background: a shell command with {path}; its last number on stdout "
@@ -179,12 +187,13 @@ void add_serve_command(CLI::App& app) {
       ->capture_default_str();
   cmd->footer(
       "Example:\n"
-      "  wsm serve --listen tcp://127.0.0.1:5555 --out merged --emulate 1-sqrt:800,linear:2000 \\\n"
+      "  wsm serve --listen tcp://127.0.0.1:5555 --out merged --emulate 1-sqrt@800 linear@2000 \\\n"
       "            --every 200 --store window --memory-budget 16G --dtype bf16\n"
-      "  wsm serve --out merged --emulate linear:800,ema:alpha=0.2:1000 --every 100 --running-sums off\n"
-      "  wsm serve --out merged --emulate 1-sqrt:800,linear:800 --every 100 --eval-cmd 'python eval.py {path}'\n"
+      "  wsm serve --out merged --emulate linear@800 ema:alpha=0.2@1000 --every 100 --running-sums off\n"
+      "  wsm serve --out merged --emulate 1-sqrt@800 linear@800 --every 100 --eval-cmd 'python eval.py {path}'\n"
       "  wsm report merged                      # validation score vs step, raw and each emulation\n"
-      "Outputs: merged/<run>/<shape>_w<window>/step_<step>.h5 and merged/index.json.\n"
+      "Outputs: merged/<run>/<shape>_w<window>/step_<step>.h5 and merged/index.json; for a sharded job\n"
+      "(ranks declaring slices), each node's part merged/<run>/<label>/step_<step>/part-rank<R>.h5.\n"
       "SIGINT/SIGTERM: stop accepting, finish the output being written, exit.");
   cmd->callback([args] { run_serve(*args); });
 }

@@ -5,6 +5,7 @@
 
 #include "wsm/core/error.h"
 #include "tools/commands.h"
+#include "tools/corpus/austen.h"
 #include "wsm/trainer/train.h"
 
 namespace wsm::tools {
@@ -51,7 +52,10 @@ void add_train_command(CLI::App& app) {
       "  wsm train --preset small --steps 2000 --out runs/a-wsd --from-state runs/a/state_00001600.h5 \\\n"
       "            --schedule wsd:warmup=100,decay=400,shape=1-sqrt,peak=2e-3   # == a WSD run from scratch\n"
       "The Austen corpus is cached by `python3 tools/fetch-austen.py` (run automatically when missing).");
-  cmd->callback([opts] { trainer::train(*opts); });
+  cmd->callback([opts] {
+    if (opts->data.empty()) opts->corpus_root = austen_root();  // fetches the corpus when missing
+    trainer::train(*opts);
+  });
 }
 
 }  // namespace wsm::tools

@@ -11,6 +11,7 @@
 
 #include "wsm/core/error.h"
 #include "wsm/schedules/decay.h"
+#include "wsm/schedules/text.h"
 #include "tools/commands.h"
 
 namespace wsm::tools {
@@ -35,18 +36,26 @@ MergeSpec spec_from(const WeightsArgs& a, int& count) {
   MergeSpec spec;
   if (!a.shape.empty()) {
     spec = parse_merge_spec(a.shape);  // a full spec works too: "cosine,floor=0.1", "ema:alpha=0.2"
-    if (a.floor) spec.floor = *a.floor;
-    if (a.alpha) spec.alpha = *a.alpha;
+    if (a.alpha) {
+      const bool ema = spec.ema() || (spec.shape() && spec.shape()->shape == DecayShape::exponential);
+      if (!ema) throw Error("wsm weights: --alpha applies to --shape ema only");
+      spec = parse_merge_spec("ema:alpha=" + text::format_number(*a.alpha));
+    }
+    if (a.floor) spec.set_floor(*a.floor);
     if (a.count < 1 && a.window == 0)
       throw Error("wsm weights: --count N (the number of checkpoints, k+1) is required with --shape");
   } else {
     if (a.floor || a.alpha) throw Error("wsm weights: --floor/--alpha apply to --shape only");
-    spec.table_is_decay = !a.decay_table.empty();
-    spec.table = spec.table_is_decay ? a.decay_table : a.weights_table;
+    TableRule table;
+    table.kind = a.decay_table.empty() ? TableRule::Kind::merge_weights : TableRule::Kind::decay;
+    table.values = a.decay_table.empty() ? a.weights_table : a.decay_table;
+    table.allow_non_monotone = a.allow_non_monotone;
+    spec = std::move(table);
   }
-  spec.allow_non_monotone = spec.allow_non_monotone || a.allow_non_monotone;
+  if (a.allow_non_monotone && !spec.table()) throw Error("wsm weights: --allow-non-monotone applies to --weights/--decay");
   count = a.count;
-  if (count == 0) count = static_cast<int>(spec.table.size()) + (spec.table_is_decay ? 1 : 0);
+  if (count == 0 && spec.table())
+    count = static_cast<int>(spec.table()->values.size()) + (spec.table()->kind == TableRule::Kind::decay ? 1 : 0);
   return spec;
 }
 
@@ -55,7 +64,8 @@ void run(const WeightsArgs& a) {
   const MergeSpec spec = spec_from(a, count);
   std::vector<double> c, w;
   std::vector<std::int64_t> selected;  // window mode only
-  std::string rule = spec.shape ? std::string(kSamplingRule) : std::string("user table");
+  std::string rule = spec.table() ? std::string("user table") : spec.per_checkpoint() ? std::string("per checkpoint")
+                                                                                   : std::string(kSamplingRule);
   if (a.window != 0 || !a.positions.empty()) {
     if (a.window <= 0 || a.positions.empty())
       throw Error("wsm weights: --window and --positions go together (a window in steps and the checkpoint steps)");
@@ -65,7 +75,7 @@ void run(const WeightsArgs& a) {
     c = sel.weights;
     w = sel.decay;
     count = static_cast<int>(c.size());
-    if (spec.shape) rule = "w_i=f((p_i-p_0)/window)";
+    if (!spec.per_checkpoint()) rule = "w_i=f((p_i-p_0)/window)";
   } else {
     c = merge_weights(spec, count);
     w = merge_weights_to_decay(c);

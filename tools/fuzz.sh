@@ -8,6 +8,7 @@
 #   KEEP_GOING=1 tools/fuzz.sh ...          keep fuzzing after a crash (libFuzzer -fork=1)
 #   JOBS=N                                  build parallelism (default 2)
 #   SKIP_BUILD=1                            run the targets build-fuzz/ already holds
+#   RUNS=N                                  stop each target after N executions (SECONDS still caps it)
 #
 # Targets: safetensors_header daemon_wire assembler hdf5 sharded_index (docs/fuzzing.md).
 # Needs clang and libclang-rt (tools/install-deps.sh installs them); the default build does not.
@@ -29,6 +30,8 @@ if [ ! -f build-fuzz/CMakeCache.txt ]; then
 fi
 [ "${SKIP_BUILD:-0}" = 1 ] || cmake --build build-fuzz -j"${JOBS:-2}" --target $(printf 'fuzz_%s ' "${targets[@]}")
 
+# The targets' own logs (spdlog, on stdout: one line per message the daemon refuses) are dropped;
+# libFuzzer and the sanitizers write to stderr, which is the log.
 # Leaks at exit are not findings here (the helper process and static state are torn down by exit).
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
 summary=()
@@ -39,12 +42,15 @@ for t in "${targets[@]}"; do
   [ -d "$seeds" ] || seeds=
   extra=()
   [ "${KEEP_GOING:-0}" = 1 ] && extra=(-fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
+  [ -n "${RUNS:-}" ] && extra+=(-runs="$RUNS")
   set +e
+  start=$(date +%s)
   "build-fuzz/fuzz_$t" -max_total_time="$secs" -timeout=20 -rss_limit_mb=4096 -print_final_stats=1 \
-    -artifact_prefix="$crashes/" "${extra[@]}" "$corpus" $seeds >"$log" 2>&1 &
+    -artifact_prefix="$crashes/" "${extra[@]}" "$corpus" $seeds >/dev/null 2>"$log" &
   pid=$!
   wait $pid
   rc=$?
+  took=$(($(date +%s) - start))
   set -e
   # The fuzzer's own final count is the last one printed (a helper process that dies in a
   # sanitizer report prints one too, with the count it was forked at); fork mode prints none, so
@@ -63,6 +69,6 @@ for t in "${targets[@]}"; do
   # Sanitizer reports from other processes are the HDF5 helper's: libhdf5's own memory errors,
   # contained there (the fuzzer gets an error naming the file). They also leave crash-* files.
   [ "${KEEP_GOING:-0}" = 1 ] && helper=0 || helper=$(grep -aE '^==[0-9]+==ERROR: AddressSanitizer' "$log" | grep -vc "^==$pid==" || true)
-  summary+=("$t: ${execs:-0} execs in ${secs} s, ${found:-0} finding(s), $helper helper-process report(s), exit $rc (log: $log)")
+  summary+=("$t: ${execs:-0} execs in ${took} s, ${found:-0} finding(s), $helper helper-process report(s), exit $rc (log: $log)")
 done
 printf '%s\n' "${summary[@]}"

@@ -15,6 +15,7 @@ packages=(
   libopenblas-dev libomp-dev libdnnl2
   libcairo2-dev
   clang libclang-rt-14-dev
+  g++-aarch64-linux-gnu
   python3 python3-numpy python3-h5py python3-zmq python3-protobuf python3-torch python3-venv
 )
 

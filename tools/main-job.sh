@@ -26,7 +26,7 @@ port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1
 endpoint="tcp://127.0.0.1:$port"
 
 ./build/wsm serve --listen "$endpoint" --out "$out/merged" --store "$out/store" \
-  --emulate "linear:$window,cosine:$window,1-sqrt:$window" --every "$window" 2>"$out/serve.log" &
+  --emulate "linear@$window" "cosine@$window" "1-sqrt@$window" --every "$window" 2>"$out/serve.log" &
 serve_pid=$!
 trap 'kill "$serve_pid" 2>/dev/null || true' EXIT
 

@@ -3,8 +3,10 @@
 #include <cmath>
 
 #include "trainer/backend.h"
-#include "trainer/cuda_resources.h"
+#include "kernels/cuda_support/cublas_loader.h"
+#include "kernels/cuda_support/device_buffer.h"
 #include "trainer/layers_cuda.h"
+#include "wsm/trainer/activations.h"
 
 namespace wsm::trainer {
 
@@ -23,11 +25,11 @@ struct GptCuda::Impl {
   std::int64_t t = 0;
   int B = 0, T = 0;
   DeviceBuffer<std::int32_t> tokens, targets;
-  DeviceBuffer<float> encoded, ln1, ln1_mean, ln1_rstd, qkv, atty, att, attproj, residual2, ln2, ln2_mean, ln2_rstd,
-      fch, fch_gelu, fcproj, residual3, lnf, lnf_mean, lnf_rstd, logits, probs, losses;
-  DeviceBuffer<float> dres, dln, dqkv, datty, dfch, dfch_gelu, dlogits, dpre;
+  Activations<DeviceBuffer<float>> act;  // the CPU model's layout
+  DeviceBuffer<float> dpre;              // attention backward's scratch, [B, NH, T, T]
 
   explicit Impl(const GptConfig& c) : cfg(c), layout(param_layout(c)) {
+    check_config(c);
     const std::size_t n = num_params(c);
     params.resize(n);
     grads.resize(n);
@@ -38,39 +40,11 @@ struct GptCuda::Impl {
     if (b == B && tt == T) return;
     B = b;
     T = tt;
-    const std::size_t BT = std::size_t(B) * T, C = cfg.n_embd, L = cfg.n_layer, V = cfg.vocab_size;
-    tokens.resize(BT);
-    targets.resize(BT);
-    encoded.resize(BT * C);
-    ln1.resize(L * BT * C);
-    ln1_mean.resize(L * BT);
-    ln1_rstd.resize(L * BT);
-    qkv.resize(L * BT * 3 * C);
-    atty.resize(L * BT * C);
-    att.resize(L * B * cfg.n_head * std::size_t(T) * T);
-    attproj.resize(L * BT * C);
-    residual2.resize(L * BT * C);
-    ln2.resize(L * BT * C);
-    ln2_mean.resize(L * BT);
-    ln2_rstd.resize(L * BT);
-    fch.resize(L * BT * 4 * C);
-    fch_gelu.resize(L * BT * 4 * C);
-    fcproj.resize(L * BT * C);
-    residual3.resize(L * BT * C);
-    lnf.resize(BT * C);
-    lnf_mean.resize(BT);
-    lnf_rstd.resize(BT);
-    logits.resize(BT * V);
-    probs.resize(BT * V);
-    losses.resize(BT);
-    dres.resize(BT * C);
-    dln.resize(BT * C);
-    dqkv.resize(BT * 3 * C);
-    datty.resize(BT * C);
-    dfch.resize(BT * 4 * C);
-    dfch_gelu.resize(BT * 4 * C);
-    dlogits.resize(BT * V);
-    dpre.resize(B * cfg.n_head * std::size_t(T) * T);
+    const ActivationSizes sizes = activation_sizes(cfg, B, T);
+    tokens.resize(sizes.bt);
+    targets.resize(sizes.bt);
+    act.resize(sizes, [](DeviceBuffer<float>& buf, std::size_t n) { buf.resize(n); });
+    dpre.resize(sizes.att);
   }
 };
 
@@ -110,50 +84,34 @@ AdamWState<float> GptCuda::optim() const {
 double GptCuda::forward(std::span<const std::int32_t> tok, std::span<const std::int32_t> tgt, int B, int T) {
   auto& s = *impl_;
   const auto& cfg = s.cfg;
-  if (T <= 0 || T > cfg.block_size || B <= 0 || tok.size() != std::size_t(B) * T || tgt.size() != tok.size())
-    throw Error("GptCuda forward: bad batch shape");
-  for (auto x : tok)
-    if (x < 0 || x >= cfg.vocab_size) throw Error("GptCuda forward: token id out of vocabulary");
-  for (auto x : tgt)
-    if (x < 0 || x >= cfg.vocab_size) throw Error("GptCuda forward: target id out of vocabulary");
+  check_batch(cfg, tok, tgt, B, T, Targets::kRequired);  // the device pass always computes the loss
   s.resize(B, T);
   s.tokens.upload(tok.data(), tok.size());
   s.targets.upload(tgt.data(), tgt.size());
   const int C = cfg.n_embd, NH = cfg.n_head, V = cfg.vocab_size, N = B * T;
-  const std::size_t BTC = std::size_t(N) * C, BT = N, att_size = std::size_t(B) * NH * T * T;
+  const std::size_t BTC = std::size_t(N) * C;
   ParamView<float> p(cfg, s.params.get());
   auto h = s.cublas.get();
-  using namespace cuda;
-  cuda::encoder_forward(s.encoded.get(), s.tokens.get(), p.wte(), p.wpe(), B, T, C);
+  const auto data = [](DeviceBuffer<float>& b) { return b.get(); };
+  cuda::encoder_forward(s.act.encoded.get(), s.tokens.get(), p.wte(), p.wpe(), B, T, C);
   for (int l = 0; l < cfg.n_layer; ++l) {
-    const float* residual = l == 0 ? s.encoded.get() : s.residual3.get() + (l - 1) * BTC;
-    float* ln1 = s.ln1.get() + l * BTC;
-    float* qkv = s.qkv.get() + l * 3 * BTC;
-    float* atty = s.atty.get() + l * BTC;
-    float* att = s.att.get() + l * att_size;
-    float* attproj = s.attproj.get() + l * BTC;
-    float* res2 = s.residual2.get() + l * BTC;
-    float* ln2 = s.ln2.get() + l * BTC;
-    float* fch = s.fch.get() + l * 4 * BTC;
-    float* fchg = s.fch_gelu.get() + l * 4 * BTC;
-    float* fcproj = s.fcproj.get() + l * BTC;
-    float* res3 = s.residual3.get() + l * BTC;
-    cuda::layernorm_forward(ln1, s.ln1_mean.get() + l * BT, s.ln1_rstd.get() + l * BT, residual, p.ln1w(l), p.ln1b(l), N, C);
-    cuda::matmul_forward(h, qkv, ln1, p.qkvw(l), p.qkvb(l), N, C, 3 * C);
-    cuda::attention_forward(atty, att, qkv, B, T, C, NH);
-    cuda::matmul_forward(h, attproj, atty, p.attprojw(l), p.attprojb(l), N, C, C);
-    cuda::residual_forward(res2, residual, attproj, int(BTC));
-    cuda::layernorm_forward(ln2, s.ln2_mean.get() + l * BT, s.ln2_rstd.get() + l * BT, res2, p.ln2w(l), p.ln2b(l), N, C);
-    cuda::matmul_forward(h, fch, ln2, p.fcw(l), p.fcb(l), N, C, 4 * C);
-    cuda::gelu_forward(fchg, fch, int(4 * BTC));
-    cuda::matmul_forward(h, fcproj, fchg, p.fcprojw(l), p.fcprojb(l), N, 4 * C, C);
-    cuda::residual_forward(res3, res2, fcproj, int(BTC));
+    const auto x = s.act.layer(l, data);
+    cuda::layernorm_forward(x.ln1, x.ln1_mean, x.ln1_rstd, x.residual, p.ln1w(l), p.ln1b(l), N, C);
+    cuda::matmul_forward(h, x.qkv, x.ln1, p.qkvw(l), p.qkvb(l), N, C, 3 * C);
+    cuda::attention_forward(x.atty, x.att, x.qkv, B, T, C, NH);
+    cuda::matmul_forward(h, x.attproj, x.atty, p.attprojw(l), p.attprojb(l), N, C, C);
+    cuda::residual_forward(x.residual2, x.residual, x.attproj, int(BTC));
+    cuda::layernorm_forward(x.ln2, x.ln2_mean, x.ln2_rstd, x.residual2, p.ln2w(l), p.ln2b(l), N, C);
+    cuda::matmul_forward(h, x.fch, x.ln2, p.fcw(l), p.fcb(l), N, C, 4 * C);
+    cuda::gelu_forward(x.fch_gelu, x.fch, int(4 * BTC));
+    cuda::matmul_forward(h, x.fcproj, x.fch_gelu, p.fcprojw(l), p.fcprojb(l), N, 4 * C, C);
+    cuda::residual_forward(x.residual3, x.residual2, x.fcproj, int(BTC));
   }
-  const float* last = s.residual3.get() + (cfg.n_layer - 1) * BTC;
-  cuda::layernorm_forward(s.lnf.get(), s.lnf_mean.get(), s.lnf_rstd.get(), last, p.lnfw(), p.lnfb(), N, C);
-  cuda::matmul_forward(h, s.logits.get(), s.lnf.get(), p.wte(), nullptr, N, C, V);
-  cuda::softmax_crossentropy_forward(s.probs.get(), s.losses.get(), s.logits.get(), s.targets.get(), N, V);
-  const auto losses = s.losses.to_host();
+  const float* last = s.act.last_residual(data);
+  cuda::layernorm_forward(s.act.lnf.get(), s.act.lnf_mean.get(), s.act.lnf_rstd.get(), last, p.lnfw(), p.lnfb(), N, C);
+  cuda::matmul_forward(h, s.act.logits.get(), s.act.lnf.get(), p.wte(), nullptr, N, C, V);
+  cuda::softmax_crossentropy_forward(s.act.probs.get(), s.act.losses.get(), s.act.logits.get(), s.targets.get(), N, V);
+  const auto losses = s.act.losses.to_host();
   double sum = 0;
   for (float x : losses) sum += double(x);
   return sum / N;
@@ -166,47 +124,40 @@ void GptCuda::backward() {
   const auto& cfg = s.cfg;
   const int B = s.B, T = s.T, C = cfg.n_embd, NH = cfg.n_head, V = cfg.vocab_size, N = B * T;
   if (N == 0) throw Error("GptCuda backward: no forward pass yet");
-  const std::size_t BTC = std::size_t(N) * C, BT = N, att_size = std::size_t(B) * NH * T * T;
+  const std::size_t BTC = std::size_t(N) * C;
   ParamView<float> p(cfg, s.params.get());
   ParamView<float> g(cfg, s.grads.get());
   auto h = s.cublas.get();
+  const auto data = [](DeviceBuffer<float>& b) { return b.get(); };
 
-  s.dlogits.zero();
-  cuda::softmax_crossentropy_backward(s.dlogits.get(), s.probs.get(), s.targets.get(), 1.0f / float(N), N, V);
-  s.dln.zero();
-  cuda::matmul_backward(h, s.dln.get(), g.wte(), nullptr, s.dlogits.get(), s.lnf.get(), p.wte(), N, C, V);
-  s.dres.zero();
-  const float* last = s.residual3.get() + (cfg.n_layer - 1) * BTC;
-  cuda::layernorm_backward(s.dres.get(), g.lnfw(), g.lnfb(), s.dln.get(), last, p.lnfw(), s.lnf_mean.get(),
-                           s.lnf_rstd.get(), N, C);
+  s.act.dlogits.zero();
+  cuda::softmax_crossentropy_backward(s.act.dlogits.get(), s.act.probs.get(), s.targets.get(), 1.0f / float(N), N, V);
+  s.act.dln.zero();
+  cuda::matmul_backward(h, s.act.dln.get(), g.wte(), nullptr, s.act.dlogits.get(), s.act.lnf.get(), p.wte(), N, C, V);
+  s.act.dres.zero();
+  const float* last = s.act.last_residual(data);
+  cuda::layernorm_backward(s.act.dres.get(), g.lnfw(), g.lnfb(), s.act.dln.get(), last, p.lnfw(), s.act.lnf_mean.get(),
+                           s.act.lnf_rstd.get(), N, C);
   for (int l = cfg.n_layer - 1; l >= 0; --l) {
-    const float* residual = l == 0 ? s.encoded.get() : s.residual3.get() + (l - 1) * BTC;
-    const float* ln1 = s.ln1.get() + l * BTC;
-    const float* qkv = s.qkv.get() + l * 3 * BTC;
-    const float* atty = s.atty.get() + l * BTC;
-    const float* att = s.att.get() + l * att_size;
-    const float* res2 = s.residual2.get() + l * BTC;
-    const float* ln2 = s.ln2.get() + l * BTC;
-    const float* fch = s.fch.get() + l * 4 * BTC;
-    const float* fchg = s.fch_gelu.get() + l * 4 * BTC;
-    s.dfch_gelu.zero();
-    cuda::matmul_backward(h, s.dfch_gelu.get(), g.fcprojw(l), g.fcprojb(l), s.dres.get(), fchg, p.fcprojw(l), N, 4 * C, C);
-    s.dfch.zero();
-    cuda::gelu_backward(s.dfch.get(), fch, s.dfch_gelu.get(), int(4 * BTC));
-    s.dln.zero();
-    cuda::matmul_backward(h, s.dln.get(), g.fcw(l), g.fcb(l), s.dfch.get(), ln2, p.fcw(l), N, C, 4 * C);
-    cuda::layernorm_backward(s.dres.get(), g.ln2w(l), g.ln2b(l), s.dln.get(), res2, p.ln2w(l), s.ln2_mean.get() + l * BT,
-                             s.ln2_rstd.get() + l * BT, N, C);
-    s.datty.zero();
-    cuda::matmul_backward(h, s.datty.get(), g.attprojw(l), g.attprojb(l), s.dres.get(), atty, p.attprojw(l), N, C, C);
-    s.dqkv.zero();
-    cuda::attention_backward(s.dqkv.get(), s.dpre.get(), s.datty.get(), qkv, att, B, T, C, NH);
-    s.dln.zero();
-    cuda::matmul_backward(h, s.dln.get(), g.qkvw(l), g.qkvb(l), s.dqkv.get(), ln1, p.qkvw(l), N, C, 3 * C);
-    cuda::layernorm_backward(s.dres.get(), g.ln1w(l), g.ln1b(l), s.dln.get(), residual, p.ln1w(l),
-                             s.ln1_mean.get() + l * BT, s.ln1_rstd.get() + l * BT, N, C);
+    const auto x = s.act.layer(l, data);
+    s.act.dfch_gelu.zero();
+    cuda::matmul_backward(h, s.act.dfch_gelu.get(), g.fcprojw(l), g.fcprojb(l), s.act.dres.get(), x.fch_gelu, p.fcprojw(l), N, 4 * C, C);
+    s.act.dfch.zero();
+    cuda::gelu_backward(s.act.dfch.get(), x.fch, s.act.dfch_gelu.get(), int(4 * BTC));
+    s.act.dln.zero();
+    cuda::matmul_backward(h, s.act.dln.get(), g.fcw(l), g.fcb(l), s.act.dfch.get(), x.ln2, p.fcw(l), N, C, 4 * C);
+    cuda::layernorm_backward(s.act.dres.get(), g.ln2w(l), g.ln2b(l), s.act.dln.get(), x.residual2, p.ln2w(l), x.ln2_mean,
+                             x.ln2_rstd, N, C);
+    s.act.datty.zero();
+    cuda::matmul_backward(h, s.act.datty.get(), g.attprojw(l), g.attprojb(l), s.act.dres.get(), x.atty, p.attprojw(l), N, C, C);
+    s.act.dqkv.zero();
+    cuda::attention_backward(s.act.dqkv.get(), s.dpre.get(), s.act.datty.get(), x.qkv, x.att, B, T, C, NH);
+    s.act.dln.zero();
+    cuda::matmul_backward(h, s.act.dln.get(), g.qkvw(l), g.qkvb(l), s.act.dqkv.get(), x.ln1, p.qkvw(l), N, C, 3 * C);
+    cuda::layernorm_backward(s.act.dres.get(), g.ln1w(l), g.ln1b(l), s.act.dln.get(), x.residual, p.ln1w(l), x.ln1_mean,
+                             x.ln1_rstd, N, C);
   }
-  cuda::encoder_backward(g.wte(), g.wpe(), s.dres.get(), s.tokens.get(), B, T, C);
+  cuda::encoder_backward(g.wte(), g.wpe(), s.act.dres.get(), s.tokens.get(), B, T, C);
 }
 
 double GptCuda::clip_grad_norm(double max_norm) {

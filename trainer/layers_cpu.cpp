@@ -224,20 +224,33 @@ void matmul_backward(F* dinp, F* dw, F* dbias, const F* dout, const F* inp, cons
 
 namespace {
 
-// Row t of the causal softmax: a[0, n) = softmax(a[0, n)), a[n, len) = 0 (the masked future).
 template <class F>
-WSM_SIMD_CLONES void causal_softmax_row(F* __restrict a, int n, int len) {
-  F maxv = a[0];
+struct SoftmaxSums {
+  F max, sum;  // of the inputs, and of exp(input - max): log(sum) + max is their log-sum-exp
+};
+
+// p[0, n) = softmax(z[0, n)), n >= 1, p == z allowed (the attention rows are done in place); the one
+// softmax of the attention and of the cross-entropy. Inlined into its callers' SIMD clones.
+template <class F>
+[[gnu::always_inline]] inline SoftmaxSums<F> softmax(F* p, const F* z, int n) {
+  F maxv = z[0];
 #pragma omp simd reduction(max : maxv)
-  for (int i = 0; i < n; ++i) maxv = std::max(maxv, a[i]);
+  for (int i = 1; i < n; ++i) maxv = std::max(maxv, z[i]);
   F sum = 0;
 #pragma omp simd reduction(+ : sum)
   for (int i = 0; i < n; ++i) {
-    a[i] = vexp(a[i] - maxv);
-    sum += a[i];
+    p[i] = vexp(z[i] - maxv);
+    sum += p[i];
   }
   const F inv = F(1) / sum;
-  for (int i = 0; i < n; ++i) a[i] *= inv;
+  for (int i = 0; i < n; ++i) p[i] *= inv;
+  return {maxv, sum};
+}
+
+// Row t of the causal softmax: a[0, n) = softmax(a[0, n)), a[n, len) = 0 (the masked future).
+template <class F>
+WSM_SIMD_CLONES void causal_softmax_row(F* __restrict a, int n, int len) {
+  softmax(a, a, n);
   for (int i = n; i < len; ++i) a[i] = F(0);
 }
 
@@ -358,20 +371,9 @@ WSM_SIMD_CLONES void softmax_crossentropy_rows(F* __restrict probs, F* __restric
                                                const std::int32_t* targets, int rows, int V) {
   for (int n = 0; n < rows; ++n) {
     const F* z = logits + std::size_t(n) * V;
-    F* p = probs + std::size_t(n) * V;
-    F maxv = z[0];
-#pragma omp simd reduction(max : maxv)
-    for (int i = 1; i < V; ++i) maxv = std::max(maxv, z[i]);
-    F sum = 0;
-#pragma omp simd reduction(+ : sum)
-    for (int i = 0; i < V; ++i) {
-      p[i] = vexp(z[i] - maxv);
-      sum += p[i];
-    }
+    const SoftmaxSums<F> s = softmax(probs + std::size_t(n) * V, z, V);
     // log-sum-exp form keeps the loss accurate where p[target] underflows
-    losses[n] = std::log(sum) + maxv - z[targets[n]];
-    const F inv = F(1) / sum;
-    for (int i = 0; i < V; ++i) p[i] *= inv;
+    losses[n] = std::log(s.sum) + s.max - z[targets[n]];
   }
 }
 

@@ -1,7 +1,9 @@
-#include "trainer/cuda_resources.h"
 #include "trainer/layers_cuda.h"
 
 #include <cmath>
+
+#include "kernels/cuda_support/cublas_loader.h"
+#include "kernels/cuda_support/error_check.h"
 
 namespace wsm::trainer::cuda {
 namespace {

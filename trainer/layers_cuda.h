@@ -6,7 +6,13 @@
 
 #include <cstdint>
 
+#include "kernels/cuda_support/error_check.h"
+
 namespace wsm::trainer::cuda {
+
+// Checks, buffers and cuBLAS come from the CUDA support library (kernels/cuda_support/), shared with
+// the merge backend.
+using namespace wsm::cuda;
 
 void encoder_forward(float* out, const std::int32_t* tok, const float* wte, const float* wpe, int B, int T, int C);
 void encoder_backward(float* dwte, float* dwpe, const float* dout, const std::int32_t* tok, int B, int T, int C);

@@ -5,6 +5,7 @@ namespace wsm::trainer {
 template <class F>
 StepResult train_step(GptCpu<F>& model, AdamWState<F>& opt, const AdamWConfig& opt_cfg, const Batch& batch, int B,
                       int T, double lr, double clip) {
+  check_batch(model.config(), batch.tokens, batch.targets, B, T, Targets::kRequired);  // as the CUDA model does
   StepResult r;
   r.loss = model.forward(batch.tokens, batch.targets, B, T);
   model.zero_grad();

@@ -18,10 +18,6 @@
 #include "wsm/trainer/evaluate.h"
 #include "trainer/layers_cpu.h"
 
-#ifndef WSM_REPO_ROOT
-#define WSM_REPO_ROOT "."
-#endif
-
 namespace wsm::trainer {
 namespace fs = std::filesystem;
 namespace {
@@ -44,18 +40,6 @@ CheckpointMeta make_meta(const TrainOptions& o, const std::string& run_id, const
 }
 
 }  // namespace
-
-fs::path repo_root_for_data() {
-  if (fs::exists("data/cache/austen/train.txt")) return fs::current_path();
-  const fs::path root = WSM_REPO_ROOT;
-  if (!fs::exists(root / "data/cache/austen/train.txt") && fs::exists(root / "tools/fetch-austen.py")) {
-    spdlog::info("Austen corpus not cached yet: running tools/fetch-austen.py (apt-get download + decode)");
-    const std::string cmd = "python3 '" + (root / "tools/fetch-austen.py").string() + "' --out '" +
-                            (root / "data/cache").string() + "'";
-    if (std::system(cmd.c_str()) != 0) spdlog::warn("fetch-austen.py failed");
-  }
-  return root;
-}
 
 std::string format_eta(double seconds) {
   const long s = long(seconds + 0.5);
@@ -81,7 +65,7 @@ struct TrainData {
 TrainData read_data(const TrainOptions& o) {
   TrainData d{o.data, o.val, {}, {}};
   if (d.train_path.empty()) {
-    const auto corpus = default_corpus(repo_root_for_data());
+    const auto corpus = default_corpus(o.corpus_root.empty() ? fs::current_path() : o.corpus_root);
     d.train_path = corpus.train;
     if (d.val_path.empty()) d.val_path = corpus.val;
   }
@@ -164,96 +148,132 @@ void report_validation(TrainSummary& sum, const TrainOptions& o, const GptConfig
               (long long)ev.positions, val_path.string().c_str());
 }
 
-}  // namespace
+// Everything a run needs before its first step: data, state, model shape, schedule, backend, merger.
+struct Run {
+  TrainData data;
+  Preset pre;
+  TrainState st;
+  GptConfig cfg;
+  int B = 0, T = 0;
+  std::vector<std::int32_t> train_tokens, val_tokens;
+  Schedule sched;
+  std::string run_id;
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<MergerClient> merger;
+};
 
-TrainSummary train(const TrainOptions& o) {
+Run prepare_run(const TrainOptions& o) {
   if (o.out.empty()) throw Error("wsm train: --out DIR is required");
   if (o.every <= 0) throw Error("wsm train: --every must be > 0");
   cpu::set_num_threads(std::max(1, o.threads));
   fs::create_directories(o.out);
-  const fs::path state_path = o.out / "state.h5";
-
-  const TrainData data = read_data(o);
-  const Preset pre = preset(o.preset);
-  TrainState st = initial_state(o, pre, data);
-  const GptConfig cfg = st.model.config;
-  const int B = o.batch_size > 0 ? o.batch_size : pre.batch_size, T = cfg.block_size;
-  check_batch_size(o, st, B);
-  const auto train_tokens = st.model.vocab.encode(data.train_text, data.train_path.string());
-  const auto val_tokens = data.val_text.empty() ? std::vector<std::int32_t>{}
-                                                : st.model.vocab.encode(data.val_text, data.val_path.string());
-  const Schedule sched = run_schedule(o, pre);
-  const std::string run_id = o.run_id.empty() ? fs::absolute(o.out).filename().string() : o.run_id;
-  std::unique_ptr<Backend> backend = make_backend(o, cfg);
-  backend->upload(st.model.params, st.optim);
-
-  std::unique_ptr<MergerClient> merger;
+  Run r;
+  r.data = read_data(o);
+  r.pre = preset(o.preset);
+  r.st = initial_state(o, r.pre, r.data);
+  r.cfg = r.st.model.config;
+  r.B = o.batch_size > 0 ? o.batch_size : r.pre.batch_size;
+  r.T = r.cfg.block_size;
+  check_batch_size(o, r.st, r.B);
+  r.train_tokens = r.st.model.vocab.encode(r.data.train_text, r.data.train_path.string());
+  if (!r.data.val_text.empty()) r.val_tokens = r.st.model.vocab.encode(r.data.val_text, r.data.val_path.string());
+  r.sched = run_schedule(o, r.pre);
+  r.run_id = o.run_id.empty() ? fs::absolute(o.out).filename().string() : o.run_id;
+  r.backend = make_backend(o, r.cfg);
+  r.backend->upload(r.st.model.params, r.st.optim);
   if (!o.merger.empty()) {
     ClientOptions co;
     co.endpoint = o.merger;
-    co.run_id = run_id;
-    merger = std::make_unique<MergerClient>(co);
+    co.run_id = r.run_id;
+    r.merger = std::make_unique<MergerClient>(co);
   }
-
   spdlog::info("train: preset {} ({} params, {} layers, width {}, ctx {}, vocab {}), batch {}x{}, device {}, "
                "schedule {}, steps {} -> {}, data {} ({} tokens)",
-               o.preset, num_params(cfg), cfg.n_layer, cfg.n_embd, cfg.block_size, cfg.vocab_size, B, T,
-               backend->name(), sched.to_string(), st.step, o.steps, data.train_path.string(), train_tokens.size());
+               o.preset, num_params(r.cfg), r.cfg.n_layer, r.cfg.n_embd, r.cfg.block_size, r.cfg.vocab_size, r.B,
+               r.T, r.backend->name(), r.sched.to_string(), r.st.step, o.steps, r.data.train_path.string(),
+               r.train_tokens.size());
+  return r;
+}
 
-  TrainSummary sum;
-  const auto run_start = Clock::now();
-  auto interval_start = run_start;
-  std::int64_t interval_steps = 0, run_steps = 0;
-  double interval_loss = 0;
+// The steps since the last checkpoint, for its progress line.
+struct Interval {
+  Clock::time_point start = Clock::now();
+  std::int64_t steps = 0;
+  double loss = 0;
+};
+
+// After step `done`: a kept branch state when asked for, and at checkpoints the progress line, the
+// merger upload, step_<N>.h5 and state.h5.
+void save_outputs(Run& r, const TrainOptions& o, std::int64_t done, double lr, bool checkpoint, bool keep,
+                  Interval& interval) {
+  r.backend->download(r.st.model.params, r.st.optim);
+  r.st.step = done;
+  r.st.model.meta = make_meta(o, r.run_id, r.sched, done, done * std::int64_t(r.B) * r.T, lr, r.st.seed, r.B);
+  if (keep) save_state(o.out / state_file_name(done), r.st);
+  if (!checkpoint) return;
+  const double secs = std::chrono::duration<double>(Clock::now() - interval.start).count();
+  print_progress(done, o.steps, interval.loss / double(interval.steps), lr,
+                 double(interval.steps) * r.B * r.T / std::max(secs, 1e-9), secs / double(interval.steps));
+  if (r.merger) send_to_merger(*r.merger, r.cfg, r.st);
+  if (o.save_checkpoints)
+    save_model(o.out / checkpoint_file_name(done), r.cfg, r.st.model.vocab, r.st.model.params, r.st.model.meta);
+  save_state(o.out / "state.h5", r.st);
+  interval = Interval{};
+}
+
+// Steps from the state's step up to o.steps; returns the number of steps run.
+std::int64_t run_steps(Run& r, const TrainOptions& o, TrainSummary& sum) {
   const auto keep_state = [&](std::int64_t step) {
     return std::find(o.keep_states.begin(), o.keep_states.end(), step) != o.keep_states.end();
   };
-  for (std::int64_t step = st.step; step < o.steps; ++step) {
-    const double lr = sched.lr_at(step);
-    const StepResult r = backend->step(batch_at(train_tokens, st.seed, step, B, T), B, T, lr);
-    if (!std::isfinite(r.loss)) throw Error("training diverged at step " + std::to_string(step) + " (loss not finite)");
-    sum.last_loss = r.loss;
-    interval_loss += r.loss;
-    ++interval_steps;
-    ++run_steps;
+  Interval interval;
+  std::int64_t steps = 0;
+  for (std::int64_t step = r.st.step; step < o.steps; ++step) {
+    const double lr = r.sched.lr_at(step);
+    const StepResult res = r.backend->step(batch_at(r.train_tokens, r.st.seed, step, r.B, r.T), r.B, r.T, lr);
+    if (!std::isfinite(res.loss))
+      throw Error("training diverged at step " + std::to_string(step) + " (loss not finite)");
+    sum.last_loss = res.loss;
+    interval.loss += res.loss;
+    ++interval.steps;
+    ++steps;
     const std::int64_t done = step + 1;
-    const bool checkpoint = done % o.every == 0 || done == o.steps;
-    if (!checkpoint && !keep_state(done)) continue;
-
-    backend->download(st.model.params, st.optim);
-    st.step = done;
-    st.model.meta = make_meta(o, run_id, sched, done, done * std::int64_t(B) * T, lr, st.seed, B);
-    if (keep_state(done)) save_state(o.out / state_file_name(done), st);
-    if (!checkpoint) continue;
-    const double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();
-    print_progress(done, o.steps, interval_loss / double(interval_steps), lr,
-                   double(interval_steps) * B * T / std::max(secs, 1e-9), secs / double(interval_steps));
-    if (merger) send_to_merger(*merger, cfg, st);
-    if (o.save_checkpoints) save_model(o.out / checkpoint_file_name(done), cfg, st.model.vocab, st.model.params, st.model.meta);
-    save_state(state_path, st);
-    interval_start = Clock::now();
-    interval_steps = 0;
-    interval_loss = 0;
+    const bool checkpoint = done % o.every == 0 || done == o.steps, keep = keep_state(done);
+    if (checkpoint || keep) save_outputs(r, o, done, lr, checkpoint, keep, interval);
   }
-  sum.step = st.step;
-  sum.tokens_per_s = double(run_steps) * B * T /
-                     std::max(std::chrono::duration<double>(Clock::now() - run_start).count(), 1e-9);
+  return steps;
+}
+
+// Checkpoints are on disk either way: flush the merger, evaluate, then report a merger failure.
+void finish_run(Run& r, const TrainOptions& o, TrainSummary& sum) {
   std::string merger_error;
-  if (merger) {
-    // Checkpoints are on disk either way: finish the run (and its evaluation), then report.
+  if (r.merger) {
     try {
-      merger->flush();
+      r.merger->flush();
     } catch (const std::exception& e) {
       merger_error = e.what();
       spdlog::error("merger {}: {}", o.merger, merger_error);
     }
   }
-  if (o.eval_positions > 0 && !val_tokens.empty()) {
-    backend->download(st.model.params, st.optim);
-    report_validation(sum, o, cfg, st, val_tokens, data.val_path);
+  if (o.eval_positions > 0 && !r.val_tokens.empty()) {
+    r.backend->download(r.st.model.params, r.st.optim);
+    report_validation(sum, o, r.cfg, r.st, r.val_tokens, r.data.val_path);
   }
   if (!merger_error.empty())
     throw Error("merger " + o.merger + ": " + merger_error + " (checkpoints are in " + o.out.string() + ")");
+}
+
+}  // namespace
+
+TrainSummary train(const TrainOptions& o) {
+  Run r = prepare_run(o);
+  TrainSummary sum;
+  const auto start = Clock::now();
+  const std::int64_t steps = run_steps(r, o, sum);
+  sum.step = r.st.step;
+  sum.tokens_per_s =
+      double(steps) * r.B * r.T / std::max(std::chrono::duration<double>(Clock::now() - start).count(), 1e-9);
+  finish_run(r, o, sum);
   return sum;
 }
 

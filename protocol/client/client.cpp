@@ -5,7 +5,8 @@
 // Hello (when the manifest or the socket is new), CheckpointBegin, chunks within the credit the
 // merger grants, CheckpointEnd, then waits for the Ack. Chunk frames point into the snapshot (no
 // copy). A NO_SESSION error or a silent merger starts a new socket and resends the checkpoint
-// from its start, until reconnect_timeout_ms runs out.
+// from its start, until reconnect_timeout_ms runs out; OVER_BUDGET (the merger's memory is taken
+// by other checkpoints) is waited out with backoff on the same socket, within the same time.
 //
 // Two rules keep the cost off the trainer and the cores: while a send_checkpoint call copies, the
 // sender thread stops streaming and helps with the copy instead (it takes blocks of the snapshot
@@ -26,6 +27,7 @@
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
+#include "wsm/formats/tensor_slice.h"
 #include "wsm/wire/wire.h"
 
 namespace wsm {
@@ -70,7 +72,9 @@ class BufferPool {
 struct Snapshot {
   std::int64_t step = 0, tokens = 0;
   double lr = 0;
-  std::vector<TensorInfo> manifest;
+  std::vector<TensorInfo> manifest;  // sharded: named by slice entry, shaped as the block
+  std::vector<TensorSlice> slices;   // sharded: one per manifest tensor; empty otherwise
+  std::vector<std::string> names;    // sharded: the global tensors' names
   std::vector<std::size_t> offsets;  // of each tensor in buffer
   std::size_t total = 0;
   Buffer buffer;
@@ -93,7 +97,10 @@ std::string random_routing_id() {
 }
 
 // The outcome of one attempt at sending a snapshot.
-enum class Attempt { acked, rejected, retry };
+enum class Attempt { acked, rejected, retry, over_budget };
+
+// Waits between tries of a checkpoint the merger refused as OVER_BUDGET: doubling, capped.
+inline constexpr std::chrono::milliseconds kFirstBudgetWait{100}, kLongestBudgetWait{2000};
 
 // Chunk bytes handed to ZeroMQ that its I/O thread has not yet written to the socket.
 inline constexpr std::size_t kBytesAhead = 8 << 20;
@@ -174,6 +181,7 @@ struct MergerClient::Impl {
   // Sender-thread state.
   std::optional<zmq::socket_t> socket;
   std::vector<TensorInfo> session_manifest;
+  std::vector<TensorSlice> session_slices;
   bool session = false;
   std::uint32_t credit = 0;
   std::uint64_t max_chunk = 0;
@@ -196,6 +204,11 @@ struct MergerClient::Impl {
 
   explicit Impl(ClientOptions o) : opt(std::move(o)), pool(std::make_shared<BufferPool>(opt.queue_bytes)) {
     if (opt.chunk_bytes == 0) throw Error("merger client: chunk_bytes must be > 0");
+    if (opt.world_size < 1 || opt.rank < 0 || opt.rank >= opt.world_size || opt.local_world_size < 0 ||
+        opt.local_world_size > opt.world_size)
+      throw Error("merger client: rank " + std::to_string(opt.rank) + ", world size " + std::to_string(opt.world_size) +
+                  ", local world size " + std::to_string(opt.local_world_size) +
+                  ": need 0 <= rank < world size and local world size <= world size");
     sender = std::thread([this] { run(); });
   }
 
@@ -245,14 +258,24 @@ struct MergerClient::Impl {
   bool hello(const Snapshot& s) {
     auto env = wire::envelope();
     auto* h = env.mutable_hello();
-    h->set_protocol_version(wire::kProtocolVersion);
+    h->set_protocol_version(s.slices.empty() ? wire::kProtocolVersion : wire::kShardedProtocolVersion);
     h->set_run_id(opt.run_id);
     h->set_client("wsm-cpp/0.1");
-    for (const auto& t : s.manifest) {
+    if (!s.slices.empty()) {
+      h->mutable_group()->set_rank(static_cast<std::uint32_t>(opt.rank));
+      h->mutable_group()->set_world_size(static_cast<std::uint32_t>(opt.world_size));
+      h->mutable_group()->set_local_world_size(static_cast<std::uint32_t>(opt.local_world_size));
+    }
+    for (std::size_t i = 0; i < s.manifest.size(); ++i) {
+      const auto& t = s.manifest[i];
       auto* spec = h->add_manifest();
-      spec->set_name(t.name);
+      spec->set_name(s.slices.empty() ? t.name : s.names[i]);
       spec->set_dtype(std::string(dtype_name(t.dtype)));
       for (auto d : t.shape) spec->add_shape(d);
+      if (s.slices.empty()) continue;
+      for (auto d : s.slices[i].global_shape) spec->add_global_shape(d);
+      for (auto d : s.slices[i].offsets) spec->add_offsets(d);
+      spec->set_replicated(s.slices[i].replicated);
     }
     wire::send(*socket, "", env);
     const auto until = Clock::now() + std::chrono::milliseconds(opt.stall_timeout_ms);
@@ -260,6 +283,7 @@ struct MergerClient::Impl {
       if (reply->has_welcome()) {
         session = true;
         session_manifest = s.manifest;
+        session_slices = s.slices;
         credit = reply->welcome().credit();
         max_chunk = reply->welcome().max_chunk_bytes();
         return true;
@@ -285,7 +309,7 @@ struct MergerClient::Impl {
       if (e.code() == v1::DUPLICATE_STEP && resend) return Attempt::acked;
       if (e.code() == v1::TIMEOUT) return Attempt::retry;
       error = "merger rejected step " + std::to_string(s.step) + ": " + e.message();
-      return Attempt::rejected;
+      return e.code() == v1::OVER_BUDGET ? Attempt::over_budget : Attempt::rejected;
     } else if (m.has_ack() && m.ack().step() == s.step) {
       return Attempt::acked;
     }
@@ -295,7 +319,7 @@ struct MergerClient::Impl {
   Attempt attempt(const std::shared_ptr<Snapshot>& snap, bool resend, std::string& error) {
     const Snapshot& s = *snap;
     if (!socket) new_socket();
-    if (!session || session_manifest != s.manifest)
+    if (!session || session_manifest != s.manifest || session_slices != s.slices)
       if (!hello(s)) return Attempt::retry;
     const auto stall = std::chrono::milliseconds(opt.stall_timeout_ms);
 
@@ -365,9 +389,29 @@ struct MergerClient::Impl {
     }
   }
 
+  // Sleeps before the next try of a step refused as OVER_BUDGET (the merger frees memory as other
+  // checkpoints complete or leave the window); false, and the step failed, once past the deadline.
+  bool wait_for_budget(std::chrono::milliseconds& wait, Clock::time_point deadline, std::int64_t step,
+                       const std::string& error) {
+    const auto now = Clock::now();
+    if (now >= deadline) {
+      fail(error + " (still over the merger's memory budget after " + std::to_string(opt.reconnect_timeout_ms) + " ms)");
+      return false;
+    }
+    const auto pause = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
+    spdlog::warn("merger client: step {} does not fit the merger's memory budget now; trying again in {} ms", step,
+                 pause.count());
+    std::this_thread::sleep_for(pause);
+    wait = std::min(wait * 2, kLongestBudgetWait);
+    std::lock_guard lock(mu);
+    ++stats.budget_waits;
+    return true;
+  }
+
   void send_one(const std::shared_ptr<Snapshot>& snap) {
     const auto deadline = Clock::now() + std::chrono::milliseconds(opt.reconnect_timeout_ms);
     bool resend = false;
+    auto budget_wait = kFirstBudgetWait;
     for (;;) {
       std::string error;
       Attempt a;
@@ -386,6 +430,10 @@ struct MergerClient::Impl {
       if (a == Attempt::rejected) {
         fail(error);
         return;
+      }
+      if (a == Attempt::over_budget) {
+        if (!wait_for_budget(budget_wait, deadline, snap->step, error)) return;
+        continue;  // same socket and session: the merger dropped what it had of this step
       }
       if (Clock::now() >= deadline) {
         fail("merger at " + opt.endpoint + " unreachable for " + std::to_string(opt.reconnect_timeout_ms) +
@@ -447,16 +495,35 @@ MergerClient::~MergerClient() {
 }
 
 namespace {
-std::shared_ptr<Snapshot> describe(std::int64_t step, std::int64_t tokens, double lr, std::span<const TensorView> tensors) {
+// A sharded sender names each block by its slice entry (tensor_slice.h) on the wire.
+TensorSlice slice_of(const TensorView& t) {
+  TensorSlice slice{t.global_shape, t.offsets, t.shape, t.replicated};
+  if (t.global_shape.empty() && t.offsets.empty()) {
+    slice.global_shape = t.shape;
+    slice.offsets.assign(t.shape.size(), 0);
+  }
+  if (auto problem = slice_problem(slice)) throw Error("send_checkpoint: tensor '" + t.name + "': " + *problem);
+  return slice;
+}
+
+std::shared_ptr<Snapshot> describe(std::int64_t step, std::int64_t tokens, double lr, std::span<const TensorView> tensors,
+                                   const ClientOptions& opt) {
   auto snap = std::make_shared<Snapshot>();
   snap->step = step;
   snap->tokens = tokens;
   snap->lr = lr;
+  bool sharded = opt.world_size > 1;
+  for (const auto& t : tensors) sharded = sharded || !t.global_shape.empty() || !t.offsets.empty() || t.replicated;
   for (const auto& t : tensors) {
     TensorInfo info{t.name, t.dtype, t.shape};
     if (info.nbytes() != t.data.size())
       throw Error("send_checkpoint: tensor '" + t.name + "' has " + std::to_string(t.data.size()) +
                   " bytes, its dtype and shape say " + std::to_string(info.nbytes()));
+    if (sharded) {
+      snap->slices.push_back(slice_of(t));
+      snap->names.push_back(t.name);
+      info.name = slice_entry_name(t.name, snap->slices.back());
+    }
     snap->offsets.push_back(snap->total);
     snap->total += t.data.size();
     snap->manifest.push_back(std::move(info));
@@ -488,7 +555,7 @@ void MergerClient::Impl::enqueue(std::shared_ptr<Snapshot> snap) {
 
 void MergerClient::send_checkpoint(std::int64_t step, std::int64_t tokens, double lr, std::span<const TensorView> tensors) {
   auto& im = *impl_;
-  auto snap = describe(step, tokens, lr, tensors);
+  auto snap = describe(step, tokens, lr, tensors, im.opt);
   im.reserve(*snap);
   snap->buffer = im.pool->take(snap->total);
   snap->pool = im.pool;
@@ -517,7 +584,7 @@ void MergerClient::send_checkpoint_owned(std::int64_t step, std::int64_t tokens,
                                          std::span<const TensorView> tensors, std::shared_ptr<const void> owner) {
   if (!owner) throw Error("send_checkpoint_owned: no owner for the tensors' bytes");
   auto& im = *impl_;
-  auto snap = describe(step, tokens, lr, tensors);
+  auto snap = describe(step, tokens, lr, tensors, im.opt);
   for (const auto& t : tensors) snap->in_place.push_back(t.data.data());
   snap->owner = std::move(owner);
   im.reserve(*snap);

@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "wsm/formats/hdf5_checkpoint.h"
+#include "wsm/formats/multipart_checkpoint.h"
 #include "wsm/formats/safetensors_file.h"
 #include "wsm/formats/sharded_checkpoint.h"
 #include "protocol/formats/torch_format.h"
@@ -145,7 +146,7 @@ std::unique_ptr<CheckpointReader> open_by_format(const fs::path& path, const fs:
   if (fs::is_directory(st)) {
     if (!holds_safetensors(path))
       if (const auto torch = torch_weights_in(path)) throw Error(torch_save_message(*torch, *torch_save_format(*torch)));
-    return open_sharded(path);
+    return is_multipart_dir(path) ? open_multipart(path) : open_sharded(path);
   }
   const std::string name = path.filename().string();
   if (ends_with(name, ".index.json")) return open_sharded(path);

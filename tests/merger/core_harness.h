@@ -50,6 +50,14 @@ inline CoreOptions options(const std::string& emulate = "linear:300", std::int64
   return o;
 }
 
+// The replies to `peer` that are not a Credit.
+inline std::vector<v1::Envelope> bodies(const std::vector<Outgoing>& out, const std::string& peer) {
+  std::vector<v1::Envelope> r;
+  for (const auto& o : out)
+    if (o.peer == peer && !o.envelope.has_credit()) r.push_back(o.envelope);
+  return r;
+}
+
 inline v1::ErrorCode error_of(const std::vector<v1::Envelope>& replies) {
   for (const auto& r : replies)
     if (r.has_error()) return r.error().code();

@@ -15,7 +15,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include "merger/server.h"
+#include "wsm/schedules/decay.h"
 #include "wsm/client/client.h"
 #include "wsm/wire/wire.h"
 
@@ -125,6 +128,17 @@ class RawPeer {
   zmq::socket_t socket_;
 };
 
+// The daemon's StatusReply, asked from a fresh socket.
+inline v1::StatusReply status_of(const std::string& endpoint) {
+  RawPeer peer(endpoint);
+  auto st = wire::envelope();
+  st.mutable_status_request();
+  peer.send(st);
+  auto r = peer.next();
+  if (!r || !r->has_status_reply()) throw Error("no status reply");
+  return r->status_reply();
+}
+
 inline v1::Envelope hello(const std::string& run, const std::vector<OwnedTensor>& model, std::uint32_t version = 1) {
   auto env = wire::envelope();
   auto* h = env.mutable_hello();
@@ -207,6 +221,23 @@ inline pid_t spawn_wsm_serve(const std::filesystem::path& dir, const std::string
     ::_exit(127);
   }
   return pid;
+}
+
+// What select_window gives the output record `rec` over the steps sent up to its step: the source
+// steps and weights its record and its tensors are checked against.
+struct ExpectedWindow {
+  std::vector<std::int64_t> sources;
+  std::vector<double> weights;
+};
+inline ExpectedWindow expected_window(const nlohmann::json& rec, const std::vector<std::int64_t>& all_steps) {
+  const auto spec = parse_merge_spec(rec["spec"].get<std::string>());
+  std::vector<std::int64_t> positions;
+  for (auto s : all_steps)
+    if (s <= rec["step"].get<std::int64_t>()) positions.push_back(s);
+  const auto sel = select_window(spec, positions, rec["window"].get<std::int64_t>());
+  ExpectedWindow e{{}, sel.weights};
+  for (auto i : sel.indices) e.sources.push_back(positions[i]);
+  return e;
 }
 
 template <class Pred>

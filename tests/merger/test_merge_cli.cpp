@@ -108,11 +108,14 @@ TEST_F(MergeCli, SeveralShapesIntoADirectoryWithProvenance) {
     const fs::path out = dir_ / "out" / (stem + ".safetensors");
     ASSERT_TRUE(fs::exists(out)) << out << "\n" << r.out;
     const Checkpoint c = load_checkpoint(out);
-    const auto weights = nlohmann::json::parse(c.meta.extra.at("wsm.merge.weights")).get<std::vector<double>>();
+    const auto provenance = nlohmann::json::parse(c.meta.extra.at("wsm.provenance"));
+    std::vector<double> weights;
+    for (const auto& s : provenance.at("sources")) weights.push_back(s.at("weight").get<double>());
     const auto ref = merge_weights(spec, 3);
     ASSERT_EQ(weights.size(), ref.size());
     for (std::size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(weights[i], ref[i], 1e-12) << stem;
-    EXPECT_EQ(nlohmann::json::parse(c.meta.extra.at("wsm.version")).get<std::string>(), cmake_project_version());
+    EXPECT_EQ(c.meta.extra.at("wsm.version"), cmake_project_version());
+    EXPECT_EQ(provenance.at("tool"), "wsm merge");
     EXPECT_EQ(c.meta.step, 300);
     // Element 4 of input j is (j+1)*4/7: the merge is sum_j c_j (j+1) 4/7.
     float got;

@@ -112,12 +112,7 @@ void expect_merged(const Checkpoint& out, const std::vector<Checkpoint>& ins, co
   }
 }
 
-MergeSpec shape(DecayShape s, double floor = 0) {
-  MergeSpec m;
-  m.shape = s;
-  m.floor = floor;
-  return m;
-}
+MergeSpec shape(DecayShape s, double floor = 0) { return ShapeRule{s, floor}; }
 
 TEST(OfflineMerge, SafetensorsSeveralShapesOrderedByStep) {
   TempDir dir;
@@ -144,19 +139,24 @@ TEST(OfflineMerge, SafetensorsSeveralShapesOrderedByStep) {
     EXPECT_EQ(out.meta.step, 4000);
     EXPECT_EQ(out.meta.tokens, 4000 * 4096);
     EXPECT_EQ(out.meta.run_id, "test-run");
-    // Provenance: weights, sources in step order, spec, sampling rule, version.
+    // Provenance (read as plain JSON, not through provenance.h): weights, sources in step order,
+    // spec, sampling rule, version.
     const auto& x = out.meta.extra;
-    const auto weights = nlohmann::json::parse(x.at("wsm.merge.weights")).get<std::vector<double>>();
-    ASSERT_EQ(weights.size(), 4u);
-    for (int j = 0; j < 4; ++j) EXPECT_DOUBLE_EQ(weights[j], w[j]);
-    const auto sources = nlohmann::json::parse(x.at("wsm.merge.sources"));
-    for (int j = 0; j < 4; ++j) EXPECT_EQ(sources[j]["step"].get<std::int64_t>(), 1000 * (j + 1));
-    EXPECT_EQ(nlohmann::json::parse(x.at("wsm.merge.spec")).get<std::string>(), req.specs[o].to_string());
-    EXPECT_EQ(nlohmann::json::parse(x.at("wsm.merge.sampling_rule")).get<std::string>(), kSamplingRule);
-    EXPECT_DOUBLE_EQ(nlohmann::json::parse(x.at("wsm.merge.floor")).get<double>(), req.specs[o].floor);
+    const auto p = nlohmann::json::parse(x.at("wsm.provenance"));
+    const auto& sources = p.at("sources");
+    ASSERT_EQ(sources.size(), 4u);
+    for (int j = 0; j < 4; ++j) {
+      EXPECT_DOUBLE_EQ(sources[j].at("weight").get<double>(), w[j]);
+      EXPECT_EQ(sources[j].at("step").get<std::int64_t>(), 1000 * (j + 1));
+    }
+    EXPECT_EQ(p.at("tool"), "wsm merge");
+    EXPECT_EQ(p.at("spec").get<std::string>(), req.specs[o].to_string());
+    EXPECT_EQ(p.at("sampling_rule").get<std::string>(), kSamplingRule);
+    EXPECT_DOUBLE_EQ(p.at("floor").get<double>(), req.specs[o].floor());
+    EXPECT_EQ(p.at("run_id"), "test-run");
     EXPECT_TRUE(x.count("wsm.version"));
-    EXPECT_EQ(nlohmann::json::parse(x.at("wsm.merge.copied_from_newest")),
-              nlohmann::json::array({"optimizer.step"}));
+    EXPECT_EQ(p.at("copied_from_newest"), nlohmann::json::array({"optimizer.step"}));
+    EXPECT_EQ(provenance_from_metadata(x)->spec, req.specs[o].to_string());
   }
 }
 
@@ -254,9 +254,7 @@ TEST(OfflineMerge, WeightTableCountMustMatchInputs) {
     req.inputs.push_back(dir.path() / ("in" + std::to_string(j) + ".h5"));
     save_checkpoint(req.inputs.back(), make_checkpoint(j + 1, j));
   }
-  MergeSpec table;
-  table.table = {0.5, 0.5};
-  req.specs = {table};
+  req.specs = {TableRule{TableRule::Kind::merge_weights, {0.5, 0.5}}};
   req.outputs = {dir.path() / "out.h5"};
   EXPECT_THROW(run_offline_merge(req), Error);
   EXPECT_FALSE(fs::exists(req.outputs[0]));
@@ -443,5 +441,38 @@ else:
   EXPECT_EQ(0, std::system((py + " check").c_str()));
 }
 
+}  // namespace
+}  // namespace wsm::merger
+
+namespace wsm::merger {
+namespace {
+// The provenance record survives its metadata encoding, and a damaged record is an error naming it.
+TEST(Provenance, RoundTripsThroughMetadata) {
+  Provenance p;
+  p.tool = "wsm serve";
+  p.version = "9.9.9";
+  p.run_id = "run/a";
+  p.spec = "cosine,floor=0.1";
+  p.shape = "cosine";
+  p.floor = 0.1;
+  p.sampling_rule = "w_i=f((p_i-p_0)/window)";
+  p.window = 800;
+  p.axis = "steps";
+  p.sources = {{"", 100, std::nullopt, 0.25}, {"/x/step_200.h5", 200, 819200, 0.75}};
+  p.dtype = "bf16";
+  p.accumulate = "f32";
+  p.method = "full-merge";
+  p.copied_from_newest = {"optimizer.step"};
+  const auto meta = provenance_metadata(p);
+  EXPECT_EQ(meta.at("wsm.version"), "9.9.9");
+  EXPECT_EQ(provenance_from_metadata(meta), p);
+  EXPECT_FALSE(provenance_from_metadata({{"format", "pt"}}).has_value());
+  try {
+    provenance_from_metadata({{"wsm.provenance", R"({"tool": "wsm merge"})"}});
+    FAIL() << "a record without its fields must be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("wsm.provenance"), std::string::npos) << e.what();
+  }
+}
 }  // namespace
 }  // namespace wsm::merger

@@ -21,7 +21,7 @@ TEST(ServeCommand, StatusJsonAndCleanExitOnSigterm) {
   const auto dir = test::temp_dir("cmd");
   const std::string endpoint = test::free_loopback_endpoint();
   const pid_t pid = test::spawn_wsm_serve(dir, endpoint,
-                                          {"--out", (dir / "out").string(), "--emulate", "linear:200,1-sqrt:300",
+                                          {"--out", (dir / "out").string(), "--emulate", "linear@200", "1-sqrt@300",
                                            "--every", "100", "--store", (dir / "store").string()});
   ASSERT_GT(pid, 0);
   ClientOptions co;

@@ -21,19 +21,22 @@ struct Sent {
 void check_output(const nlohmann::json& rec, const std::vector<std::int64_t>& all_steps, int int_tensor_index) {
   const auto spec = parse_merge_spec(rec["spec"].get<std::string>());
   const std::int64_t step = rec["step"];
-  std::vector<std::int64_t> positions;
-  for (auto s : all_steps)
-    if (s <= step) positions.push_back(s);
-  const auto sel = select_window(spec, positions, rec["window"].get<std::int64_t>());
-  std::vector<std::int64_t> src;
-  for (auto i : sel.indices) src.push_back(positions[i]);
+  const auto sel = test::expected_window(rec, all_steps);
+  const auto& src = sel.sources;
   EXPECT_EQ(rec["sources"].get<std::vector<std::int64_t>>(), src) << rec.dump();
 
   const auto ckpt = load_checkpoint(rec["path"].get<std::string>());
   EXPECT_EQ(ckpt.meta.step, step);
-  EXPECT_EQ(ckpt.meta.extra.at("wsm.merge.spec"), spec.to_string());
-  EXPECT_EQ(nlohmann::json::parse(ckpt.meta.extra.at("wsm.merge.source_steps")).get<std::vector<std::int64_t>>(), src);
-  const auto weights = nlohmann::json::parse(ckpt.meta.extra.at("wsm.merge.weights")).get<std::vector<double>>();
+  const auto provenance = nlohmann::json::parse(ckpt.meta.extra.at("wsm.provenance"));
+  EXPECT_EQ(provenance.at("tool"), "wsm serve");
+  EXPECT_EQ(provenance.at("spec"), spec.to_string());
+  std::vector<std::int64_t> steps;
+  std::vector<double> weights;
+  for (const auto& s : provenance.at("sources")) {
+    steps.push_back(s.at("step").get<std::int64_t>());
+    weights.push_back(s.at("weight").get<double>());
+  }
+  EXPECT_EQ(steps, src);
   ASSERT_EQ(weights.size(), sel.weights.size());
   for (std::size_t j = 0; j < weights.size(); ++j) EXPECT_NEAR(weights[j], sel.weights[j], 1e-15);
 

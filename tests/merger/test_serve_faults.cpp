@@ -20,15 +20,7 @@ namespace {
 
 const std::vector<std::vector<std::int64_t>> kShapes{{32, 8}, {16}};
 
-v1::StatusReply status_of(const std::string& endpoint) {
-  test::RawPeer peer(endpoint);
-  auto st = wire::envelope();
-  st.mutable_status_request();
-  peer.send(st);
-  auto r = peer.next();
-  if (!r || !r->has_status_reply()) throw Error("no status reply");
-  return r->status_reply();
-}
+using test::status_of;
 
 TEST(ServeFaults, BadMessagesGetErrorsWhileAClientKeepsSending) {
   const auto out = test::temp_dir("faults");

@@ -59,7 +59,7 @@ Check check_output(const nlohmann::json& rec, const std::vector<std::int64_t>& s
     c = rec["weights"].get<std::vector<double>>();  // uneven spacing: schedules/ decides
   }
   const auto ckpt = load_checkpoint(rec["path"].get<std::string>());
-  EXPECT_EQ(ckpt.meta.extra.at("wsm.merge.method"), rec["method"]);
+  EXPECT_EQ(nlohmann::json::parse(ckpt.meta.extra.at("wsm.provenance")).at("method"), rec["method"]);
   EXPECT_EQ(ckpt.tensors.size(), kShapes.size() + 1);
   for (std::size_t t = 0; t < kShapes.size() && t < ckpt.tensors.size(); ++t) {
     const auto& out = ckpt.tensors[t];

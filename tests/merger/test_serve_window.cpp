@@ -23,7 +23,25 @@ std::shared_ptr<StoredCheckpoint> ckpt(std::int64_t step, std::uint64_t floats =
   return c;
 }
 
-TEST(ServeWindow, ParsesEmulationLists) {
+TEST(ServeWindow, ParsesEmulationItems) {
+  const auto e = parse_emulations("cosine,floor=0.1@800;1-sqrt@50Mt; ema:alpha=0.2@1000;weights=0.2,0.8@300");
+  ASSERT_EQ(e.size(), 4u);
+  EXPECT_EQ(e[0].spec, parse_merge_spec("cosine,floor=0.1"));
+  EXPECT_EQ(e[0].window, 800);
+  EXPECT_EQ(e[1].window, 50'000'000);
+  EXPECT_EQ(e[1].axis, Axis::tokens);
+  EXPECT_EQ(e[2].spec, MergeSpec(EmaRule{0.2}));
+  EXPECT_EQ(e[3].spec, MergeSpec(TableRule{TableRule::Kind::merge_weights, {0.2, 0.8}}));
+  EXPECT_EQ(e[3].window, 300);
+  EXPECT_THROW(parse_emulations("1-sqrt"), Error);
+  EXPECT_THROW(parse_emulations("1-sqrt@800@900"), Error);
+  EXPECT_THROW(parse_emulations("1-sqrt@0"), Error);
+  EXPECT_THROW(parse_emulations("nope@100"), Error);
+  EXPECT_THROW(parse_emulations(" ; "), Error);
+}
+
+// The deprecated SHAPE:WINDOW,... form still parses (with a warning), as it always did.
+TEST(ServeWindow, ParsesLegacyEmulationLists) {
   const auto e = parse_emulations("cosine,floor=0.1:800,1-sqrt:50Mt,ema:alpha=0.2:1000,weights=0.2,0.8:300");
   ASSERT_EQ(e.size(), 4u);
   EXPECT_EQ(e[0].spec, parse_merge_spec("cosine,floor=0.1"));
@@ -31,8 +49,8 @@ TEST(ServeWindow, ParsesEmulationLists) {
   EXPECT_EQ(e[0].axis, Axis::steps);
   EXPECT_EQ(e[1].window, 50'000'000);
   EXPECT_EQ(e[1].axis, Axis::tokens);
-  EXPECT_EQ(e[2].spec.alpha, 0.2);
-  EXPECT_EQ(e[3].spec.table, (std::vector<double>{0.2, 0.8}));
+  EXPECT_EQ(e[2].spec, MergeSpec(EmaRule{0.2}));
+  EXPECT_EQ(e[3].spec, MergeSpec(TableRule{TableRule::Kind::merge_weights, {0.2, 0.8}}));
   EXPECT_EQ(e[3].window, 300);
   EXPECT_THROW(parse_emulations("1-sqrt"), Error);
   EXPECT_THROW(parse_emulations("1-sqrt:0"), Error);

@@ -12,3 +12,6 @@ add_custom_target(wsm_python_proto ALL DEPENDS ${wsm_py_gen}/wsm_pb2.py)
 if(TARGET protocol_client_python)
   add_dependencies(protocol_client_python wsm_python_proto)
 endif()
+if(TARGET merger_serve_budget)  # runs tests/merger/python_client_budget.py
+  add_dependencies(merger_serve_budget wsm_python_proto)
+endif()

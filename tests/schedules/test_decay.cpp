@@ -49,12 +49,7 @@ std::vector<double> sampled(DecayShape s, int count, double floor) {
   return w;
 }
 
-MergeSpec shape_spec(DecayShape s, double floor = 0.0) {
-  MergeSpec spec;
-  spec.shape = s;
-  spec.floor = floor;
-  return spec;
-}
+MergeSpec shape_spec(DecayShape s, double floor = 0.0) { return ShapeRule{s, floor}; }
 
 double sum(const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0); }
 
@@ -212,8 +207,7 @@ TEST(Decay, PmaEmaWithAlpha) {
   // theta_avg <- alpha theta_j + (1 - alpha) theta_avg, started from theta_0: run it on scalars.
   for (double alpha : {0.2, 0.5, 1.0})
     for (int count : {1, 2, 6}) {
-      MergeSpec spec = shape_spec(DecayShape::exponential);
-      spec.alpha = alpha;
+      const MergeSpec spec = EmaRule{alpha};
       const auto c = merge_weights(spec, count);
       for (int probe = 0; probe < count; ++probe) {  // the weight of checkpoint `probe` = result on e_probe
         double avg = probe == 0 ? 1.0 : 0.0;
@@ -221,9 +215,8 @@ TEST(Decay, PmaEmaWithAlpha) {
         EXPECT_NEAR(c[probe], avg, 1e-15) << "alpha " << alpha << " count " << count;
       }
     }
-  MergeSpec bad = shape_spec(DecayShape::cosine);
-  bad.alpha = 0.3;
-  EXPECT_THROW(merge_weights(bad, 3), Error);
+  EXPECT_THROW(merge_weights(EmaRule{1.3}, 3), Error);
+  EXPECT_THROW(merge_weights(EmaRule{0.0}, 3), Error);
 }
 
 TEST(Decay, NonMonotoneDecayIsRejectedUnlessAllowed) {
@@ -242,32 +235,27 @@ TEST(Decay, NonMonotoneDecayIsRejectedUnlessAllowed) {
   EXPECT_THROW(decay_to_merge_weights(std::vector<double>{0.5, -0.1}), Error);  // below 0
   EXPECT_THROW(decay_to_merge_weights(std::vector<double>{0.5, NAN}, true), Error);
 
-  MergeSpec spec;
-  spec.table = w;
-  spec.table_is_decay = true;
-  EXPECT_THROW(merge_weights(spec, 4), Error);
-  spec.allow_non_monotone = true;
-  EXPECT_NEAR(merge_weights(spec, 4)[2], -0.3, 1e-15);
+  TableRule table{TableRule::Kind::decay, w};
+  EXPECT_THROW(merge_weights(table, 4), Error);
+  table.allow_non_monotone = true;
+  EXPECT_NEAR(merge_weights(table, 4)[2], -0.3, 1e-15);
 }
 
 TEST(Decay, UserTables) {
-  MergeSpec decay;
-  decay.table = {1.0, 0.5, 0.25};
-  decay.table_is_decay = true;
+  const MergeSpec decay = TableRule{TableRule::Kind::decay, {1.0, 0.5, 0.25}};
   const auto c = merge_weights(decay, 4);
   const std::vector<double> expected = {0.0, 0.5, 0.25, 0.25};
   for (std::size_t j = 0; j < 4; ++j) EXPECT_NEAR(c[j], expected[j], 1e-15);
   EXPECT_THROW(merge_weights(decay, 3), Error);  // table length and count disagree
 
-  MergeSpec weights;
-  weights.table = {1, 2, 7};  // normalised
+  TableRule weights{TableRule::Kind::merge_weights, {1, 2, 7}};  // normalised
   const auto c2 = merge_weights(weights, 3);
   EXPECT_NEAR(c2[0], 0.1, 1e-15);
   EXPECT_NEAR(c2[2], 0.7, 1e-15);
   EXPECT_THROW(merge_weights(weights, 4), Error);
-  weights.table = {0.5, -0.1, 0.6};
+  weights.values = {0.5, -0.1, 0.6};
   EXPECT_THROW(merge_weights(weights, 3), Error);
-  weights.table = {0.0, 0.0};
+  weights.values = {0.0, 0.0};
   EXPECT_THROW(merge_weights(weights, 2), Error);
 }
 

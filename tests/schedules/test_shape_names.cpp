@@ -50,9 +50,10 @@ TEST(ShapeNames, TheCliSaysSoToo) {
 TEST(ShapeNames, DocumentedShapeListParses) {
   const auto specs = parse_merge_spec_list("linear,cosine,floor=0.1,ema:alpha=0.2");
   ASSERT_EQ(specs.size(), 3u);
-  EXPECT_EQ(specs[1].shape, DecayShape::cosine);
-  EXPECT_DOUBLE_EQ(specs[1].floor, 0.1);
-  EXPECT_DOUBLE_EQ(specs[2].alpha, 0.2);
+  EXPECT_EQ(specs[0].to_string(), "linear");
+  EXPECT_EQ(specs[1].to_string(), parse_merge_spec("cosine,floor=0.1").to_string());
+  EXPECT_EQ(specs[2].to_string(), parse_merge_spec("ema:alpha=0.2").to_string());
+  EXPECT_NE(specs[1].to_string(), parse_merge_spec("cosine").to_string());  // the floor attached
 }
 
 }  // namespace

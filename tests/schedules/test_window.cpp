@@ -14,12 +14,7 @@
 namespace wsm {
 namespace {
 
-MergeSpec spec_of(DecayShape s, double floor = 0.0) {
-  MergeSpec m;
-  m.shape = s;
-  m.floor = floor;
-  return m;
-}
+MergeSpec spec_of(DecayShape s, double floor = 0.0) { return ShapeRule{s, floor}; }
 
 TEST(Window, EvenSpacingReducesToThePaperRule) {
   std::vector<std::int64_t> positions;
@@ -80,8 +75,7 @@ TEST(Window, IndexedSpecsUseTheSelectedCount) {
   const auto sel = select_window(spec_of(DecayShape::wma), positions, 61);  // (10, 71]: 4 checkpoints
   ASSERT_EQ(sel.indices.size(), 4u);
   for (int j = 0; j < 4; ++j) EXPECT_NEAR(sel.weights[j], (j + 1) / 10.0, 1e-15);
-  MergeSpec table;
-  table.table = {1, 1, 2};
+  const MergeSpec table = TableRule{TableRule::Kind::merge_weights, {1, 1, 2}};
   const auto t = select_window(table, positions, 40);  // (31, 71]: 35, 70, 71
   EXPECT_NEAR(t.weights[2], 0.5, 1e-15);
   EXPECT_THROW(select_window(table, positions, 100), Error);  // 5 selected, table of 3

@@ -10,6 +10,7 @@
 #include "wsm/core/error.h"
 #include "wsm/trainer/data.h"
 #include "wsm/trainer/train.h"
+#include "tools/corpus/austen.h"
 
 namespace wsm::trainer {
 namespace {
@@ -28,8 +29,9 @@ double unigram_cross_entropy(const std::string& train, const std::string& val) {
 
 TEST(Austen, SmallPresetBeatsUnigramBaseline) {
   CorpusPaths corpus;
+  const std::filesystem::path root = wsm::tools::austen_root();
   try {
-    corpus = default_corpus(repo_root_for_data());
+    corpus = default_corpus(root);
   } catch (const wsm::Error& e) {
     GTEST_SKIP() << "Austen corpus unavailable (" << e.what() << ")";
   }
@@ -39,6 +41,7 @@ TEST(Austen, SmallPresetBeatsUnigramBaseline) {
   EXPECT_LT(unigram, 3.5);
 
   TrainOptions o;
+  o.corpus_root = root;
   o.preset = "small";
   o.steps = 500;
   o.every = 100;

@@ -112,7 +112,7 @@ void lr_picture(Figures& out, const CompareReport& r, const fs::path& dir, std::
     const auto parsed = parse_decay_shape(shape);
     if (!parsed) continue;
     Schedule wsd{.kind = ScheduleKind::wsd, .peak = peak, .warmup = warmup, .total = steps, .decay = d, .decay_shape = *parsed};
-    const auto emulated = emulate_merge(MergeSpec{.shape = *parsed}, steps, d, every);
+    const auto emulated = emulate_merge(ShapeRule{*parsed}, steps, d, every);
     Series branch{"WSD " + shape + " (the branch's LR)", {}, {}, Mark::line, {}, colour_for(shapes, shape)};
     Series merge{"WSM " + shape + " (LR the merge emulates)", {}, {}, Mark::staircase, {}, colour_for(shapes, shape)};
     for (std::int64_t s = from; s < steps; ++s) {

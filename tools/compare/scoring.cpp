@@ -10,6 +10,7 @@
 #include "wsm/formats/atomic_file.h"
 #include "wsm/core/error.h"
 #include "tools/compare/jobs.h"
+#include "tools/corpus/austen.h"
 #include "wsm/trainer/evaluate.h"
 #include "wsm/trainer/train.h"
 
@@ -25,7 +26,7 @@ std::string cache_key(const fs::path& model, const std::string& evaluator) {
 }
 
 fs::path validation_path(const Evaluator& ev) {
-  return ev.val.empty() ? trainer::default_corpus(trainer::repo_root_for_data()).val : ev.val;
+  return ev.val.empty() ? trainer::default_corpus(austen_root()).val : ev.val;
 }
 
 // What an eval command's run says: its score, or why there is none.

@@ -243,7 +243,7 @@ StudyResult run_study(const StudyOptions& o) {
 
   StudyResult result;
   std::vector<MergeSpec> specs;
-  for (auto shape : o.shapes) specs.push_back(MergeSpec{.shape = shape});
+  for (auto shape : o.shapes) specs.push_back(ShapeRule{shape});
   const auto windows = study_windows(o);
   const CurvePoints points = curve_points(o);
   const std::int64_t longest = *std::max_element(o.durations.begin(), o.durations.end());

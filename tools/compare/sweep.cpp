@@ -20,7 +20,7 @@ std::vector<merger::OfflineInput> ordered_inputs(const std::vector<fs::path>& ch
   merger::OfflineMergeRequest req;
   req.inputs = checkpoints;
   req.input_steps = steps;
-  req.specs = {MergeSpec{.shape = DecayShape::linear}};
+  req.specs = {MergeSpec(ShapeRule{DecayShape::linear})};
   req.outputs = {"unused"};
   auto plan = merger::plan_offline_merge(req);
   for (const auto& in : plan.inputs)

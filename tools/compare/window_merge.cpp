@@ -10,7 +10,7 @@ namespace wsm::tools::compare {
 namespace fs = std::filesystem;
 
 std::string shape_label(const MergeSpec& spec) {
-  if (spec.shape && spec.table.empty() && spec.alpha == 0.0) return std::string(decay_shape_name(*spec.shape));
+  if (const ShapeRule* s = spec.shape()) return std::string(decay_shape_name(s->shape));
   return spec.to_string();
 }
 
@@ -33,7 +33,7 @@ std::vector<ScoredModel> merge_window(const std::vector<fs::path>& inputs, const
     ScoredModel m;
     m.method = Method::wsm;
     m.shape = shape_label(specs[o]);
-    m.floor = specs[o].floor;
+    m.floor = specs[o].floor();
     m.window = window;
     for (std::size_t u : plan.used) m.sources.push_back(plan.inputs[u].step.value_or(-1));
     m.step = m.sources.empty() ? std::nullopt : std::optional<std::int64_t>(m.sources.back());

@@ -6,7 +6,8 @@
 
 See protocol/python/README.md; the wire format is docs/protocol.md.
 """
-from .client import MergerClient, MergerError, merge_now, status
+from .client import MergerError, merge_now, status
+from .sharded import REPLICATED, MergerClient
 
-__all__ = ["MergerClient", "MergerError", "status", "merge_now"]
+__all__ = ["MergerClient", "MergerError", "status", "merge_now", "REPLICATED"]
 __version__ = "0.1.0"

@@ -5,7 +5,9 @@ the snapshots in order over a ZeroMQ DEALER: Hello, CheckpointBegin, chunks with
 credit (payload frames sent without copies), CheckpointEnd, then waits for the Ack. The queue is
 bounded by queue_bytes; when full, send_checkpoint waits for room and logs a warning. A NO_SESSION
 error or a silent merger (stall_timeout_ms) opens a new socket and resends the checkpoint, until
-reconnect_timeout_ms. flush() waits for every ack and raises MergerError for failures.
+reconnect_timeout_ms; OVER_BUDGET (the merger's memory is taken by other checkpoints) is waited out
+with backoff on the same socket, within the same time. flush() waits for every ack and raises
+MergerError for failures.
 """
 import collections
 import logging
@@ -23,6 +25,8 @@ from ._proto import pb
 log = logging.getLogger("wsm_client")
 
 PROTOCOL_VERSION = 1
+# Waits between tries of a checkpoint refused as OVER_BUDGET (seconds): doubling, capped.
+_FIRST_BUDGET_WAIT, _LONGEST_BUDGET_WAIT = 0.1, 2.0
 
 _NUMPY_DTYPES = {
     np.dtype("float32"): "f32", np.dtype("float16"): "f16", np.dtype("float64"): "f64",
@@ -97,7 +101,7 @@ class MergerClient:
         self._in_flight = False
         self._closing = False
         self._errors = []
-        self.stats = {"acked": 0, "failed": 0, "bytes_sent": 0, "resends": 0, "queue_waits": 0}
+        self.stats = {"acked": 0, "failed": 0, "bytes_sent": 0, "resends": 0, "queue_waits": 0, "budget_waits": 0}
         # Sender-thread state.
         self._sock = None
         self._session_manifest = None
@@ -200,6 +204,7 @@ class MergerClient:
         h.client = "wsm-python/0.1"
         for name, dtype, shape in snap.manifest():
             h.manifest.add(name=name, dtype=dtype, shape=list(shape))
+        self._fill_hello(h, snap)
         self._sock.send(env.SerializeToString())
         deadline = time.monotonic() + self.stall_timeout_ms / 1000
         while True:
@@ -214,6 +219,9 @@ class MergerClient:
                 return True
             if kind == "error":
                 raise MergerError("merger refused hello: " + m.error.message)
+
+    def _fill_hello(self, hello, snap):
+        """Hook for sharded senders (sharded.py): the group and the slices of the manifest."""
 
     def _on_message(self, m, snap, resend):
         """None to go on, else 'acked' / 'retry' / ('rejected', message)."""
@@ -233,6 +241,8 @@ class MergerClient:
                 return "acked"
             if e.code == pb.TIMEOUT:
                 return "retry"
+            if e.code == pb.OVER_BUDGET:
+                return ("over_budget", f"merger rejected step {snap.step}: {e.message}")
             return ("rejected", f"merger rejected step {snap.step}: {e.message}")
         elif kind == "ack" and m.ack.step == snap.step:
             return "acked"
@@ -288,6 +298,7 @@ class MergerClient:
     def _send_one(self, snap):
         deadline = time.monotonic() + self.reconnect_timeout_ms / 1000
         resend = False
+        budget_wait = _FIRST_BUDGET_WAIT
         while True:
             try:
                 r = self._attempt(snap, resend)
@@ -300,6 +311,21 @@ class MergerClient:
                 with self._cv:
                     self.stats["acked"] += 1
                 return
+            if isinstance(r, tuple) and r[0] == "over_budget":
+                # The merger frees memory as other checkpoints complete or leave the window: the
+                # same socket tries again (the merger dropped what it had of this step).
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._fail(f"{r[1]} (still over the merger's memory budget after {self.reconnect_timeout_ms} ms)")
+                    return
+                pause = min(budget_wait, left)
+                log.warning("merger client: step %d does not fit the merger's memory budget now; trying again in %d ms",
+                            snap.step, pause * 1000)
+                time.sleep(pause)
+                budget_wait = min(budget_wait * 2, _LONGEST_BUDGET_WAIT)
+                with self._cv:
+                    self.stats["budget_waits"] += 1
+                continue
             if isinstance(r, tuple):
                 self._fail(r[1])
                 return

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "wsm/merger/merge_engine.h"
+#include "wsm/merger/provenance.h"
 #include "wsm/schedules/decay.h"
 
 namespace wsm::merger {
@@ -72,8 +73,7 @@ OfflineResult run_offline_merge(const OfflineMergeRequest& request,
 // character outside [A-Za-z0-9._-] replaced by '_'.
 std::string output_stem(const MergeSpec& spec);
 
-// The provenance recorded in CheckpointMeta::extra of output `o` (JSON strings under wsm.* keys).
-std::map<std::string, std::string> merge_provenance(const OfflineMergeRequest& request, const OfflinePlan& plan,
-                                                    std::size_t o);
+// The provenance of output `o` (written into its metadata by provenance_metadata()).
+Provenance merge_provenance(const OfflineMergeRequest& request, const OfflinePlan& plan, std::size_t o);
 
 }  // namespace wsm::merger

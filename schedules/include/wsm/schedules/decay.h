@@ -6,6 +6,8 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <variant>
 #include <vector>
 
 namespace wsm {
@@ -28,17 +30,49 @@ std::vector<double> decay_to_merge_weights(std::span<const double> w, bool allow
 // w_1..w_k from c_0..c_k (tail sums).
 std::vector<double> merge_weights_to_decay(std::span<const double> c);
 
-// What every merged output records: the shape and the weights actually used.
-struct MergeSpec {
-  std::optional<DecayShape> shape;      // empty when weights come from a user table
+// How a merge weighs its checkpoints: one of three rules.
+//
+// A decay shape f sampled over the window (method.md), with a floor r keeping a fraction r of every
+// update: w = r + (1-r) f(t). "exponential" is the paper's f(t) = 1 - 0.1^(1-t); "wma" is defined on
+// checkpoint indices (c_j ~ j+1).
+struct ShapeRule {
+  DecayShape shape = DecayShape::linear;
   double floor = 0.0;
-  std::vector<double> table;            // user table of c_j (table_is_decay=false) or w_i (true)
-  bool table_is_decay = false;
-  bool allow_non_monotone = false;
-  // exponential only: 0 = the paper's shape f(t) = 1 - 0.1^(1-t); in (0,1] = PMA's EMA,
-  // c_0 = (1-alpha)^k, c_j = alpha (1-alpha)^(k-j) for j >= 1 (indexed by checkpoint, not position).
-  double alpha = 0.0;
-  std::string to_string() const;        // e.g. "1-sqrt", "cosine,floor=0.1", "weights=0.1,0.2,..."
+  bool operator==(const ShapeRule&) const = default;
+};
+// PMA's EMA, defined on checkpoint indices: c_0 = (1-alpha)^k, c_j = alpha (1-alpha)^(k-j), j >= 1.
+struct EmaRule {
+  double alpha = 0.2;  // in (0, 1]
+  double floor = 0.0;
+  bool operator==(const EmaRule&) const = default;
+};
+// A user table: merge weights c_0..c_k (normalised to sum 1) or a decay w_1..w_k.
+struct TableRule {
+  enum class Kind { merge_weights, decay };
+  Kind kind = Kind::merge_weights;
+  std::vector<double> values;
+  bool allow_non_monotone = false;  // accept negative weights (an increasing or out-of-range decay)
+  bool operator==(const TableRule&) const = default;
+};
+
+// What every merged output records: the rule its weights came from.
+struct MergeSpec {
+  std::variant<ShapeRule, EmaRule, TableRule> rule;
+
+  MergeSpec() = default;
+  MergeSpec(ShapeRule r) : rule(r) {}  // NOLINT(google-explicit-constructor): a rule is a spec
+  MergeSpec(EmaRule r) : rule(r) {}    // NOLINT(google-explicit-constructor)
+  MergeSpec(TableRule r) : rule(std::move(r)) {}  // NOLINT(google-explicit-constructor)
+
+  const ShapeRule* shape() const { return std::get_if<ShapeRule>(&rule); }
+  const EmaRule* ema() const { return std::get_if<EmaRule>(&rule); }
+  const TableRule* table() const { return std::get_if<TableRule>(&rule); }
+  double floor() const;               // the shape's or EMA's floor; 0 for a table
+  void set_floor(double floor);       // on a shape or EMA; throws wsm::Error for a table
+  // True when weights follow checkpoint indices (wma, EMA, tables) rather than positions in the window.
+  bool per_checkpoint() const;
+  std::string kind_name() const;      // "linear", ..., "ema", "weights" or "decay"
+  std::string to_string() const;      // e.g. "1-sqrt", "cosine,floor=0.1", "ema:alpha=0.2", "weights=0.1,0.2"
   bool operator==(const MergeSpec&) const = default;
 };
 

@@ -6,6 +6,7 @@
 #include <span>
 #include <vector>
 
+#include "wsm/trainer/activations.h"
 #include "wsm/trainer/model.h"
 #include "wsm/trainer/step_profile.h"
 
@@ -26,7 +27,7 @@ class GptCpu {
   // targets empty only the logits are computed (generation, probes).
   double forward(std::span<const std::int32_t> tokens, std::span<const std::int32_t> targets, int B, int T);
   // Per-position losses of the last forward, [B, T].
-  std::span<const F> losses() const { return losses_; }
+  std::span<const F> losses() const { return act_.losses; }
   // Adds d(mean loss)/d(params) of the last forward into grads(). Call zero_grad() before.
   void backward();
   void zero_grad();
@@ -44,11 +45,7 @@ class GptCpu {
   std::vector<F> params_, grads_;
   int B_ = 0, T_ = 0;
   std::vector<std::int32_t> tokens_, targets_;
-  // activations, per layer where it says [L, ...]
-  std::vector<F> encoded_, ln1_, ln1_mean_, ln1_rstd_, qkv_, atty_, att_, attproj_, residual2_, ln2_, ln2_mean_,
-      ln2_rstd_, fch_, fch_gelu_, fcproj_, residual3_, lnf_, lnf_mean_, lnf_rstd_, logits_, probs_, losses_;
-  // gradient scratch, reused layer after layer
-  std::vector<F> dres_, dln_, dqkv_, datty_, dfch_, dfch_gelu_, dlogits_;
+  Activations<std::vector<F>> act_;
   StepProfile* profile_ = nullptr;
 };
 

@@ -25,7 +25,8 @@ struct TrainOptions {
   std::string run_id;                // empty: the out directory's name
   std::int64_t every = 100;          // checkpoint and log interval in steps
   std::uint64_t seed = 1;
-  std::filesystem::path data, val;   // empty: the cached Austen corpus
+  std::filesystem::path data, val;   // empty: the cached Austen corpus under corpus_root
+  std::filesystem::path corpus_root; // holds data/cache/austen (empty: the current directory)
   Device device = Device::cpu;
   bool resume = false;               // continue from out/state.h5
   // Branch: start from this full state (another run's state_<N>.h5) instead of from scratch; the run
@@ -47,10 +48,6 @@ struct TrainSummary {
   double val_bpc = -1;
   double tokens_per_s = 0;        // over the whole run, checkpoints included
 };
-
-// Locates the Austen cache: ./data/cache/austen, else <source tree>/data/cache/austen; runs
-// tools/fetch-austen.py once when the cache is missing and the script is there.
-std::filesystem::path repo_root_for_data();
 
 // A duration for progress lines: "1h02m", "3m05s", "0m12s".
 std::string format_eta(double seconds);

@@ -18,8 +18,14 @@ namespace wsm {
 struct TensorView {
   std::string name;
   DType dtype = DType::f32;
-  std::vector<std::int64_t> shape;
+  std::vector<std::int64_t> shape;  // of the data; with a slice, the block's lengths
   std::span<const std::byte> data;
+  // Sharded jobs: the data is the block of a tensor of `global_shape` starting at `offsets` (both
+  // empty: the whole tensor). `replicated`: a whole copy every holder sends (checked equal).
+  // Several views may name one tensor with different blocks.
+  std::vector<std::int64_t> global_shape;
+  std::vector<std::int64_t> offsets;
+  bool replicated = false;
 };
 
 struct ClientOptions {
@@ -27,7 +33,7 @@ struct ClientOptions {
   std::string run_id = "run";
   std::size_t chunk_bytes = 4 << 20;
   std::size_t queue_bytes = 1ull << 30;  // snapshots waiting to be sent
-  int reconnect_timeout_ms = 30000;      // how long to retry a checkpoint across merger restarts
+  int reconnect_timeout_ms = 30000;      // how long to retry a checkpoint (merger restarts, OVER_BUDGET)
   // Silence from the merger this long while it owes a reply (credit, ack, welcome) means it went
   // away: the client reconnects and resends the checkpoint from its start.
   int stall_timeout_ms = 5000;
@@ -35,6 +41,12 @@ struct ClientOptions {
   std::string curve_server_key;
   std::string curve_public_key;
   std::string curve_secret_key;
+  // Sharded jobs (protocol version 2): this sender is rank `rank` of `world_size`, and
+  // `local_world_size` ranks (0: all) send to this merger. A step completes at the merger once
+  // they all delivered; the ack waits for that. world_size 1 without slices is the plain protocol.
+  int rank = 0;
+  int world_size = 1;
+  int local_world_size = 0;
 };
 
 // What the client has done so far (for logs, tests and benchmarks).
@@ -45,6 +57,7 @@ struct ClientStats {
   std::uint64_t reconnects = 0;
   std::uint64_t resends = 0;
   std::uint64_t queue_waits = 0;  // send_checkpoint calls that waited for room
+  std::uint64_t budget_waits = 0;  // tries refused as OVER_BUDGET and waited out
 };
 
 class MergerClient {

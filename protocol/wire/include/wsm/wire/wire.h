@@ -16,7 +16,10 @@
 
 namespace wsm::wire {
 
-inline constexpr std::uint32_t kProtocolVersion = 1;
+inline constexpr std::uint32_t kProtocolVersion = 1;  // Envelope.version (framing) and a plain Hello
+// Hello.protocol_version of a sender that is one rank of a sharded job (Hello.group, slices in the
+// manifest). A daemon speaks both; a version-1 Hello is the world-size-1 case.
+inline constexpr std::uint32_t kShardedProtocolVersion = 2;
 
 // XXH3-64, seed 0, of a byte range: the per-chunk checksum.
 std::uint64_t checksum(std::span<const std::byte> bytes);
