@@ -144,7 +144,7 @@ void add_report_command(CLI::App& app) {
   cmd->add_flag("--json", args->json, "Print the summary as JSON");
   cmd->footer(
       "Example:\n"
-      "  wsm serve --out merged --emulate 1-sqrt:800,linear:800 --every 100 --store window \\\n"
+      "  wsm serve --out merged --emulate 1-sqrt@800 linear@800 --every 100 --store window \\\n"
       "            --eval-cmd 'python eval.py {path}'\n"
       "  wsm report merged          # merged/report/<run>.png and .svg, and a table of the newest scores");
   cmd->callback([args] { run_report(*args); });
