@@ -633,6 +633,7 @@ v1::StatusReply MergerCore::status(Clock::time_point now) const {
   r.set_running_sums(options_.running_sums);
   r.set_running_sum_bytes(running_sum_bytes_ ? running_sum_bytes_() : 0);
   r.set_store_backlog_bytes(store_.write_backlog_bytes());
+  if (status_extra_) status_extra_(r);
   return r;
 }
 

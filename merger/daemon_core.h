@@ -83,6 +83,8 @@ class MergerCore {
 
   v1::StatusReply status(Clock::time_point now) const;
   void set_pending_source(PendingSource source) { pending_ = std::move(source); }
+  // Adds what other parts know to each StatusReply (the evaluator's scores).
+  void set_status_extra(std::function<void(v1::StatusReply&)> f) { status_extra_ = std::move(f); }
   // The running sums' bytes (the emission worker's), counted against the memory budget.
   void set_running_sum_bytes(std::function<std::uint64_t()> f) { running_sum_bytes_ = std::move(f); }
   // Waits for the store writer (clean shutdown, tests).
@@ -141,6 +143,7 @@ class MergerCore {
   CoreOptions options_;
   JobSink sink_;
   PendingSource pending_;
+  std::function<void(v1::StatusReply&)> status_extra_;
   std::function<std::uint64_t()> running_sum_bytes_;
   bool withholding_ = false;  // credit held back while the store writer is behind
   WindowStore store_;

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "merger/run_id.h"
+#include "wsm/formats/checkpoint_name.h"
 #include "wsm/core/error.h"
 
 namespace wsm::merger {
@@ -50,8 +51,7 @@ EmissionJob plan_emission(const WindowStore& store, const std::string& run_id,
       input_of[i] = job.inputs.size();
       job.inputs.push_back(entries[i]);
     }
-  char step_name[64];
-  std::snprintf(step_name, sizeof step_name, "step_%012lld.h5", static_cast<long long>(job.step));
+  const std::string step_name = checkpoint_file_name(job.step);
   for (auto& [e, sel] : selections) {
     EmissionOutput out;
     out.emulation = e;

@@ -69,12 +69,15 @@ void EmissionWorker::loop() {
       }
     }
     if (!c.records.empty()) {
+      WrittenListener listener;
       try {
         std::lock_guard lock(mu_);  // the index is also read by status callers through index()
         index_.append(c.records);
+        listener = on_written_;
       } catch (const std::exception& e) {
         failed(e.what());
       }
+      if (listener) listener(job, c.records);
     }
     c.job = std::move(job);
     std::lock_guard lock(mu_);
@@ -82,6 +85,26 @@ void EmissionWorker::loop() {
     done_.push_back(std::move(c));
     idle_cv_.notify_all();
   }
+}
+
+nlohmann::json EmissionWorker::index_snapshot() const {
+  std::lock_guard lock(mu_);
+  return index_.json();
+}
+
+void EmissionWorker::set_on_written(WrittenListener listener) {
+  std::lock_guard lock(mu_);
+  on_written_ = std::move(listener);
+}
+
+void EmissionWorker::record_eval(const std::string& path, const nlohmann::json& eval) {
+  std::lock_guard lock(mu_);
+  if (!index_.set_eval(path, eval)) spdlog::warn("eval: {} is not in {}", path, index_.path().string());
+}
+
+void EmissionWorker::record_raw_eval(const nlohmann::json& record) {
+  std::lock_guard lock(mu_);
+  index_.add_raw(record);
 }
 
 std::vector<Completion> EmissionWorker::take_completions() {

@@ -47,6 +47,15 @@ class EmissionWorker {
   // Finishes the job being written, drops the queued ones (logged), joins the thread.
   void stop();
   const OutputIndex& index() const { return index_; }
+  // The index as it is now, copied under the lock (for readers on other threads).
+  nlohmann::json index_snapshot() const;
+  // Called on the worker thread after a job's records reach the index (the evaluator's feed, set
+  // before the first submit).
+  using WrittenListener = std::function<void(const EmissionJob&, const std::vector<nlohmann::json>&)>;
+  void set_on_written(WrittenListener listener);
+  // Evaluations into the index (any thread): an output's "eval", a raw checkpoint's record.
+  void record_eval(const std::string& path, const nlohmann::json& eval);
+  void record_raw_eval(const nlohmann::json& record);
   std::uint64_t running_sum_bytes() const { return sums_.bytes(); }
 
  private:
@@ -61,6 +70,7 @@ class EmissionWorker {
   std::deque<EmissionJob> queue_;
   std::optional<EmissionJob> running_;  // a copy of what runs, for status
   std::vector<Completion> done_;
+  WrittenListener on_written_;
   bool stopping_ = false;
   std::thread thread_;
 };

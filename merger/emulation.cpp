@@ -21,7 +21,8 @@ bool starts_item(std::string_view token) {
   const std::string t = trim(token);
   if (t.starts_with("weights=") || t.starts_with("decay=")) return true;
   const auto end = t.find_first_of(":=");
-  return parse_decay_shape(t.substr(0, end)).has_value();
+  // An ambiguous name ("sqrt") starts an item too, so parse_merge_spec names the problem.
+  return parse_decay_shape(t.substr(0, end)).has_value() || !ambiguous_shape_hint(t.substr(0, end)).empty();
 }
 }  // namespace
 

@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -34,22 +36,50 @@ std::vector<std::unique_ptr<CheckpointReader>> open_all(const std::vector<fs::pa
   return readers;
 }
 
-// Orders inputs by recorded step when every input has one (ties are an error: two checkpoints of
-// the same step cannot both be in a window); else keeps the order given.
-std::vector<std::size_t> order_inputs(const std::vector<std::unique_ptr<CheckpointReader>>& readers) {
+// Each input's step: given explicitly (PATH@STEP), else recorded by the file or its folder.
+std::vector<std::optional<std::int64_t>> input_steps(const OfflineMergeRequest& req,
+                                                     const std::vector<std::unique_ptr<CheckpointReader>>& readers) {
+  if (!req.input_steps.empty() && req.input_steps.size() != readers.size())
+    throw Error("merge: " + std::to_string(req.input_steps.size()) + " explicit steps for " +
+                std::to_string(readers.size()) + " inputs");
+  std::vector<std::optional<std::int64_t>> steps;
+  for (std::size_t i = 0; i < readers.size(); ++i)
+    steps.push_back(!req.input_steps.empty() && req.input_steps[i] ? req.input_steps[i] : readers[i]->meta().step);
+  return steps;
+}
+
+// True when some spec gives n checkpoints different weights, so which one is oldest matters.
+bool weights_depend_on_order(const std::vector<MergeSpec>& specs, std::size_t n) {
+  for (const auto& spec : specs) {
+    const auto w = merge_weights(spec, int(n));
+    for (double x : w)
+      if (std::abs(x - w.front()) > 1e-12) return true;
+  }
+  return false;
+}
+
+// Orders inputs by step (ties are an error: two checkpoints of the same step cannot both be in a
+// window). Without a step for every input, the order given stands only where it cannot change the
+// result (equal weights); otherwise it is an error, since a text-sorted glob (checkpoint-1000,
+// checkpoint-1500, checkpoint-500) would give the oldest model the newest weight.
+std::vector<std::size_t> order_inputs(const OfflineMergeRequest& req,
+                                      const std::vector<std::unique_ptr<CheckpointReader>>& readers,
+                                      const std::vector<std::optional<std::int64_t>>& steps) {
   std::vector<std::size_t> order(readers.size());
   std::iota(order.begin(), order.end(), 0);
-  const bool all_steps = std::all_of(readers.begin(), readers.end(), [](const auto& r) { return r->meta().step.has_value(); });
-  if (!all_steps) {
-    if (readers.size() > 1) spdlog::warn("not every input records its step: merging in the order given (oldest first)");
+  const auto missing = std::find_if(steps.begin(), steps.end(), [](const auto& s) { return !s.has_value(); });
+  if (missing != steps.end()) {
+    if (readers.size() > 1 && weights_depend_on_order(req.specs, readers.size()))
+      throw Error("merge: " + readers[std::size_t(missing - steps.begin())]->path().string() +
+                  " records no step (no step in its metadata, no trainer_state.json, not named checkpoint-N or "
+                  "step_N), and these weights depend on which checkpoint is oldest: give every input as PATH@STEP");
     return order;
   }
-  std::stable_sort(order.begin(), order.end(),
-                   [&](std::size_t a, std::size_t b) { return *readers[a]->meta().step < *readers[b]->meta().step; });
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return *steps[a] < *steps[b]; });
   for (std::size_t i = 1; i < order.size(); ++i)
-    if (*readers[order[i]]->meta().step == *readers[order[i - 1]]->meta().step)
+    if (*steps[order[i]] == *steps[order[i - 1]])
       throw Error("merge: " + readers[order[i - 1]]->path().string() + " and " + readers[order[i]]->path().string() +
-                  " both record step " + std::to_string(*readers[order[i]]->meta().step));
+                  " both have step " + std::to_string(*steps[order[i]]));
   return order;
 }
 
@@ -88,11 +118,15 @@ Opened open_and_plan(const OfflineMergeRequest& req) {
   }
 
   auto unordered = open_all(req.inputs);
-  const auto order = order_inputs(unordered);
+  const auto steps = input_steps(req, unordered);
+  const auto order = order_inputs(req, unordered, steps);
   Opened op;
   for (std::size_t i : order) {
     const auto& r = unordered[i];
-    op.plan.inputs.push_back({r->path(), r->meta().step, r->meta().tokens, total_bytes(*r)});
+    const bool given = !req.input_steps.empty() && req.input_steps[i];
+    const auto source = r->meta().extra.find("wsm.step_source");
+    op.plan.inputs.push_back({r->path(), steps[i], r->meta().tokens, total_bytes(*r),
+                              given ? "given" : source != r->meta().extra.end() ? source->second : "metadata"});
     op.readers.push_back(std::move(unordered[i]));
   }
   const std::size_t n = op.readers.size();
@@ -131,7 +165,9 @@ Opened open_and_plan(const OfflineMergeRequest& req) {
       op.plan.sampling.push_back(std::string(kSamplingRule));
     }
     // The shapes assume evenly spaced checkpoints: say so when the recorded steps are not.
-    if (n > 2 && op.plan.inputs.front().step) {
+    const bool all_steps =
+        std::all_of(op.plan.inputs.begin(), op.plan.inputs.end(), [](const auto& in) { return in.step.has_value(); });
+    if (n > 2 && all_steps) {
       const std::int64_t first_gap = *op.plan.inputs[1].step - *op.plan.inputs[0].step;
       for (std::size_t i = 2; i < n; ++i)
         if (*op.plan.inputs[i].step - *op.plan.inputs[i - 1].step != first_gap) {
@@ -158,7 +194,7 @@ std::string OfflinePlan::describe(const OfflineMergeRequest& req) const {
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     const auto& in = inputs[i];
     const auto it = std::find(used.begin(), used.end(), i);
-    s += "  " + in.path.string() + "  step=" + (in.step ? std::to_string(*in.step) : "?") +
+    s += "  " + in.path.string() + "  step=" + (in.step ? std::to_string(*in.step) + " (" + in.step_source + ")" : "?") +
          (in.tokens ? "  tokens=" + std::to_string(*in.tokens) : "") + "  " + mib(in.bytes) +
          (it == used.end() ? "  (outside the window: not read)" : "") + "\n";
   }
@@ -265,7 +301,7 @@ bool directory_output(const OfflineMergeRequest& req, const fs::path& out) {
 CheckpointMeta output_meta(const OfflineMergeRequest& req, const OfflinePlan& plan, std::size_t o,
                            const CheckpointMeta& newest) {
   CheckpointMeta meta;
-  meta.step = newest.step;
+  meta.step = plan.inputs[plan.used.back()].step;  // as ordered (a given PATH@STEP included)
   meta.tokens = newest.tokens;
   meta.lr = newest.lr;
   meta.run_id = newest.run_id;

@@ -127,6 +127,23 @@ std::pair<std::size_t, std::size_t> OutputIndex::reconcile() {
   return {added.size(), dropped};
 }
 
+bool OutputIndex::set_eval(const std::string& path, const nlohmann::json& eval) {
+  auto& outputs = index_["outputs"];
+  for (auto it = outputs.rbegin(); it != outputs.rend(); ++it)  // the newest outputs are scored first
+    if (it->is_object() && it->value("path", "") == path) {
+      (*it)["eval"] = eval;
+      write_file_atomic(path_, index_.dump(2) + "\n");
+      return true;
+    }
+  return false;
+}
+
+void OutputIndex::add_raw(const nlohmann::json& record) {
+  if (!index_.contains("raw") || !index_["raw"].is_array()) index_["raw"] = nlohmann::json::array();
+  index_["raw"].push_back(record);
+  write_file_atomic(path_, index_.dump(2) + "\n");
+}
+
 void OutputIndex::append(const std::vector<nlohmann::json>& records) {
   for (const auto& r : records) index_["outputs"].push_back(r);
   write_file_atomic(path_, index_.dump(2) + "\n");

@@ -19,6 +19,11 @@ class OutputIndex {
   // anything changed. Returns {added, dropped}.
   std::pair<std::size_t, std::size_t> reconcile();
   void append(const std::vector<nlohmann::json>& records);  // and rewrites the file
+  // An output's evaluation (output_evaluator.h) as its record's "eval"; rewrites the file. False
+  // when no record has that path.
+  bool set_eval(const std::string& path, const nlohmann::json& eval);
+  // A raw checkpoint's evaluation, appended to the index's "raw" list; rewrites the file.
+  void add_raw(const nlohmann::json& record);
   const nlohmann::json& json() const { return index_; }
   std::size_t size() const { return index_["outputs"].size(); }
   const std::filesystem::path& path() const { return path_; }

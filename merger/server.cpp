@@ -36,6 +36,7 @@ Server::Server(ServerOptions options) : options_(std::move(options)), ctx_(1) {
   core_ = std::make_unique<MergerCore>(options_.core, [this](EmissionJob job) { worker_->submit(std::move(job)); });
   core_->set_pending_source([this] { return worker_->pending(); });
   core_->set_running_sum_bytes([w = worker_.get()] { return w->running_sum_bytes(); });
+  if (options_.eval.score) start_evaluator();
   core_->restore();
 
   if (curve) zap_ = std::make_unique<ZapHandler>(ctx_, read_allowed_keys(options_.curve_allow_file));
@@ -63,6 +64,7 @@ Server::Server(ServerOptions options) : options_(std::move(options)), ctx_(1) {
 
 Server::~Server() {
   if (worker_) worker_->stop();
+  if (evaluator_) evaluator_->stop();
 }
 
 void Server::send_all(std::vector<Outgoing>&& out) {
@@ -108,6 +110,7 @@ void Server::run(const std::atomic<bool>& stop) {
   core_->stop_accepting();
   router_.close();
   worker_->stop();
+  if (evaluator_) evaluator_->stop();  // finishes the evaluation running; queued ones wait for a restart
   core_->flush_store();  // checkpoints already acknowledged reach the store before exit
   spdlog::info("merger stopped");
 }

@@ -10,6 +10,7 @@
 #include "merger/curve_auth.h"
 #include "merger/daemon_core.h"
 #include "merger/emission_worker.h"
+#include "merger/output_evaluator.h"
 
 namespace wsm::merger {
 
@@ -21,6 +22,7 @@ struct ServerOptions {
   RunnerOptions runner;
   RunningSumOptions sums;
   CoreOptions core;
+  EvalOptions eval;  // eval.score set: every output (and raw checkpoint) is scored (server_eval.cpp)
 };
 
 class Server {
@@ -39,11 +41,16 @@ class Server {
   void wait_outputs_idle() { worker_->wait_idle(); }
   // Test hook, while no client sends: the window.
   const WindowStore& window() const { return core_->store(); }
-  // Test hook: waits until every received checkpoint is written to --store.
+  // For tests: waits until every queued evaluation is done (none when evaluation is off).
+  void wait_evals_idle() {
+    if (evaluator_) evaluator_->wait_idle();
+  }
+  // For tests: waits until every received checkpoint is written to --store.
   void wait_store_idle() { core_->store().wait_written(); }
 
  private:
   void send_all(std::vector<Outgoing>&& out);
+  void start_evaluator();  // server_eval.cpp
 
   ServerOptions options_;
   zmq::context_t ctx_;
@@ -51,6 +58,7 @@ class Server {
   zmq::socket_t router_;
   std::string endpoint_, public_key_;
   std::unique_ptr<EmissionWorker> worker_;
+  std::unique_ptr<OutputEvaluator> evaluator_;  // after worker_: destroyed first (it feeds the index)
   std::unique_ptr<MergerCore> core_;
 };
 

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "merger/run_id.h"
+#include "wsm/formats/checkpoint_name.h"
 #include "wsm/core/error.h"
 
 namespace wsm::merger {
@@ -34,9 +35,7 @@ void WindowStore::flush() {
 }
 
 fs::path WindowStore::file_for(const StoredCheckpoint& c) const {
-  char name[64];
-  std::snprintf(name, sizeof name, "step_%012lld.h5", static_cast<long long>(c.step));
-  return run_folder(options_.store_dir, c.run_id) / name;
+  return run_folder(options_.store_dir, c.run_id) / checkpoint_file_name(c.step);
 }
 
 void WindowStore::rebuild_from_disk() {

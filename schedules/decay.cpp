@@ -124,11 +124,17 @@ std::optional<DecayShape> parse_decay_shape(std::string_view name) {
   for (const auto& n : kShapeNames)
     if (n.name == name) return n.shape;
   if (name == "ema" || name == "exp") return DecayShape::exponential;
-  if (name == "one-minus-sqrt" || name == "1_sqrt" || name == "sqrt") return DecayShape::one_minus_sqrt;
+  if (name == "one-minus-sqrt" || name == "1_sqrt") return DecayShape::one_minus_sqrt;
   if (name == "inverse_sqrt" || name == "inv-sqrt" || name == "rsqrt") return DecayShape::inverse_sqrt;
   if (name == "cos") return DecayShape::cosine;
   if (name == "mean" || name == "sma" || name == "uniform") return DecayShape::linear;
   return std::nullopt;
+}
+
+std::string ambiguous_shape_hint(std::string_view name) {
+  if (text::trim(name) != "sqrt") return {};
+  return "'sqrt' is ambiguous: write 1-sqrt (f = 1 - sqrt(t), Hagele et al.; the paper's best) or inverse-sqrt "
+         "(f = 1/sqrt(1 + a t), ending at the floor)";
 }
 
 double decay_value(DecayShape s, double t, double floor) {
@@ -295,6 +301,7 @@ MergeSpec parse_merge_spec(std::string_view text_form) {
     spec = std::move(table);
   } else {
     const auto shape = parse_decay_shape(head);
+    if (!shape && !ambiguous_shape_hint(head).empty()) throw fail(ambiguous_shape_hint(head));
     if (!shape) throw fail("unknown shape '" + std::string(head) + "' (expected " + shape_list() + ", weights=, decay=)");
     const SpecOptions o = parse_spec_options(rest, nullptr, original);
     if (o.allow_non_monotone) throw fail("allow-non-monotone applies to weights=/decay= tables only");

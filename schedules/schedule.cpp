@@ -152,6 +152,7 @@ Schedule parse_schedule(std::string_view text_form) {
     else if (key == "decay") { s.decay = text::parse_int(value, what); saw[2] = true; }
     else if (key == "shape") {
       const auto sh = parse_decay_shape(value);
+      if (!ambiguous_shape_hint(value).empty()) throw fail(ambiguous_shape_hint(value));
       if (!sh || *sh == DecayShape::wma)
         throw fail("unknown decay shape '" + std::string(value) + "' (expected linear, cosine, 1-sqrt, inverse-sqrt, exponential)");
       s.decay_shape = *sh;

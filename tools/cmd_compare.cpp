@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "wsm/core/error.h"
+#include "wsm/formats/trainer_folder.h"
 #include "tools/commands.h"
 #include "tools/compare/report.h"
 #include "tools/compare/study.h"
@@ -30,7 +31,7 @@ struct CompareArgs {
   int jobs = 1, threads = 0, batch_size = 0;
   std::int64_t positions = 131072;
   fs::path data, val, out;
-  std::vector<fs::path> checkpoints;
+  std::vector<std::string> checkpoints;  // PATH or PATH@STEP
   std::string command_line;
 };
 
@@ -68,6 +69,7 @@ std::vector<std::uint64_t> parse_seeds(const std::string& text) {
 
 DecayShape parse_shape(const std::string& name) {
   const auto s = parse_decay_shape(name);
+  if (!ambiguous_shape_hint(name).empty()) throw Error("wsm compare: " + ambiguous_shape_hint(name));
   if (!s) throw Error("wsm compare: unknown shape '" + name + "' (linear, cosine, 1-sqrt, inverse-sqrt, exponential, wma)");
   return *s;
 }
@@ -120,7 +122,12 @@ void run_sweep_command(const CompareArgs& a) {
   o.evaluator.val = a.val;
   o.evaluator.order = a.higher_is_better ? ScoreOrder::higher_is_better : ScoreOrder::lower_is_better;
   o.keep = a.keep == "best" ? Keep::best : Keep::all;
-  o.jobs = a.jobs, o.out = a.out, o.checkpoints = a.checkpoints;
+  o.jobs = a.jobs, o.out = a.out;
+  for (const auto& text : a.checkpoints) {
+    const CheckpointArg in = parse_checkpoint_arg(text);
+    o.checkpoints.push_back(in.path);
+    o.checkpoint_steps.push_back(in.step);
+  }
   SweepResult r = run_sweep(o);
   CompareReport report{Mode::sweep, a.command_line, 0, o.evaluator.describe(), o.evaluator.order, r.config, {},
                        std::move(r.rows)};
@@ -161,7 +168,9 @@ void add_compare_command(CLI::App& app, const std::string& command_line) {
   sweep->add_flag("--higher-is-better", a->higher_is_better, "Scores rank highest first (accuracy) instead of lowest");
   sweep->add_option("--keep", a->keep, "Merged models kept after scoring")->check(CLI::IsMember({"best", "all"}))->capture_default_str();
   sweep->add_option("--jobs", a->jobs, "Eval commands at once")->capture_default_str();
-  sweep->add_option("checkpoints", a->checkpoints, "Constant-LR checkpoints (.h5, .safetensors, sharded dirs)")->required();
+  sweep->add_option("checkpoints", a->checkpoints, "Constant-LR checkpoints (.h5, .safetensors, sharded dirs, Hugging Face checkpoint-N folders); "
+                    "PATH@STEP gives a step explicitly")
+      ->required();
   sweep->footer(
       "Example:\n"
       "  wsm compare sweep --shapes linear,1-sqrt --windows 2000,4000,8000 --eval-cmd 'python eval.py {path}' \\\n"

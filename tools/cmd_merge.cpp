@@ -2,15 +2,18 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "wsm/merger/offline_merge.h"
 #include "wsm/core/error.h"
+#include "wsm/formats/trainer_folder.h"
 #include "tools/commands.h"
 
 namespace wsm::tools {
@@ -26,6 +29,7 @@ struct MergeArgs {
   std::optional<double> chunk_mb;  // default: merger::default_chunk_elements(backend)
   std::uint64_t shard_size = 0;
   bool dry_run = false;
+  bool json = false;
   std::string out;
   std::vector<std::string> inputs;
 };
@@ -63,6 +67,44 @@ void print_rank_stats(const merger::OfflineResult& result) {
               human_bytes(double(moved) / std::max(result.seconds, 1e-9)).c_str());
 }
 
+// The plan as --json prints it: what plan.describe() says, as data.
+nlohmann::json plan_json(const merger::OfflineMergeRequest& req, const merger::OfflinePlan& plan) {
+  using nlohmann::json;
+  json inputs = json::array();
+  for (std::size_t i = 0; i < plan.inputs.size(); ++i) {
+    const auto& in = plan.inputs[i];
+    inputs.push_back({{"path", in.path.string()},
+                      {"step", in.step ? json(*in.step) : json(nullptr)},
+                      {"step_source", in.step ? json(in.step_source) : json(nullptr)},
+                      {"tokens", in.tokens ? json(*in.tokens) : json(nullptr)},
+                      {"bytes", in.bytes},
+                      {"used", std::find(plan.used.begin(), plan.used.end(), i) != plan.used.end()}});
+  }
+  json outputs = json::array();
+  for (std::size_t o = 0; o < plan.weights.size(); ++o) {
+    json sources = json::array();
+    for (std::size_t u = 0; u < plan.used.size(); ++u) {
+      const auto& in = plan.inputs[plan.used[u]];
+      sources.push_back({{"path", in.path.string()},
+                         {"step", in.step ? json(*in.step) : json(nullptr)},
+                         {"weight", plan.weights[o][u]}});
+    }
+    outputs.push_back({{"path", req.outputs[o].string()},
+                       {"spec", req.specs[o].to_string()},
+                       {"sampling", plan.sampling[o]},
+                       {"weights", plan.weights[o]},
+                       {"sources", sources}});
+  }
+  return {{"inputs", inputs},
+          {"outputs", outputs},
+          {"tensors", plan.merge.output_tensors.size()},
+          {"copied_tensors", std::count(plan.merge.copied.begin(), plan.merge.copied.end(), true)},
+          {"dtype", req.dtype ? std::string(dtype_name(*req.dtype)) : std::string("as the newest input")},
+          {"read_bytes", plan.merge.bytes_read},
+          {"write_bytes", plan.merge.bytes_written_per_output * plan.weights.size()},
+          {"buffer_bytes", plan.buffer_bytes}};
+}
+
 void run_merge(const MergeArgs& a) {
   merger::OfflineMergeRequest req;
   for (const auto& text : a.shapes)
@@ -76,7 +118,11 @@ void run_merge(const MergeArgs& a) {
   if (req.specs.empty()) {
     req.specs.push_back(ShapeRule{DecayShape::linear, a.floor.value_or(0.0)});
   }
-  for (const auto& in : a.inputs) req.inputs.emplace_back(in);
+  for (const auto& text : a.inputs) {
+    const CheckpointArg in = parse_checkpoint_arg(text);
+    req.inputs.push_back(in.path);
+    req.input_steps.push_back(in.step);
+  }
   if (req.specs.size() == 1) {
     req.outputs.emplace_back(a.out);
   } else if (a.out.find("{shape}") != std::string::npos) {
@@ -112,7 +158,11 @@ void run_merge(const MergeArgs& a) {
   }
   if (a.dry_run) {
     const auto plan = merger::plan_offline_merge(req);
-    if (root) std::cout << "dry run: nothing is written\n" << plan.describe(req);
+    if (!root) return;
+    if (a.json)
+      std::cout << nlohmann::json{{"dry_run", true}, {"plan", plan_json(req, plan)}}.dump(2) << "\n";
+    else
+      std::cout << "dry run: nothing is written\n" << plan.describe(req);
     return;
   }
 
@@ -152,11 +202,29 @@ void run_merge(const MergeArgs& a) {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   if (!root) return;
+  const auto& st = result.stats;
+  if (a.json) {
+    nlohmann::json done = {{"bytes_read", st.bytes_read},
+                           {"bytes_written", st.bytes_written},
+                           {"seconds", st.seconds},
+                           {"backend", result.backend},
+                           {"buffer_bytes", st.buffer_bytes},
+                           {"peak_rss_bytes", std::uint64_t(ru.ru_maxrss) * 1024}};
+    if (result.ranks.size() > 1) {  // under MPI the figures above are rank 0's share
+      done["wall_seconds"] = result.seconds;
+      done["ranks"] = nlohmann::json::array();
+      for (const auto& r : result.ranks)
+        done["ranks"].push_back({{"bytes_read", r.bytes_read}, {"bytes_written", r.bytes_written}, {"seconds", r.seconds}});
+    }
+    std::cout << nlohmann::json{{"dry_run", false}, {"plan", plan_json(req, result.plan)}, {"result", done}}.dump(2)
+              << "\n";
+    return;
+  }
   for (std::size_t o = 0; o < req.outputs.size(); ++o)
     std::cout << "wrote " << req.outputs[o].string() << "  (" << req.specs[o].to_string() << ")\n";
-  const auto& st = result.stats;
   std::printf("%sread %s, wrote %s in %.2f s (%s/s) on the %s backend; merge buffers %s, peak RSS %s (%s at start)\n",
-              result.ranks.size() > 1 ? "rank 0's share: " : "", human_bytes(double(st.bytes_read)).c_str(), human_bytes(double(st.bytes_written)).c_str(), st.seconds,
+              result.ranks.size() > 1 ? "rank 0's share: " : "", human_bytes(double(st.bytes_read)).c_str(),
+              human_bytes(double(st.bytes_written)).c_str(), st.seconds,
               human_bytes(double(st.bytes_read + st.bytes_written) / std::max(st.seconds, 1e-9)).c_str(),
               result.backend.c_str(), human_bytes(double(st.buffer_bytes)).c_str(),
               human_bytes(double(ru.ru_maxrss) * 1024.0).c_str(), human_bytes(double(before.ru_maxrss) * 1024.0).c_str());
@@ -193,10 +261,14 @@ void add_merge_command(CLI::App& app) {
                   "bytes, 200KB); default one shard, or 5GB when the inputs are Hugging Face model directories")
       ->transform(CLI::AsSizeValue(true));
   cmd->add_flag("--dry-run", args->dry_run, "Print the plan (inputs, weights, bytes, memory) and write nothing");
+  cmd->add_flag("--json", args->json, "Print the plan and the result as one JSON object on stdout (logs stay on stderr)");
   cmd->add_option("--out", args->out,
                   "Output file; with several shapes a directory, or a pattern containing {shape}")
       ->required();
-  cmd->add_option("inputs", args->inputs, "Input checkpoints (.h5, .safetensors, sharded dirs)")->required();
+  cmd->add_option("inputs", args->inputs,
+                  "Input checkpoints (.h5, .safetensors, sharded dirs, Hugging Face checkpoint-N folders), ordered by "
+                  "step (metadata, trainer_state.json or the name); PATH@STEP gives a step explicitly")
+      ->required();
   cmd->footer(
       "Examples:\n"
       "  wsm merge --out merged.safetensors ckpt/step-*.safetensors\n"
@@ -204,6 +276,8 @@ void add_merge_command(CLI::App& app) {
       "            --out 'merged-{shape}.h5' run/*.h5\n"
       "  wsm merge --weights 0.1,0.2,0.3,0.4 --dry-run --out m.h5 a.h5 b.h5 c.h5 d.h5\n"
       "  mpirun -np 64 wsm merge --shape 1-sqrt --shard-size 5GB --out merged/ hf/checkpoint-*   # Hugging Face dirs\n"
+      "  wsm merge --shape 1-sqrt --window-steps 1500 --json --out merged.safetensors hf-run/checkpoint-*\n"
+      "  wsm merge --shape cosine --out m.safetensors a.safetensors@100 b.safetensors@200 c.safetensors@300\n"
       "\n" +
       std::string(merger::mpi_available()
                       ? "Under mpirun or srun the ranks split the bytes and write the outputs in place; rank 0 "

@@ -55,6 +55,15 @@ std::string compare_label(const Comparison& c) {
   return fmt::format("WSM merge {} over {} steps ({} ckpts)", c.spec.to_string(), c.window, c.emulation.positions.size());
 }
 
+// The run whose checkpoints the merge averages. A WSD schedule is what WSM replaces: its merge
+// averages the constant-LR trunk (the same warmup and peak, no decay), so the overlay compares the
+// real decay with the emulated one instead of applying a decay on top of the decay. Any other
+// schedule is merged as it is (checkpoints of that very run).
+Schedule merged_run(const Schedule& s) {
+  if (s.kind != ScheduleKind::wsd) return s;
+  return Schedule{.kind = ScheduleKind::stable, .peak = s.peak, .warmup = s.warmup};
+}
+
 void run(const ScheduleArgs& a) {
   if (a.steps <= 0) throw Error("wsm schedule: --steps must be positive");
   const Schedule sched = parse_schedule(a.spec).with_total(a.steps);
@@ -65,8 +74,9 @@ void run(const ScheduleArgs& a) {
   std::vector<std::int64_t> rows;
   for (std::int64_t s = 0; s < a.steps; s += every) rows.push_back(s);
   if (rows.back() != a.steps - 1) rows.push_back(a.steps - 1);  // always show where the run ends
+  const Schedule trunk = merged_run(sched);
   const auto merged = [&](std::int64_t s) {
-    return sched.lr_at(s) * cmp->emulation.factor[static_cast<std::size_t>(s)];
+    return trunk.lr_at(s) * cmp->emulation.factor[static_cast<std::size_t>(s)];
   };
 
   if (a.json) {
@@ -142,7 +152,8 @@ void add_schedule_command(CLI::App& app) {
   csv->excludes(json);
   cmd->add_option("--plot", args->plot, "Write a plot (.svg or .png)");
   cmd->add_option("--compare-merge", args->compare,
-                  "SHAPE:WINDOW: overlay the step-wise LR a merge over the last WINDOW steps emulates");
+                  "SHAPE:WINDOW: overlay the step-wise LR a merge over the last WINDOW steps emulates (for a wsd: "
+                  "schedule, a merge of its constant-LR trunk, the run WSM trains instead)");
   cmd->add_option("--merge-every", args->merge_every,
                   "Checkpoint interval for --compare-merge (default: WINDOW/8)")
       ->check(CLI::PositiveNumber);

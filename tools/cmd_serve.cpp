@@ -11,6 +11,9 @@
 #include "merger/server.h"
 #include "wsm/core/error.h"
 #include "tools/commands.h"
+#ifdef WSM_HAVE_TRAINER
+#include "tools/compare/scoring.h"
+#endif
 
 namespace wsm::tools {
 namespace {
@@ -55,10 +58,41 @@ struct ServeArgs {
   std::string running_sums = "on";
   int recompute_every = 64;
   std::string write_backlog = "1G";
+  // The stable-phase readout (merger/output_evaluator.h).
+  std::string eval_cmd, score_key, eval_val, eval_config;
+  bool eval_builtin = false, eval_raw = true;
+  std::int64_t eval_positions = 131072;
+  int eval_threads = 1;
   std::string index_name = "index.json";
   std::string format = "h5";
   std::string hf_template;
 };
+
+// --eval-cmd / --eval-builtin: how every output is scored, or nothing (no evaluator).
+merger::EvalOptions eval_options(const ServeArgs& a) {
+  merger::EvalOptions eval;
+  if (a.eval_cmd.empty() && !a.eval_builtin) return eval;
+  if (!a.eval_cmd.empty() && a.eval_builtin) throw Error("give --eval-cmd or --eval-builtin, not both");
+  if (a.eval_threads < 1) throw Error("--eval-threads must be >= 1");
+#ifndef WSM_HAVE_TRAINER
+  throw Error("--eval-cmd/--eval-builtin: this wsm was built without the trainer (WSM_BUILD_TRAINER=OFF)");
+#else
+  compare::Evaluator ev;
+  ev.command = a.eval_cmd;
+  ev.json_key = a.score_key;
+  ev.val = a.eval_val;
+  ev.positions = a.eval_positions;
+  auto scorer = std::make_shared<const compare::ModelScorer>(ev, std::filesystem::path(a.out) / "eval-logs", a.eval_config);
+  eval.score = [scorer](const std::filesystem::path& p) {
+    const auto o = (*scorer)(p);
+    return merger::ScoreOutcome{o.score, o.error};
+  };
+  eval.evaluator = ev.describe();
+  eval.threads = a.eval_threads;
+  eval.raw = a.eval_raw;
+  return eval;
+#endif
+}
 
 void run_serve(const ServeArgs& a) {
   auto level = spdlog::level::from_str(a.log_level);
@@ -94,6 +128,7 @@ void run_serve(const ServeArgs& a) {
   if (a.recompute_every < 1) throw Error("--running-sums-recompute must be >= 1");
   o.sums.recompute_every = a.recompute_every;
   o.core.partial_timeout = std::chrono::milliseconds(static_cast<long long>(a.partial_timeout_s * 1000));
+  o.eval = eval_options(a);
 
   merger::keep_freed_memory(o.core.store.memory_budget);  // before the server's threads start
   merger::Server server(o);
@@ -148,12 +183,29 @@ void add_serve_command(CLI::App& app) {
                   "each give their own, e.g. index-node3.json")
       ->capture_default_str();
   cmd->add_option("--log-level", args->log_level, "trace, debug, info, warn, error")->capture_default_str();
+  cmd->add_option("--eval-cmd", args->eval_cmd,
+                  "Score every output in the background: a shell command with {path}; its last number on stdout "
+                  "(or --score-key) is the score, recorded in index.json and `wsm status`");
+  cmd->add_flag("--eval-builtin", args->eval_builtin,
+                "Score every output with wsm's own GPT evaluator (validation loss, as `wsm eval`)");
+  cmd->add_option("--score-key", args->score_key, "Read the score from this key of a JSON object the command prints");
+  cmd->add_option("--eval-val", args->eval_val, "--eval-builtin: validation text (default: the Austen corpus')");
+  cmd->add_option("--eval-positions", args->eval_positions, "--eval-builtin: positions scored")->capture_default_str();
+  cmd->add_option("--eval-config", args->eval_config,
+                  "--eval-builtin: a checkpoint of the run (e.g. the trainer's) whose model config and vocabulary "
+                  "serve outputs that carry none");
+  cmd->add_option("--eval-threads", args->eval_threads, "Evaluations at once")->capture_default_str();
+  cmd->add_option("--eval-raw", args->eval_raw,
+                  "Also score the newest raw checkpoint at each emission (from --store, else a scratch copy)")
+      ->capture_default_str();
   cmd->footer(
       "Example:\n"
       "  wsm serve --listen tcp://127.0.0.1:5555 --out merged --emulate 1-sqrt@800 linear@2000 \\\n"
       "            --every 200 --store window --memory-budget 16G --dtype bf16\n"
       "  wsm serve --out merged --emulate linear@800 ema:alpha=0.2@1000 --every 100 --running-sums off\n"
       "  wsm serve --out merged --emulate 1-sqrt@800 --every 200 --format hf --hf-template hf-model/\n"
+      "  wsm serve --out merged --emulate 1-sqrt@800 linear@800 --every 100 --eval-cmd 'python eval.py {path}'\n"
+      "  wsm report merged                      # validation score vs step, raw and each emulation\n"
       "Outputs: merged/<run>/<shape>_w<window>/step_<step>.h5 (.safetensors, or a directory with --format hf)\n"
       "and merged/index.json; for a sharded job (ranks declaring slices), each node's part\n"
       "merged/<run>/<label>/step_<step>/part-rank<R>.h5.\n"

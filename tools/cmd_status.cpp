@@ -48,6 +48,11 @@ void print_text(const v1::StatusReply& r) {
   for (const auto& p : r.pending())
     fmt::print("  run {:<12} step {:>10} {} ({} outputs)\n", p.run_id(), p.step(), p.running() ? "writing" : "queued",
                p.labels_size());
+  if (r.scores_size() == 0 && r.evals_pending() == 0) return;
+  fmt::print("newest scores ({} evaluations pending):\n", r.evals_pending());
+  for (const auto& s : r.scores())
+    fmt::print("  run {:<12} {:<24} step {:>10} {}\n", s.run_id(), s.label(), s.step(),
+               s.has_score() ? fmt::format("{:.6g}", s.score()) : "failed: " + s.error());
 }
 
 void run_status(const StatusArgs& a) {

@@ -14,6 +14,7 @@ void add_bench_command(CLI::App& app);     // cmd_bench.cpp     merge / ingest b
 void add_bench_ingest_command(CLI::App& bench);  // cmd_bench_ingest.cpp  `wsm bench ingest` (called by cmd_bench.cpp)
 void add_serve_command(CLI::App& app);     // cmd_serve.cpp     the merger daemon
 void add_status_command(CLI::App& app);    // cmd_status.cpp    ask a running daemon for its status
+void add_report_command(CLI::App& app);    // cmd_report.cpp    plot a daemon's scores against step
 void add_train_command(CLI::App& app);     // cmd_train.cpp     train the GPT model
 void add_eval_command(CLI::App& app);      // cmd_eval.cpp      validation loss of checkpoint files
 // cmd_compare.cpp   WSM vs WSD study, or a sweep of merges scored by an evaluator; `command_line`

@@ -1,7 +1,11 @@
 // `wsm`: one executable, git-style subcommands. Errors go to stderr with a non-zero exit code.
 #include <cstdio>
 #include <exception>
+#include <memory>
 #include <string>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include "wsm/core/error.h"
 #include "wsm/core/version.h"
@@ -30,6 +34,9 @@ std::string command_line(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Logs go to stderr, so stdout carries only what a command prints as its result (--json).
+  spdlog::set_default_logger(
+      std::make_shared<spdlog::logger>("", std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));
   CLI::App app{"wsm: Warmup-Stable and Merge. Decay-free LR schedules via checkpoint merging.", "wsm"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
@@ -43,6 +50,7 @@ int main(int argc, char** argv) {
   add_bench_command(app);
   add_serve_command(app);
   add_status_command(app);
+  add_report_command(app);
 #ifdef WSM_HAVE_TRAINER  // a build without the trainer (WSM_BUILD_TRAINER=OFF) has no model to train or score
   add_train_command(app);
   add_eval_command(app);

@@ -94,6 +94,51 @@ struct Axes {
 
 bool has_dots(const Series& s) { return s.mark == Mark::points || s.mark == Mark::line_points; }
 
+struct Box {
+  double w, h;
+};
+
+// The legend's size: the widest name in the 12-point face, one row per series.
+Box legend_box(cairo_t* cr, std::span<const Series> series) {
+  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size(cr, 12);
+  double w = 0;
+  for (const auto& s : series) w = std::max(w, text_width(cr, s.name));
+  return {w + 44, 18 * double(series.size()) + 8};
+}
+
+// How much of the drawing a legend at (bx, by) would hide: the points inside it, and every line
+// that crosses it (sampled every 3 px along each drawn segment, so a steep ramp or a staircase's
+// riser counts even when no data point falls inside).
+std::size_t legend_cover(std::span<const Series> series, double bx, double by, Box b, const Axes& a) {
+  const auto inside = [&](double x, double y) {
+    return x >= bx - 4 && x <= bx + b.w + 4 && y >= by - 4 && y <= by + b.h + 4;
+  };
+  const auto segment = [&](double x0, double y0, double x1, double y1) {
+    const int n = std::clamp(int(std::hypot(x1 - x0, y1 - y0) / 3), 1, 4000);
+    std::size_t hits = 0;
+    for (int k = 1; k <= n; ++k) hits += inside(x0 + (x1 - x0) * k / n, y0 + (y1 - y0) * k / n);
+    return hits;
+  };
+  std::size_t covered = 0;
+  for (const auto& s : series) {
+    double lx = 0, ly = 0;
+    bool have_last = false;
+    for (std::size_t i = 0; i < s.xs.size(); ++i) {
+      if (!std::isfinite(s.xs[i]) || !std::isfinite(s.ys[i])) {
+        have_last = false;
+        continue;
+      }
+      const double x = a.px(s.xs[i]), y = a.py(s.ys[i]);
+      covered += inside(x, y);
+      if (have_last && s.mark == Mark::staircase) covered += segment(lx, ly, x, ly) + segment(x, ly, x, y);
+      else if (have_last && s.mark != Mark::points) covered += segment(lx, ly, x, y);
+      lx = x, ly = y, have_last = true;
+    }
+  }
+  return covered;
+}
+
 // The data's x and y ranges (error bars and category positions included), padded to read well.
 void data_ranges(const PlotOptions& o, std::span<const Series> series, Range& xr, Range& yr) {
   for (const auto& s : series)
@@ -120,11 +165,31 @@ void data_ranges(const PlotOptions& o, std::span<const Series> series, Range& xr
   yr.hi += ypad;                                      // keep the top line off the frame
 }
 
+// The y range to add on top so the legend fits in a band above the data, when every inside corner
+// of the frame would hide part of a line; 0 when a corner is free. Judged on a provisional frame
+// (the real one depends on the tick labels, which depend on the range).
+double legend_headroom(cairo_t* cr, const PlotOptions& o, std::span<const Series> series, const Range& xr,
+                       const Range& yr) {
+  if (series.empty()) return 0;
+  const Box b = legend_box(cr, series);
+  Axes provisional;
+  provisional.xr = xr, provisional.yr = yr;
+  provisional.f = {90, 48, o.width - 24.0, o.height - 58.0};
+  const Frame& f = provisional.f;
+  for (const double bx : {f.right - b.w - 8, f.left + 8})
+    for (const double by : {f.top + 8, f.bottom - b.h - 8})
+      if (legend_cover(series, bx, by, b, provisional) == 0) return 0;
+  const double height = f.bottom - f.top, band = b.h + 20;
+  if (band >= 0.6 * height) return 0;  // a legend this tall would squeeze the data: let it overlap
+  return (yr.hi - yr.lo) * band / (height - band);
+}
+
 // Ranges, ticks, and the frame left of which the widest y tick label fits (measured in the
 // 12-point face the ticks are drawn in, which stays selected).
 Axes layout_axes(cairo_t* cr, const PlotOptions& o, std::span<const Series> series) {
   Axes a;
   data_ranges(o, series, a.xr, a.yr);
+  a.yr.hi += legend_headroom(cr, o, series, a.xr, a.yr);
   a.xt = nice_ticks(a.xr.lo, a.xr.hi);
   a.yt = nice_ticks(a.yr.lo, a.yr.hi);
   a.xstep = a.xt.size() > 1 ? a.xt[1] - a.xt[0] : 1, a.ystep = a.yt.size() > 1 ? a.yt[1] - a.yt[0] : 1;
@@ -242,24 +307,18 @@ void draw_all_series(cairo_t* cr, std::span<const Series> series, const Axes& a)
   cairo_restore(cr);
 }
 
-// The inside corner (top right, top left, bottom right, bottom left) where a legend box of
-// box_w x box_h covers the fewest data points, first one on ties; returns its top-left.
-std::pair<double, double> legend_corner(std::span<const Series> series, const Axes& a, double box_w, double box_h) {
+// The inside corner (top right, top left, bottom right, bottom left) where the legend hides the
+// least (legend_cover), first one on ties; returns its top-left. layout_axes leaves a free band
+// at the top when every corner would hide something.
+std::pair<double, double> legend_corner(std::span<const Series> series, const Axes& a, Box b) {
   const Frame& f = a.f;
-  const double corners[4][2] = {{f.right - box_w - 8, f.top + 8},
+  const double corners[4][2] = {{f.right - b.w - 8, f.top + 8},
                                 {f.left + 8, f.top + 8},
-                                {f.right - box_w - 8, f.bottom - box_h - 8},
-                                {f.left + 8, f.bottom - box_h - 8}};
+                                {f.right - b.w - 8, f.bottom - b.h - 8},
+                                {f.left + 8, f.bottom - b.h - 8}};
   std::size_t best = 0, best_covered = std::numeric_limits<std::size_t>::max();
   for (std::size_t c = 0; c < 4; ++c) {
-    std::size_t covered = 0;
-    for (const auto& s : series)
-      for (std::size_t i = 0; i < s.xs.size(); ++i) {
-        if (!std::isfinite(s.xs[i]) || !std::isfinite(s.ys[i])) continue;
-        const double x = a.px(s.xs[i]), y = a.py(s.ys[i]);
-        covered += x >= corners[c][0] - 4 && x <= corners[c][0] + box_w + 4 && y >= corners[c][1] - 4 &&
-                   y <= corners[c][1] + box_h + 4;
-      }
+    const std::size_t covered = legend_cover(series, corners[c][0], corners[c][1], b, a);
     if (covered < best_covered) best = c, best_covered = covered;
   }
   return {corners[best][0], corners[best][1]};
@@ -268,12 +327,9 @@ std::pair<double, double> legend_corner(std::span<const Series> series, const Ax
 // The legend: a framed box with each series' mark and name, where it covers the fewest points.
 void draw_legend(cairo_t* cr, std::span<const Series> series, const Axes& a) {
   if (series.empty()) return;
-  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
-  cairo_set_font_size(cr, 12);
-  double legend_w = 0;
-  for (const auto& s : series) legend_w = std::max(legend_w, text_width(cr, s.name));
-  const double row = 18, box_w = legend_w + 44, box_h = row * double(series.size()) + 8;
-  const auto [bx, by] = legend_corner(series, a, box_w, box_h);
+  const Box b = legend_box(cr, series);
+  const double row = 18, box_w = b.w, box_h = b.h;
+  const auto [bx, by] = legend_corner(series, a, b);
   cairo_set_source_rgba(cr, 1, 1, 1, 0.9);
   cairo_rectangle(cr, bx, by, box_w, box_h);
   cairo_fill_preserve(cr);

@@ -49,12 +49,6 @@ std::string format_eta(double seconds) {
   return buf;
 }
 
-std::string checkpoint_file_name(std::int64_t step) {
-  char name[64];
-  std::snprintf(name, sizeof name, "step_%08lld.h5", (long long)step);
-  return name;
-}
-
 std::string state_file_name(std::int64_t step) {
   char name[64];
   std::snprintf(name, sizeof name, "state_%08lld.h5", (long long)step);

@@ -8,6 +8,8 @@
 #include "wsm/formats/multipart_checkpoint.h"
 #include "wsm/formats/safetensors_file.h"
 #include "wsm/formats/sharded_checkpoint.h"
+#include "protocol/formats/torch_format.h"
+#include "wsm/formats/trainer_folder.h"
 
 namespace fs = std::filesystem;
 
@@ -103,19 +105,68 @@ class CheckedWriter final : public CheckpointWriter {
 
 }  // namespace
 
-std::unique_ptr<CheckpointReader> open_checkpoint(const fs::path& path) {
+namespace {
+
+// A reader whose metadata lacks a step the checkpoint's layout records (trainer_folder.h): the
+// same tensors, with step, tokens and lr filled in and the step's source under wsm.step_source.
+class LayoutMetaReader final : public CheckpointReader {
+ public:
+  LayoutMetaReader(std::unique_ptr<CheckpointReader> inner, const LayoutPosition& where)
+      : inner_(std::move(inner)), meta_(inner_->meta()) {
+    meta_.step = where.step;
+    if (!meta_.tokens) meta_.tokens = where.tokens;
+    if (!meta_.lr) meta_.lr = where.lr;
+    meta_.extra["wsm.step_source"] = where.source;
+  }
+  const std::vector<TensorInfo>& tensors() const override { return inner_->tensors(); }
+  const CheckpointMeta& meta() const override { return meta_; }
+  std::string format() const override { return inner_->format(); }
+  const fs::path& path() const override { return inner_->path(); }
+  void read(const std::string& name, std::uint64_t offset, std::span<std::byte> dst) override {
+    inner_->read(name, offset, dst);
+  }
+  std::optional<std::span<const std::byte>> mapped(const std::string& name) override { return inner_->mapped(name); }
+
+ private:
+  std::unique_ptr<CheckpointReader> inner_;
+  CheckpointMeta meta_;
+};
+
+bool holds_safetensors(const fs::path& dir) {
   std::error_code ec;
-  const auto st = fs::status(path, ec);
-  if (ec || !fs::exists(st)) throw Error(path.string() + ": no such file or directory");
-  if (fs::is_directory(st)) return is_multipart_dir(path) ? open_multipart(path) : open_sharded(path);
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.path().extension() == ".safetensors" || e.path().filename().string().ends_with(".index.json")) return true;
+  return false;
+}
+
+std::unique_ptr<CheckpointReader> open_by_format(const fs::path& path, const fs::file_status& st) {
+  if (fs::is_directory(st)) {
+    if (!holds_safetensors(path))
+      if (const auto torch = torch_weights_in(path)) throw Error(torch_save_message(*torch, *torch_save_format(*torch)));
+    return is_multipart_dir(path) ? open_multipart(path) : open_sharded(path);
+  }
   const std::string name = path.filename().string();
   if (name.ends_with(".index.json")) return open_sharded(path);
   const std::string ext = path.extension().string();
   if (ext == ".h5" || ext == ".hdf5") return open_hdf5(path);
+  if (const auto torch = torch_save_format(path)) throw Error(torch_save_message(path, *torch));
   if (ext == ".safetensors") return std::make_unique<SafetensorsReader>(path);
   // Unknown extension: trust the content.
   if (looks_like_hdf5(path)) return open_hdf5(path);
   return std::make_unique<SafetensorsReader>(path);
+}
+
+}  // namespace
+
+std::unique_ptr<CheckpointReader> open_checkpoint(const fs::path& path) {
+  std::error_code ec;
+  const auto st = fs::status(path, ec);
+  if (ec || !fs::exists(st)) throw Error(path.string() + ": no such file or directory");
+  auto reader = open_by_format(path, st);
+  if (reader->meta().step) return reader;
+  const LayoutPosition where = position_from_layout(path);
+  if (!where.step) return reader;
+  return std::make_unique<LayoutMetaReader>(std::move(reader), where);
 }
 
 void commit_all(std::span<CheckpointWriter* const> writers) {

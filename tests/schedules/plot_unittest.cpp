@@ -5,6 +5,7 @@
 
 #include <cairo.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <memory>
@@ -88,6 +89,51 @@ TEST_F(Plot, PngShowsEverySeries) {
   EXPECT_GT(blue, 500);    // a diagonal across the plot, 2 px wide
   EXPECT_GT(orange, 500);
   EXPECT_GT(white, w * h / 2);  // mostly background: not a blank or black image
+}
+
+// A schedule's lines reach every inside corner (warmup ramp bottom-left, peak along the top, a decay
+// ending bottom-right): the legend must then sit in a band above the data, not over a line. A line
+// under the legend's translucent box shows as a faint tint with no full-colour pixel near it; that
+// is what is counted (anti-aliased line edges are faint too, but always next to full colour).
+TEST_F(Plot, LegendHidesNoLineWhenEveryCornerIsUsed) {
+  std::vector<Series> s(2);
+  s[0].name = "warmup=500,stable,peak=0.0003 (the schedule)";
+  s[1].name = "WSM merge 1-sqrt over 1000 steps (8 ckpts)";
+  s[1].mark = Mark::staircase;
+  for (int step = 0; step < 5000; step += 2) {
+    const double lr = 3e-4 * std::min(1.0, (step + 1) / 500.0);
+    const double t = std::clamp((step - 4000) / 1000.0, 0.0, 1.0);
+    s[0].xs.push_back(step), s[0].ys.push_back(lr);
+    s[1].xs.push_back(step), s[1].ys.push_back(lr * (1 - std::sqrt(std::ceil(t * 8) / 9.0)));
+  }
+  const fs::path png = dir_ / "schedule.png";
+  plot_lines(png, "schedule", "step", "learning rate", s);
+  std::unique_ptr<cairo_surface_t, decltype(&cairo_surface_destroy)> img(
+      cairo_image_surface_create_from_png(png.c_str()), cairo_surface_destroy);
+  ASSERT_EQ(cairo_surface_status(img.get()), CAIRO_STATUS_SUCCESS);
+  const int w = cairo_image_surface_get_width(img.get()), h = cairo_image_surface_get_height(img.get());
+  const int stride = cairo_image_surface_get_stride(img.get());
+  const unsigned char* data = cairo_image_surface_get_data(img.get());
+  const auto spread = [&](int x, int y) {  // max - min channel: 0 for white, greys and black text
+    const unsigned char* p = data + y * stride + 4 * x;
+    return std::max({p[0], p[1], p[2]}) - std::min({p[0], p[1], p[2]});
+  };
+  const auto light = [&](int x, int y) {
+    const unsigned char* p = data + y * stride + 4 * x;
+    return std::min({p[0], p[1], p[2]}) > 190;
+  };
+  int hidden = 0, strong = 0;
+  for (int y = 2; y < h - 2; ++y)
+    for (int x = 2; x < w - 2; ++x) {
+      strong += spread(x, y) > 80;
+      if (!(light(x, y) && spread(x, y) >= 6 && spread(x, y) <= 60)) continue;
+      bool near_colour = false;
+      for (int dy = -2; dy <= 2 && !near_colour; ++dy)
+        for (int dx = -2; dx <= 2 && !near_colour; ++dx) near_colour = spread(x + dx, y + dy) > 80;
+      hidden += !near_colour;
+    }
+  EXPECT_GT(strong, 2000);  // the lines are drawn
+  EXPECT_LT(hidden, 10) << "pixels of a line under the legend box";
 }
 
 TEST_F(Plot, SvgAndEmptyOrFlatData) {

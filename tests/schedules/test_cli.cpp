@@ -164,8 +164,13 @@ TEST_F(Cli, ScheduleJsonMatchesLibrary) {
   const auto mw = m.at("weights").get<std::vector<double>>();
   const auto paper = merge_weights(parse_merge_spec("1-sqrt"), 8);  // even spacing: w_i = f(i/8)
   for (std::size_t i = 0; i < 8; ++i) EXPECT_NEAR(mw[i], paper[i], 1e-14);
+  // A WSD schedule's merge averages its constant-LR trunk (same warmup and peak, no decay): the
+  // overlay is the emulated decay alone, not the emulated decay on top of the real one.
+  const Schedule trunk = parse_schedule("warmup=100,stable,peak=0.001");
   const auto mlr = m.at("lr").get<std::vector<double>>();
-  for (std::size_t i = 0; i < steps.size(); ++i) EXPECT_DOUBLE_EQ(mlr[i], lib.lr_at(steps[i]) * em.factor[steps[i]]);
+  for (std::size_t i = 0; i < steps.size(); ++i) EXPECT_DOUBLE_EQ(mlr[i], trunk.lr_at(steps[i]) * em.factor[steps[i]]);
+  EXPECT_DOUBLE_EQ(mlr.back(), 0.001 * em.decay.back());  // the last update enters with w_k at peak LR
+  EXPECT_GT(mlr.back(), lr.back() * em.decay.back());      // a double decay would end here
 }
 
 TEST_F(Cli, ScheduleCsv) {

@@ -113,7 +113,7 @@ TEST(CompareStudy, TinyStudyMatchesWsmEvalAndResumes) {
     EXPECT_NE(md.find(s), std::string::npos) << s;
 
   // Re-running the same command trains nothing again and gives the same results.
-  const auto trunk_ckpt = out / "runs" / "seed1" / "trunk" / "step_00000060.h5";
+  const auto trunk_ckpt = out / "runs" / "seed1" / "trunk" / "step_000000000060.h5";
   const auto before = fs::last_write_time(trunk_ckpt);
   const auto again = run_wsm(args);
   ASSERT_EQ(again.rc, 0) << again.err;

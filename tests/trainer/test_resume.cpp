@@ -105,17 +105,17 @@ TEST(Resume, BitExact) {
   // checkpoints every 5 steps, parameters only, with what `wsm eval` and the merger need
   for (int s : {5, 10, 15, 20}) {
     char name[64];
-    std::snprintf(name, sizeof name, "step_%08d.h5", s);
+    std::snprintf(name, sizeof name, "step_%012d.h5", s);  // the one naming rule: docs/checkpoint-format.md
     ASSERT_TRUE(fs::exists(root / "straight" / name)) << name;
   }
-  const ModelFile m = load_model(root / "straight" / "step_00000020.h5");
+  const ModelFile m = load_model(root / "straight" / "step_000000000020.h5");
   EXPECT_EQ(m.meta.step, 20);
   EXPECT_EQ(m.meta.tokens, 20 * 8 * 32);  // tiny: batch 8, ctx 32
   ASSERT_TRUE(m.meta.lr.has_value());
   EXPECT_GT(*m.meta.lr, 0.0);
   EXPECT_EQ(m.config, a.model.config);
   EXPECT_EQ(std::memcmp(m.params.data(), a.model.params.data(), m.params.size() * 4), 0);
-  auto reader = open_checkpoint(root / "straight" / "step_00000020.h5");
+  auto reader = open_checkpoint(root / "straight" / "step_000000000020.h5");
   EXPECT_EQ(reader->tensors().size(), param_layout(m.config).size());  // no optimizer state in it
   EXPECT_EQ(reader->info("h.0.attn.c_attn.weight").shape, (std::vector<std::int64_t>{96, 32}));
   fs::remove_all(root);

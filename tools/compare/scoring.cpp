@@ -25,16 +25,32 @@ std::string cache_key(const fs::path& model, const std::string& evaluator) {
   return fmt::format("{}\n{}\n{}\n{}", evaluator, fs::absolute(model).string(), ec ? 0 : size, ec ? 0 : mtime);
 }
 
+fs::path validation_path(const Evaluator& ev) {
+  return ev.val.empty() ? trainer::default_corpus(austen_root()).val : ev.val;
+}
+
+// What an eval command's run says: its score, or why there is none.
+ModelScorer::Outcome command_outcome(const JobResult& r, const fs::path& model, const Evaluator& ev,
+                                     const fs::path& log) {
+  if (r.exit_code != 0)
+    return {std::nullopt, fmt::format("eval command failed for {} (exit {}): {}", model.string(), r.exit_code,
+                                      r.last_error.empty() ? "no message" : r.last_error)};
+  if (auto score = parse_score(r.out, ev.json_key)) return {score, {}};
+  return {std::nullopt, "eval command printed no " +
+                            (ev.json_key.empty() ? std::string("number") : "key '" + ev.json_key + "'") + " for " +
+                            model.string() + " (log: " + log.string() + ")"};
+}
+
 void score_builtin(std::vector<ScoredModel*>& todo, const Evaluator& ev, ScoreCache& cache) {
-  const fs::path val_path = ev.val.empty() ? trainer::default_corpus(austen_root()).val : ev.val;
-  const std::string val_text = trainer::read_text_file(val_path);
+  const ModelScorer scorer(ev, cache.directory() / "logs");
   Progress progress("score", double(todo.size()), "models");
   for (ScoredModel* m : todo) {
-    try {
-      m->score = trainer::evaluate_model(trainer::load_model(m->path), val_text, val_path.string(), ev.positions).loss;
+    const auto outcome = scorer(m->path);
+    if (outcome.score) {
+      m->score = outcome.score;
       cache.put(m->path, ev.describe(), *m->score);
-    } catch (const std::exception& e) {
-      m->error = m->path.string() + ": " + e.what();
+    } else {
+      m->error = outcome.error;
     }
     progress.advance(1);
   }
@@ -53,23 +69,43 @@ void score_with_command(std::vector<ScoredModel*>& todo, const Evaluator& ev, Sc
   progress.finish();
   for (std::size_t i = 0; i < todo.size(); ++i) {
     ScoredModel& m = *todo[i];
-    const JobResult& r = results[i];
-    if (r.exit_code != 0) {
-      m.error = fmt::format("eval command failed for {} (exit {}): {}", m.path.string(), r.exit_code,
-                            r.last_error.empty() ? "no message" : r.last_error);
+    const auto outcome = command_outcome(results[i], m.path, ev, batch[i].log);
+    if (!outcome.score) {
+      m.error = outcome.error;
       continue;
     }
-    m.score = parse_score(r.out, ev.json_key);
-    if (!m.score) {
-      m.error = "eval command printed no " + (ev.json_key.empty() ? std::string("number") : "key '" + ev.json_key + "'") +
-                " for " + m.path.string() + " (log: " + batch[i].log.string() + ")";
-      continue;
-    }
+    m.score = outcome.score;
     cache.put(m.path, ev.describe(), *m.score);
   }
 }
 
 }  // namespace
+
+ModelScorer::ModelScorer(Evaluator evaluator, fs::path log_dir, const fs::path& reference)
+    : evaluator_(std::move(evaluator)), log_dir_(std::move(log_dir)) {
+  if (!evaluator_.command.empty()) return;
+  val_path_ = validation_path(evaluator_);
+  val_text_ = trainer::read_text_file(val_path_);
+  if (!reference.empty()) reference_ = std::make_shared<const trainer::ModelFile>(trainer::load_model(reference));
+}
+
+ModelScorer::Outcome ModelScorer::operator()(const fs::path& model) const {
+  if (evaluator_.command.empty()) {
+    try {
+      return {trainer::evaluate_model(trainer::load_model(model, reference_.get()), val_text_, val_path_.string(), evaluator_.positions).loss,
+              {}};
+    } catch (const std::exception& e) {
+      return {std::nullopt, model.string() + ": " + e.what()};
+    }
+  }
+  std::error_code ec;
+  fs::create_directories(log_dir_, ec);
+  const Job job{model.filename().string(),
+                {"/bin/sh", "-c", substitute_path(evaluator_.command, model)},
+                log_dir_ / fmt::format("eval-{}-{}.log", model.parent_path().filename().string(), model.filename().string())};
+  const auto results = run_jobs(std::span(&job, 1), 1);
+  return command_outcome(results.front(), model, evaluator_, job.log);
+}
 
 std::string Evaluator::describe() const {
   if (!command.empty()) return command + (json_key.empty() ? "" : " [key " + json_key + "]");

@@ -6,11 +6,16 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "tools/compare/results.h"
+
+namespace wsm::trainer {
+struct ModelFile;
+}
 
 namespace wsm::tools::compare {
 
@@ -36,6 +41,27 @@ class ScoreCache {
  private:
   std::filesystem::path file_;
   std::map<std::string, double> scores_;  // key: evaluator, path, size, mtime
+};
+
+// One model at a time, from any thread (`wsm serve --eval-cmd`, the daemon's readout): the
+// validation text is read once; a command's output goes to log_dir/eval-<file>.log.
+// `reference`: for the built-in evaluator, a checkpoint whose model config and vocabulary serve
+// models that carry none (the daemon's outputs); empty: every model must carry its own.
+class ModelScorer {
+ public:
+  ModelScorer(Evaluator evaluator, std::filesystem::path log_dir, const std::filesystem::path& reference = {});
+  struct Outcome {
+    std::optional<double> score;
+    std::string error;  // why there is no score: names the model
+  };
+  Outcome operator()(const std::filesystem::path& model) const;
+  const Evaluator& evaluator() const { return evaluator_; }
+
+ private:
+  Evaluator evaluator_;
+  std::filesystem::path log_dir_, val_path_;
+  std::string val_text_;  // built-in evaluator only
+  std::shared_ptr<const trainer::ModelFile> reference_;
 };
 
 // Fills `score` (or `error`) of every row that has none, `jobs` at a time for a command evaluator.

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "wsm/formats/atomic_file.h"
+#include "wsm/formats/checkpoint_name.h"
 #include "wsm/core/error.h"
 #include "tools/compare/jobs.h"
 #include "tools/compare/scoring.h"
@@ -161,14 +162,14 @@ void train_all(const std::vector<TrainRun>& runs, const StudyOptions& o, const s
 std::vector<fs::path> checkpoints_in(const fs::path& dir) {
   std::vector<fs::path> files;
   for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().filename().string().starts_with("step_") && e.path().extension() == ".h5") files.push_back(e.path());
-  std::sort(files.begin(), files.end());  // zero-padded step numbers sort by step
+    if (step_from_file_name(e.path()) && e.path().extension() == ".h5") files.push_back(e.path());
+  // By step, not text: a run folder may hold names of two widths (older runs wrote 8 digits).
+  std::sort(files.begin(), files.end(),
+            [](const fs::path& a, const fs::path& b) { return *step_from_file_name(a) < *step_from_file_name(b); });
   return files;
 }
 
-std::int64_t step_of(const fs::path& checkpoint) {
-  return std::stoll(checkpoint.stem().string().substr(5));  // "step_00000600"
-}
+std::int64_t step_of(const fs::path& checkpoint) { return *step_from_file_name(checkpoint); }
 
 // Which checkpoints of a run get scored. Scoring costs a forward pass over every validation
 // position, so the curves are drawn for the first seed only, over the last 2 max(D) steps, at about
@@ -268,7 +269,7 @@ StudyResult run_study(const StudyOptions& o) {
   ScoreCache cache(o.out / "scores.json");
   score_models(result.rows, evaluator, cache, o.jobs);
 
-  const auto model = trainer::load_model(seed_dir(o, o.seeds.front()) / "trunk" / trainer::checkpoint_file_name(o.steps));
+  const auto model = trainer::load_model(seed_dir(o, o.seeds.front()) / "trunk" / checkpoint_file_name(o.steps));
   const double params = double(trainer::num_params(model.config));
   const double tokens = double(model.meta.tokens.value_or(0));
   result.regime = {{"params", params}, {"tokens", tokens}, {"tokens_per_param", tokens / params},

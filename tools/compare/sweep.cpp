@@ -15,14 +15,16 @@ namespace fs = std::filesystem;
 namespace {
 
 // The inputs oldest first by recorded step (the offline merge's own ordering and checks).
-std::vector<merger::OfflineInput> ordered_inputs(const std::vector<fs::path>& checkpoints) {
+std::vector<merger::OfflineInput> ordered_inputs(const std::vector<fs::path>& checkpoints,
+                                                 const std::vector<std::optional<std::int64_t>>& steps) {
   merger::OfflineMergeRequest req;
   req.inputs = checkpoints;
+  req.input_steps = steps;
   req.specs = {MergeSpec(ShapeRule{DecayShape::linear})};
   req.outputs = {"unused"};
   auto plan = merger::plan_offline_merge(req);
   for (const auto& in : plan.inputs)
-    if (!in.step) throw Error(in.path.string() + ": records no step; a sweep over windows needs every checkpoint's step");
+    if (!in.step) throw Error(in.path.string() + ": records no step (metadata, trainer_state.json, a checkpoint-N or step_N name); a sweep over windows needs every checkpoint's step: give it as PATH@STEP");
   return plan.inputs;
 }
 
@@ -56,7 +58,7 @@ void keep_only_best(std::vector<ScoredModel>& rows, ScoreOrder order) {
 SweepResult run_sweep(const SweepOptions& o) {
   if (o.out.empty()) throw Error("wsm compare sweep: --out DIR is required");
   if (o.specs.empty()) throw Error("wsm compare sweep: no shapes");
-  const auto inputs = ordered_inputs(o.checkpoints);
+  const auto inputs = ordered_inputs(o.checkpoints, o.checkpoint_steps);
   const auto windows = o.windows.empty() ? default_windows(inputs) : o.windows;
   if (windows.empty()) throw Error("wsm compare sweep: no window fits the checkpoints' span");
   fs::create_directories(o.out);
@@ -70,7 +72,8 @@ SweepResult run_sweep(const SweepOptions& o) {
   for (auto w : windows) {
     if (w <= 0) throw Error(fmt::format("wsm compare sweep: window {} is not positive", w));
     spdlog::info("compare sweep: merging {} shape(s) over the last {} steps", o.specs.size(), w);
-    auto rows = merge_window(o.checkpoints, o.specs, w, o.out / "models", output_extension(inputs.back().path));
+    auto rows = merge_window(o.checkpoints, o.specs, w, o.out / "models", output_extension(inputs.back().path),
+                             o.checkpoint_steps);
     result.rows.insert(result.rows.end(), rows.begin(), rows.end());
   }
   ScoreCache cache(o.out / "scores.json");

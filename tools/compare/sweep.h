@@ -23,6 +23,7 @@ struct SweepOptions {
   int jobs = 1;
   std::filesystem::path out;
   std::vector<std::filesystem::path> checkpoints;
+  std::vector<std::optional<std::int64_t>> checkpoint_steps;  // empty, or one per checkpoint (PATH@STEP)
 };
 
 struct SweepResult {

@@ -15,9 +15,11 @@ std::string shape_label(const MergeSpec& spec) {
 }
 
 std::vector<ScoredModel> merge_window(const std::vector<fs::path>& inputs, const std::vector<MergeSpec>& specs,
-                                      std::int64_t window, const fs::path& out_dir, const std::string& ext) {
+                                      std::int64_t window, const fs::path& out_dir, const std::string& ext,
+                                      const std::vector<std::optional<std::int64_t>>& steps) {
   merger::OfflineMergeRequest req;
   req.inputs = inputs;
+  req.input_steps = steps;
   req.specs = specs;
   req.window_steps = window;
   for (const auto& spec : specs)

@@ -23,7 +23,11 @@ namespace wsm::merger {
 std::uint64_t default_chunk_elements(kernels::BackendKind backend);
 
 struct OfflineMergeRequest {
-  std::vector<std::filesystem::path> inputs;  // any order: sorted by recorded step when all have one
+  std::vector<std::filesystem::path> inputs;  // any order: sorted by step (see input_steps)
+  // Empty, or one per input: a step given explicitly (PATH@STEP) overrides what the input records
+  // (its metadata, or its folder: trainer_folder.h). Inputs without any step keep the order given
+  // only when every shape weights them equally; otherwise planning throws.
+  std::vector<std::optional<std::int64_t>> input_steps;
   std::vector<MergeSpec> specs;               // one output each
   std::vector<std::filesystem::path> outputs;  // one per spec
   std::optional<std::int64_t> window_steps;   // window over recorded steps ...
@@ -42,6 +46,7 @@ struct OfflineInput {
   std::filesystem::path path;
   std::optional<std::int64_t> step, tokens;
   std::uint64_t bytes = 0;
+  std::string step_source;  // "given" (PATH@STEP), "metadata", "trainer_state.json", "folder name", ...
 };
 
 // What will happen, decided and validated before anything is written (what --dry-run prints).

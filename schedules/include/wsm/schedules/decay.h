@@ -16,6 +16,9 @@ enum class DecayShape { linear, cosine, one_minus_sqrt, inverse_sqrt, exponentia
 
 std::string_view decay_shape_name(DecayShape s);           // "linear", "cosine", "1-sqrt", ...
 std::optional<DecayShape> parse_decay_shape(std::string_view name);
+// For a name parse_decay_shape refuses because it is ambiguous ("sqrt": 1-sqrt or inverse-sqrt?),
+// the sentence that says which names to write instead; empty for any other name.
+std::string ambiguous_shape_hint(std::string_view name);
 
 // f(t) for t in [0,1] with the floor applied as method.md says (w = r + (1-r) f(t); inverse-sqrt
 // uses the floor as its own end value, default 0.1 when floor is 0).

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "wsm/formats/checkpoint_name.h"
 #include "wsm/trainer/adamw.h"
 
 namespace wsm::trainer {
@@ -51,8 +52,8 @@ struct TrainSummary {
 // A duration for progress lines: "1h02m", "3m05s", "0m12s".
 std::string format_eta(double seconds);
 
-// File names of a run's outputs, shared by the trainer and the tools that read its directory.
-std::string checkpoint_file_name(std::int64_t step);  // "step_00000600.h5"
+// File names of a run's outputs, shared by the trainer and the tools that read its directory:
+// checkpoints are named by wsm::checkpoint_file_name (protocol/checkpoint_name.h), as the daemon's.
 std::string state_file_name(std::int64_t step);       // "state_00000600.h5" (a kept branch point)
 
 TrainSummary train(const TrainOptions& opts);

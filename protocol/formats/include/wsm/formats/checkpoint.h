@@ -61,7 +61,10 @@ class CheckpointReader {
 };
 
 // Opens by content/extension: *.h5/*.hdf5, *.safetensors, *.safetensors.index.json, or a directory
-// holding either an index or *.safetensors shards.
+// holding either an index or *.safetensors shards (a Hugging Face Trainer checkpoint-N folder
+// among them). A checkpoint that records no step gets the one its layout gives (trainer_folder.h),
+// its source under meta().extra["wsm.step_source"]. torch.save files are refused by name
+// (torch_format.h).
 std::unique_ptr<CheckpointReader> open_checkpoint(const std::filesystem::path& path);
 
 struct WriteOptions {
