@@ -15,6 +15,7 @@
 #include <exception>
 
 #include "wsm/core/error.h"
+#include "wsm/core/printable.h"
 
 namespace wsm {
 
@@ -242,8 +243,9 @@ std::string ChildWorker::call(const std::string& subject, std::string_view reque
                                                   : "exited";
     fail(subject, "the helper process reading it " + how + " (corrupt or hostile file?)");
   }
-  if (status == kFailed) throw Error(reply);
-  if (status == kInternal) throw Error(subject + ": internal error in the helper process: " + reply);
+  // The helper's text is untrusted (a hostile file may be steering it): one line, whatever it sent.
+  if (status == kFailed) throw Error(printable(reply));
+  if (status == kInternal) throw Error(subject + ": internal error in the helper process: " + printable(reply));
   return reply;
 }
 

@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "wsm/core/printable.h"
 #include "wsm/formats/atomic_file.h"
 #include "protocol/formats/child_worker.h"
 #include "wsm/formats/free_space.h"
@@ -675,7 +676,7 @@ std::vector<Hdf5Entry> parse_manifest(const std::string& text, const std::string
       for (const auto& v : t.at("shape")) {
         const auto dim = v.get<std::uint64_t>();
         if (dim > std::uint64_t(INT64_MAX) || __builtin_mul_overflow(bytes, dim, &bytes))
-          throw Error(where + ": dataset " + e.info.name + ": shape overflows 64 bits");
+          throw Error(where + ": dataset " + printable(e.info.name) + ": shape overflows 64 bits");
         e.info.shape.push_back(static_cast<std::int64_t>(dim));
       }
       if (!t.at("offset").is_null()) e.offset = t.at("offset").get<std::uint64_t>();
@@ -701,12 +702,12 @@ class Hdf5Reader final : public CheckpointReader {
     for (std::size_t i = 0; i < entries_.size(); ++i) {
       const Hdf5Entry& e = entries_[i];
       infos_.push_back(e.info);
-      if (!index_.emplace(e.info.name, i).second) throw Error(where + ": duplicate tensor name '" + e.info.name + "'");
+      if (!index_.emplace(e.info.name, i).second) throw Error(where + ": duplicate tensor name '" + printable(e.info.name) + "'");
       if (!e.offset) continue;
       if (!file_map_) file_map_ = std::make_unique<MappedFile>(path_);
       const std::uint64_t size = file_map_->bytes().size();
       if (*e.offset > size || e.info.nbytes() > size - *e.offset)
-        throw Error(where + ": tensor '" + e.info.name + "': its data (" + std::to_string(e.info.nbytes()) +
+        throw Error(where + ": tensor '" + printable(e.info.name) + "': its data (" + std::to_string(e.info.nbytes()) +
                     " bytes at offset " + std::to_string(*e.offset) + ") runs past the end of the file (truncated?)");
     }
     // Every byte mapped (wsm's own uncompressed files): the helper is not needed any more.
@@ -722,7 +723,7 @@ class Hdf5Reader final : public CheckpointReader {
   void read(const std::string& name, std::uint64_t offset, std::span<std::byte> dst) override {
     const std::size_t i = find(name);
     const Hdf5Entry& e = entries_[i];
-    const std::string where = path_.string() + ": tensor '" + name + "'";
+    const std::string where = path_.string() + ": tensor '" + printable(name) + "'";
     const std::uint64_t nbytes = e.info.nbytes();
     if (offset > nbytes || dst.size() > nbytes - offset) throw Error(range_error(where, offset, dst.size(), nbytes));
     if (dst.empty()) return;
@@ -751,7 +752,7 @@ class Hdf5Reader final : public CheckpointReader {
  private:
   std::size_t find(const std::string& name) const {
     const auto it = index_.find(name);
-    if (it == index_.end()) throw Error(path_.string() + ": no tensor '" + name + "'");
+    if (it == index_.end()) throw Error(path_.string() + ": no tensor '" + printable(name) + "'");
     return it->second;
   }
 

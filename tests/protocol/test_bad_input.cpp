@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "wsm/core/printable.h"
 #include "wsm/formats/atomic_file.h"
 #include "wsm/formats/checkpoint.h"
 #include "wsm/formats/safetensors_header.h"
@@ -170,6 +171,33 @@ TEST(BadHdf5, UnsupportedTypeAndVersion) {
   expect_error([&] { open_checkpoint(p1); }, {"str.h5", "names", "unsupported HDF5 element type"});
   ASSERT_EQ(python("import h5py; f = h5py.File('" + p2 + "', 'w'); f.attrs['wsm.format_version'] = 99"), 0);
   expect_error([&] { open_checkpoint(p2); }, {"v99.h5", "version 99"});
+}
+
+// Text from the file lands in errors escaped, so they stay one line (fuzz_hdf5 found a root
+// attribute wsm.tokens = "'\nun'" making a two-line error, docs/fuzzing.md).
+TEST(BadHdf5, FileTextInErrorsStaysOneLine) {
+  if (!h5py_ready()) GTEST_SKIP() << "h5py not importable by " << WSM_PYTHON;
+  TempDir dir;
+  const std::string tok = (dir / "tok.h5").string(), name = (dir / "name.h5").string();
+  ASSERT_EQ(python("import h5py; f = h5py.File('" + tok + "', 'w'); f.attrs['wsm.tokens'] = '\\nun'"), 0);
+  expect_error([&] { open_checkpoint(tok); }, {"tok.h5", "metadata wsm.tokens='\\nun' is not a valid number"});
+  // Reported by the helper process, whose messages the parent makes one line.
+  ASSERT_EQ(python("import h5py, numpy as np; f = h5py.File('" + name + "', 'w'); f['bad\\nname'] = np.array([b'ab'])"),
+            0);
+  expect_error([&] { open_checkpoint(name); }, {"name.h5", "/bad\\nname", "unsupported HDF5 element type"});
+}
+
+TEST(BadSafetensors, FileTextInErrorsStaysOneLine) {
+  TempDir dir;
+  write_raw(dir / "meta.safetensors", st_file(R"({"__metadata__":{"wsm.step":"1\n2"}})", ""));
+  expect_error([&] { open_checkpoint(dir / "meta.safetensors"); }, {"meta.safetensors", "wsm.step='1\\n2'"});
+  write_raw(dir / "name.safetensors", st_file(R"({"a\tb\u0001":{"dtype":"Q8","shape":[1],"data_offsets":[0,1]}})", "x"));
+  expect_error([&] { open_checkpoint(dir / "name.safetensors"); }, {"tensor 'a\\tb\\x01'", "unknown dtype 'Q8'"});
+}
+
+TEST(Printable, EscapesControlCharactersOnly) {
+  EXPECT_EQ(printable("plain text, UTF-8 \xc3\xa9 and \\ stay"), "plain text, UTF-8 \xc3\xa9 and \\ stay");
+  EXPECT_EQ(printable(std::string("a\nb\rc\td\x01" "e\x7f" "\0f", 12)), "a\\nb\\rc\\td\\x01e\\x7f\\x00f");
 }
 
 TEST(BadSharded, MissingShardWrongMapAndDuplicates) {

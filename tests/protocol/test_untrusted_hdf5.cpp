@@ -162,6 +162,16 @@ TEST(ChildWorker, OtherExceptionNamesTheSubject) {
   EXPECT_EQ(error_of([&] { w.call("odd.h5", "x", 10s, 100); }), "odd.h5: internal error in the helper process: boom");
 }
 
+// The helper's messages are untrusted text (a hostile file may steer it): they arrive as one line.
+TEST(ChildWorker, HelperMessagesArriveAsOneLine) {
+  ChildWorker w([](std::string_view req) -> std::string {
+    if (req == "error") throw Error("x.h5: dataset /bad\nname");
+    throw std::runtime_error("two\nlines");
+  });
+  EXPECT_EQ(error_of([&] { w.call("x.h5", "error", 10s, 100); }), "x.h5: dataset /bad\\nname");
+  EXPECT_EQ(error_of([&] { w.call("x.h5", "other", 10s, 100); }), "x.h5: internal error in the helper process: two\\nlines");
+}
+
 // The helper holds no copies of the parent's descriptors (a long-lived helper would otherwise keep
 // the parent's sockets and files open), and nothing of it outlives the ChildWorker.
 TEST(ChildWorker, HoldsNoParentDescriptorsAndLeavesNothingBehind) {
