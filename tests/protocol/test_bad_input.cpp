@@ -252,6 +252,20 @@ TEST(BadSharded, NulAndDotShardNamesRefused) {
   }
 }
 
+// fuzz_sharded_index finding: a shard name no file can have (longer than NAME_MAX) made
+// std::filesystem throw its own exception out of open_checkpoint. Control characters in names
+// are escaped in the error.
+TEST(BadSharded, ImpossibleAndControlCharacterShardNamesGiveOneLineErrors) {
+  TempDir dir;
+  const nlohmann::json too_long = {{"weight_map", {{"w", std::string(300, 'a') + ".safetensors"}}}};
+  write_raw(dir / kShardIndexName, too_long.dump());
+  expect_error([&] { open_checkpoint(dir / kShardIndexName); }, {kShardIndexName, "File name too long"});
+  const nlohmann::json control = {{"weight_map", {{"w\nv", "b\tc.safetensors"}}}};
+  write_raw(dir / kShardIndexName, control.dump());
+  expect_error([&] { open_checkpoint(dir / kShardIndexName); },
+               {kShardIndexName, "shard 'b\\tc.safetensors' is missing", "tensor 'w\\nv'"});
+}
+
 TEST(BadRequests, ManifestAndRangeErrors) {
   TempDir dir;
   expect_error([&] { open_checkpoint(dir / "absent.h5"); }, {"absent.h5", "no such file"});
