@@ -185,6 +185,7 @@ Run prepare_run(const TrainOptions& o) {
     ClientOptions co;
     co.endpoint = o.merger;
     co.run_id = r.run_id;
+    co.policy = o.merger_policy;
     r.merger = std::make_unique<MergerClient>(co);
   }
   spdlog::info("train: preset {} ({} params, {} layers, width {}, ctx {}, vocab {}), batch {}x{}, device {}, "
