@@ -6,6 +6,7 @@
 // send_checkpoint waits for room and logs a warning (policy "wait"), so memory stays bounded.
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -47,6 +48,10 @@ struct ClientOptions {
   int rank = 0;
   int world_size = 1;
   int local_world_size = 0;
+  // The model's metadata (config, vocabulary, ...), sent in every Hello: the merger writes it into
+  // each merged output beside the provenance, so an output is usable on its own. No key may start
+  // with "wsm."; at most 1 MiB in all; the same for every Hello of a run (and every rank).
+  std::map<std::string, std::string> metadata;
 };
 
 // What the client has done so far (for logs, tests and benchmarks).
