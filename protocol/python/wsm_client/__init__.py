@@ -10,11 +10,11 @@ See docs/python-client.md (and docs/sharded.md for sharded jobs); the wire forma
 from .client import merge_now, message_to_dict, status
 from .convert import convert_torch_checkpoint
 from .delivery import MergerError, Policy
-from .files import CheckpointFileError, load_checkpoint, load_state_dict
+from .files import CheckpointFileError, load_checkpoint, load_state_dict, read_metadata, read_provenance
 from .outputs import OutputWatcher, wait_for_output
 from .sharded import REPLICATED, MergerClient
 
 __all__ = ["MergerClient", "MergerError", "Policy", "REPLICATED", "status", "merge_now", "message_to_dict",
-           "load_state_dict", "load_checkpoint", "CheckpointFileError", "convert_torch_checkpoint", "wait_for_output",
+           "load_state_dict", "load_checkpoint", "read_metadata", "read_provenance", "CheckpointFileError", "convert_torch_checkpoint", "wait_for_output",
            "OutputWatcher"]
 __version__ = "0.2.0"

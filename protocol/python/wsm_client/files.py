@@ -46,6 +46,46 @@ def load_checkpoint(path, framework="auto"):
     return {name: _tensor(a, name in bf16, torch) for name, a in arrays.items()}, meta
 
 
+def read_metadata(path):
+    """The metadata of a checkpoint file or directory, without reading its tensors: safetensors
+    __metadata__, HDF5 root attributes, a sharded set's index metadata over its first shard's, or a
+    multi-part step directory's first part (every part records the same provenance)."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        parts = sorted(path.glob("part-rank*.h5")) + sorted(path.glob("part-rank*.safetensors"))
+        if parts and not any(path.glob("*.safetensors.index.json")):
+            return read_metadata(parts[0])
+    if path.is_dir() or path.name.endswith(".safetensors.index.json"):
+        return _sharded_metadata(path)
+    if not path.is_file():
+        raise CheckpointFileError(f"{path}: no such file or directory")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head == HDF5_SIGNATURE:
+        try:
+            import h5py
+        except ImportError:
+            raise CheckpointFileError(f"{path}: reading HDF5 needs h5py (pip install h5py)") from None
+        with h5py.File(path, "r") as f:
+            return {k: _attr(v) for k, v in f.attrs.items()}
+    return _safetensors_header(path)[1]
+
+
+def read_provenance(path):
+    """How a merged checkpoint was made: the `wsm.provenance` record (docs/checkpoint-format.md,
+    "Provenance": tool, spec, window, sources with their weights, dtype, method, ...) as a dict, with
+    "wsm_version" added. Raises CheckpointFileError for a checkpoint wsm did not merge."""
+    meta = read_metadata(path)
+    if "wsm.provenance" not in meta:
+        raise CheckpointFileError(f"{path}: no wsm.provenance record (not a checkpoint merged by wsm)")
+    try:
+        record = json.loads(meta["wsm.provenance"])
+    except ValueError as e:
+        raise CheckpointFileError(f"{path}: wsm.provenance is not JSON ({e})") from None
+    record["wsm_version"] = meta.get("wsm.version")
+    return record
+
+
 def _framework(framework):
     if framework not in ("auto", "torch", "numpy"):
         raise ValueError(f"load_state_dict: framework {framework!r} is not auto, torch or numpy")
@@ -88,9 +128,8 @@ def _read(path):
     return arrays, {n for n, dt in meta.pop("__dtypes__").items() if dt == "BF16"}, meta
 
 
-def read_safetensors(path):
-    """({name: numpy array}, metadata) of one safetensors file; metadata["__dtypes__"] holds each
-    tensor's safetensors dtype name (BF16 arrays hold the raw bits as uint16)."""
+def _safetensors_header(path):
+    """(tensor entries, metadata, offset of the data) of a safetensors file."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         raw = f.read(8)
@@ -104,8 +143,18 @@ def read_safetensors(path):
             header = json.loads(f.read(n))
         except ValueError as e:
             raise CheckpointFileError(f"{path}: safetensors header is not JSON ({e})") from None
-        meta = dict(header.pop("__metadata__", None) or {})
-        base = 8 + n
+    if not isinstance(header, dict):
+        raise CheckpointFileError(f"{path}: safetensors header is not a JSON object")
+    meta = dict(header.pop("__metadata__", None) or {})
+    return header, meta, 8 + n
+
+
+def read_safetensors(path):
+    """({name: numpy array}, metadata) of one safetensors file; metadata["__dtypes__"] holds each
+    tensor's safetensors dtype name (BF16 arrays hold the raw bits as uint16)."""
+    size = os.path.getsize(path)
+    header, meta, base = _safetensors_header(path)
+    with open(path, "rb") as f:
         entries = sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0])
         arrays, dtypes = {}, {}
         for name, e in entries:
@@ -127,13 +176,13 @@ def read_safetensors(path):
     return arrays, meta
 
 
-def _read_sharded(path):
+def _shard_index(path):
+    """(folder, index file or None, shard names, the index's metadata) of a sharded set."""
     folder = path if path.is_dir() else path.parent
     index = path if not path.is_dir() else None
     if index is None:
         found = sorted(folder.glob("*.safetensors.index.json"))
         index = folder / "model.safetensors.index.json" if len(found) > 1 else (found[0] if found else None)
-    meta = {}
     if index is not None:
         try:
             doc = json.loads(index.read_text())
@@ -149,6 +198,19 @@ def _read_sharded(path):
             raise CheckpointFileError(f"{folder}: no *.safetensors shards" +
                                       (f" (found {', '.join(others)}: give the file itself, or convert torch "
                                        f"files with wsm_client.convert_torch_checkpoint)" if others else ""))
+    return folder, index, shards, index_meta
+
+
+def _sharded_metadata(path):
+    folder, index, shards, index_meta = _shard_index(path)
+    meta = _safetensors_header(folder / shards[0])[1] if shards and (folder / shards[0]).is_file() else {}
+    meta.update({k: v for k, v in index_meta.items() if k != "total_size"})
+    return meta
+
+
+def _read_sharded(path):
+    folder, index, shards, index_meta = _shard_index(path)
+    meta = {}
     arrays, bf16 = {}, set()
     for i, shard in enumerate(shards):
         if not (folder / shard).is_file():

@@ -144,6 +144,39 @@ class Files(unittest.TestCase):
         for n, a in self.ref.items():
             np.testing.assert_array_equal(sd[n], a)
 
+    def test_provenance_of_merges_matches_their_data(self):
+        # Three h5py checkpoints (steps given as PATH@STEP), merged with cosine into one HDF5 file,
+        # one safetensors file and a sharded directory: each output's provenance names the spec and
+        # sources, and its weights reproduce the merged tensor from the inputs (float64 numpy).
+        rng = np.random.default_rng(11)
+        inputs = []
+        for k in range(3):
+            a = rng.standard_normal((9, 7)).astype(np.float32)
+            path = self.dir / f"prov-{k}.h5"
+            with h5py.File(path, "w") as f:
+                f.create_dataset("w", data=a)
+                f.attrs["note"] = f"input {k}"
+            inputs.append((path, a))
+        for out in ("prov.h5", "prov.safetensors", "prov-sharded"):
+            args = ["--shard-size", "100B"] if out == "prov-sharded" else []
+            subprocess.run([WSM_BIN, "merge", "--shape", "cosine", *args, "--out", str(self.dir / out),
+                            *[f"{p}@{100 * (k + 1)}" for k, (p, _) in enumerate(inputs)]],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+            prov = wsm_client.read_provenance(self.dir / out)
+            self.assertEqual(prov["tool"], "wsm merge")
+            self.assertEqual(prov["spec"], "cosine")
+            self.assertEqual([s["step"] for s in prov["sources"]], [100, 200, 300])
+            self.assertTrue(prov["wsm_version"])
+            weights = [s["weight"] for s in prov["sources"]]
+            self.assertAlmostEqual(sum(weights), 1.0, places=12)
+            self.assertGreater(len(set(round(w, 12) for w in weights)), 1, weights)  # cosine over 3 is not flat
+            want = sum(w * a.astype(np.float64) for w, (_, a) in zip(weights, inputs))
+            got = as_numpy(wsm_client.load_state_dict(self.dir / out)["w"]).astype(np.float64)
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, err_msg=out)
+            self.assertEqual(wsm_client.read_metadata(self.dir / out)["note"], "input 2")  # the newest input's
+        with self.assertRaisesRegex(wsm_client.CheckpointFileError, "no wsm.provenance"):
+            wsm_client.read_provenance(self.src)
+
     def test_errors_name_the_problem(self):
         bad = self.dir / "garbage.safetensors"
         bad.write_bytes(b"\xff" * 64)
