@@ -1,8 +1,8 @@
 """MergerClient(metadata=...) against a real `wsm serve`: the model's metadata (here a Hugging Face
 style config as JSON text) comes back from every merged output, read with h5py and with
-wsm_client.load_checkpoint, beside the provenance; what the merger would refuse (wsm.* keys, non-str
-values, more than 1 MiB) is refused at construction; a second client of the run with other metadata
-fails with the merger's MANIFEST_MISMATCH message, while the first goes on."""
+wsm_client.load_checkpoint and read_metadata, beside the provenance; what the merger would refuse
+(wsm.* keys, non-str values, more than 1 MiB) is refused at construction; a second client of the run
+with other metadata fails with the merger's MANIFEST_MISMATCH message, while the first goes on."""
 import json
 import unittest
 
@@ -45,6 +45,7 @@ class Metadata(unittest.TestCase):
             self.assertIn("wsm.provenance", attrs)  # the provenance is still there, the merger's own
             _, meta = wsm_client.load_checkpoint(rec["path"], framework="numpy")
             self.assertEqual(model_entries(meta), METADATA)
+            self.assertEqual(model_entries(wsm_client.read_metadata(rec["path"])), METADATA)
             self.assertEqual(json.loads(meta["hf.config"])["note"], "Émma")
 
     def test_other_metadata_for_the_same_run_is_refused_and_the_run_goes_on(self):
