@@ -25,6 +25,9 @@ std::uint64_t metadata_bytes(const ModelMetadata& metadata) {
 
 std::shared_ptr<const ModelMetadata> metadata_from_hello(const v1::Hello& hello) {
   if (hello.metadata().empty()) return nullptr;
+  if (static_cast<std::size_t>(hello.metadata().size()) > kMaxModelMetadataKeys)
+    throw wire::ProtocolError(v1::BAD_REQUEST, "hello refused: metadata has " + std::to_string(hello.metadata().size()) +
+                                                   " keys, over the limit of " + std::to_string(kMaxModelMetadataKeys));
   auto out = std::make_shared<ModelMetadata>();
   std::uint64_t bytes = 0;
   for (const auto& [key, value] : hello.metadata()) {

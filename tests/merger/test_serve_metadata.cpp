@@ -1,7 +1,7 @@
 // Model metadata at Hello (docs/protocol.md, "Model metadata"), on MergerCore without sockets: it
 // reaches every emission job and the --store file of each checkpoint (read back by the HDF5 reader)
-// and a restarted core's jobs; wsm.* keys and more than 1 MiB are refused with BAD_REQUEST and the
-// core serves on; a later Hello of the run with other metadata is MANIFEST_MISMATCH, as is a rank
+// and a restarted core's jobs; wsm.* keys, NUL bytes, more than 256 keys or 1 MiB are refused with
+// BAD_REQUEST and the core serves on; a later Hello of the run with other metadata is MANIFEST_MISMATCH, as is a rank
 // of a sharded run whose metadata differs from the other ranks'.
 #include <gtest/gtest.h>
 
@@ -88,7 +88,9 @@ TEST(ServeMetadata, ReachesEveryJobAndTheStoreFileAndSurvivesARestart) {
 }
 
 TEST(ServeMetadata, ReservedKeysAndOversizeAreRefusedAndTheCoreServesOn) {
-  CoreHarness h(options("linear:200", 100));
+  auto o = options("linear:200", 100);
+  o.store.store_dir = test::temp_dir("meta-limit-store");
+  CoreHarness h(o);
   const auto model = test::make_model(0, kShapes);
   for (const char* key : {"wsm.provenance", "wsm.step", "total_size", ""}) {
     auto spoof = kMeta;
@@ -114,6 +116,21 @@ TEST(ServeMetadata, ReservedKeysAndOversizeAreRefusedAndTheCoreServesOn) {
   ASSERT_TRUE(welcomed(bodies(h.send("c", hello_with("big", model, at_limit)), "c")));
   EXPECT_TRUE(acked(h.checkpoint("c", 0, model), 0));
   EXPECT_EQ(*h.core->store().entries("big").back()->model, at_limit);
+  // At most 256 keys (each an HDF5 attribute).
+  ModelMetadata many;
+  for (std::size_t i = 0; i <= kMaxModelMetadataKeys; ++i) many["key." + std::to_string(i)] = std::string(48, 'v');
+  const auto too_many = bodies(h.send("d", hello_with("many", model, many)), "d");
+  EXPECT_EQ(error_of(too_many), v1::BAD_REQUEST);
+  EXPECT_NE(error_text(too_many).find("limit of " + std::to_string(kMaxModelMetadataKeys)), std::string::npos)
+      << error_text(too_many);
+  many.erase(many.begin());
+  // A 1 MiB value fits an HDF5 attribute (a variable-length string, in the global heap); 256 keys
+  // are 256 attributes.
+  ASSERT_TRUE(welcomed(bodies(h.send("d", hello_with("many", model, many)), "d")));
+  EXPECT_TRUE(acked(h.checkpoint("d", 0, model), 0));
+  h.core->flush_store();
+  for (const auto& [run, sent] : {std::pair{"big", at_limit}, std::pair{"many", many}})
+    EXPECT_EQ(model_metadata(open_checkpoint(h.core->store().entries(run).back()->file)->meta().extra), sent) << run;
 }
 
 TEST(ServeMetadata, ALaterHelloWithOtherMetadataIsAManifestMismatch) {

@@ -28,7 +28,7 @@ log = logging.getLogger("wsm_client")
 
 PROTOCOL_VERSION = 1
 # A Hello's metadata, keys and values together, at most (merger/model_metadata.h).
-MAX_METADATA_BYTES = 1 << 20
+MAX_METADATA_BYTES, MAX_METADATA_KEYS = 1 << 20, 256
 # Waits between tries of a checkpoint refused as OVER_BUDGET (seconds): doubling, capped.
 _FIRST_BUDGET_WAIT, _LONGEST_BUDGET_WAIT = 0.1, 2.0
 
@@ -42,8 +42,11 @@ _NUMPY_DTYPES = {
 
 def _checked_metadata(metadata):
     """The model metadata as a dict of str -> str, checked as the merger checks it (it would refuse
-    the Hello, failing every checkpoint): no wsm.* key (provenance is the merger's), at most 1 MiB."""
+    the Hello, failing every checkpoint): no wsm.* key (provenance is the merger's), at most 256 keys
+    and 1 MiB."""
     out = dict(metadata or {})
+    if len(out) > MAX_METADATA_KEYS:
+        raise ValueError(f"metadata has {len(out)} keys, over the merger's limit of {MAX_METADATA_KEYS}")
     size = 0
     for key, value in out.items():
         if not isinstance(key, str) or not isinstance(value, str):

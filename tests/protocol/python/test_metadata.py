@@ -1,7 +1,7 @@
 """MergerClient(metadata=...) against a real `wsm serve`: the model's metadata (here a Hugging Face
 style config as JSON text) comes back from every merged output, read with h5py and with
 wsm_client.load_checkpoint and read_metadata, beside the provenance; what the merger would refuse
-(wsm.* keys, non-str values, more than 1 MiB) is refused at construction; a second client of the run
+(wsm.* keys, non-str values, more than 256 keys or 1 MiB) is refused at construction; a second client of the run
 with other metadata fails with the merger's MANIFEST_MISMATCH message, while the first goes on."""
 import json
 import unittest
@@ -33,10 +33,11 @@ class Metadata(unittest.TestCase):
             for s in (0, 100, 200, 300):
                 c.send_checkpoint(s, s, 1e-3, model(s))
                 self.assertTrue(c.flush(timeout_s=20))
+            # Outputs of steps 200 and 300 (the daemon may replace a queued one by the newer one).
             records = []
-            while len(records) < 2:
-                got = c.wait_for_output(timeout_s=20)
-                self.assertTrue(got, "no output written")
+            while not any(r["step"] == 300 for r in records):
+                got = c.wait_for_output(timeout_s=30)
+                self.assertTrue(got, f"no output of step 300 written; got {records}")
                 records += got
         for rec in records:
             with h5py.File(rec["path"], "r") as f:
@@ -72,6 +73,8 @@ class Metadata(unittest.TestCase):
             wsm_client.MergerClient(ep, metadata={"n_layer": 2})
         with self.assertRaisesRegex(ValueError, str(1 << 20)):
             wsm_client.MergerClient(ep, metadata={"k": "x" * (1 << 20)})
+        with self.assertRaisesRegex(ValueError, "256"):
+            wsm_client.MergerClient(ep, metadata={f"k{i}": "" for i in range(257)})
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ struct ClientOptions {
   int local_world_size = 0;
   // The model's metadata (config, vocabulary, ...), sent in every Hello: the merger writes it into
   // each merged output beside the provenance, so an output is usable on its own. No key may start
-  // with "wsm."; at most 1 MiB in all; the same for every Hello of a run (and every rank).
+  // with "wsm."; at most 256 keys and 1 MiB in all; the same for every Hello of a run (and every rank).
   std::map<std::string, std::string> metadata;
 };
 
