@@ -284,6 +284,7 @@ struct MergerClient::Impl {
     h->set_protocol_version(s.slices.empty() ? wire::kProtocolVersion : wire::kShardedProtocolVersion);
     h->set_run_id(opt.run_id);
     h->set_client("wsm-cpp/0.1");
+    h->mutable_metadata()->insert(opt.metadata.begin(), opt.metadata.end());
     if (!s.slices.empty()) {
       h->mutable_group()->set_rank(static_cast<std::uint32_t>(opt.rank));
       h->mutable_group()->set_world_size(static_cast<std::uint32_t>(opt.world_size));

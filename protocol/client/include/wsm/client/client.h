@@ -6,6 +6,7 @@
 // what happens when it is full, or the merger is gone, is the client's OutagePolicy.
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -69,6 +70,10 @@ struct ClientOptions {
   int rank = 0;
   int world_size = 1;
   int local_world_size = 0;
+  // The model's metadata (config, vocabulary, ...), sent in every Hello: the merger writes it into
+  // each merged output beside the provenance, so an output is usable on its own. No key may start
+  // with "wsm."; at most 256 keys and 1 MiB in all; the same for every Hello of a run (and every rank).
+  std::map<std::string, std::string> metadata;
 };
 
 // What the client has done so far (for logs, tests and benchmarks).
