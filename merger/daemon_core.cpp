@@ -161,6 +161,9 @@ void MergerCore::on_hello(const wire::Message& msg, Clock::time_point now, std::
     const std::string& run = hello.run_id();
     if (auto problem = run_id_problem(run)) throw ProtocolError(v1::BAD_REQUEST, "hello refused: " + *problem);
     check_owner(run, msg.user_id);
+    const auto metadata = metadata_from_hello(hello);  // BAD_REQUEST: a reserved key, over the limit
+    check_run_metadata(run, metadata.get());           // MANIFEST_MISMATCH: differs from the run's
+    const std::uint64_t metadata_size = metadata ? metadata_bytes(*metadata) : 0;
     // A rank of a sharded run: its slices become the manifest's tensors (sharded_group.h).
     std::optional<GroupMember> member;
     v1::Hello sliced;
@@ -187,8 +190,9 @@ void MergerCore::on_hello(const wire::Message& msg, Clock::time_point now, std::
       const auto& entries = store_.entries(run);
       if (!entries.empty() && entries.back()->tensors != *manifest)
         throw ProtocolError(v1::MANIFEST_MISMATCH, "run '" + run + "': manifest differs from the checkpoints in the stored window");
-      if (manifest_bytes_ + footprint > options_.store.memory_budget - bytes)
-        throw ProtocolError(v1::OVER_BUDGET, "run '" + run + "': its manifest (about " + std::to_string(footprint) +
+      if (manifest_bytes_ + footprint + metadata_size > options_.store.memory_budget - bytes)
+        throw ProtocolError(v1::OVER_BUDGET, "run '" + run + "': its manifest and metadata (about " +
+                                                 std::to_string(footprint + metadata_size) +
                                                  " bytes in RAM) and one checkpoint do not fit --memory-budget " +
                                                  std::to_string(options_.store.memory_budget) + " beside the manifests of " +
                                                  std::to_string(run_manifests_.size()) + " runs known (" +
@@ -204,6 +208,7 @@ void MergerCore::on_hello(const wire::Message& msg, Clock::time_point now, std::
     } else {
       manifest = known->second;
     }
+    if (run_metadata_.try_emplace(run, metadata).second) manifest_bytes_ += metadata_size;
     if (!msg.user_id.empty()) run_owners_.try_emplace(run, msg.user_id);
     Session s;
     s.run_id = run;
@@ -345,6 +350,7 @@ void MergerCore::on_end(Session& s, const std::string& peer, const v1::Checkpoin
 
 void MergerCore::commit(const std::string& run_id, std::shared_ptr<StoredCheckpoint> c,
                         const std::vector<std::string>& peers, std::vector<Outgoing>& out) {
+  if (auto it = run_metadata_.find(run_id); it != run_metadata_.end()) c->model = it->second;  // into its outputs and --store file
   std::vector<Entry> dropped;
   try {
     dropped = store_.add(c);
@@ -583,6 +589,22 @@ void MergerCore::forget_run_if_unused(const std::string& run) {
     manifest_bytes_ -= manifest_footprint(*it->second);
     run_manifests_.erase(it);
   }
+  if (auto it = run_metadata_.find(run); it != run_metadata_.end()) {
+    if (it->second) manifest_bytes_ -= metadata_bytes(*it->second);
+    run_metadata_.erase(it);
+  }
+}
+
+void MergerCore::check_run_metadata(const std::string& run, const ModelMetadata* metadata) const {
+  // Like the manifest: the run's first Hello (or the window restored from --store) fixes it.
+  std::optional<std::string> difference;
+  if (auto known = run_metadata_.find(run); known != run_metadata_.end())
+    difference = metadata_difference(known->second.get(), metadata);
+  else if (const auto& entries = store_.entries(run); !entries.empty())
+    difference = metadata_difference(entries.back()->model.get(), metadata);
+  if (difference)
+    throw ProtocolError(v1::MANIFEST_MISMATCH, "run '" + run + "': metadata differs from the one this run started with (" +
+                                                   *difference + ")");
 }
 
 void MergerCore::note_rate(Clock::time_point now, std::uint64_t bytes) {

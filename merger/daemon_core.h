@@ -18,6 +18,7 @@
 #include "merger/checkpoint_assembler.h"
 #include "merger/emission.h"
 #include "merger/group_collector.h"
+#include "merger/model_metadata.h"
 #include "merger/output_feed.h"
 #include "merger/window_store.h"
 #include "wsm/wire/wire.h"
@@ -126,6 +127,7 @@ class MergerCore {
   void check_owner(const std::string& run_id, const std::string& user_id) const;
   void check_step_bounds(const std::string& run_id, std::int64_t step) const;
   void check_memory_budget(const Session& s) const;
+  void check_run_metadata(const std::string& run, const ModelMetadata* metadata) const;  // MANIFEST_MISMATCH
   std::uint64_t partial_bytes() const;  // checkpoints being received, each counted whole
   void make_room_for_session(const std::string& peer);  // throws OVER_BUDGET when no session can go
   void end_session(std::map<std::string, Session>::iterator it);
@@ -152,7 +154,9 @@ class MergerCore {
   std::map<std::pair<std::string, std::int64_t>, wire::ProtocolError> failed_steps_;  // sharded steps that failed, recent
   Clock::time_point last_heartbeat_{};
   std::map<std::string, std::shared_ptr<const Manifest>> run_manifests_;  // runs with a session or checkpoints
-  std::uint64_t manifest_bytes_ = 0;  // their estimated RAM, counted against the memory budget
+  // Per run, the model metadata of its first Hello (nullptr: none), written into its checkpoints.
+  std::map<std::string, std::shared_ptr<const ModelMetadata>> run_metadata_;
+  std::uint64_t manifest_bytes_ = 0;  // their estimated RAM and the metadata's, counted against the memory budget
   std::map<std::string, std::int64_t> last_step_;  // per run, for emission_due
   std::map<std::string, int> queued_requests_;     // per peer, MergeRequests not yet answered
   int queued_requests_total_ = 0;

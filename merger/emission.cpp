@@ -27,6 +27,7 @@ EmissionJob plan_emission(const WindowStore& store, const std::string& run_id,
   job.step = entries.back()->step;
   job.tokens = entries.back()->tokens;
   job.part = entries.back()->part;
+  job.model = entries.back()->model;
 
   // Selections first, by index into entries; then the union becomes the job's inputs.
   std::vector<std::pair<Emulation, WindowSelection>> selections;

@@ -51,6 +51,7 @@ struct EmissionJob {
   std::vector<std::string> skipped;
   // A sharded run: the layout of this node's part; outputs are part files in a step directory.
   std::shared_ptr<const PartLayout> part;
+  std::shared_ptr<const ModelMetadata> model;  // the newest checkpoint's model metadata, into every output
   std::uint64_t request_id = 0;  // > 0: an on-demand MergeRequest
   std::string requester;         // its peer
 };

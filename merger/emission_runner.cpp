@@ -69,7 +69,11 @@ Provenance emission_provenance(const EmissionJob& job, const EmissionOutput& out
 
 std::map<std::string, std::string> emission_metadata(const EmissionJob& job, const EmissionOutput& out,
                                                      std::string method, std::string accumulate) {
-  auto extra = provenance_metadata(emission_provenance(job, out, std::move(method), std::move(accumulate)));
+  // The model's metadata travels along (the output is usable on its own); provenance keys win.
+  std::map<std::string, std::string> extra;
+  if (job.model) extra = *job.model;
+  for (auto& [key, value] : provenance_metadata(emission_provenance(job, out, std::move(method), std::move(accumulate))))
+    extra.insert_or_assign(key, std::move(value));
   if (job.part) extra[kPartLayoutKey] = layout_to_json(*job.part);
   return extra;
 }

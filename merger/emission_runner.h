@@ -34,7 +34,8 @@ nlohmann::json output_record(const EmissionJob& job, const EmissionOutput& out);
 // "full-merge" or "running-sum (...)"; `accumulate` "f32" or "f64".
 Provenance emission_provenance(const EmissionJob& job, const EmissionOutput& out, std::string method,
                                std::string accumulate);
-// An output's metadata: its provenance and, for a sharded run, its part layout (wsm/formats/part_layout.h).
+// An output's metadata: the run's model metadata (job.model), its provenance (whose keys win) and, for a
+// sharded run, its part layout (wsm/formats/part_layout.h).
 std::map<std::string, std::string> emission_metadata(const EmissionJob& job, const EmissionOutput& out,
                                                      std::string method, std::string accumulate);
 

@@ -11,6 +11,7 @@
 #include <numeric>
 #include <set>
 
+#include "merger/model_metadata.h"
 #include "merger/slice_reader.h"
 #include "merger/work_split.h"
 #include "wsm/core/error.h"
@@ -307,8 +308,7 @@ CheckpointMeta output_meta(const OfflineMergeRequest& req, const OfflinePlan& pl
   meta.run_id = newest.run_id;
   // The newest input's own metadata (model config, vocabulary) travels along, so a merged file is
   // usable on its own; its wsm.* keys are replaced by this merge's provenance.
-  for (const auto& [key, value] : newest.extra)
-    if (!key.starts_with("wsm.") && key != "total_size") meta.extra[key] = value;
+  meta.extra = model_metadata(newest.extra);
   Provenance provenance = merge_provenance(req, plan, o);
   provenance.run_id = meta.run_id;
   for (auto& [key, value] : provenance_metadata(provenance)) meta.extra.insert_or_assign(key, std::move(value));

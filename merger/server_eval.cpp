@@ -46,7 +46,8 @@ void Server::start_evaluator() {
   });
   // Outputs listed but never scored (the daemon stopped first, or evaluation is newly on).
   std::size_t unscored = 0;
-  for (const auto& r : worker_->index_snapshot()["outputs"])
+  const nlohmann::json index = worker_->index_snapshot();  // named: a range-for over snapshot()["outputs"] dangles
+  for (const auto& r : index["outputs"])
     if (!r.contains("eval")) {
       ev->submit_output(r);
       ++unscored;

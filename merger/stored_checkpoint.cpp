@@ -56,6 +56,7 @@ CheckpointMeta StoredCheckpoint::meta() const {
   m.tokens = tokens;
   m.lr = lr;
   m.run_id = run_id;
+  if (model) m.extra = *model;
   if (part) m.extra[kPartLayoutKey] = layout_to_json(*part);
   return m;
 }
@@ -71,6 +72,7 @@ std::shared_ptr<const StoredCheckpoint> without_memory(const StoredCheckpoint& c
   out->file = c.file;
   out->lease = c.lease;
   out->part = c.part;
+  out->model = c.model;
   return out;
 }
 
@@ -129,6 +131,8 @@ std::shared_ptr<const StoredCheckpoint> load_stored(const std::filesystem::path&
   c->tensors = reader->tensors();
   if (auto it = meta.extra.find(kPartLayoutKey); it != meta.extra.end())
     c->part = std::make_shared<const PartLayout>(layout_from_json(it->second, path.string()));
+  if (auto model = model_metadata(meta.extra); !model.empty())
+    c->model = std::make_shared<const ModelMetadata>(std::move(model));
   c->file = path;
   c->lease = std::make_shared<FileLease>(path);
   c->lease->persisted = true;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "merger/model_metadata.h"
 #include "wsm/formats/checkpoint.h"
 #include "wsm/formats/part_layout.h"
 
@@ -61,6 +62,9 @@ struct StoredCheckpoint {
   // A sharded run: the node's ranks and their slices (tensors are named by slice entry); in the
   // metadata under kPartLayoutKey, so a --store file keeps it.
   std::shared_ptr<const PartLayout> part;
+  // The run's model metadata (its Hello's; model_metadata.h), shared by its checkpoints; written
+  // into its --store file, so a restart restores it. nullptr: none.
+  std::shared_ptr<const ModelMetadata> model;
 
   bool in_memory() const { return !data.empty(); }
   std::uint64_t nbytes() const;

@@ -22,6 +22,13 @@ void add_train_command(CLI::App& app) {
                   "'wsd:warmup=100,decay=400,shape=1-sqrt,peak=2e-3', 'cosine:warmup=100,floor=0.1,peak=2e-3'");
   cmd->add_option("--merger", opts->merger, "Stream every checkpoint to a merger daemon at this endpoint");
   cmd->add_option("--run-id", opts->run_id, "Run name sent to the merger (default: the --out folder's name)");
+  cmd->add_option("--merger-policy", opts->merger_policy,
+                  "While the merger is away: drop-oldest (training never waits; checkpoints fail after 30 s), "
+                  "wait (keep all; block when 1 GiB is queued) or fail-fast")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, OutagePolicy>{{"drop-oldest", OutagePolicy::drop_oldest},
+                                                                             {"wait", OutagePolicy::wait},
+                                                                             {"fail-fast", OutagePolicy::fail_fast}}))
+      ->default_str("drop-oldest");
   cmd->add_option("--every", opts->every, "Checkpoint and log every K steps")->capture_default_str();
   cmd->add_option("--seed", opts->seed, "Seed for initial weights and batches")->capture_default_str();
   cmd->add_option("--data", opts->data, "Training text file (default: Austen's five novels)");

@@ -41,7 +41,8 @@ trap - EXIT
 
 echo
 echo "== the daemon's online merges at step $steps (same window, same positions), after the raw trunk =="
-# The raw checkpoint goes first: daemon outputs borrow the model configuration from it.
-./build/wsm eval "$out/compare/runs/seed1/trunk/step_$(printf %08d "$steps").h5" "$out"/merged/*/*/step_*"$steps".h5
+# The raw trunk checkpoint first, as the baseline; the daemon's outputs carry the model config the
+# trainer sent, so each is scored on its own.
+./build/wsm eval "$out/compare/runs/seed1/trunk/step_$(printf %012d "$steps").h5" "$out"/merged/*/*/step_*"$steps".h5
 echo
 echo "report: $out/compare/report.md (pictures beside it)"

@@ -185,6 +185,10 @@ Run prepare_run(const TrainOptions& o) {
     ClientOptions co;
     co.endpoint = o.merger;
     co.run_id = r.run_id;
+    co.policy = o.merger_policy;
+    // The model config and vocabulary, so the merger's outputs are evaluable on their own.
+    co.metadata = config_to_meta(r.cfg);
+    co.metadata[kVocabKey] = r.st.model.vocab.to_hex();
     r.merger = std::make_unique<MergerClient>(co);
   }
   spdlog::info("train: preset {} ({} params, {} layers, width {}, ctx {}, vocab {}), batch {}x{}, device {}, "

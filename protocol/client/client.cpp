@@ -5,8 +5,10 @@
 // Hello (when the manifest or the socket is new), CheckpointBegin, chunks within the credit the
 // merger grants, CheckpointEnd, then waits for the Ack. Chunk frames point into the snapshot (no
 // copy). A NO_SESSION error or a silent merger starts a new socket and resends the checkpoint
-// from its start, until reconnect_timeout_ms runs out; OVER_BUDGET (the merger's memory is taken
-// by other checkpoints) is waited out with backoff on the same socket, within the same time.
+// from its start until its deadline (OutagePolicy: reconnect_timeout_ms after it was queued, none,
+// or the first try); OVER_BUDGET (the merger's memory is taken by other checkpoints) is waited out
+// with backoff on the same socket, within the same deadline. While the merger is known to be down,
+// a checkpoint past its deadline fails without another try, so an outage costs one timeout.
 //
 // Two rules keep the cost off the trainer and the cores: while a send_checkpoint call copies, the
 // sender thread stops streaming and helps with the copy instead (it takes blocks of the snapshot
@@ -23,6 +25,7 @@
 #include <deque>
 #include <mutex>
 #include <random>
+#include <string_view>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -81,6 +84,7 @@ struct Snapshot {
   Buffer buffer;
   std::weak_ptr<BufferPool> pool;
   std::shared_ptr<const void> owner;     // send_checkpoint_owned: the caller's bytes, in place
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   std::vector<const std::byte*> in_place;
   ~Snapshot() {
     if (auto p = pool.lock()) p->give(std::move(buffer));
@@ -175,6 +179,8 @@ struct MergerClient::Impl {
   int copying = 0;  // send_checkpoint calls copying a snapshot right now
   std::shared_ptr<SnapshotCopy> copy_job;  // the copy the sender thread may help with
   bool in_flight = false, closing = false;
+  bool merger_down = false;  // the last checkpoint ran out of time unanswered; cleared by an ack
+  Clock::time_point close_deadline = Clock::time_point::max();  // set by close()
   std::vector<std::string> errors;
   ClientStats stats;
   std::thread sender;
@@ -200,7 +206,7 @@ struct MergerClient::Impl {
     return true;
   }
 
-  void reserve(const Snapshot& snap);  // waits for room in the queue (policy "wait")
+  void reserve(Snapshot& snap);  // room in the queue, by the policy; sets snap's deadline
   void enqueue(std::shared_ptr<Snapshot> snap);
 
   explicit Impl(ClientOptions o) : opt(std::move(o)), pool(std::make_shared<BufferPool>(opt.queue_bytes)) {
@@ -211,6 +217,19 @@ struct MergerClient::Impl {
                   ", local world size " + std::to_string(opt.local_world_size) +
                   ": need 0 <= rank < world size and local world size <= world size");
     sender = std::thread([this] { run(); });
+  }
+
+  void fail_unreachable(const Snapshot& s) {
+    fail("step " + std::to_string(s.step) + " not delivered: merger at " + opt.endpoint + " unreachable until " +
+         (s.deadline <= close_deadline_snapshot() ? std::to_string(opt.reconnect_timeout_ms) + " ms after it was queued"
+                                                  : std::string("close() gave up")) +
+         " (policy " + std::string(outage_policy_name(opt.policy)) + ")");
+    std::lock_guard lock(mu);
+    merger_down = true;
+  }
+  Clock::time_point close_deadline_snapshot() {
+    std::lock_guard lock(mu);
+    return close_deadline;
   }
 
   void fail(const std::string& what) {
@@ -265,6 +284,7 @@ struct MergerClient::Impl {
     h->set_protocol_version(s.slices.empty() ? wire::kProtocolVersion : wire::kShardedProtocolVersion);
     h->set_run_id(opt.run_id);
     h->set_client("wsm-cpp/0.1");
+    h->mutable_metadata()->insert(opt.metadata.begin(), opt.metadata.end());
     if (!s.slices.empty()) {
       h->mutable_group()->set_rank(static_cast<std::uint32_t>(opt.rank));
       h->mutable_group()->set_world_size(static_cast<std::uint32_t>(opt.world_size));
@@ -412,11 +432,17 @@ struct MergerClient::Impl {
     return true;
   }
 
+  // The snapshot's deadline, or close()'s when that is sooner.
+  Clock::time_point deadline_of(const Snapshot& s) {
+    std::lock_guard lock(mu);
+    return std::min(s.deadline, close_deadline);
+  }
+
   void send_one(const std::shared_ptr<Snapshot>& snap) {
-    const auto deadline = Clock::now() + std::chrono::milliseconds(opt.reconnect_timeout_ms);
     bool resend = false;
     auto budget_wait = kFirstBudgetWait;
     for (;;) {
+      const auto deadline = deadline_of(*snap);
       std::string error;
       Attempt a;
       try {
@@ -429,10 +455,17 @@ struct MergerClient::Impl {
       if (a == Attempt::acked) {
         std::lock_guard lock(mu);
         ++stats.checkpoints_acked;
+        merger_down = false;
         return;
       }
       if (a == Attempt::rejected) {
         fail(error);
+        return;
+      }
+      if (opt.policy == OutagePolicy::fail_fast) {
+        fail("step " + std::to_string(snap->step) + " not delivered at the first try (merger at " + opt.endpoint +
+             (error.empty() ? "" : ": " + error) + "; policy fail-fast)");
+        socket.reset();
         return;
       }
       if (a == Attempt::over_budget) {
@@ -440,8 +473,7 @@ struct MergerClient::Impl {
         continue;  // same socket and session: the merger dropped what it had of this step
       }
       if (Clock::now() >= deadline) {
-        fail("merger at " + opt.endpoint + " unreachable for " + std::to_string(opt.reconnect_timeout_ms) +
-             " ms; step " + std::to_string(snap->step) + " not delivered");
+        fail_unreachable(*snap);
         socket.reset();
         return;
       }
@@ -465,7 +497,15 @@ struct MergerClient::Impl {
         snap = queue.front();
         in_flight = true;
       }
-      send_one(snap);
+      bool down;
+      {
+        std::lock_guard lock(mu);
+        down = merger_down;
+      }
+      if (down && Clock::now() >= deadline_of(*snap))
+        fail_unreachable(*snap);  // the merger is away and this one's time is up: no other try
+      else
+        send_one(snap);
       {
         std::lock_guard lock(mu);
         queue.pop_front();
@@ -493,9 +533,24 @@ MergerClient::MergerClient(ClientOptions options) : impl_(std::make_unique<Impl>
 MergerClient::~MergerClient() {
   try {
     close();
-  } catch (const std::exception& e) {
+  } catch (const std::exception& e) {  // close() reports; only a failing log or join could land here
     spdlog::error("merger client: {}", e.what());
   }
+}
+
+OutagePolicy parse_outage_policy(std::string_view text) {
+  for (const auto p : {OutagePolicy::drop_oldest, OutagePolicy::wait, OutagePolicy::fail_fast})
+    if (text == outage_policy_name(p)) return p;
+  throw Error("unknown merger outage policy '" + std::string(text) + "' (choose one of: drop-oldest, wait, fail-fast)");
+}
+
+std::string_view outage_policy_name(OutagePolicy policy) {
+  switch (policy) {
+    case OutagePolicy::drop_oldest: return "drop-oldest";
+    case OutagePolicy::wait: return "wait";
+    case OutagePolicy::fail_fast: return "fail-fast";
+  }
+  return "?";
 }
 
 namespace {
@@ -536,16 +591,46 @@ std::shared_ptr<Snapshot> describe(std::int64_t step, std::int64_t tokens, doubl
 }
 }  // namespace
 
-void MergerClient::Impl::reserve(const Snapshot& snap) {
+void MergerClient::Impl::reserve(Snapshot& snap) {
   std::unique_lock lock(mu);
   if (closing) throw Error("send_checkpoint: the merger client is closed");
-  if (!queue.empty() && queued_bytes + snap.total > opt.queue_bytes) {
-    // Policy "wait": memory stays bounded; training pauses only while the merger lags this far.
-    spdlog::warn("merger client: {} bytes queued (queue_bytes {}); step {} waits for room", queued_bytes,
-                 opt.queue_bytes, snap.step);
-    ++stats.queue_waits;
-    room_cv.wait(lock, [&] { return queue.empty() || queued_bytes + snap.total <= opt.queue_bytes; });
+  if (opt.policy == OutagePolicy::fail_fast && !errors.empty()) {
+    std::string all;
+    for (const auto& e : errors) all += (all.empty() ? "" : "; ") + e;
+    errors.clear();
+    throw Error("merger client: " + all);
   }
+  const auto full = [&] { return !queue.empty() && queued_bytes + snap.total > opt.queue_bytes; };
+  switch (opt.policy) {
+    case OutagePolicy::wait:  // memory stays bounded; training pauses only while the merger lags this far
+      if (full()) {
+        spdlog::warn("merger client: {} bytes queued (queue_bytes {}); step {} waits for room", queued_bytes,
+                     opt.queue_bytes, snap.step);
+        ++stats.queue_waits;
+        room_cv.wait(lock, [&] { return !full(); });
+      }
+      break;
+    case OutagePolicy::drop_oldest:  // the checkpoint in flight stays; the oldest waiting ones go
+      while (full() && queue.size() > (in_flight ? 1u : 0u)) {
+        const auto oldest = queue.begin() + (in_flight ? 1 : 0);
+        const std::string what = "step " + std::to_string((*oldest)->step) +
+                                 " dropped undelivered to make room for step " + std::to_string(snap.step) +
+                                 " (queue_bytes " + std::to_string(opt.queue_bytes) + ", policy drop-oldest)";
+        spdlog::warn("merger client: {}", what);
+        errors.push_back(what);
+        ++stats.checkpoints_dropped;
+        queued_bytes -= (*oldest)->total;
+        queue.erase(oldest);
+      }
+      break;
+    case OutagePolicy::fail_fast:
+      if (full())
+        throw Error("merger client: step " + std::to_string(snap.step) + ": " + std::to_string(queued_bytes) +
+                    " bytes still queued (queue_bytes " + std::to_string(opt.queue_bytes) + ", policy fail-fast)");
+      break;
+  }
+  if (opt.policy == OutagePolicy::drop_oldest)
+    snap.deadline = Clock::now() + std::chrono::milliseconds(opt.reconnect_timeout_ms);
   queued_bytes += snap.total;  // reserved before copying, outside the lock
 }
 
@@ -609,19 +694,21 @@ void MergerClient::flush() {
 
 void MergerClient::close() {
   if (!impl_ || !impl_->sender.joinable()) return;
-  std::string pending_error;
-  try {
-    flush();
-  } catch (const Error& e) {
-    pending_error = e.what();
-  }
-  {
-    std::lock_guard lock(impl_->mu);
-    impl_->closing = true;
-  }
-  impl_->work_cv.notify_all();
-  impl_->sender.join();
-  if (!pending_error.empty()) throw Error(pending_error);
+  auto& im = *impl_;
+  std::unique_lock lock(im.mu);
+  const auto bound = std::chrono::milliseconds(im.opt.reconnect_timeout_ms) + std::chrono::milliseconds(im.opt.stall_timeout_ms);
+  im.close_deadline = Clock::now() + bound;
+  im.idle_cv.wait(lock, [&] { return im.queue.empty() && !im.in_flight; });
+  im.closing = true;
+  const ClientStats st = im.stats;
+  std::string first = im.errors.empty() ? "" : im.errors.front();
+  im.errors.clear();
+  lock.unlock();
+  im.work_cv.notify_all();
+  im.sender.join();
+  if (!first.empty())
+    spdlog::error("merger client closed: {} acknowledged, {} failed, {} dropped; first: {}", st.checkpoints_acked,
+                  st.checkpoints_failed, st.checkpoints_dropped, first);
 }
 
 ClientStats MergerClient::stats() const {

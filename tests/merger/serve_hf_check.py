@@ -2,7 +2,8 @@
 """Driven by test_serve_formats.cpp: reads the daemon's outputs with Hugging Face's `safetensors`
 package (and transformers' AutoConfig when installed), never with wsm, and checks every merged
 tensor against the float64 weighted sum of the test formula (serve_test_util.h's tensor_value),
-with the weights and source steps each output's index record names.
+with the weights and source steps each output's index record names, and the model metadata the
+client sent at Hello (MODEL_METADATA, test_serve_formats.cpp's) in every output's metadata.
 
 usage: serve_hf_check.py OUT_DIR FORMAT TEMPLATE_DIR"""
 import json
@@ -13,6 +14,7 @@ import numpy as np
 import safetensors.numpy as stnp
 
 SHAPES = [(64, 33), (100,)]
+MODEL_METADATA = {"hf.config": json.dumps({"model_type": "gpt2", "n_layer": 1}), "note": "sent at hello"}
 
 
 def value(t, step, n):
@@ -21,8 +23,11 @@ def value(t, step, n):
 
 
 def load(path, fmt):
+    """(tensors, metadata): the safetensors file's __metadata__, or the HF index's metadata."""
     if fmt == "safetensors":
-        return stnp.load_file(path), {}
+        from safetensors import safe_open
+        with safe_open(path, "np") as f:
+            return stnp.load_file(path), {"metadata": f.metadata()}
     with open(os.path.join(path, "model.safetensors.index.json")) as f:
         index = json.load(f)
     tensors = {}
@@ -48,6 +53,9 @@ def main():
             err = np.max(np.abs(got.reshape(-1).astype(np.float64) - ref))
             assert err < 2e-6, (path, t, err)
         assert int(tensors["step_counter"][0]) == rec["step"], path
+        model = {k: v for k, v in index["metadata"].items()
+                 if not k.startswith("wsm.") and k not in ("format", "total_size")}
+        assert model == MODEL_METADATA, (path, model)
         if fmt == "hf":
             meta = index["metadata"]
             record = json.loads(meta["wsm.provenance"])

@@ -153,6 +153,17 @@ inline v1::Envelope hello(const std::string& run, const std::vector<OwnedTensor>
   return env;
 }
 
+inline v1::Envelope merge_request(std::uint64_t id, const std::string& run, const std::string& shape,
+                                  const std::string& window) {
+  auto env = wire::envelope();
+  auto* r = env.mutable_merge_request();
+  r->set_request_id(id);
+  r->set_run_id(run);
+  r->set_shape(shape);
+  r->set_window(window);
+  return env;
+}
+
 inline v1::Envelope begin(std::int64_t step) {
   auto env = wire::envelope();
   env.mutable_begin()->set_step(step);

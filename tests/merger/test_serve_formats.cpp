@@ -1,7 +1,8 @@
 // `wsm serve --format safetensors|hf --hf-template DIR`: the daemon's merged outputs written as one
 // safetensors file or a Hugging Face model directory (shards, index with provenance, the template's
 // config and tokenizer files), read back by Python's `safetensors` (tests/merger/serve_hf_check.py)
-// and checked against the float64 reference; an index rebuilt after a restart lists them.
+// and checked against the float64 reference, with the client's model metadata in each (safetensors
+// __metadata__, the index's metadata); an index rebuilt after a restart lists them.
 #include <cstdlib>
 #include <fstream>
 
@@ -41,6 +42,7 @@ void stream_and_check(merger::OutputFormat format, const std::string& name) {
     ClientOptions co;
     co.endpoint = server.endpoint();
     co.run_id = "hf";
+    co.metadata = {{"hf.config", R"({"model_type": "gpt2", "n_layer": 1})"}, {"note", "sent at hello"}};  // serve_hf_check.py's
     MergerClient client(co);
     for (std::int64_t step = 0; step <= 600; step += 100) {
       auto model = test::make_model(step, kShapes);

@@ -29,15 +29,7 @@ v1::Envelope hello_with_shape(const std::string& run, const std::string& dtype, 
   return env;
 }
 
-v1::Envelope merge_request(std::uint64_t id, const std::string& run, const std::string& shape, const std::string& window) {
-  auto env = wire::envelope();
-  auto* r = env.mutable_merge_request();
-  r->set_request_id(id);
-  r->set_run_id(run);
-  r->set_shape(shape);
-  r->set_window(window);
-  return env;
-}
+using test::merge_request;
 
 bool status_answers(CoreHarness& h) {
   auto st = wire::envelope();

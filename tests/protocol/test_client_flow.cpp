@@ -1,6 +1,6 @@
 // The C++ client against a scripted fake merger (a raw ROUTER): it never has more chunks in flight
 // than the credit granted, sends zero-copy frames that keep the snapshot alive, and send_checkpoint
-// waits (with a warning) when the bounded queue is full. Against a real daemon: snapshots large
+// waits (with a warning) when the bounded queue is full under OutagePolicy::wait. Against a real daemon: snapshots large
 // enough for the sender thread to share the copy arrive intact.
 #include <gtest/gtest.h>
 
@@ -85,6 +85,7 @@ TEST(ClientFlow, FullQueueMakesSendWait) {
   ClientOptions co;
   co.endpoint = fake.endpoint;
   co.queue_bytes = 2048;  // two snapshots of 1024 bytes
+  co.policy = OutagePolicy::wait;
   MergerClient client(co);
   auto model = test::make_model(1, {{256}});
   std::atomic<int> sent{0};

@@ -27,6 +27,8 @@ from .delivery import DeliveryQueue, MergerError, Policy
 log = logging.getLogger("wsm_client")
 
 PROTOCOL_VERSION = 1
+# A Hello's metadata, keys and values together, at most (merger/model_metadata.h).
+MAX_METADATA_BYTES, MAX_METADATA_KEYS = 1 << 20, 256
 # Waits between tries of a checkpoint refused as OVER_BUDGET (seconds): doubling, capped.
 _FIRST_BUDGET_WAIT, _LONGEST_BUDGET_WAIT = 0.1, 2.0
 
@@ -36,6 +38,27 @@ _NUMPY_DTYPES = {
     np.dtype("uint8"): "u8", np.dtype("uint16"): "u16", np.dtype("uint32"): "u32", np.dtype("uint64"): "u64",
     np.dtype("bool"): "bool",
 }
+
+
+def _checked_metadata(metadata):
+    """The model metadata as a dict of str -> str, checked as the merger checks it (it would refuse
+    the Hello, failing every checkpoint): no wsm.* key (provenance is the merger's), at most 256 keys
+    and 1 MiB."""
+    out = dict(metadata or {})
+    if len(out) > MAX_METADATA_KEYS:
+        raise ValueError(f"metadata has {len(out)} keys, over the merger's limit of {MAX_METADATA_KEYS}")
+    size = 0
+    for key, value in out.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"metadata {key!r}: keys and values must be str (e.g. json.dumps of a config)")
+        if not key or key.startswith("wsm.") or key == "total_size":
+            raise ValueError(f"metadata key {key!r} is reserved (wsm.* keys are the merger's provenance)")
+        if "\0" in key or "\0" in value:
+            raise ValueError(f"metadata {key!r}: keys and values must not contain NUL characters")
+        size += len(key.encode()) + len(value.encode())
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"metadata of {size} bytes exceeds the merger's limit of {MAX_METADATA_BYTES} bytes")
+    return out
 
 
 class _Aborted(Exception):
@@ -84,13 +107,17 @@ class MergerClient:
 
     policy: what an outage does (delivery.py): "drop-oldest" (default; never blocks), "wait" (keeps
     every checkpoint, blocks when queue_bytes are queued), "fail-fast" (no retries; the next call raises).
+    metadata: the model's metadata, str -> str (e.g. {"hf.config": model.config.to_json_string()}),
+    written by the merger into every merged output beside its provenance; the same for every client
+    (and rank) of a run.
     """
 
     def __init__(self, endpoint="tcp://127.0.0.1:5555", run_id="run", chunk_bytes=4 << 20, queue_bytes=1 << 30,
                  reconnect_timeout_ms=30000, stall_timeout_ms=5000, curve_server_key=None, curve_public_key=None,
-                 curve_secret_key=None, policy="drop-oldest"):
+                 curve_secret_key=None, policy="drop-oldest", metadata=None):
         if chunk_bytes <= 0:
             raise ValueError("chunk_bytes must be > 0")
+        self.metadata = _checked_metadata(metadata)
         self.endpoint, self.run_id = endpoint, run_id
         self.chunk_bytes = int(chunk_bytes)
         self.reconnect_timeout_ms, self.stall_timeout_ms = reconnect_timeout_ms, stall_timeout_ms
@@ -229,6 +256,7 @@ class MergerClient:
         h.protocol_version = PROTOCOL_VERSION
         h.run_id = self.run_id
         h.client = "wsm-python/0.1"
+        h.metadata.update(self.metadata)
         for name, dtype, shape in snap.manifest():
             h.manifest.add(name=name, dtype=dtype, shape=list(shape))
         self._fill_hello(h, snap)

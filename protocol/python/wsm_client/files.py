@@ -55,18 +55,11 @@ def read_metadata(path):
         parts = sorted(path.glob("part-rank*.h5")) + sorted(path.glob("part-rank*.safetensors"))
         if parts and not any(path.glob("*.safetensors.index.json")):
             return read_metadata(parts[0])
-    if path.is_dir() or path.name.endswith(".safetensors.index.json"):
+    kind = _kind(path)
+    if kind == "sharded":
         return _sharded_metadata(path)
-    if not path.is_file():
-        raise CheckpointFileError(f"{path}: no such file or directory")
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head == HDF5_SIGNATURE:
-        try:
-            import h5py
-        except ImportError:
-            raise CheckpointFileError(f"{path}: reading HDF5 needs h5py (pip install h5py)") from None
-        with h5py.File(path, "r") as f:
+    if kind == "hdf5":
+        with _h5py(path).File(path, "r") as f:
             return {k: _attr(v) for k, v in f.attrs.items()}
     return _safetensors_header(path)[1]
 
@@ -111,19 +104,37 @@ def _tensor(a, is_bf16, torch):
         return a
 
 
-def _read(path):
+def _kind(path):
+    """"sharded", "hdf5" or "safetensors"; a torch.save file or a missing path is an error."""
     if path.is_dir() or path.name.endswith(".safetensors.index.json"):
-        return _read_sharded(path)
+        return "sharded"
     if not path.is_file():
         raise CheckpointFileError(f"{path}: no such file or directory")
     with open(path, "rb") as f:
         head = f.read(8)
     if head == HDF5_SIGNATURE:
-        return _read_hdf5(path)
+        return "hdf5"
     if head.startswith(ZIP_SIGNATURE) or head[:1] == b"\x80":
         raise CheckpointFileError(f"{path}: a torch.save (pickle) file, not safetensors or HDF5; convert it with "
                                   f"wsm_client.convert_torch_checkpoint({str(path)!r}) or "
                                   f"`python -m wsm_client.convert {path}`")
+    return "safetensors"
+
+
+def _h5py(path):
+    try:
+        import h5py
+        return h5py
+    except ImportError:
+        raise CheckpointFileError(f"{path}: reading HDF5 needs h5py (pip install h5py)") from None
+
+
+def _read(path):
+    kind = _kind(path)
+    if kind == "sharded":
+        return _read_sharded(path)
+    if kind == "hdf5":
+        return _read_hdf5(path)
     arrays, meta = read_safetensors(path)
     return arrays, {n for n, dt in meta.pop("__dtypes__").items() if dt == "BF16"}, meta
 
@@ -235,10 +246,7 @@ def _unescape(name):
 
 
 def _read_hdf5(path):
-    try:
-        import h5py
-    except ImportError:
-        raise CheckpointFileError(f"{path}: reading HDF5 needs h5py (pip install h5py)") from None
+    h5py = _h5py(path)
     arrays, bf16 = {}, set()
     with h5py.File(path, "r") as f:
         meta = {k: _attr(v) for k, v in f.attrs.items()}

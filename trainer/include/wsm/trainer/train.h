@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "wsm/client/client.h"
 #include "wsm/formats/checkpoint_name.h"
 #include "wsm/trainer/adamw.h"
 
@@ -22,6 +23,7 @@ struct TrainOptions {
   std::filesystem::path out;         // checkpoint directory
   std::string schedule;              // empty: "warmup=<preset>,stable,peak=<preset>"
   std::string merger;                // merger endpoint (tcp://...); empty: none
+  OutagePolicy merger_policy = OutagePolicy::drop_oldest;  // while the merger is away: training never waits
   std::string run_id;                // empty: the out directory's name
   std::int64_t every = 100;          // checkpoint and log interval in steps
   std::uint64_t seed = 1;
