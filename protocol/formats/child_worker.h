@@ -29,7 +29,8 @@ namespace wsm {
 class ChildWorker {
  public:
   // Runs in the child, once per request; its result is the reply. A wsm::Error it throws is sent
-  // back and rethrown by call() with its message unchanged. State it keeps lives in the child.
+  // back and rethrown by call() with its message made one line (printable.h: the helper's text is
+  // untrusted). State it keeps lives in the child.
   using Serve = std::function<std::string(std::string_view request)>;
   // Runs `fork` (which starts the helper) inside whatever guard the caller needs around a fork.
   using AroundFork = std::function<void(const std::function<void()>& fork)>;
