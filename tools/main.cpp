@@ -9,6 +9,7 @@
 
 #include "wsm/core/error.h"
 #include "wsm/core/version.h"
+#include "wsm/formats/hdf5_checkpoint.h"
 #include "tools/commands.h"
 
 namespace {
@@ -55,6 +56,9 @@ int main(int argc, char** argv) {
   add_eval_command(app);
   add_compare_command(app, command_line(argc, argv));
 #endif
+  // Every HDF5 file a command opens (merge inputs, the daemon's stored checkpoints) is parsed by one
+  // helper process, forked at the first and killed at exit, not by one fork per file (hdf5_checkpoint.h).
+  const wsm::Hdf5HelperLease hdf5_helper = wsm::hold_hdf5_helper();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -2,24 +2,28 @@
 
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
 #include <exception>
 
 #include "wsm/core/error.h"
+#include "wsm/core/printable.h"
 
 namespace wsm {
 
 namespace {
 
-// Frames: a request is u64 length + bytes; a reply is u8 status (0 ok, 1 error) + u64 length + bytes.
-constexpr std::uint8_t kOk = 0, kFailed = 1;
+// Frames: a request is u64 time limit (ms) + u64 length + bytes; a reply is u8 status + u64 length +
+// bytes, the status 0 (ok), 1 (a wsm::Error's message) or 2 (another exception's, naming no file).
+constexpr std::uint8_t kOk = 0, kFailed = 1, kInternal = 2;
 
 bool send_all(int fd, const void* data, std::size_t n) {
   const char* p = static_cast<const char*>(data);
@@ -58,14 +62,44 @@ void reset_signals() {
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
 }
 
-[[noreturn]] void child_main(int fd, const std::string& subject, const ChildWorker::Serve& serve) {
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the parent
+// Only the socket to the parent (moved to fd 3) and stdin/stdout/stderr stay open: a long-lived
+// helper must not hold copies of the parent's sockets and files (a peer would never see them close).
+int keep_only_socket(int fd) {
+  if (fd != 3) {
+    ::dup2(fd, 3);
+    ::close(fd);
+  }
+  if (::close_range(4, ~0U, 0) != 0) {
+    rlimit lim{};
+    ::getrlimit(RLIMIT_NOFILE, &lim);
+    for (rlim_t i = 4; i < std::min<rlim_t>(lim.rlim_cur, 1 << 20); ++i) ::close(static_cast<int>(i));
+  }
+  return 3;
+}
+
+// The child's own deadline for one request: far past the parent's limit, so it only fires when the
+// parent is gone or stuck and nobody else would ever stop a hang (SIGALRM's default action kills).
+void arm_alarm(std::uint64_t timeout_ms) {
+  const std::uint64_t ms = std::min<std::uint64_t>(timeout_ms, 1ull << 40) * 2 + 5000;
+  itimerval t{};
+  t.it_value.tv_sec = static_cast<time_t>(ms / 1000);
+  t.it_value.tv_usec = static_cast<suseconds_t>(ms % 1000 * 1000);
+  ::setitimer(ITIMER_REAL, &t, nullptr);
+}
+void disarm_alarm() {
+  itimerval t{};
+  ::setitimer(ITIMER_REAL, &t, nullptr);
+}
+
+[[noreturn]] void child_main(int fd, const ChildWorker::Serve& serve) {
   reset_signals();
+  fd = keep_only_socket(fd);
   for (;;) {
-    std::uint64_t n = 0;
-    if (!recv_all(fd, &n, sizeof n)) ::_exit(0);  // parent gone or done
-    std::string request(n, '\0');
-    if (!recv_all(fd, request.data(), n)) ::_exit(0);
+    std::array<std::uint64_t, 2> head{};  // time limit (ms), request length
+    if (!recv_all(fd, head.data(), sizeof head)) ::_exit(0);  // parent gone or done
+    std::string request(head[1], '\0');
+    if (!recv_all(fd, request.data(), request.size())) ::_exit(0);
+    arm_alarm(head[0]);
     std::uint8_t status = kOk;
     std::string reply;
     try {
@@ -74,9 +108,10 @@ void reset_signals() {
       status = kFailed;
       reply = e.what();
     } catch (const std::exception& e) {
-      status = kFailed;
-      reply = subject + ": internal error in the helper process: " + e.what();
+      status = kInternal;
+      reply = e.what();
     }
+    disarm_alarm();
     const std::uint64_t len = reply.size();
     if (!send_all(fd, &status, 1) || !send_all(fd, &len, sizeof len) || !send_all(fd, reply.data(), reply.size()))
       ::_exit(0);
@@ -104,37 +139,36 @@ std::string recv_until(int fd, void* data, std::size_t n, std::chrono::steady_cl
 
 }  // namespace
 
-ChildWorker::ChildWorker(std::string subject, Serve serve) : subject_(std::move(subject)) {
+ChildWorker::ChildWorker(Serve serve, AroundFork around_fork)
+    : serve_(std::move(serve)), around_fork_(std::move(around_fork)) {}
+
+ChildWorker::~ChildWorker() { stop(); }
+
+void ChildWorker::start() {
   std::array<int, 2> fds{};
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds.data()) != 0)
-    throw Error(subject_ + ": cannot create a socket pair for the helper process: " + std::strerror(errno));
-  pid_ = ::fork();
-  if (pid_ < 0) {
-    const int err = errno;
-    ::close(fds[0]);
-    ::close(fds[1]);
-    throw Error(subject_ + ": cannot start the helper process: " + std::strerror(err));
-  }
-  if (pid_ == 0) {
-    ::close(fds[0]);
-    child_main(fds[1], subject_, serve);
-  }
-  ::close(fds[1]);
-  fd_ = fds[0];
-}
-
-ChildWorker::~ChildWorker() {
-  if (fd_ >= 0) ::close(fd_);
-  if (pid_ > 0) {
-    ::kill(pid_, SIGKILL);
-    int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    throw Error(std::string("cannot create a socket pair for the helper process: ") + std::strerror(errno));
+  int err = 0;
+  const auto fork_it = [&] {
+    pid_ = ::fork();
+    err = errno;
+    if (pid_ == 0) {
+      ::close(fds[0]);
+      child_main(fds[1], serve_);
     }
+  };
+  if (around_fork_) around_fork_(fork_it);
+  else fork_it();
+  ::close(fds[1]);
+  if (pid_ < 0) {
+    ::close(fds[0]);
+    throw Error(std::string("cannot start the helper process: ") + std::strerror(err));
   }
+  fd_ = fds[0];
+  ++starts_;
 }
 
-void ChildWorker::fail(const std::string& why) {
-  broken_ = subject_ + ": " + why;
+void ChildWorker::stop() noexcept {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   if (pid_ > 0) {
@@ -142,32 +176,63 @@ void ChildWorker::fail(const std::string& why) {
     int status = 0;
     while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
-    pid_ = -1;
   }
-  throw Error(broken_);
+  pid_ = -1;
 }
 
-std::string ChildWorker::call(std::string_view request, std::chrono::milliseconds timeout, std::uint64_t max_reply) {
+bool ChildWorker::reap_if_dead() {
+  int status = 0;
+  if (pid_ <= 0 || ::waitpid(pid_, &status, WNOHANG) != pid_) return false;
+  pid_ = -1;
+  stop();
+  return true;
+}
+
+std::uint64_t ChildWorker::starts() const {
   const std::lock_guard lock(mutex_);
-  if (!broken_.empty()) throw Error(broken_);
+  return starts_;
+}
+
+bool ChildWorker::running() const {
+  const std::lock_guard lock(mutex_);
+  return pid_ > 0;
+}
+
+void ChildWorker::fail(const std::string& subject, const std::string& why) {
+  stop();
+  throw Error(subject + ": " + why);
+}
+
+std::string ChildWorker::call(const std::string& subject, std::string_view request, std::chrono::milliseconds timeout,
+                              std::uint64_t max_reply) {
+  const std::lock_guard lock(mutex_);
+  reap_if_dead();  // died while idle (killed from outside): this request goes to a fresh one
+  if (pid_ <= 0) {
+    try {
+      start();
+    } catch (const Error& e) {
+      throw Error(subject + ": " + e.what());
+    }
+  }
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  const std::uint64_t n = request.size();
-  if (!send_all(fd_, &n, sizeof n) || !send_all(fd_, request.data(), request.size()))
-    fail("the helper process went away (it crashed reading the file: corrupt or hostile input?)");
+  const std::array<std::uint64_t, 2> head{static_cast<std::uint64_t>(std::max<std::int64_t>(timeout.count(), 0)),
+                                          request.size()};
+  if (!send_all(fd_, head.data(), sizeof head) || !send_all(fd_, request.data(), request.size()))
+    fail(subject, "the helper process went away (it crashed reading the file: corrupt or hostile input?)");
   std::uint8_t status = 0xff;
   std::uint64_t len = 0;
   std::string got = recv_until(fd_, &status, 1, deadline);
   if (got.empty()) got = recv_until(fd_, &len, sizeof len, deadline);
-  if (got.empty() && (status > kFailed || len > max_reply)) got = "garbage";
+  if (got.empty() && (status > kInternal || len > max_reply)) got = "garbage";
   std::string reply;
   if (got.empty()) {
     reply.resize(len);
     got = recv_until(fd_, reply.data(), len, deadline);
   }
   if (got == "timeout")
-    fail("the helper process reading it did not answer within " + std::to_string(timeout.count()) +
-         " ms and was killed (corrupt or hostile file?)");
-  if (got == "garbage") fail("the helper process reading it sent a malformed reply and was killed");
+    fail(subject, "the helper process reading it did not answer within " + std::to_string(timeout.count()) +
+                      " ms and was killed (corrupt or hostile file?)");
+  if (got == "garbage") fail(subject, "the helper process reading it sent a malformed reply and was killed");
   if (got == "eof") {
     int wstatus = 0;
     while (::waitpid(pid_, &wstatus, 0) < 0 && errno == EINTR) {
@@ -176,9 +241,11 @@ std::string ChildWorker::call(std::string_view request, std::chrono::millisecond
     const std::string how = WIFSIGNALED(wstatus) ? "crashed (signal " + std::to_string(WTERMSIG(wstatus)) + ", " +
                                                         ::strsignal(WTERMSIG(wstatus)) + ")"
                                                   : "exited";
-    fail("the helper process reading it " + how + " (corrupt or hostile file?)");
+    fail(subject, "the helper process reading it " + how + " (corrupt or hostile file?)");
   }
-  if (status == kFailed) throw Error(reply);
+  // The helper's text is untrusted (a hostile file may be steering it): one line, whatever it sent.
+  if (status == kFailed) throw Error(printable(reply));
+  if (status == kInternal) throw Error(subject + ": internal error in the helper process: " + printable(reply));
   return reply;
 }
 

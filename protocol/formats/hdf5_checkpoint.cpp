@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "wsm/core/printable.h"
 #include "wsm/formats/atomic_file.h"
 #include "protocol/formats/child_worker.h"
 #include "wsm/formats/free_space.h"
@@ -549,19 +550,113 @@ class Hdf5Inspector {
   std::vector<std::pair<Handle, Handle>> open_;  // dataset, memory type; opened on first use
 };
 
-// The helper process's request handler: "M" -> the manifest; "R" + u64 index, e0, e1 -> elements.
-ChildWorker::Serve hdf5_helper(const fs::path& path) {
-  return [path, inspector = std::shared_ptr<Hdf5Inspector>()](std::string_view req) mutable -> std::string {
+// Requests to the helper process, one layout for all: kind, u64 id, i, e0, e1, then the path.
+//   'O' opens `path` as file `id` and answers its manifest;
+//   'R' answers elements [e0, e1) of dataset i of file `id` (opening `path` as `id` first when this
+//       helper does not hold it: a fresh helper, after the last one died on another file);
+//   'C' forgets file `id`.
+struct HelperRequest {
+  char kind = 0;
+  std::array<std::uint64_t, 4> v{};  // id, i, e0, e1
+  std::string path;
+};
+
+std::string encode(const HelperRequest& r) {
+  std::string out(1 + sizeof r.v, r.kind);
+  std::memcpy(out.data() + 1, r.v.data(), sizeof r.v);
+  return out + r.path;
+}
+
+HelperRequest decode(std::string_view req) {
+  HelperRequest r;
+  if (req.size() < 1 + sizeof r.v) throw Error("hdf5 helper: malformed request");
+  r.kind = req[0];
+  std::memcpy(r.v.data(), req.data() + 1, sizeof r.v);
+  r.path = req.substr(1 + sizeof r.v);
+  return r;
+}
+
+// The helper process's request handler; the files it holds open live in the helper only.
+ChildWorker::Serve hdf5_serve() {
+  using Files = std::unordered_map<std::uint64_t, std::unique_ptr<Hdf5Inspector>>;
+  return [files = std::make_shared<Files>()](std::string_view text) -> std::string {
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     H5PLset_loading_state(0);  // a file must not make libhdf5 load filter plugins
-    if (!inspector) inspector = std::make_shared<Hdf5Inspector>(path);
-    if (req == "M") return inspector->manifest();
-    std::array<std::uint64_t, 3> v{};
-    if (req.size() != 1 + sizeof v || req[0] != 'R') throw Error("hdf5 helper: unknown request");
-    std::memcpy(v.data(), req.data() + 1, sizeof v);
-    return inspector->read_elements(v[0], v[1], v[2]);
+    const HelperRequest r = decode(text);
+    const std::uint64_t id = r.v[0];
+    if (r.kind == 'C') {
+      files->erase(id);
+      return "";
+    }
+    if (r.kind != 'O' && r.kind != 'R') throw Error("hdf5 helper: unknown request");
+    auto it = files->find(id);
+    if (r.kind == 'O' || it == files->end()) {
+      auto file = std::make_unique<Hdf5Inspector>(r.path);  // not kept when opening fails
+      it = files->insert_or_assign(id, std::move(file)).first;
+    }
+    if (r.kind == 'O') return it->second->manifest();
+    return it->second->read_elements(r.v[1], r.v[2], r.v[3]);
   };
 }
+
+// The helper process every reader alive at once shares (and leases hold): started by the first
+// request, restarted after a death, killed when the last holder is gone.
+class Hdf5Helper {
+ public:
+  Hdf5Helper()
+      : worker_(hdf5_serve(), [](const std::function<void()>& fork) {
+          const Lock lock(hdf5_lock());  // forked while no thread of ours is inside libhdf5
+          fork();
+        }) {}
+  ChildWorker& worker() { return worker_; }
+  std::uint64_t new_file_id() { return ++last_id_; }
+
+ private:
+  ChildWorker worker_;
+  std::atomic<std::uint64_t> last_id_{0};
+};
+
+std::shared_ptr<Hdf5Helper> shared_hdf5_helper() {
+  static std::mutex mutex;
+  static std::weak_ptr<Hdf5Helper> current;
+  const std::lock_guard lock(mutex);
+  auto helper = current.lock();
+  if (!helper) {
+    helper = std::make_shared<Hdf5Helper>();
+    current = helper;
+  }
+  return helper;
+}
+
+// One file as the shared helper holds it; forgotten there when this goes.
+class HelperFile {
+ public:
+  explicit HelperFile(fs::path path) : helper_(shared_hdf5_helper()), id_(helper_->new_file_id()), path_(std::move(path)) {}
+  ~HelperFile() {
+    if (!helper_->worker().running()) return;  // the helper that held it is gone; don't start one
+    try {
+      call('C', 0, 0, 0, 0);
+    } catch (const Error&) {
+    }
+  }
+  HelperFile(const HelperFile&) = delete;
+  HelperFile& operator=(const HelperFile&) = delete;
+
+  std::string manifest() { return call('O', 0, 0, 0, kMaxManifestBytes); }
+  std::string elements(std::uint64_t i, std::uint64_t e0, std::uint64_t e1, std::uint64_t bytes) {
+    return call('R', i, e0, e1, bytes);
+  }
+
+ private:
+  std::string call(char kind, std::uint64_t i, std::uint64_t e0, std::uint64_t e1, std::uint64_t max_reply) {
+    const std::string req = encode({kind, {id_, i, e0, e1}, kind == 'C' ? std::string() : path_.string()});
+    return helper_->worker().call(path_.string(), req, helper_timeout(), max_reply);
+  }
+
+  std::shared_ptr<Hdf5Helper> helper_;
+  std::uint64_t id_;
+  fs::path path_;
+};
 
 // Parses the helper's manifest, trusting nothing in it: names, dtypes, shapes and offsets are
 // checked as if they came from the file itself.
@@ -581,7 +676,7 @@ std::vector<Hdf5Entry> parse_manifest(const std::string& text, const std::string
       for (const auto& v : t.at("shape")) {
         const auto dim = v.get<std::uint64_t>();
         if (dim > std::uint64_t(INT64_MAX) || __builtin_mul_overflow(bytes, dim, &bytes))
-          throw Error(where + ": dataset " + e.info.name + ": shape overflows 64 bits");
+          throw Error(where + ": dataset " + printable(e.info.name) + ": shape overflows 64 bits");
         e.info.shape.push_back(static_cast<std::int64_t>(dim));
       }
       if (!t.at("offset").is_null()) e.offset = t.at("offset").get<std::uint64_t>();
@@ -600,27 +695,24 @@ class Hdf5Reader final : public CheckpointReader {
   explicit Hdf5Reader(fs::path path) : path_(std::move(path)) {
     const std::string where = path_.string();
     if (!fs::is_regular_file(path_)) throw Error(where + ": no such file");
-    {
-      const Lock lock(hdf5_lock());  // the helper is forked while no thread is inside libhdf5
-      worker_ = std::make_unique<ChildWorker>(where, hdf5_helper(path_));
-    }
+    helper_file_ = std::make_unique<HelperFile>(path_);
     std::map<std::string, std::string> extra;
-    entries_ = parse_manifest(worker_->call("M", helper_timeout(), kMaxManifestBytes), where, extra);
+    entries_ = parse_manifest(helper_file_->manifest(), where, extra);
     meta_ = meta_from_strings(extra, where);
     for (std::size_t i = 0; i < entries_.size(); ++i) {
       const Hdf5Entry& e = entries_[i];
       infos_.push_back(e.info);
-      if (!index_.emplace(e.info.name, i).second) throw Error(where + ": duplicate tensor name '" + e.info.name + "'");
+      if (!index_.emplace(e.info.name, i).second) throw Error(where + ": duplicate tensor name '" + printable(e.info.name) + "'");
       if (!e.offset) continue;
       if (!file_map_) file_map_ = std::make_unique<MappedFile>(path_);
       const std::uint64_t size = file_map_->bytes().size();
       if (*e.offset > size || e.info.nbytes() > size - *e.offset)
-        throw Error(where + ": tensor '" + e.info.name + "': its data (" + std::to_string(e.info.nbytes()) +
+        throw Error(where + ": tensor '" + printable(e.info.name) + "': its data (" + std::to_string(e.info.nbytes()) +
                     " bytes at offset " + std::to_string(*e.offset) + ") runs past the end of the file (truncated?)");
     }
     // Every byte mapped (wsm's own uncompressed files): the helper is not needed any more.
     if (std::all_of(entries_.begin(), entries_.end(), [](const Hdf5Entry& e) { return e.offset || e.info.nbytes() == 0; }))
-      worker_.reset();
+      helper_file_.reset();
   }
 
   const std::vector<TensorInfo>& tensors() const override { return infos_; }
@@ -631,7 +723,7 @@ class Hdf5Reader final : public CheckpointReader {
   void read(const std::string& name, std::uint64_t offset, std::span<std::byte> dst) override {
     const std::size_t i = find(name);
     const Hdf5Entry& e = entries_[i];
-    const std::string where = path_.string() + ": tensor '" + name + "'";
+    const std::string where = path_.string() + ": tensor '" + printable(name) + "'";
     const std::uint64_t nbytes = e.info.nbytes();
     if (offset > nbytes || dst.size() > nbytes - offset) throw Error(range_error(where, offset, dst.size(), nbytes));
     if (dst.empty()) return;
@@ -660,7 +752,7 @@ class Hdf5Reader final : public CheckpointReader {
  private:
   std::size_t find(const std::string& name) const {
     const auto it = index_.find(name);
-    if (it == index_.end()) throw Error(path_.string() + ": no tensor '" + name + "'");
+    if (it == index_.end()) throw Error(path_.string() + ": no tensor '" + printable(name) + "'");
     return it->second;
   }
 
@@ -669,17 +761,14 @@ class Hdf5Reader final : public CheckpointReader {
     const std::uint64_t es = dtype_size(entries_[i].info.dtype), step = kMaxReadBytes / es;
     for (std::uint64_t a = e0; a < e1; a += step) {
       const std::uint64_t b = std::min(e1, a + step);
-      std::string req(1 + 3 * sizeof(std::uint64_t), 'R');
-      const std::array<std::uint64_t, 3> v{i, a, b};
-      std::memcpy(req.data() + 1, v.data(), sizeof v);
-      const std::string got = worker_->call(req, helper_timeout(), (b - a) * es);
+      const std::string got = helper_file_->elements(i, a, b, (b - a) * es);
       if (got.size() != (b - a) * es) throw Error(where + ": the HDF5 helper process returned a short read");
       std::memcpy(dst + (a - e0) * es, got.data(), got.size());
     }
   }
 
   fs::path path_;
-  std::unique_ptr<ChildWorker> worker_;
+  std::unique_ptr<HelperFile> helper_file_;  // while some tensor is read through the helper
   CheckpointMeta meta_;
   std::vector<Hdf5Entry> entries_;
   std::vector<TensorInfo> infos_;
@@ -913,6 +1002,8 @@ bool looks_like_hdf5(const fs::path& path) {
 }
 
 void set_hdf5_helper_timeout(std::chrono::milliseconds limit) { g_helper_timeout_ms = limit.count(); }
+
+Hdf5HelperLease hold_hdf5_helper() { return Hdf5HelperLease(shared_hdf5_helper()); }
 
 std::unique_ptr<CheckpointReader> open_hdf5(const fs::path& path) { return std::make_unique<Hdf5Reader>(path); }
 

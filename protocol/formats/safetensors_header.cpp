@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "wsm/core/printable.h"
+
 namespace wsm {
 
 namespace {
@@ -41,7 +43,7 @@ std::uint64_t as_u64(const ojson& v, const std::string& where, const std::string
 }
 
 SafetensorsEntry parse_entry(const std::string& name, const ojson& v, const std::string& where) {
-  const std::string at = where + ": tensor '" + name + "'";
+  const std::string at = where + ": tensor '" + printable(name) + "'";
   if (name.empty()) throw Error(where + ": empty tensor name");
   if (!v.is_object()) throw Error(at + ": entry is not an object");
   const auto dt = v.find("dtype");
@@ -51,7 +53,7 @@ SafetensorsEntry parse_entry(const std::string& name, const ojson& v, const std:
     throw Error(at + ": entry needs dtype, shape and data_offsets");
   if (!dt->is_string()) throw Error(at + ": dtype is not a string");
   const auto dtype = parse_safetensors_dtype(dt->get_ref<const std::string&>());
-  if (!dtype) throw Error(at + ": unknown dtype '" + dt->get<std::string>() + "'");
+  if (!dtype) throw Error(at + ": unknown dtype '" + printable(dt->get<std::string>()) + "'");
   if (!sh->is_array()) throw Error(at + ": shape is not an array");
   if (!off->is_array() || off->size() != 2) throw Error(at + ": data_offsets is not [begin, end]");
 
@@ -86,7 +88,7 @@ T parse_number(const std::string& s, const std::string& where, std::string_view 
   T v{};
   const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
   if (r.ec != std::errc() || r.ptr != s.data() + s.size())
-    throw Error(where + ": metadata " + std::string(key) + "='" + s + "' is not a valid number");
+    throw Error(where + ": metadata " + std::string(key) + "='" + printable(s) + "' is not a valid number");
   return v;
 }
 
@@ -147,7 +149,7 @@ SafetensorsHeader parse_safetensors_header(std::string_view json, std::uint64_t 
   } catch (const ojson::exception& e) {
     throw Error(where + ": corrupt safetensors header: " + e.what());
   }
-  if (!duplicate.empty()) throw Error(where + ": duplicate key '" + duplicate + "' in safetensors header");
+  if (!duplicate.empty()) throw Error(where + ": duplicate key '" + printable(duplicate) + "' in safetensors header");
   if (!doc.is_object()) throw Error(where + ": safetensors header is not a JSON object");
 
   SafetensorsHeader h;
@@ -157,7 +159,7 @@ SafetensorsHeader parse_safetensors_header(std::string_view json, std::uint64_t 
       if (value.is_null()) continue;
       if (!value.is_object()) throw Error(where + ": __metadata__ is not an object");
       for (const auto& [mk, mv] : value.items()) {
-        if (!mv.is_string()) throw Error(where + ": __metadata__ value of '" + mk + "' is not a string");
+        if (!mv.is_string()) throw Error(where + ": __metadata__ value of '" + printable(mk) + "' is not a string");
         h.metadata[mk] = mv.get<std::string>();
       }
       continue;
@@ -170,13 +172,13 @@ SafetensorsHeader parse_safetensors_header(std::string_view json, std::uint64_t 
   std::uint64_t expect = 0;
   for (const auto& e : h.tensors) {
     if (e.begin < expect)
-      throw Error(where + ": tensor '" + e.info.name + "' overlaps the previous tensor (data_offsets begin " +
+      throw Error(where + ": tensor '" + printable(e.info.name) + "' overlaps the previous tensor (data_offsets begin " +
                   std::to_string(e.begin) + " < " + std::to_string(expect) + ")");
     if (e.begin > expect)
-      throw Error(where + ": hole in the data before tensor '" + e.info.name + "' (bytes " + std::to_string(expect) +
+      throw Error(where + ": hole in the data before tensor '" + printable(e.info.name) + "' (bytes " + std::to_string(expect) +
                   ".." + std::to_string(e.begin) + " belong to no tensor)");
     if (e.end > data_size)
-      throw Error(where + ": tensor '" + e.info.name + "' data_offsets end " + std::to_string(e.end) +
+      throw Error(where + ": tensor '" + printable(e.info.name) + "' data_offsets end " + std::to_string(e.end) +
                   " lies past the data section (" + std::to_string(data_size) + " bytes): truncated or lying offsets");
     expect = e.end;
   }

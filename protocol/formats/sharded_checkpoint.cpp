@@ -4,11 +4,13 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <system_error>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "wsm/core/printable.h"
 #include "wsm/formats/atomic_file.h"
 #include "wsm/formats/free_space.h"
 #include "wsm/formats/hf_directory.h"
@@ -60,24 +62,28 @@ class ShardedReader final : public CheckpointReader {
     std::uint64_t total = 0;
     for (const auto& name : shard_names) {
       const fs::path shard = dir / name;
-      if (!fs::exists(shard)) {
+      std::error_code ec;  // a name the index makes up may be one no file can have (too long): an error, not a throw
+      const bool present = fs::exists(shard, ec);
+      if (ec) throw Error(index.string() + ": shard '" + printable(name) + "': " + ec.message());
+      if (!present) {
         std::string holder;
         for (const auto& [t, f] : weight_map)
           if (f == name && (holder.empty() || t < holder)) holder = t;
-        throw Error(index.string() + ": shard '" + name + "' is missing (it holds tensor '" + holder + "', ...)");
+        throw Error(index.string() + ": shard '" + printable(name) + "' is missing (it holds tensor '" + printable(holder) +
+                    "', ...)");
       }
       shards_.push_back(std::make_unique<SafetensorsReader>(shard));
       const auto& reader = *shards_.back();
       for (const auto& t : reader.tensors()) {
         if (!where_.emplace(t.name, shards_.size() - 1).second)
-          throw Error(shard.string() + ": tensor '" + t.name + "' also appears in shard " +
+          throw Error(shard.string() + ": tensor '" + printable(t.name) + "' also appears in shard " +
                       shards_[where_[t.name]]->path().filename().string());
         if (!index.empty()) {
           const auto it = weight_map.find(t.name);
           if (it == weight_map.end())
             spdlog::warn("{}: tensor '{}' is not listed in {}", shard.string(), t.name, index.filename().string());
           else if (it->second != name)
-            throw Error(index.string() + ": weight_map puts tensor '" + t.name + "' in " + it->second +
+            throw Error(index.string() + ": weight_map puts tensor '" + printable(t.name) + "' in " + printable(it->second) +
                         " but it is in " + name);
         }
         infos_.push_back(t);
@@ -85,7 +91,7 @@ class ShardedReader final : public CheckpointReader {
       }
     }
     for (const auto& [t, f] : weight_map)
-      if (!where_.contains(t)) throw Error(index.string() + ": tensor '" + t + "' is not in its shard " + f);
+      if (!where_.contains(t)) throw Error(index.string() + ": tensor '" + printable(t) + "' is not in its shard " + printable(f));
     if (total_size && *total_size != total)
       spdlog::warn("{}: metadata.total_size is {} but the shards hold {} bytes of tensors", index.string(),
                    *total_size, total);
@@ -127,12 +133,12 @@ class ShardedReader final : public CheckpointReader {
     if (!doc.is_object() || !doc.contains("weight_map") || !doc["weight_map"].is_object())
       throw Error(where + ": index has no weight_map object");
     for (const auto& [t, f] : doc["weight_map"].items()) {
-      if (!f.is_string()) throw Error(where + ": weight_map entry of tensor '" + t + "' is not a file name");
+      if (!f.is_string()) throw Error(where + ": weight_map entry of tensor '" + printable(t) + "' is not a file name");
       const std::string file = f.get<std::string>();
       // A NUL would end the name early at open(): "a.safetensors\0x" must not open a.safetensors.
       if (file.empty() || file.find('/') != std::string::npos || file.find('\0') != std::string::npos ||
           file == "." || file == "..")
-        throw Error(where + ": weight_map entry of tensor '" + t + "' names " + ojson(file).dump() +  // quoted: NULs show
+        throw Error(where + ": weight_map entry of tensor '" + printable(t) + "' names " + ojson(file).dump() +  // quoted: NULs show
                     ", not a file beside the index");
       weight_map[t] = file;
       if (std::find(shard_names.begin(), shard_names.end(), file) == shard_names.end()) shard_names.push_back(file);

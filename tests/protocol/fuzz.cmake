@@ -25,7 +25,8 @@ set(fuzz_bin ${PROJECT_BINARY_DIR}/fuzz_safetensors_header)
 set(fuzz_srcs
   ${PROJECT_SOURCE_DIR}/tests/protocol/fuzz_safetensors_header.cpp
   ${PROJECT_SOURCE_DIR}/protocol/formats/safetensors_header.cpp
-  ${PROJECT_SOURCE_DIR}/protocol/core/dtype.cpp)
+  ${PROJECT_SOURCE_DIR}/protocol/core/dtype.cpp
+  ${PROJECT_SOURCE_DIR}/protocol/core/printable.cpp)
 add_custom_command(OUTPUT ${fuzz_bin}
   COMMAND ${WSM_CLANGXX} -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
           -I${PROJECT_SOURCE_DIR} -I${PROJECT_SOURCE_DIR}/protocol/core/include -I${PROJECT_SOURCE_DIR}/protocol/formats/include -I${WSM_NLOHMANN_INCLUDE} ${fuzz_srcs} -o ${fuzz_bin}

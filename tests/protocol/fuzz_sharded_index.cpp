@@ -1,9 +1,7 @@
 // libFuzzer target for sharded safetensors sets (wsm/formats/sharded_checkpoint.h): the input is the
 // model.safetensors.index.json of a directory that also holds two small valid shards, a.safetensors
-// and b.safetensors; the set is opened and read in full. Success or a wsm::Error are the only
+// and b.safetensors (written once, in tmpfs: fuzz_scratch.h); the set is opened and read in full. Success or a wsm::Error are the only
 // allowed outcomes; whatever opens must read back the shards' own bytes.
-#include <unistd.h>
-
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -15,6 +13,7 @@
 
 #include "wsm/formats/checkpoint.h"
 #include "wsm/formats/sharded_checkpoint.h"
+#include "tests/protocol/fuzz_scratch.h"
 
 namespace {
 
@@ -22,7 +21,7 @@ namespace fs = std::filesystem;
 
 // The shards: a holds "x" (f32[2]) and "y" (u8[3]), b holds "z" (i16[1]).
 fs::path make_dir() {
-  const fs::path dir = fs::temp_directory_path() / ("wsm-fuzz-sharded-" + std::to_string(::getpid()));
+  const fs::path dir = wsm::fuzz::scratch_dir() / "sharded";
   fs::create_directories(dir);
   spdlog::set_level(spdlog::level::off);  // warnings about unlisted tensors: one per input
   wsm::Checkpoint a, b;

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "wsm/core/printable.h"
 #include "wsm/formats/atomic_file.h"
 #include "wsm/formats/checkpoint.h"
 #include "wsm/formats/safetensors_header.h"
@@ -172,6 +173,33 @@ TEST(BadHdf5, UnsupportedTypeAndVersion) {
   expect_error([&] { open_checkpoint(p2); }, {"v99.h5", "version 99"});
 }
 
+// Text from the file lands in errors escaped, so they stay one line (fuzz_hdf5 found a root
+// attribute wsm.tokens = "'\nun'" making a two-line error, docs/fuzzing.md).
+TEST(BadHdf5, FileTextInErrorsStaysOneLine) {
+  if (!h5py_ready()) GTEST_SKIP() << "h5py not importable by " << WSM_PYTHON;
+  TempDir dir;
+  const std::string tok = (dir / "tok.h5").string(), name = (dir / "name.h5").string();
+  ASSERT_EQ(python("import h5py; f = h5py.File('" + tok + "', 'w'); f.attrs['wsm.tokens'] = '\\nun'"), 0);
+  expect_error([&] { open_checkpoint(tok); }, {"tok.h5", "metadata wsm.tokens='\\nun' is not a valid number"});
+  // Reported by the helper process, whose messages the parent makes one line.
+  ASSERT_EQ(python("import h5py, numpy as np; f = h5py.File('" + name + "', 'w'); f['bad\\nname'] = np.array([b'ab'])"),
+            0);
+  expect_error([&] { open_checkpoint(name); }, {"name.h5", "/bad\\nname", "unsupported HDF5 element type"});
+}
+
+TEST(BadSafetensors, FileTextInErrorsStaysOneLine) {
+  TempDir dir;
+  write_raw(dir / "meta.safetensors", st_file(R"({"__metadata__":{"wsm.step":"1\n2"}})", ""));
+  expect_error([&] { open_checkpoint(dir / "meta.safetensors"); }, {"meta.safetensors", "wsm.step='1\\n2'"});
+  write_raw(dir / "name.safetensors", st_file(R"({"a\tb\u0001":{"dtype":"Q8","shape":[1],"data_offsets":[0,1]}})", "x"));
+  expect_error([&] { open_checkpoint(dir / "name.safetensors"); }, {"tensor 'a\\tb\\x01'", "unknown dtype 'Q8'"});
+}
+
+TEST(Printable, EscapesControlCharactersOnly) {
+  EXPECT_EQ(printable("plain text, UTF-8 \xc3\xa9 and \\ stay"), "plain text, UTF-8 \xc3\xa9 and \\ stay");
+  EXPECT_EQ(printable(std::string("a\nb\rc\td\x01" "e\x7f" "\0f", 12)), "a\\nb\\rc\\td\\x01e\\x7f\\x00f");
+}
+
 TEST(BadSharded, MissingShardWrongMapAndDuplicates) {
   TempDir dir;
   save_checkpoint(dir / "set", test::sample_checkpoint(1), {.shard_bytes = 200});
@@ -222,6 +250,20 @@ TEST(BadSharded, NulAndDotShardNamesRefused) {
     write_raw(dir / kShardIndexName, idx.dump());
     expect_error([&] { open_checkpoint(dir / kShardIndexName); }, {kShardIndexName, "'w'", "not a file beside the index"});
   }
+}
+
+// fuzz_sharded_index finding: a shard name no file can have (longer than NAME_MAX) made
+// std::filesystem throw its own exception out of open_checkpoint. Control characters in names
+// are escaped in the error.
+TEST(BadSharded, ImpossibleAndControlCharacterShardNamesGiveOneLineErrors) {
+  TempDir dir;
+  const nlohmann::json too_long = {{"weight_map", {{"w", std::string(300, 'a') + ".safetensors"}}}};
+  write_raw(dir / kShardIndexName, too_long.dump());
+  expect_error([&] { open_checkpoint(dir / kShardIndexName); }, {kShardIndexName, "File name too long"});
+  const nlohmann::json control = {{"weight_map", {{"w\nv", "b\tc.safetensors"}}}};
+  write_raw(dir / kShardIndexName, control.dump());
+  expect_error([&] { open_checkpoint(dir / kShardIndexName); },
+               {kShardIndexName, "shard 'b\\tc.safetensors' is missing", "tensor 'w\\nv'"});
 }
 
 TEST(BadRequests, ManifestAndRangeErrors) {

@@ -1,13 +1,18 @@
 // Untrusted HDF5 input (issue 12, item 5): libhdf5 runs in a helper process (protocol/formats/child_worker.h),
 // so a file that crashes or hangs it ends in a one-line wsm::Error naming the file, never in a crash
 // or hang of wsm. Files are built here with h5py (an independent writer) or by corrupting ours.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
+#include <stdexcept>
 #include <thread>
 
 #include "wsm/formats/checkpoint.h"
@@ -61,44 +66,139 @@ void read_everything(const fs::path& path) {
   }
 }
 
+// This process's children, zombies included (every /proc/<pid>/stat whose parent is us).
+std::vector<pid_t> child_processes() {
+  std::vector<pid_t> out;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(e.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), {});
+    const auto close = stat.rfind(')');  // "pid (comm) state ppid ..."; comm may hold spaces
+    if (close == std::string::npos) continue;
+    std::istringstream rest(stat.substr(close + 1));
+    std::string state;
+    long ppid = 0;
+    if (rest >> state >> ppid && ppid == ::getpid()) out.push_back(static_cast<pid_t>(std::stol(name)));
+  }
+  return out;
+}
+
+std::size_t open_descriptors() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+// The helper's pid, as it answers "pid".
+std::string pid_of(ChildWorker& w) { return w.call("pid.h5", "pid", 10s, 100); }
+
 TEST(ChildWorker, AnswersAndPassesErrorsThrough) {
-  ChildWorker w("subject.h5", [](std::string_view req) -> std::string {
+  ChildWorker w([](std::string_view req) -> std::string {
     if (req == "fail") throw Error("subject.h5: refused");
     return std::string(req) + "!" + std::to_string(::getpid());
   });
-  const std::string a = w.call("hi", 10s, 100);
+  EXPECT_EQ(w.starts(), 0u);  // nothing forked before the first call
+  const std::string a = w.call("subject.h5", "hi", 10s, 100);
   EXPECT_EQ(a.substr(0, 3), "hi!");
   EXPECT_NE(a.substr(3), std::to_string(::getpid()));  // answered by another process
-  EXPECT_EQ(error_of([&] { w.call("fail", 10s, 100); }), "subject.h5: refused");
-  EXPECT_EQ(w.call("again", 10s, 100).substr(0, 6), "again!");  // a reported error keeps it usable
+  EXPECT_EQ(error_of([&] { w.call("subject.h5", "fail", 10s, 100); }), "subject.h5: refused");
+  const std::string again = w.call("subject.h5", "again", 10s, 100);
+  EXPECT_EQ(again.substr(0, 6), "again!");
+  EXPECT_EQ(again.substr(6), a.substr(3));  // the same helper, still usable
+  EXPECT_EQ(w.starts(), 1u);
 }
 
-TEST(ChildWorker, CrashBecomesErrorNamingTheSubject) {
-  ChildWorker w("subject.h5", [](std::string_view) -> std::string {
-    ::kill(::getpid(), SIGKILL);
-    return "";
+// One helper serves call after call, and keeps its own state between them.
+TEST(ChildWorker, OneHelperServesManyCalls) {
+  ChildWorker w([n = 0](std::string_view) mutable { return std::to_string(++n) + " " + std::to_string(::getpid()); });
+  const std::string first = w.call("a.h5", "x", 10s, 100);
+  for (int i = 2; i <= 200; ++i) {
+    const std::string got = w.call("a.h5", "x", 10s, 100);
+    ASSERT_EQ(got.substr(0, got.find(' ')), std::to_string(i)) << "call " << i;  // its count went on
+    ASSERT_EQ(got.substr(got.find(' ')), first.substr(first.find(' '))) << "call " << i;  // same pid
+  }
+  EXPECT_EQ(w.starts(), 1u);
+  EXPECT_EQ(child_processes().size(), 1u);
+}
+
+// A crash ends that call in an error naming its subject; the dead helper is reaped and the next
+// call (another file) is answered by a fresh one.
+TEST(ChildWorker, CrashBecomesErrorNamingTheSubjectThenAFreshHelperAnswers) {
+  ChildWorker w([](std::string_view req) -> std::string {
+    if (req == "die") ::kill(::getpid(), SIGKILL);
+    return std::to_string(::getpid());
   });
-  const std::string msg = error_of([&] { w.call("x", 10s, 100); });
-  EXPECT_NE(msg.find("subject.h5"), std::string::npos) << msg;
+  const std::string before = pid_of(w);
+  const std::string msg = error_of([&] { w.call("bad.h5", "die", 10s, 100); });
+  EXPECT_EQ(msg.rfind("bad.h5: ", 0), 0u) << msg;
   EXPECT_NE(msg.find("crashed (signal 9"), std::string::npos) << msg;
-  EXPECT_EQ(error_of([&] { w.call("x", 10s, 100); }), msg);  // stays broken, same message
+  EXPECT_EQ(child_processes().size(), 0u);  // reaped, no zombie
+  const std::string after = w.call("good.h5", "hi", 10s, 100);
+  EXPECT_NE(after, before);
+  EXPECT_EQ(w.starts(), 2u);
 }
 
 TEST(ChildWorker, HangIsKilledAtTheTimeLimit) {
-  ChildWorker w("slow.h5", [](std::string_view) -> std::string {
-    std::this_thread::sleep_for(60s);
-    return "";
+  ChildWorker w([](std::string_view req) -> std::string {
+    if (req == "hang") std::this_thread::sleep_for(60s);
+    return "ok";
   });
   const auto t0 = std::chrono::steady_clock::now();
-  const std::string msg = error_of([&] { w.call("x", 300ms, 100); });
+  const std::string msg = error_of([&] { w.call("slow.h5", "hang", 300ms, 100); });
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
-  EXPECT_NE(msg.find("slow.h5"), std::string::npos) << msg;
+  EXPECT_EQ(msg.rfind("slow.h5: ", 0), 0u) << msg;
   EXPECT_NE(msg.find("did not answer within 300 ms"), std::string::npos) << msg;
+  EXPECT_EQ(child_processes().size(), 0u);
+  EXPECT_EQ(w.call("next.h5", "x", 10s, 100), "ok");
 }
 
 TEST(ChildWorker, OversizedReplyIsRefused) {
-  ChildWorker w("big.h5", [](std::string_view) { return std::string(1000, 'x'); });
-  EXPECT_NE(error_of([&] { w.call("x", 10s, 999); }).find("malformed reply"), std::string::npos);
+  ChildWorker w([](std::string_view) { return std::string(1000, 'x'); });
+  EXPECT_NE(error_of([&] { w.call("big.h5", "x", 10s, 999); }).find("big.h5: the helper process reading it sent a malformed reply"),
+            std::string::npos);
+}
+
+// Another exception than wsm::Error in the helper still ends in an error naming the subject.
+TEST(ChildWorker, OtherExceptionNamesTheSubject) {
+  ChildWorker w([](std::string_view) -> std::string { throw std::runtime_error("boom"); });
+  EXPECT_EQ(error_of([&] { w.call("odd.h5", "x", 10s, 100); }), "odd.h5: internal error in the helper process: boom");
+}
+
+// The helper's messages are untrusted text (a hostile file may steer it): they arrive as one line.
+TEST(ChildWorker, HelperMessagesArriveAsOneLine) {
+  ChildWorker w([](std::string_view req) -> std::string {
+    if (req == "error") throw Error("x.h5: dataset /bad\nname");
+    throw std::runtime_error("two\nlines");
+  });
+  EXPECT_EQ(error_of([&] { w.call("x.h5", "error", 10s, 100); }), "x.h5: dataset /bad\\nname");
+  EXPECT_EQ(error_of([&] { w.call("x.h5", "other", 10s, 100); }), "x.h5: internal error in the helper process: two\\nlines");
+}
+
+// The helper holds no copies of the parent's descriptors (a long-lived helper would otherwise keep
+// the parent's sockets and files open), and nothing of it outlives the ChildWorker.
+TEST(ChildWorker, HoldsNoParentDescriptorsAndLeavesNothingBehind) {
+  const std::size_t fds_before = open_descriptors();
+  std::array<int, 2> pipe_fds{};
+  ASSERT_EQ(::pipe(pipe_fds.data()), 0);
+  for (int& fd : pipe_fds) {  // away from 3, where the helper keeps its own socket
+    const int high = ::fcntl(fd, F_DUPFD, 50);
+    ASSERT_GE(high, 50);
+    ::close(fd);
+    fd = high;
+  }
+  {
+    ChildWorker w([](std::string_view req) -> std::string {
+      return ::fcntl(std::stoi(std::string(req)), F_GETFD) < 0 ? "closed" : "open";
+    });
+    EXPECT_EQ(w.call("fds.h5", std::to_string(pipe_fds[0]), 10s, 100), "closed");
+    EXPECT_EQ(w.call("fds.h5", std::to_string(pipe_fds[1]), 10s, 100), "closed");
+    EXPECT_EQ(child_processes().size(), 1u);
+  }
+  EXPECT_EQ(child_processes().size(), 0u);
+  ::close(pipe_fds[0]);
+  ::close(pipe_fds[1]);
+  EXPECT_EQ(open_descriptors(), fds_before);
 }
 
 // Corrupted copies of a file we wrote (contiguous, chunked and compressed datasets), one bit flipped
@@ -142,6 +242,87 @@ TEST(UntrustedHdf5, FilesThatCrashLibhdf5GiveAnError) {
     EXPECT_NE(msg.find(e.path().filename().string()), std::string::npos) << msg;
   }
   EXPECT_GT(n, 0);
+}
+
+// Reads every tensor in full and compares it with what was written.
+void expect_reads_back(CheckpointReader& r, const Checkpoint& c) {
+  ASSERT_EQ(r.tensors().size(), c.tensors.size()) << r.path();
+  for (const auto& t : c.tensors) {
+    std::vector<std::byte> got(t.data.size());
+    r.read(t.info.name, 0, got);
+    EXPECT_TRUE(got == t.data) << r.path() << ": " << t.info.name;
+  }
+}
+
+// One helper for many files: a file that kills it mid-sequence ends in an error naming that file,
+// and every reader (one opened before, whose file the dead helper held, and ones opened after)
+// still reads its own bytes; when the readers and the lease are gone, no process or descriptor is left.
+TEST(UntrustedHdf5, HelperDeathMidSequenceThenGoodFilesRead) {
+  set_hdf5_helper_timeout(10s);
+  TempDir dir;
+  const std::size_t fds_before = open_descriptors();
+  const Checkpoint a = test::sample_checkpoint(21), b = test::sample_checkpoint(22);
+  // Compressed: every tensor is read through the helper, none from the mapping.
+  save_checkpoint(dir / "a.h5", a, {.compression = 1, .chunk_bytes = 64});
+  save_checkpoint(dir / "b.h5", b, {.compression = 1, .chunk_bytes = 64});
+  const fs::path seeds = fs::path(WSM_SOURCE_DIR) / "tests/protocol/fuzz_seeds/hdf5";
+  {
+    const Hdf5HelperLease lease = hold_hdf5_helper();
+    const auto ra = open_checkpoint(dir / "a.h5");
+    expect_reads_back(*ra, a);
+    EXPECT_EQ(child_processes().size(), 1u);
+    for (const char* bad : {"crash-400.h5", "crash-1133.h5", "crash-2064.h5"}) {
+      const std::string msg = error_of([&] { read_everything(seeds / bad); });
+      EXPECT_NE(msg.find(bad), std::string::npos) << msg;
+      const auto rb = open_checkpoint(dir / "b.h5");  // a fresh helper when that one died
+      expect_reads_back(*rb, b);
+      expect_reads_back(*ra, a);  // reopened there as it needs it
+      EXPECT_EQ(child_processes().size(), 1u);
+    }
+    // The same, with a death the test makes sure of: the helper killed from outside while idle.
+    ASSERT_EQ(child_processes().size(), 1u);
+    const pid_t killed = child_processes().front();
+    ::kill(killed, SIGKILL);
+    const auto dead = [&] {  // a zombie: dead, not reaped yet
+      std::ifstream in(fs::path("/proc") / std::to_string(killed) / "stat");
+      const std::string stat((std::istreambuf_iterator<char>(in)), {});
+      return stat.size() > stat.rfind(')') + 2 && stat[stat.rfind(')') + 2] == 'Z';
+    };
+    for (int i = 0; i < 500 && !dead(); ++i) std::this_thread::sleep_for(10ms);
+    ASSERT_TRUE(dead());
+    expect_reads_back(*ra, a);
+    ASSERT_EQ(child_processes().size(), 1u);
+    EXPECT_NE(child_processes().front(), killed);
+  }
+  EXPECT_EQ(child_processes().size(), 0u);
+  EXPECT_EQ(open_descriptors(), fds_before);
+}
+
+// Files opened one after another while a lease is held share one helper; without one (and without
+// a reader needing it), no helper process runs.
+TEST(UntrustedHdf5, LeaseKeepsOneHelperForManyFiles) {
+  TempDir dir;
+  const Checkpoint c = test::sample_checkpoint(23);
+  save_checkpoint(dir / "c.h5", c, {.compression = 1});
+  save_checkpoint(dir / "plain.h5", c);
+  {
+    const auto r = open_checkpoint(dir / "plain.h5");  // every byte mapped: the helper is let go
+    expect_reads_back(*r, c);
+    EXPECT_EQ(child_processes().size(), 0u);
+  }
+  std::vector<pid_t> seen;
+  {
+    const Hdf5HelperLease lease = hold_hdf5_helper();
+    for (int i = 0; i < 20; ++i) {
+      const auto r = open_checkpoint(dir / (i % 2 ? "c.h5" : "plain.h5"));
+      expect_reads_back(*r, c);
+      const auto kids = child_processes();
+      ASSERT_EQ(kids.size(), 1u);
+      seen.push_back(kids.front());
+    }
+  }
+  EXPECT_TRUE(std::all_of(seen.begin(), seen.end(), [&](pid_t p) { return p == seen.front(); }));
+  EXPECT_EQ(child_processes().size(), 0u);
 }
 
 TEST(UntrustedHdf5, TruncatedH5pyFile) {

@@ -8,14 +8,16 @@
 // h5py or others) are read as "every dataset, named by its path".
 //
 // Reading: files are untrusted, and libhdf5 1.10 crashes or hangs on some corrupt ones, so wsm's
-// own process never parses them. open_hdf5 forks a helper process (child_worker.h) that opens the
-// file with libhdf5 and sends back a manifest (names, dtypes, shapes, attributes, and where each
-// contiguous dataset's bytes lie); tensor bytes are then read from a read-only mapping of the
-// file, and only datasets stored otherwise (chunked, compressed, compact, fill value, bool) are
-// read through the helper. A helper that crashes, hangs past the time limit or sends garbage
-// ends in a one-line wsm::Error naming the file. External storage and virtual datasets (data in
-// other files) are refused. The helper lives as long as the reader, and only while some tensor
-// needs it.
+// own process never parses them. A helper process (child_worker.h), forked once and shared by every
+// reader alive at the time, opens each file with libhdf5 and sends back a manifest (names, dtypes,
+// shapes, attributes, and where each contiguous dataset's bytes lie); tensor bytes are then read
+// from a read-only mapping of the file, and only datasets stored otherwise (chunked, compressed,
+// compact, fill value, bool) are read through the helper. A helper that crashes, hangs past the
+// time limit or sends garbage is killed and reaped, and that request ends in a one-line wsm::Error
+// naming its file; the next request starts a fresh helper, which reopens the files of the other
+// readers as they need it. External storage and virtual datasets (data in other files) are
+// refused. The helper runs while some reader needs it (or a lease holds it) and is killed with the
+// last one: no process outlives them. Requests to it are serialised (libhdf5 is serialised anyway).
 //
 // Writing: every libhdf5 call made by this part holds one process-wide lock, so writers may be
 // used from several threads whatever the libhdf5 build. Before writing, the output's
@@ -24,6 +26,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "wsm/formats/checkpoint.h"
@@ -35,6 +38,17 @@ inline constexpr int kHdf5FormatVersion = 1;
 std::unique_ptr<CheckpointReader> open_hdf5(const std::filesystem::path& path);
 std::unique_ptr<CheckpointWriter> create_hdf5(const std::filesystem::path& path, const CheckpointMeta& meta,
                                               const std::vector<TensorInfo>& tensors, const WriteOptions& options);
+
+// Keeps the shared helper process running while held, so that readers opened one after another
+// (a long-lived process reading many files) share one helper instead of forking one each.
+class Hdf5HelperLease {
+ public:
+  explicit Hdf5HelperLease(std::shared_ptr<void> helper) : helper_(std::move(helper)) {}
+
+ private:
+  std::shared_ptr<void> helper_;
+};
+Hdf5HelperLease hold_hdf5_helper();
 
 // Test hook (tests and fuzz targets lower it): the helper's time limit per request (default 60 s).
 void set_hdf5_helper_timeout(std::chrono::milliseconds limit);
