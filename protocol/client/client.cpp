@@ -232,6 +232,15 @@ struct MergerClient::Impl {
     return close_deadline;
   }
 
+  // Holding mu: throws the failures not yet reported, as one wsm::Error, and forgets them.
+  void throw_pending_errors() {
+    if (errors.empty()) return;
+    std::string all;
+    for (const auto& e : errors) all += (all.empty() ? "" : "; ") + e;
+    errors.clear();
+    throw Error("merger client: " + all);
+  }
+
   void fail(const std::string& what) {
     spdlog::error("merger client: {}", what);
     std::lock_guard lock(mu);
@@ -594,12 +603,7 @@ std::shared_ptr<Snapshot> describe(std::int64_t step, std::int64_t tokens, doubl
 void MergerClient::Impl::reserve(Snapshot& snap) {
   std::unique_lock lock(mu);
   if (closing) throw Error("send_checkpoint: the merger client is closed");
-  if (opt.policy == OutagePolicy::fail_fast && !errors.empty()) {
-    std::string all;
-    for (const auto& e : errors) all += (all.empty() ? "" : "; ") + e;
-    errors.clear();
-    throw Error("merger client: " + all);
-  }
+  if (opt.policy == OutagePolicy::fail_fast) throw_pending_errors();
   const auto full = [&] { return !queue.empty() && queued_bytes + snap.total > opt.queue_bytes; };
   switch (opt.policy) {
     case OutagePolicy::wait:  // memory stays bounded; training pauses only while the merger lags this far
@@ -684,12 +688,7 @@ void MergerClient::flush() {
   auto& im = *impl_;
   std::unique_lock lock(im.mu);
   im.idle_cv.wait(lock, [&] { return im.queue.empty() && !im.in_flight; });
-  if (!im.errors.empty()) {
-    std::string all;
-    for (const auto& e : im.errors) all += (all.empty() ? "" : "; ") + e;
-    im.errors.clear();
-    throw Error("merger client: " + all);
-  }
+  im.throw_pending_errors();
 }
 
 void MergerClient::close() {
