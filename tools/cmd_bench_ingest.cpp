@@ -13,8 +13,8 @@
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
-#include "merger/freed_memory.h"
-#include "merger/server.h"
+#include "merger/daemon/freed_memory.h"
+#include "merger/daemon/server.h"
 #include "wsm/client/client.h"
 #include "wsm/core/error.h"
 #include "tools/commands.h"

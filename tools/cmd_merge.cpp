@@ -1,4 +1,4 @@
-// `wsm merge`: offline merge of checkpoint files, one output per decay shape (merger/offline_merge.h).
+// `wsm merge`: offline merge of checkpoint files, one output per decay shape (wsm/merger/offline_merge.h).
 #include <sys/resource.h>
 #include <unistd.h>
 

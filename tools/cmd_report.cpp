@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "merger/run_id.h"
+#include "merger/daemon/run_id.h"
 #include "wsm/core/error.h"
 #include "tools/commands.h"
 #include "tools/plot.h"

@@ -7,8 +7,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "merger/freed_memory.h"
-#include "merger/server.h"
+#include "merger/daemon/freed_memory.h"
+#include "merger/daemon/server.h"
 #include "wsm/core/error.h"
 #include "tools/commands.h"
 #ifdef WSM_HAVE_TRAINER
@@ -58,7 +58,7 @@ struct ServeArgs {
   std::string running_sums = "on";
   int recompute_every = 64;
   std::string write_backlog = "1G";
-  // The stable-phase readout (merger/output_evaluator.h).
+  // The stable-phase readout (merger/daemon/output_evaluator.h).
   std::string eval_cmd, score_key, eval_val, eval_config;
   bool eval_builtin = false, eval_raw = true;
   std::int64_t eval_positions = 131072;

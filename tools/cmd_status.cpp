@@ -6,7 +6,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <zmq.hpp>
 
-#include "merger/curve_auth.h"
+#include "merger/daemon/curve_auth.h"
 #include "wsm/core/error.h"
 #include "wsm/wire/wire.h"
 #include "tools/commands.h"

@@ -83,7 +83,7 @@ std::optional<Received> receive(zmq::socket_t& socket, SocketRole role, int time
       throw ProtocolError(v1::MALFORMED, "message with " + std::to_string(n) + " frames (want 1 or 2)");
     Message msg;
     msg.peer = r.peer;
-    // Set by the ZAP handler (merger/curve_auth.h) to the client's public key; absent without CURVE.
+    // Set by the ZAP handler (merger/daemon/curve_auth.h) to the client's public key; absent without CURVE.
     if (const char* user = zmq_msg_gets(frames[first].handle(), "User-Id")) msg.user_id = user;
     const auto& env_frame = frames[first];
     msg.envelope = parse_envelope({static_cast<const std::byte*>(env_frame.data()), env_frame.size()}, n == 2);

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "merger/daemon_core.h"
+#include "merger/daemon/daemon_core.h"
 #include "serve_test_util.h"
 
 namespace wsm::merger {

@@ -17,7 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "merger/server.h"
+#include "merger/daemon/server.h"
 #include "wsm/schedules/decay.h"
 #include "wsm/client/client.h"
 #include "wsm/wire/wire.h"

@@ -6,8 +6,8 @@
 
 #include <string>
 
-#include "merger/emulation.h"
-#include "merger/run_id.h"
+#include "merger/daemon/emulation.h"
+#include "merger/daemon/run_id.h"
 #include "wsm/core/file_name.h"
 #include "wsm/merger/offline_merge.h"
 

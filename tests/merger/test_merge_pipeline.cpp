@@ -1,4 +1,4 @@
-// The merge engine's pipeline (merger/merge_pipeline.h): a start that fails at any thread, or a
+// The merge engine's pipeline (merger/engine/merge_pipeline.h): a start that fails at any thread, or a
 // stage that fails on its first chunk, comes back as the error, in bounded time, with every thread
 // the pipeline started joined (the process's thread count is back where it was); and the engine
 // still merges correctly afterwards (checked against the double-precision reference).
@@ -15,7 +15,7 @@
 #include <thread>
 
 #include "../kernels/merge_reference.h"
-#include "merger/merge_memory_reader.h"
+#include "tests/tests/merger/merge_memory_reader.h"
 #include "wsm/core/error.h"
 #include "wsm/merger/merge_engine.h"
 

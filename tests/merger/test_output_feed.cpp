@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "merger/output_feed.h"
+#include "merger/daemon/output_feed.h"
 
 namespace wsm::merger {
 namespace {

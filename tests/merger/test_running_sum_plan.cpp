@@ -1,4 +1,4 @@
-// The running-sum planner (merger/running_sum_plan.h) on its own: plans applied to scalar
+// The running-sum planner (merger/daemon/running_sum_plan.h) on its own: plans applied to scalar
 // "checkpoints" in double precision give, at every step, the direct weighted sum with method.md's
 // weights (uniform: c_j = 1/(k+1); PMA's EMA: c_0 = (1-A)^k, c_j = A (1-A)^(k-j)), whether the
 // window slides by one, updates are skipped, steps leave before they can be subtracted, the
@@ -9,7 +9,7 @@
 #include <map>
 #include <random>
 
-#include "merger/running_sum_plan.h"
+#include "merger/daemon/running_sum_plan.h"
 #include "wsm/core/error.h"
 #include "wsm/schedules/decay.h"
 

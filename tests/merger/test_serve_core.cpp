@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 #include <xxhash.h>
 
-#include "merger/daemon_core.h"
+#include "merger/daemon/daemon_core.h"
 #include "core_harness.h"
 #include "serve_test_util.h"
 

@@ -12,7 +12,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "merger/output_index.h"
+#include "merger/daemon/output_index.h"
 #include "serve_test_util.h"
 
 namespace wsm {

@@ -9,7 +9,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "merger/output_format.h"
+#include "merger/daemon/output_format.h"
 #include "wsm/client/client.h"
 #include "serve_test_util.h"
 

@@ -7,7 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "core_harness.h"
-#include "merger/run_id.h"
+#include "merger/daemon/run_id.h"
 #include "serve_test_util.h"
 
 namespace wsm::merger {

@@ -6,8 +6,8 @@
 #include <gtest/gtest.h>
 
 #include "core_harness.h"
-#include "merger/emission_runner.h"
-#include "merger/model_metadata.h"
+#include "merger/daemon/emission_runner.h"
+#include "merger/daemon/hello_metadata.h"
 
 namespace wsm::merger {
 namespace {

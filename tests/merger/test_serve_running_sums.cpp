@@ -1,4 +1,4 @@
-// Running sums (merger/running_sum.h): uniform and EMA emulations kept as f64 running sums equal a
+// Running sums (merger/daemon/running_sum.h): uniform and EMA emulations kept as f64 running sums equal a
 // double-precision reference over the window (weights from method.md's formulas, not from the
 // daemon), over a sequence where checkpoints leave the window many times and recomputes happen;
 // uneven spacing falls back to the full merge; --running-sums off merges in full; a restart with

@@ -1,8 +1,8 @@
 // Window store, emulation parsing and the periodic rule, without sockets.
 #include <gtest/gtest.h>
 
-#include "merger/emission.h"
-#include "merger/window_store.h"
+#include "merger/daemon/emission.h"
+#include "merger/daemon/window_store.h"
 #include "serve_test_util.h"
 
 namespace wsm::merger {

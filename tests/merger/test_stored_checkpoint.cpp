@@ -3,8 +3,8 @@
 // (boundaries inside an element included). The reference is the byte vector the chunks were cut from.
 #include <gtest/gtest.h>
 
-#include "merger/checkpoint_assembler.h"
-#include "merger/stored_checkpoint.h"
+#include "merger/daemon/checkpoint_assembler.h"
+#include "merger/daemon/stored_checkpoint.h"
 #include "serve_test_util.h"
 
 namespace wsm::merger {

@@ -6,7 +6,7 @@
 #include <numeric>
 #include <random>
 
-#include "merger/work_split.h"
+#include "merger/offline/work_split.h"
 
 namespace wsm::merger {
 namespace {

@@ -5,7 +5,7 @@
 if(WSM_FUZZ AND CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
   foreach(name daemon_wire assembler hdf5 sharded_index)
     add_executable(fuzz_${name} ${CMAKE_CURRENT_LIST_DIR}/fuzz_${name}.cpp)
-    target_link_libraries(fuzz_${name} PRIVATE wsm_merger wsm_wire wsm_formats wsm_core)
+    target_link_libraries(fuzz_${name} PRIVATE wsm_merger_daemon wsm_merger wsm_wire wsm_formats wsm_core)
     target_link_options(fuzz_${name} PRIVATE -fsanitize=fuzzer)
     set_target_properties(fuzz_${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR})
   endforeach()

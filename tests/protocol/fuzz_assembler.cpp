@@ -1,4 +1,4 @@
-// libFuzzer target for the checkpoint assembler (merger/checkpoint_assembler.h): a manifest from a
+// libFuzzer target for the checkpoint assembler (merger/daemon/checkpoint_assembler.h): a manifest from a
 // fuzzed Hello, then fuzzed chunks and an End. Checksums are right unless the input says otherwise,
 // so the fuzzer reaches ordering, gap, overlap and size checks. Every fault must be a
 // wire::ProtocolError; a checkpoint that finish() accepts must hold exactly the bytes sent.
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "merger/checkpoint_assembler.h"
+#include "merger/daemon/checkpoint_assembler.h"
 #include "wsm/wire/wire.h"
 
 namespace {

@@ -1,4 +1,4 @@
-// libFuzzer target: wsm.v1 messages from two peers through the daemon core (merger/daemon_core.h,
+// libFuzzer target: wsm.v1 messages from two peers through the daemon core (merger/daemon/daemon_core.h,
 // sans I/O), as the server would deliver them. The input is a script of operations: raw envelope
 // frames through wire::parse_envelope (what arrives off the socket), and structured Hello / Begin /
 // Chunk / End / MergeRequest messages with fuzzed fields, whose checksums are right unless the
@@ -16,7 +16,7 @@
 
 #include <unistd.h>
 
-#include "merger/daemon_core.h"
+#include "merger/daemon/daemon_core.h"
 #include "wsm/wire/wire.h"
 
 namespace {

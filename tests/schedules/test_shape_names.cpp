@@ -5,7 +5,7 @@
 
 #include <functional>
 
-#include "merger/emulation.h"
+#include "merger/daemon/emulation.h"
 #include "wsm/core/error.h"
 #include "wsm/schedules/decay.h"
 #include "wsm/schedules/schedule.h"

@@ -1,6 +1,6 @@
 #pragma once
 // The WSM side of a comparison: every requested shape merged over one window of checkpoints, in one
-// read of the inputs (merger/offline_merge.h), one output file per shape.
+// read of the inputs (wsm/merger/offline_merge.h), one output file per shape.
 #include <cstdint>
 #include <filesystem>
 #include <optional>

@@ -27,7 +27,7 @@ from .delivery import DeliveryQueue, MergerError, Policy
 log = logging.getLogger("wsm_client")
 
 PROTOCOL_VERSION = 1
-# A Hello's metadata, keys and values together, at most (merger/model_metadata.h).
+# A Hello's metadata, keys and values together, at most (merger/engine/model_metadata.h).
 MAX_METADATA_BYTES, MAX_METADATA_KEYS = 1 << 20, 256
 # Waits between tries of a checkpoint refused as OVER_BUDGET (seconds): doubling, capped.
 _FIRST_BUDGET_WAIT, _LONGEST_BUDGET_WAIT = 0.1, 2.0

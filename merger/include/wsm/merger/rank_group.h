@@ -1,7 +1,7 @@
 #pragma once
 // The processes of one job (`mpirun -np N wsm merge`, `srun`), behind the few collective operations
 // the distributed merge needs. Without MPI (or without a launcher) it is one rank, so the same code
-// runs everywhere; only merger/mpi/mpi_rank_group.cpp knows MPI, and is built when CMake finds it.
+// runs everywhere; only merger/offline/mpi/mpi_rank_group.cpp knows MPI, and is built when CMake finds it.
 #include <memory>
 #include <optional>
 #include <string>

@@ -1,5 +1,5 @@
 #pragma once
-// One safe set for every name wsm turns into a file or folder name: run ids (merger/run_id.h,
+// One safe set for every name wsm turns into a file or folder name: run ids (merger/daemon/run_id.h,
 // which refuses names outside it), offline output stems (merger::output_stem) and the daemon's
 // emulation labels. The set is [A-Za-z0-9._-]: portable (POSIX's portable file-name set), never a
 // path separator, and nothing a shell or a `key=value` parser reads specially (so no '=', which a

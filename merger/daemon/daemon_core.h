@@ -1,0 +1,172 @@
+#pragma once
+// The daemon's message handling, without sockets: each incoming wsm.v1 message becomes a list of
+// replies, complete checkpoints enter the window store, and emissions that fall due are handed to
+// a sink (the emission worker). The server (server.h) only moves frames; tests drive this directly.
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "merger/daemon/checkpoint_assembler.h"
+#include "merger/daemon/emission.h"
+#include "merger/daemon/group_collector.h"
+#include "merger/engine/model_metadata.h"
+#include "merger/daemon/output_feed.h"
+#include "merger/daemon/window_store.h"
+#include "wsm/wire/wire.h"
+
+namespace wsm::merger {
+
+using Clock = std::chrono::steady_clock;
+
+struct CoreOptions {
+  std::vector<Emulation> emulations;
+  std::int64_t every = 0;                 // steps between periodic outputs
+  std::filesystem::path out_dir = "merged";
+  std::optional<DType> dtype;             // output dtype; empty keeps each input's
+  OutputFormatOptions output;             // h5 (default), safetensors or a Hugging Face directory
+  StoreOptions store;
+  std::uint32_t credit = 16;              // chunks in flight per peer
+  std::uint64_t max_chunk_bytes = 64ull << 20;
+  std::chrono::milliseconds partial_timeout{30000};  // a silent sender's partial checkpoint is dropped
+  std::string server_id;                  // random per start when empty
+  bool running_sums = true;               // uniform/EMA emulations as running sums (running_sum.h)
+  // Sessions kept at once: a Hello past it closes the longest idle session that is not receiving a
+  // checkpoint (that peer is told NO_SESSION), or is refused when every one is.
+  std::size_t max_sessions = 256;
+};
+
+// Limits on what one peer may ask (docs/protocol.md, "Limits").
+inline constexpr std::int64_t kMaxStepJump = std::int64_t{1} << 32;  // past the run's newest step
+inline constexpr int kMaxQueuedRequestsPerPeer = 4;                  // MergeRequests not yet answered
+inline constexpr int kMaxQueuedRequests = 16;                        // the same, all peers together
+
+// The largest ZeroMQ frame the daemon accepts (ZMQ_MAXMSGSIZE): a chunk, or an envelope (a
+// Hello's manifest) of up to 16 MiB, and never much more than the memory budget (no chunk of a
+// checkpoint that fits the budget is larger).
+std::uint64_t max_message_bytes(const CoreOptions& options);
+
+struct Outgoing {
+  std::string peer;
+  v1::Envelope envelope;
+};
+
+class MergerCore {
+ public:
+  using JobSink = std::function<void(EmissionJob)>;
+  using PendingSource = std::function<std::vector<v1::PendingEmission>()>;
+
+  MergerCore(CoreOptions options, JobSink sink);
+
+  // Rebuilds the window from --store (call once before serving).
+  void restore();
+
+  std::vector<Outgoing> handle(wire::Message msg, Clock::time_point now);  // takes a chunk's payload frame
+  // A message that failed framing checks: the error goes back to its sender.
+  std::vector<Outgoing> fault(const std::string& peer, const wire::ProtocolError& error, Clock::time_point now);
+  // Drops partial checkpoints whose sender has been silent past partial_timeout.
+  std::vector<Outgoing> expire(Clock::time_point now);
+  // Called often by the server loop: spills what the store writer has persisted meanwhile, and
+  // grants the credit withheld while the writer was behind (store_.backlogged()).
+  std::vector<Outgoing> pump();
+  bool withholding_credit() const { return withholding_; }
+  // The worker finished (or failed) a job: MergeReply/ErrorReply for an on-demand merge.
+  std::vector<Outgoing> job_done(const EmissionJob& job, const std::vector<nlohmann::json>& records,
+                                 const std::string& error);
+
+  v1::StatusReply status(Clock::time_point now) const;
+  void set_pending_source(PendingSource source) { pending_ = std::move(source); }
+  // Adds what other parts know to each StatusReply (the evaluator's scores).
+  void set_status_extra(std::function<void(v1::StatusReply&)> f) { status_extra_ = std::move(f); }
+  // The running sums' bytes (the emission worker's), counted against the memory budget.
+  void set_running_sum_bytes(std::function<std::uint64_t()> f) { running_sum_bytes_ = std::move(f); }
+  // Waits for the store writer (clean shutdown, tests).
+  void flush_store() { store_.flush(); }
+  void stop_accepting() { accepting_ = false; }
+
+  const WindowStore& store() const { return store_; }
+  const CoreOptions& options() const { return options_; }
+  const std::string& server_id() const { return options_.server_id; }
+
+ private:
+  struct Session {
+    std::string run_id;
+    std::shared_ptr<const Manifest> manifest;
+    std::uint64_t checkpoint_bytes = 0;  // one checkpoint of this manifest, held while it arrives
+    std::uint32_t outstanding = 0;  // chunks the peer may still send
+    std::uint32_t consumed = 0;     // chunks received since the last grant
+    std::unique_ptr<CheckpointAssembler> partial;
+    std::optional<std::int64_t> rejected_step;  // its later chunks are dropped quietly
+    Clock::time_point last_seen;
+    std::optional<GroupMember> group;  // one rank of a sharded run (protocol version 2)
+  };
+
+  void dispatch(wire::Message& msg, Clock::time_point now, std::vector<Outgoing>& out);
+  void on_hello(const wire::Message& msg, Clock::time_point now, std::vector<Outgoing>& out);
+  void on_begin(Session& s, const std::string& peer, const v1::CheckpointBegin& b, std::vector<Outgoing>& out);
+  void on_chunk(Session& s, wire::Message& msg, std::vector<Outgoing>& out);
+  void on_end(Session& s, const std::string& peer, const v1::CheckpointEnd& e, std::vector<Outgoing>& out);
+  // Sharded runs (sharded_group.h): a Hello's group, a rank's verified part, a step's outcome.
+  void declare_group(const std::string& run, const GroupMember& member, std::vector<Outgoing>& out);
+  void deliver_part(Session& s, const std::string& peer, std::shared_ptr<StoredCheckpoint> part, const v1::CheckpointEnd& e,
+                    std::vector<Outgoing>& out);
+  void finish_group_step(GroupOutcome outcome, std::vector<Outgoing>& out);
+  void group_heartbeats(Clock::time_point now, std::vector<Outgoing>& out);
+  void commit(const std::string& run_id, std::shared_ptr<StoredCheckpoint> c, const std::vector<std::string>& peers,
+              std::vector<Outgoing>& out);
+  void on_merge_request(const wire::Message& msg, std::vector<Outgoing>& out);
+  void submit_merge_request(const wire::Message& msg);  // throws the error to send
+  void check_owner(const std::string& run_id, const std::string& user_id) const;
+  void check_step_bounds(const std::string& run_id, std::int64_t step) const;
+  void check_memory_budget(const Session& s) const;
+  void check_run_metadata(const std::string& run, const ModelMetadata* metadata) const;  // MANIFEST_MISMATCH
+  std::uint64_t partial_bytes() const;  // checkpoints being received, each counted whole
+  void make_room_for_session(const std::string& peer);  // throws OVER_BUDGET when no session can go
+  void end_session(std::map<std::string, Session>::iterator it);
+  void forget_run_if_unused(const std::string& run);
+  std::uint64_t running_sum_bytes() const { return running_sum_bytes_ ? running_sum_bytes_() : 0; }
+  void take_over_partials(const std::string& run_id, std::int64_t step, const std::string& peer,
+                          std::vector<Outgoing>& out);
+  void reject(Session& s, const std::string& peer, std::int64_t step, const wire::ProtocolError& e,
+              std::vector<Outgoing>& out);
+  void grant(Session& s, const std::string& peer, std::vector<Outgoing>& out, bool force);
+  void acknowledge_resend(const Session& s, const std::string& peer, const StoredCheckpoint& c, std::vector<Outgoing>& out);
+  void after_commit(const std::string& run_id, std::int64_t step, const std::vector<Entry>& dropped);
+  void note_rate(Clock::time_point now, std::uint64_t bytes);
+
+  CoreOptions options_;
+  JobSink sink_;
+  PendingSource pending_;
+  std::function<void(v1::StatusReply&)> status_extra_;
+  std::function<std::uint64_t()> running_sum_bytes_;
+  bool withholding_ = false;  // credit held back while the store writer is behind
+  WindowStore store_;
+  std::map<std::string, Session> sessions_;
+  GroupCollector groups_;
+  std::map<std::pair<std::string, std::int64_t>, wire::ProtocolError> failed_steps_;  // sharded steps that failed, recent
+  Clock::time_point last_heartbeat_{};
+  std::map<std::string, std::shared_ptr<const Manifest>> run_manifests_;  // runs with a session or checkpoints
+  // Per run, the model metadata of its first Hello (nullptr: none), written into its checkpoints.
+  std::map<std::string, std::shared_ptr<const ModelMetadata>> run_metadata_;
+  std::uint64_t manifest_bytes_ = 0;  // their estimated RAM and the metadata's, counted against the memory budget
+  std::map<std::string, std::int64_t> last_step_;  // per run, for emission_due
+  std::map<std::string, int> queued_requests_;     // per peer, MergeRequests not yet answered
+  int queued_requests_total_ = 0;
+  std::map<std::string, std::string> run_owners_;  // per run, the CURVE key of its first Hello (CURVE on)
+  bool accepting_ = true;
+  Clock::time_point started_ = Clock::now();
+  std::uint64_t bytes_received_ = 0, checkpoints_received_ = 0, checkpoints_rejected_ = 0, outputs_written_ = 0;
+  std::deque<std::pair<Clock::time_point, std::uint64_t>> recent_bytes_;  // for bytes_per_s
+  std::deque<Clock::time_point> recent_checkpoints_;
+  OutputFeed feed_{""};  // OutputsRequests: numbered outputs, held requests
+};
+
+}  // namespace wsm::merger
