@@ -1,8 +1,9 @@
-// `wsm compare study|sweep`: does a merge of constant-LR checkpoints match a real decay, and which
+// `wsm compare study|sweep|trend`: does a merge of constant-LR checkpoints match a real decay, and which
 // shape and window to ship. The work is in tools/compare/; this file parses the command line.
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -12,6 +13,7 @@
 #include "tools/compare/report.h"
 #include "tools/compare/study.h"
 #include "tools/compare/sweep.h"
+#include "tools/compare/trend.h"
 
 namespace wsm::tools {
 namespace {
@@ -24,7 +26,7 @@ struct CompareArgs {
   std::string seeds = "3";
   std::vector<std::string> durations{"10%", "20%"};
   std::vector<std::string> shapes{"linear", "cosine", "1-sqrt"};
-  std::vector<std::int64_t> windows;
+  std::vector<std::int64_t> windows, granularity;
   std::vector<double> floors;
   std::string eval_cmd, score_key, keep = "all", merger;
   bool higher_is_better = false;
@@ -32,6 +34,7 @@ struct CompareArgs {
   std::int64_t positions = 131072;
   fs::path data, val, out;
   std::vector<std::string> checkpoints;  // PATH or PATH@STEP
+  std::vector<fs::path> studies;         // trend
   std::string command_line;
 };
 
@@ -54,10 +57,13 @@ std::vector<std::uint64_t> parse_seeds(const std::string& text) {
     if (text.find(',') == std::string::npos) {
       for (std::uint64_t s = 1; s <= std::stoull(text); ++s) seeds.push_back(s);
     } else {
-      for (std::size_t at = 0; at <= text.size();) {
+      for (std::size_t at = 0; at <= text.size();) {  // "3," is the one seed 3; repeats count once
         const std::size_t comma = std::min(text.find(',', at), text.size());
-        seeds.push_back(std::stoull(text.substr(at, comma - at)));
+        const std::string item = text.substr(at, comma - at);
         at = comma + 1;
+        if (item.empty()) continue;
+        const std::uint64_t seed = std::stoull(item);
+        if (std::find(seeds.begin(), seeds.end(), seed) == seeds.end()) seeds.push_back(seed);
       }
     }
   } catch (const std::exception&) {
@@ -95,7 +101,8 @@ void run_study_command(const CompareArgs& a) {
   for (const auto& d : a.durations) o.durations.push_back(resolve_steps(d, a.steps));
   o.shapes.clear();
   for (const auto& s : a.shapes) o.shapes.push_back(parse_shape(s));
-  o.windows = a.windows, o.jobs = a.jobs, o.threads = a.threads, o.eval_positions = a.positions;
+  o.windows = a.windows, o.granularity = a.granularity, o.jobs = a.jobs, o.threads = a.threads;
+  o.eval_positions = a.positions;
   o.batch_size = a.batch_size, o.data = a.data, o.val = a.val, o.merger = a.merger, o.out = a.out;
   StudyResult r = run_study(o);
   Evaluator ev;
@@ -135,6 +142,13 @@ void run_sweep_command(const CompareArgs& a) {
   print_and_finish(report, a.out);
 }
 
+void run_trend_command(const CompareArgs& a) {
+  const std::string md = run_trend({a.studies, a.out, a.command_line});
+  const auto from = md.find("## The regimes"), to = md.find("## Pictures");
+  std::printf("%s", md.substr(from, to == std::string::npos ? std::string::npos : to - from).c_str());
+  std::printf("report: %s\n", fs::absolute(a.out / "trend.md").c_str());
+}
+
 }  // namespace
 
 void add_compare_command(CLI::App& app, const std::string& command_line) {
@@ -147,9 +161,11 @@ void add_compare_command(CLI::App& app, const std::string& command_line) {
   study->add_option("--preset", a->preset, "Model size: tiny, small, medium, large")->capture_default_str();
   study->add_option("--steps", a->steps, "Run length S: every method is compared at this step")->capture_default_str();
   study->add_option("--every", a->every, "Checkpoint interval K in steps")->capture_default_str();
-  study->add_option("--seeds", a->seeds, "Number of seeds (1..N) or a list like 1,2,5")->capture_default_str();
+  study->add_option("--seeds", a->seeds, "Number of seeds (1..N) or a list like 1,2,5 (one seed: 5,)")->capture_default_str();
   study->add_option("--durations", a->durations, "Decay durations D: steps or % of the run")->delimiter(',')->capture_default_str();
   study->add_option("--windows", a->windows, "Merge windows besides each D (default: D/4 and D/2)")->delimiter(',');
+  study->add_option("--granularity", a->granularity, "Checkpoint-interval ablation: also merge each W = D from only this "
+                                                     "many evenly spaced checkpoints, e.g. 2,4,8,16")->delimiter(',');
   study->add_option("--jobs", a->jobs, "Training processes at once")->capture_default_str();
   study->add_option("--threads", a->threads, "Threads per training process (default: cores / jobs)");
   study->add_option("--batch-size", a->batch_size, "Sequences per step (default: the preset's)");
@@ -184,6 +200,13 @@ void add_compare_command(CLI::App& app, const std::string& command_line) {
     sub->add_option("--val", a->val, "Validation text of wsm's evaluator (default: Persuasion)");
     sub->add_option("--eval-positions", a->positions, "Positions scored by wsm's evaluator")->capture_default_str();
   }
+  auto* trend = cmd->add_subcommand("trend", "WSM - WSD across training regimes, from finished studies' results.json");
+  trend->add_option("studies", a->studies, "Study directories (or their results.json), one per run length")->required();
+  trend->add_option("--out", a->out, "Output directory: trend.md, trend.json, pictures")->required();
+  trend->footer(
+      "Example:\n"
+      "  wsm compare trend --out regimes/ study-600/ study-2000/ study-8000/");
+  trend->callback([a] { run_trend_command(*a); });
   study->callback([a] { run_study_command(*a); });
   sweep->callback([a] { run_sweep_command(*a); });
 }

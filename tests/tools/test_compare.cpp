@@ -120,11 +120,11 @@ TEST(CompareStudy, TinyStudyMatchesWsmEvalAndResumes) {
   EXPECT_EQ(fs::last_write_time(trunk_ckpt), before);
   EXPECT_EQ(read_json(out / "results.json").at("results"), results);
 
-  // The same directory with other settings is refused rather than mixed.
-  const auto other = run_wsm("compare study --preset tiny --steps 60 --every 5 --seeds 1 --durations 10 "
+  // The same directory with another run length or interval is refused rather than mixed.
+  const auto other = run_wsm("compare study --preset tiny --steps 60 --every 10 --seeds 1 --durations 20 "
                              "--data '" + (root / "train.txt").string() + "' --out '" + out.string() + "'");
   EXPECT_NE(other.rc, 0);
-  EXPECT_NE(other.err.find("other settings"), std::string::npos) << other.err;
+  EXPECT_NE(other.err.find("another preset, --steps, --every"), std::string::npos) << other.err;
   fs::remove_all(root);
 }
 

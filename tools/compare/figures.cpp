@@ -9,6 +9,7 @@
 
 #include "wsm/schedules/emulate.h"
 #include "wsm/schedules/schedule.h"
+#include "tools/compare/findings.h"
 #include "tools/compare/report.h"
 #include "tools/plot.h"
 
@@ -61,7 +62,7 @@ void loss_vs_step(Figures& out, const CompareReport& r, const fs::path& dir, std
   for (const auto& m : r.rows) {
     if (m.seed != seed || !m.score || !m.step) continue;
     if (m.method == Method::wsd && m.window == d) add_point(wsd[m.shape], m);
-    if (m.method == Method::wsm && m.window == d && wsm.contains(m.shape)) add_point(wsm[m.shape], m);
+    if (m.method == Method::wsm && !m.interval && m.window == d && wsm.contains(m.shape)) add_point(wsm[m.shape], m);
   }
   for (auto& [shape, s] : wsd) series.push_back(std::move(s));
   for (auto& [shape, s] : wsm) series.push_back(std::move(s));
@@ -133,7 +134,7 @@ void weights_picture(Figures& out, const CompareReport& r, const fs::path& dir, 
                      std::optional<std::uint64_t> seed) {
   std::vector<Series> series;
   for (const auto& m : r.rows) {
-    if (m.method != Method::wsm || m.window != window || m.seed != seed) continue;
+    if (m.method != Method::wsm || m.interval || m.window != window || m.seed != seed) continue;
     Series s{m.shape + (m.floor > 0 ? fmt::format(" floor {}", m.floor) : ""), {}, m.weights, Mark::line_points};
     for (auto step : m.sources) s.xs.push_back(double(step));
     series.push_back(std::move(s));
@@ -141,6 +142,31 @@ void weights_picture(Figures& out, const CompareReport& r, const fs::path& dir, 
   if (series.empty()) return;
   save(out, dir, "weights", fmt::format("Merge weight c_j of each checkpoint (by its step) per shape, window {} steps.", window),
        fmt::format("Merge weights, window {} steps", window), "checkpoint step", "merge weight", series);
+}
+
+void granularity_picture(Figures& out, const fs::path& dir, const std::vector<GranularityCell>& cells, std::int64_t d) {
+  std::vector<std::string> shapes;
+  std::map<std::string, Series> by_shape;
+  double lo = 1e300, hi = -1e300;
+  for (const auto& c : cells) {
+    if (c.duration != d) continue;
+    if (!by_shape.contains(c.shape)) shapes.push_back(c.shape);
+    auto& s = by_shape[c.shape];
+    s.name = c.shape, s.mark = Mark::line_points, s.colour = colour_for(shapes, c.shape);
+    s.xs.push_back(double(c.count)), s.ys.push_back(c.diff.mean), s.yerr.push_back(c.diff.half_ci);
+    lo = std::min(lo, double(c.count)), hi = std::max(hi, double(c.count));
+  }
+  if (shapes.empty()) return;
+  std::vector<Series> series;
+  for (const auto& shape : shapes) series.push_back(std::move(by_shape[shape]));
+  series.push_back({"no difference", {lo, hi}, {0, 0}, Mark::line, {}, kGrey});
+  save(out, dir, fmt::format("granularity_d{}", d),
+       fmt::format("WSM minus WSD at the final step against the number of checkpoints merged over the same {}-step window "
+                   "(evenly spaced, subsampled from one trunk), per shape: mean of the per-seed differences with its 95% "
+                   "interval (below zero: the merge is better).",
+                   d),
+       fmt::format("Checkpoints per window, W = D = {} steps", d), "checkpoints in the window",
+       "WSM - WSD (nats)", series);
 }
 
 void score_vs_window(Figures& out, const CompareReport& r, const fs::path& dir) {
@@ -180,6 +206,10 @@ Figures draw_figures(const CompareReport& r, const fs::path& dir) {
     wsm_vs_wsd(out, dir, cells);
     lr_picture(out, r, dir, longest);
     weights_picture(out, r, dir, longest, seed);
+    const auto granularity = summarize_granularity(r.rows);
+    std::set<std::int64_t> durations;
+    for (const auto& g : granularity) durations.insert(g.duration);
+    for (auto d : durations) granularity_picture(out, dir, granularity, d);
   } else {
     score_vs_window(out, r, dir);
     std::int64_t longest = 0;

@@ -11,65 +11,13 @@
 #include "wsm/formats/atomic_file.h"
 #include "wsm/core/version.h"
 #include "tools/compare/figures.h"
+#include "tools/compare/findings.h"
+#include "tools/compare/seed_scores.h"
 
 namespace wsm::tools::compare {
 namespace fs = std::filesystem;
 using nlohmann::json;
 namespace {
-
-bool better(double a, double b, ScoreOrder order) { return order == ScoreOrder::lower_is_better ? a < b : a > b; }
-
-// Final scores of one method by seed, for (shape, window); raw ignores shape and window.
-std::map<std::uint64_t, double> finals(const std::vector<ScoredModel>& rows, Method method, const std::string& shape,
-                                       std::int64_t window) {
-  std::map<std::uint64_t, double> by_seed;
-  for (const auto& m : rows)
-    if (m.method == method && m.final && m.score && m.seed &&
-        (method == Method::raw || (m.shape == shape && m.window == window)))
-      by_seed[*m.seed] = *m.score;
-  return by_seed;
-}
-
-Summary summary_of(const std::map<std::uint64_t, double>& by_seed, const std::vector<std::uint64_t>& seeds) {
-  std::vector<double> v;
-  for (auto s : seeds) v.push_back(by_seed.at(s));
-  return summarize(v);
-}
-
-Summary paired(const std::map<std::uint64_t, double>& a, const std::map<std::uint64_t, double>& b,
-               const std::vector<std::uint64_t>& seeds) {
-  std::vector<double> v;
-  for (auto s : seeds) v.push_back(a.at(s) - b.at(s));
-  return summarize(v);
-}
-
-std::vector<std::uint64_t> common_seeds(std::initializer_list<const std::map<std::uint64_t, double>*> maps) {
-  std::vector<std::uint64_t> seeds;
-  for (const auto& [seed, score] : **maps.begin())
-    if (std::all_of(maps.begin(), maps.end(), [&](auto* m) { return m->contains(seed); })) seeds.push_back(seed);
-  return seeds;
-}
-
-std::string mean_sd(const Summary& s) {
-  if (s.n == 0) return "n/a";
-  return s.n > 1 ? fmt::format("{:.4f} ± {:.4f}", s.mean, s.sd) : fmt::format("{:.4f}", s.mean);
-}
-
-std::string interval(const Summary& s) {
-  if (s.n == 0) return "n/a";
-  if (s.n < 2) return fmt::format("{:+.4f}", s.mean);
-  return fmt::format("{:+.4f} [{:+.4f}, {:+.4f}]", s.mean, s.mean - s.half_ci, s.mean + s.half_ci);
-}
-
-// How a paired difference WSM - WSD reads, for scores where lower is better.
-std::string judgement(const Summary& d, ScoreOrder order) {
-  if (d.n < 2) return "vs WSD, one seed, no interval:";
-  const double lo = d.mean - d.half_ci, hi = d.mean + d.half_ci;
-  const bool wsm_lower = hi < 0, wsm_higher = lo > 0;
-  if (!wsm_lower && !wsm_higher) return "matches WSD";
-  const bool wsm_better = order == ScoreOrder::lower_is_better ? wsm_lower : wsm_higher;
-  return wsm_better ? "beats WSD" : "is worse than WSD";
-}
 
 json summary_json(const Summary& s) {
   return {{"n", s.n}, {"mean", s.mean}, {"sd", s.sd}, {"ci95", s.n > 1 ? json::array({s.mean - s.half_ci, s.mean + s.half_ci}) : json(nullptr)}};
@@ -106,7 +54,10 @@ std::string study_markdown(const CompareReport& r, const std::vector<StudyCell>&
     }
     md += fmt::format("- D = {} steps, merging the same window: {}.\n", d, fmt::join(parts, "; "));
   }
+  const auto granularity = summarize_granularity(r.rows);
+  md += granularity_markdown(granularity, r.order);
   md += "\n## Regime\n\n" + regime_markdown(r, cells) + "\n";
+  md += paper_findings_markdown(r.rows, cells, granularity, r.order);
   return md;
 }
 
@@ -137,37 +88,19 @@ std::string sweep_markdown(const CompareReport& r, const std::vector<const Score
 
 std::string regime_markdown(const CompareReport& r, const std::vector<StudyCell>& cells) {
   const double tpp = r.regime.value("tokens_per_param", 0.0);
-  std::string md = fmt::format("The trunk saw {:.3g} tokens for {:.3g} parameters ({:.2f} tokens per parameter).", r.regime.value("tokens", 0.0),
-                               r.regime.value("params", 0.0), tpp);
-  // How fast the trunk still improves: its loss at S - D against S, per seed, by duration.
-  std::map<std::int64_t, std::vector<double>> falls;
-  std::map<std::pair<std::uint64_t, std::int64_t>, double> raw;
-  for (const auto& m : r.rows)
-    if (m.method == Method::raw && m.seed && m.step && m.score) raw[{*m.seed, *m.step}] = *m.score;
-  const std::int64_t steps = r.config.value("steps", std::int64_t(0));
-  std::set<std::int64_t> durations;
-  for (const auto& c : cells) durations.insert(c.duration);
-  for (auto d : durations)
-    for (const auto& [key, score] : raw)
-      if (key.second == steps && raw.contains({key.first, steps - d})) falls[d].push_back(raw.at({key.first, steps - d}) - score);
-  for (const auto& [d, v] : falls) {
-    const Summary s = summarize(v);
-    double gain = 0;  // what the decay gave over the raw trunk, averaged over shapes
-    int n = 0;
-    for (const auto& c : cells)
-      if (c.duration == d && c.raw.n && c.wsd.n) gain += c.raw.mean - c.wsd.mean, ++n;
-    gain = n ? gain / n : 0;
-    md += fmt::format(" Over the last {} steps the trunk's loss still fell by {:.4f} nats (a WSD decay over them gained {:.4f}).", d,
-                      s.mean, gain);
-  }
-  if (!falls.empty()) {
-    const double fall = summarize(falls.begin()->second).mean;
-    md += fall > 0.01
-              ? " The trunk is still improving quickly: this is early training, not the long stable phase WSM's claim is "
-                "about, so merges over long windows average in checkpoints that are clearly worse; read the results "
-                "with that in mind."
-              : " The trunk's loss has flattened: this is the stable phase WSM's claim is about.";
-  }
+  std::string md = fmt::format("The trunk saw {:.3g} tokens for {:.3g} parameters ({:.2f} tokens per parameter).",
+                               r.regime.value("tokens", 0.0), r.regime.value("params", 0.0), tpp);
+  const auto phases = phase_evidence(r.rows, cells, r.config.value("steps", std::int64_t(0)));
+  for (const auto& e : phases)
+    md += fmt::format(" Over the last {} steps the trunk's loss still fell by {:.4f} nats while a WSD decay over them gained "
+                      "{:.4f} (fall / gain {:.2f}: {}).",
+                      e.duration, e.trunk_fall.mean, e.decay_gain,
+                      e.decay_gain > 0 ? e.trunk_fall.mean / e.decay_gain : 0.0, phase_name(e.phase));
+  // The shortest duration is the most local measure of whether the trunk still improves.
+  if (!phases.empty())
+    md += fmt::format(" {} (Phase from the shortest duration: early when the trunk's fall is at least {} of the decay's "
+                      "gain, stable at most {}, transition between.)",
+                      phase_sentence(phases.front().phase), kEarlyFallPerGain, kStableFallPerGain);
   return md;
 }
 
@@ -178,7 +111,7 @@ std::vector<StudyCell> summarize_study(const std::vector<ScoredModel>& rows, Sco
   for (const auto& m : rows) {
     if (m.method == Method::wsd && m.final && std::find(keys.begin(), keys.end(), std::pair(m.shape, m.window)) == keys.end())
       keys.emplace_back(m.shape, m.window);
-    if (m.method == Method::wsm) windows.insert(m.window);
+    if (m.method == Method::wsm && !m.interval) windows.insert(m.window);
   }
   std::stable_sort(keys.begin(), keys.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
   const auto raw = finals(rows, Method::raw, "", 0);
@@ -216,6 +149,7 @@ std::string write_report(const CompareReport& r, const fs::path& dir) {
   fs::create_directories(dir);
   const bool study = r.mode == Mode::study;
   json results = json::array(), summary = json::array(), errors = json::array();
+  json granularity = json::array(), phases = json::array();  // study only
   for (const auto& m : r.rows) {
     results.push_back(to_json(m));
     if (!m.error.empty()) errors.push_back(m.error);
@@ -228,6 +162,12 @@ std::string write_report(const CompareReport& r, const fs::path& dir) {
                          {"wsd", summary_json(c.wsd)}, {"wsm", summary_json(c.wsm)}, {"wsm_minus_wsd", summary_json(c.diff)},
                          {"best_window", c.best_window}, {"best_wsm", summary_json(c.best_wsm)},
                          {"best_wsm_minus_wsd", summary_json(c.best_diff)}});
+    for (const auto& g : summarize_granularity(r.rows))
+      granularity.push_back({{"shape", g.shape}, {"duration", g.duration}, {"checkpoints", g.count}, {"interval", g.interval},
+                             {"seeds", g.seeds}, {"wsm", summary_json(g.wsm)}, {"wsm_minus_wsd", summary_json(g.diff)}});
+    for (const auto& e : phase_evidence(r.rows, cells, r.config.value("steps", std::int64_t(0))))
+      phases.push_back({{"duration", e.duration}, {"trunk_fall", summary_json(e.trunk_fall)}, {"decay_gain", e.decay_gain},
+                        {"phase", phase_name(e.phase)}});
     body = study_markdown(r, cells);
   } else {
     const auto ranked = rank_models(r.rows, r.order);
@@ -236,10 +176,13 @@ std::string write_report(const CompareReport& r, const fs::path& dir) {
   }
   const auto pictures = draw_figures(r, dir);
 
-  const json doc = {{"mode", study ? "study" : "sweep"}, {"command", r.command_line}, {"version", std::string(wsm_version())},
-                    {"wall_seconds", r.wall_seconds}, {"evaluator", r.evaluator},
-                    {"higher_is_better", r.order == ScoreOrder::higher_is_better}, {"config", r.config},
-                    {"regime", r.regime}, {"results", results}, {"summary", summary}, {"errors", errors}};
+  json regime = r.regime;
+  if (study) regime["phases"] = phases;
+  json doc = {{"mode", study ? "study" : "sweep"}, {"command", r.command_line}, {"version", std::string(wsm_version())},
+              {"wall_seconds", r.wall_seconds}, {"evaluator", r.evaluator},
+              {"higher_is_better", r.order == ScoreOrder::higher_is_better}, {"config", r.config},
+              {"regime", regime}, {"results", results}, {"summary", summary}, {"errors", errors}};
+  if (study) doc["granularity"] = granularity;
   write_file_atomic(dir / "results.json", doc.dump(2));
   write_file_atomic(dir / "results.csv", results_csv(r.rows));
 

@@ -52,6 +52,7 @@ nlohmann::json to_json(const ScoredModel& m) {
             {"path", m.path.string()},
             {"score", m.score ? json(*m.score) : json(nullptr)}};
   if (m.method == Method::wsm) j["sources"] = m.sources, j["weights"] = m.weights;
+  if (m.interval) j["interval"] = m.interval;
   if (!m.error.empty()) j["error"] = m.error;
   return j;
 }
@@ -69,15 +70,17 @@ ScoredModel scored_model_from_json(const nlohmann::json& j) {
   if (!j.at("score").is_null()) m.score = j.at("score").get<double>();
   if (j.contains("sources")) m.sources = j.at("sources").get<std::vector<std::int64_t>>();
   if (j.contains("weights")) m.weights = j.at("weights").get<std::vector<double>>();
+  m.interval = j.value("interval", std::int64_t(0));
   m.error = j.value("error", std::string());
   return m;
 }
 
 std::string results_csv(const std::vector<ScoredModel>& rows) {
-  std::string out = "method,shape,floor,window,seed,step,final,score,sources,weights,path,error\n";
+  std::string out = "method,shape,floor,window,interval,seed,step,final,score,sources,weights,path,error\n";
   for (const auto& m : rows)
-    out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{}\n", method_name(m.method), m.shape, m.floor, m.window,
-                       m.seed ? std::to_string(*m.seed) : "", m.step ? std::to_string(*m.step) : "",
+    out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{}\n", method_name(m.method), m.shape, m.floor, m.window,
+                       m.interval ? std::to_string(m.interval) : "", m.seed ? std::to_string(*m.seed) : "",
+                       m.step ? std::to_string(*m.step) : "",
                        m.final ? 1 : 0, m.score ? fmt::format("{:.17g}", *m.score) : "", join(m.sources, "{}"),
                        join(m.weights, "{:.17g}"), csv_field(m.path.string()), csv_field(m.error));
   return out;

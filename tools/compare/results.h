@@ -24,6 +24,7 @@ struct ScoredModel {
   std::optional<std::int64_t> step;    // the newest step the model holds
   std::vector<std::int64_t> sources;   // wsm: the steps merged, oldest first
   std::vector<double> weights;         // wsm: their merge weights
+  std::int64_t interval = 0;           // granularity ablation only: steps between the merged checkpoints
   std::filesystem::path path;          // the file scored (absolute)
   std::optional<double> score;         // empty when scoring failed (see error)
   std::string error;

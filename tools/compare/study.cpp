@@ -41,8 +41,17 @@ json options_json(const StudyOptions& o) {
   for (auto s : o.shapes) shapes.emplace_back(decay_shape_name(s));
   return {{"preset", o.preset},   {"steps", o.steps},         {"every", o.every},
           {"seeds", o.seeds},     {"durations", o.durations}, {"shapes", shapes},
-          {"windows", study_windows(o)}, {"eval_positions", o.eval_positions}, {"batch_size", o.batch_size},
-          {"data", o.data.string()}, {"val", o.val.string()}};
+          {"windows", study_windows(o)}, {"granularity", o.granularity}, {"eval_positions", o.eval_positions},
+          {"batch_size", o.batch_size}, {"data", o.data.string()}, {"val", o.val.string()}};
+}
+
+// The options that decide what a finished run in the directory is. Others (seeds, durations,
+// shapes, windows, granularity, evaluation) add runs, merges or scores beside the finished ones.
+json run_defining(const json& options) {
+  json out = json::object();
+  for (const char* key : {"preset", "steps", "every", "batch_size", "data"})
+    if (options.contains(key)) out[key] = options[key];
+  return out;
 }
 
 void validate(const StudyOptions& o, const trainer::Preset& pre) {
@@ -57,10 +66,12 @@ void validate(const StudyOptions& o, const trainer::Preset& pre) {
     if (o.steps - d < pre.warmup)
       throw Error(fmt::format("wsm compare study: duration {} starts at step {}, inside the warmup ({} steps)", d,
                               o.steps - d, pre.warmup));
+    for (std::int64_t g : o.granularity) granularity_steps(o.steps, d, g, o.every);
   }
 }
 
-// A study directory belongs to one set of options: reusing it with others would mix results.
+// A study directory belongs to one model, run length, interval, batch and text: reusing it with
+// others would mix results. Other options may change between invocations (docs/compare.md).
 void claim_directory(const StudyOptions& o) {
   fs::create_directories(o.out);
   const fs::path file = o.out / "study.json";
@@ -68,10 +79,9 @@ void claim_directory(const StudyOptions& o) {
   if (fs::exists(file)) {
     std::ifstream in(file);
     const json theirs = json::parse(in, nullptr, false);
-    if (theirs != mine)
-      throw Error(o.out.string() + " holds a study with other settings (" + file.string() +
-                  "); use another --out or delete it");
-    return;
+    if (theirs.is_discarded() || run_defining(theirs) != run_defining(mine))
+      throw Error(o.out.string() + " holds a study with another preset, --steps, --every, --batch-size or --data (" +
+                  file.string() + "); use another --out or delete it");
   }
   write_file_atomic(file, mine.dump(2));
 }
@@ -112,11 +122,32 @@ TrainRun branch_run(const StudyOptions& o, const trainer::Preset& pre, std::uint
   return r;
 }
 
+// The arguments without --keep-states, and the steps it names.
+std::pair<std::vector<std::string>, std::set<std::string>> split_kept_states(std::vector<std::string> args) {
+  std::set<std::string> kept;
+  for (std::size_t i = 0; i + 1 < args.size(); ++i)
+    if (args[i] == "--keep-states") {
+      for (std::size_t at = 0; at <= args[i + 1].size();) {
+        const std::size_t comma = std::min(args[i + 1].find(',', at), args[i + 1].size());
+        kept.insert(args[i + 1].substr(at, comma - at));
+        at = comma + 1;
+      }
+      args.erase(args.begin() + std::ptrdiff_t(i), args.begin() + std::ptrdiff_t(i) + 2);
+      break;
+    }
+  return {args, kept};
+}
+
+// Finished with the same arguments; a trunk that kept states at more branch points than this
+// study needs serves too (a report over fewer durations reuses it).
 bool finished(const TrainRun& r) {
   std::ifstream in(r.dir / "done.json");
   if (!in) return false;
   const json j = json::parse(in, nullptr, false);
-  return j.is_object() && j.value("args", std::vector<std::string>{}) == r.args;
+  if (!j.is_object()) return false;
+  const auto [done_args, done_kept] = split_kept_states(j.value("args", std::vector<std::string>{}));
+  const auto [args, kept] = split_kept_states(r.args);
+  return done_args == args && std::includes(done_kept.begin(), done_kept.end(), kept.begin(), kept.end());
 }
 
 // Runs what is not finished yet, `jobs` at a time; an interrupted run resumes from its state.h5.
@@ -142,21 +173,24 @@ void train_all(const std::vector<TrainRun>& runs, const StudyOptions& o, const s
   Progress progress(phase, total, "steps");
   std::vector<std::int64_t> last_step(jobs.size(), -1);
   static const std::regex step_line(R"(^step\s+(\d+)/(\d+))");
-  const auto results = run_jobs(jobs, o.jobs, {.on_line = [&](std::size_t i, const std::string& line) {
+  const auto on_line = [&](std::size_t i, const std::string& line) {
     std::smatch m;
     if (!std::regex_search(line, m, step_line)) return;
     const std::int64_t step = std::stoll(m[1]);
     const std::int64_t first = todo[i]->from_state.empty() ? 0 : o.steps - todo[i]->steps_to_train;
     progress.advance(double(step - std::max(last_step[i], first)));
     last_step[i] = step;
-  }});
+  };
+  // Each run is marked finished as it ends, so an interrupted phase keeps what it completed.
+  const auto on_done = [&](std::size_t i, const JobResult& r) {
+    if (r.exit_code == 0) write_file_atomic(todo[i]->dir / "done.json", json{{"args", todo[i]->args}}.dump(2));
+  };
+  const auto results = run_jobs(jobs, o.jobs, {.on_line = on_line, .on_done = on_done});
   progress.finish();
-  for (std::size_t i = 0; i < results.size(); ++i) {
+  for (std::size_t i = 0; i < results.size(); ++i)
     if (results[i].exit_code != 0)
       throw Error(fmt::format("{} failed (exit {}): {} (log: {})", todo[i]->name, results[i].exit_code,
                               results[i].last_error, jobs[i].log.string()));
-    write_file_atomic(todo[i]->dir / "done.json", json{{"args", todo[i]->args}}.dump(2));
-  }
 }
 
 std::vector<fs::path> checkpoints_in(const fs::path& dir) {
@@ -210,7 +244,36 @@ void add_curve(std::vector<ScoredModel>& rows, const fs::path& dir, Method metho
   }
 }
 
+// The checkpoint-interval ablation: per duration D and count g, the shapes merged over W = D from
+// g of the trunk's checkpoints only (rows carry `interval` = D / g).
+void add_granularity_merges(std::vector<ScoredModel>& rows, const StudyOptions& o, const std::vector<MergeSpec>& specs,
+                            std::uint64_t seed) {
+  const fs::path trunk = seed_dir(o, seed) / "trunk";
+  for (auto d : o.durations)
+    for (auto g : o.granularity) {
+      std::vector<fs::path> inputs;
+      for (auto step : granularity_steps(o.steps, d, g, o.every)) inputs.push_back(trunk / checkpoint_file_name(step));
+      const fs::path dir = o.out / "merges" / fmt::format("seed{}", seed) / fmt::format("granularity{}", g);
+      for (auto& m : merge_window(inputs, specs, d, dir, ".h5")) {
+        m.seed = seed;
+        m.interval = d / g;
+        rows.push_back(std::move(m));
+      }
+    }
+}
+
 }  // namespace
+
+std::vector<std::int64_t> granularity_steps(std::int64_t steps, std::int64_t duration, std::int64_t count,
+                                            std::int64_t every) {
+  if (count < 2 || duration % count != 0 || (duration / count) % every != 0)
+    throw Error(fmt::format("wsm compare study: --granularity {} does not fit duration {}: it needs {} / {} to be a "
+                            "whole multiple of --every {}",
+                            count, duration, duration, count, every));
+  std::vector<std::int64_t> out;
+  for (std::int64_t j = count - 1; j >= 0; --j) out.push_back(steps - j * (duration / count));
+  return out;
+}
 
 std::vector<std::int64_t> study_windows(const StudyOptions& o) {
   std::set<std::int64_t> windows(o.durations.begin(), o.durations.end());
@@ -233,11 +296,13 @@ StudyResult run_study(const StudyOptions& o) {
   const int threads = o.threads > 0 ? o.threads : std::max(1, cores / std::max(1, o.jobs));
 
   std::vector<TrainRun> trunks, branches;
-  for (auto seed : o.seeds) {
-    trunks.push_back(trunk_run(o, seed, threads));
-    for (auto d : o.durations)
+  for (auto seed : o.seeds) trunks.push_back(trunk_run(o, seed, threads));
+  // Shortest decays first, every seed: an interrupted study has complete seeds for them soonest.
+  std::vector<std::int64_t> shortest_first = o.durations;
+  std::sort(shortest_first.begin(), shortest_first.end());
+  for (auto d : shortest_first)
+    for (auto seed : o.seeds)
       for (auto shape : o.shapes) branches.push_back(branch_run(o, pre, seed, shape, d, threads));
-  }
   train_all(trunks, o, "train trunks");
   train_all(branches, o, "train WSD branches");
 
@@ -261,6 +326,7 @@ StudyResult run_study(const StudyOptions& o) {
         m.seed = seed;
         result.rows.push_back(std::move(m));
       }
+    add_granularity_merges(result.rows, o, specs, seed);
   }
 
   Evaluator evaluator;

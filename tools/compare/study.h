@@ -23,6 +23,9 @@ struct StudyOptions {
   std::vector<std::int64_t> durations;      // D in steps (resolved from percentages at the command line)
   std::vector<DecayShape> shapes{DecayShape::linear, DecayShape::cosine, DecayShape::one_minus_sqrt};
   std::vector<std::int64_t> windows;        // merge windows besides each D; empty: D/4 and D/2
+  // Checkpoint-interval ablation: for each D, merges over W = D of only this many evenly spaced
+  // checkpoints (every D/g steps, the newest at S), subsampled from the trunk's; empty: none.
+  std::vector<std::int64_t> granularity;
   int jobs = 1;                             // training processes at once
   int threads = 0;                          // threads per training process; 0: cores / jobs
   std::int64_t eval_positions = 131072;
@@ -39,6 +42,12 @@ struct StudyResult {
 };
 
 StudyResult run_study(const StudyOptions& options);
+
+// The trunk checkpoints a granularity-ablation merge uses: `count` of them, D / count steps apart,
+// the newest at `steps` (S). Throws wsm::Error naming the option when D / count is not a multiple of
+// the checkpoint interval (`every`) or count < 2.
+std::vector<std::int64_t> granularity_steps(std::int64_t steps, std::int64_t duration, std::int64_t count,
+                                            std::int64_t every);
 
 // Merge windows of a study: each duration D, plus the extra windows (or D/4 and D/2), each rounded
 // down to a multiple of `every`, at least two checkpoints long and at most max(D).
