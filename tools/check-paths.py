@@ -87,7 +87,8 @@ class Tree:
 
     def dangling(self, source, token, is_link):
         """True when token looks like a reference to this tree and names nothing in it."""
-        if any(c in token for c in "<>*{}$%") or token.startswith(SKIP_PREFIXES) or "://" in token:
+        plain = token[2:] if token.startswith("./") else token
+        if any(c in token for c in "<>*{}$%") or plain.startswith(SKIP_PREFIXES) or "://" in token:
             return False
         base = os.path.basename(token.rstrip("/"))
         if base in EXTERNAL or base.startswith("x."):  # x.h: a placeholder name
