@@ -148,6 +148,11 @@ Opened open_and_plan(const OfflineMergeRequest& req) {
           throw Error("merge: token counts do not increase with steps (" + op.plan.inputs[i - 1].path.string() +
                       ", " + op.plan.inputs[i].path.string() + ")");
     const std::int64_t window = steps ? *req.window_steps : *req.window_tokens;
+    if (!window_covered(positions, window))
+      spdlog::warn("merge: the window of {} {} reaches past the history (oldest input at {}, newest at {}): "
+                   "shapes are sampled over the whole window, so the oldest input weighs more than in a "
+                   "covered window (docs/schedules.md, \"Windows and the history\")",
+                   window, steps ? "steps" : "tokens", positions.front(), positions.back());
     std::vector<WindowSelection> sels;
     for (const auto& spec : req.specs) sels.push_back(select_window(spec, positions, window));
     for (const auto& s : sels)
@@ -155,15 +160,14 @@ Opened open_and_plan(const OfflineMergeRequest& req) {
     op.plan.used = sels.front().indices;
     for (const auto& s : sels) {
       op.plan.weights.push_back(s.weights);
-      op.plan.sampling.push_back(std::string("w_i=f((p_i-p_0)/window) over ") + (steps ? "steps" : "tokens") +
-                                 ", window=" + std::to_string(window));
+      op.plan.sampling.push_back(sampling_rule(req.specs[op.plan.sampling.size()], true));
     }
   } else {
     op.plan.used.resize(n);
     std::iota(op.plan.used.begin(), op.plan.used.end(), 0);
     for (const auto& spec : req.specs) {
       op.plan.weights.push_back(merge_weights(spec, int(n)));
-      op.plan.sampling.push_back(std::string(kSamplingRule));
+      op.plan.sampling.push_back(sampling_rule(spec, false));
     }
     // The shapes assume evenly spaced checkpoints: say so when the recorded steps are not.
     const bool all_steps =
@@ -242,8 +246,7 @@ Provenance merge_provenance(const OfflineMergeRequest& req, const OfflinePlan& p
   p.dtype = req.dtype ? std::string(dtype_name(*req.dtype)) : std::string("as-input");
   p.accumulate = req.accumulate_f64 ? "f64" : "f32";
   p.method = "full-merge";
-  for (std::size_t t = 0; t < plan.merge.copied.size(); ++t)
-    if (plan.merge.copied[t]) p.copied_from_newest.push_back(plan.merge.output_tensors[t].name);
+  p.copied_from_newest = plan.merge.copied_names();
   return p;
 }
 
