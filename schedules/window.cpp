@@ -47,9 +47,7 @@ Window parse_window(std::string_view text, Axis default_axis) {
   return w;
 }
 
-std::string window_to_string(const Window& w) {
-  return std::to_string(w.value) + (w.axis == Axis::tokens ? "t" : "");
-}
+std::string window_to_string(const Window& w) { return std::to_string(w.value) + (w.axis == Axis::tokens ? "t" : ""); }
 
 SpecWindow parse_spec_at_window(std::string_view item, std::string_view option) {
   const std::string s(text::trim(item));

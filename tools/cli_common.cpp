@@ -95,8 +95,10 @@ std::string human_bytes(double bytes) {
     ++u;
   }
   char buf[40];
-  if (u == 0) std::snprintf(buf, sizeof buf, "%.0f B", bytes);
-  else std::snprintf(buf, sizeof buf, "%.2f %s", bytes, units[u]);
+  if (u == 0)
+    std::snprintf(buf, sizeof buf, "%.0f B", bytes);
+  else
+    std::snprintf(buf, sizeof buf, "%.2f %s", bytes, units[u]);
   return buf;
 }
 

@@ -38,7 +38,8 @@ CLI::Option* add_window_option(CLI::App& cmd, const std::string& name, std::opti
 // An option whose value is one name of `names` (the enum's own table), mapped to its value.
 template <class E, std::size_t N>
 CLI::Option* add_enum_option(CLI::App& cmd, const std::string& name, E& target,
-                             const std::array<std::pair<std::string_view, E>, N>& names, const std::string& description) {
+                             const std::array<std::pair<std::string_view, E>, N>& names,
+                             const std::string& description) {
   std::vector<std::pair<std::string, E>> table;
   for (const auto& [text, value] : names) table.emplace_back(text, value);
   return cmd.add_option(name, target, description)->transform(CLI::CheckedTransformer(table));

@@ -199,7 +199,7 @@ void run_ingest(const IngestArgs& a) {
     merger::ServerOptions o;
     o.listen = "tcp://127.0.0.1:*";
     o.core.out_dir = std::filesystem::temp_directory_path() / ("wsm-bench-ingest-" + std::to_string(::getpid()));
-    o.core.emulations = merger::parse_emulations("linear@1");  // keeps two checkpoints
+    o.core.emulations = merger::parse_emulations("linear@1");    // keeps two checkpoints
     o.core.every = 1ll << 62;                                    // ingest only
     o.core.running_sums = false;                                 // no sum updates either
     o.core.max_chunk_bytes = std::max<std::uint64_t>(chunk, 64ull << 20);

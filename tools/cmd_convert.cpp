@@ -50,7 +50,8 @@ void add_convert_command(CLI::App& app) {
   cmd->add_option("out", args->out,
                   "Output: *.h5/*.hdf5, *.safetensors, or a directory (sharded safetensors + index)")
       ->required();
-  add_float_dtype_option(*cmd, args->dtype, "Cast float tensors to this type (integer and bool tensors are never cast)");
+  add_float_dtype_option(*cmd, args->dtype,
+                         "Cast float tensors to this type (integer and bool tensors are never cast)");
   add_size_option(*cmd, "--shard-size", args->shard_size,
                   "Write sharded safetensors with shards of at most this size (5GB = 5e9 bytes, 5GiB = 5 * 2^30)");
   cmd->add_option("--compression", args->compression, "HDF5 output: deflate level 0..9 (values never change)")

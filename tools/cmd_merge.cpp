@@ -166,17 +166,15 @@ void report_result(const MergeArgs& a, const merger::OfflineMergeRequest& req, c
                    const rusage& before, const rusage& ru) {
   const auto& st = result.stats;
   if (a.json) {
-    nlohmann::json done = {{"bytes_read", st.bytes_read},
-                           {"bytes_written", st.bytes_written},
-                           {"seconds", st.seconds},
-                           {"backend", result.backend},
-                           {"buffer_bytes", st.buffer_bytes},
-                           {"peak_rss_bytes", std::uint64_t(ru.ru_maxrss) * 1024}};
+    nlohmann::json done = {{"bytes_read", st.bytes_read},     {"bytes_written", st.bytes_written},
+                           {"seconds", st.seconds},           {"backend", result.backend},
+                           {"buffer_bytes", st.buffer_bytes}, {"peak_rss_bytes", std::uint64_t(ru.ru_maxrss) * 1024}};
     if (result.ranks.size() > 1) {  // under MPI the figures above are rank 0's share
       done["wall_seconds"] = result.seconds;
       done["ranks"] = nlohmann::json::array();
       for (const auto& r : result.ranks)
-        done["ranks"].push_back({{"bytes_read", r.bytes_read}, {"bytes_written", r.bytes_written}, {"seconds", r.seconds}});
+        done["ranks"].push_back(
+            {{"bytes_read", r.bytes_read}, {"bytes_written", r.bytes_written}, {"seconds", r.seconds}});
     }
     std::cout << nlohmann::json{{"dry_run", false}, {"plan", plan_json(req, result.plan)}, {"result", done}}.dump(2)
               << "\n";
@@ -189,7 +187,8 @@ void report_result(const MergeArgs& a, const merger::OfflineMergeRequest& req, c
               human_bytes(double(st.bytes_written)).c_str(), st.seconds,
               human_bytes(double(st.bytes_read + st.bytes_written) / std::max(st.seconds, 1e-9)).c_str(),
               result.backend.c_str(), human_bytes(double(st.buffer_bytes)).c_str(),
-              human_bytes(double(ru.ru_maxrss) * 1024.0).c_str(), human_bytes(double(before.ru_maxrss) * 1024.0).c_str());
+              human_bytes(double(ru.ru_maxrss) * 1024.0).c_str(),
+              human_bytes(double(before.ru_maxrss) * 1024.0).c_str());
   if (result.ranks.size() > 1) print_rank_stats(result);
 }
 
@@ -250,7 +249,8 @@ void add_merge_command(CLI::App& app) {
   auto* wt = add_window_option(*cmd, "--window-tokens", args->window_tokens, Axis::tokens,
                                "Same, over recorded token counts (50M, 50Mt or 50000000)");
   ws->excludes(wt);
-  add_float_dtype_option(*cmd, args->dtype, "Output dtype of float tensors (f32, bf16, f16, f64); default: as the newest");
+  add_float_dtype_option(*cmd, args->dtype,
+                         "Output dtype of float tensors (f32, bf16, f16, f64); default: as the newest");
   add_enum_option(*cmd, "--backend", args->backend, kernels::kBackendKindNames,
                   "Merge backend: cpu, cuda, cublas or auto (default auto)");
   cmd->add_option("--accumulate", args->accumulate, "Accumulator precision")
@@ -259,9 +259,10 @@ void add_merge_command(CLI::App& app) {
   cmd->add_option("--chunk-mb", args->chunk_mb,
                   "Chunk size in MiB of f32 per tensor piece (bounds memory); default 1 on the CPU, 64 on a GPU")
       ->check(CLI::PositiveNumber);
-  add_size_option(*cmd, "--shard-size", args->shard_size,
-                  "Directory outputs: shards model-0000k-of-0000N.safetensors of at most this size (5GB = 5e9 "
-                  "bytes, 5GiB = 5 * 2^30); default one shard, or 5GB when the inputs are Hugging Face model directories");
+  add_size_option(
+      *cmd, "--shard-size", args->shard_size,
+      "Directory outputs: shards model-0000k-of-0000N.safetensors of at most this size (5GB = 5e9 "
+      "bytes, 5GiB = 5 * 2^30); default one shard, or 5GB when the inputs are Hugging Face model directories");
   cmd->add_flag("--dry-run", args->dry_run, "Print the plan (inputs, weights, bytes, memory) and write nothing");
   cmd->add_flag("--json", args->json, "Print the plan and the result as one JSON object on stdout (logs stay on stderr)");
   cmd->add_option("--out", args->out,

@@ -101,10 +101,14 @@ void run(const ScheduleArgs& a) {
     if (cmp) {
       std::vector<double> mlr;
       for (auto s : rows) mlr.push_back(merged(s));
-      out["merge"] = {{"spec", cmp->spec.to_string()},       {"window", cmp->window},
-                      {"interval", cmp->interval},          {"sampling", sampling_rule(cmp->spec, true)},
-                      {"checkpoints", cmp->emulation.positions}, {"weights", cmp->emulation.weights},
-                      {"decay", cmp->emulation.decay},       {"lr", mlr}};
+      out["merge"] = {{"spec", cmp->spec.to_string()},
+                      {"window", cmp->window},
+                      {"interval", cmp->interval},
+                      {"sampling", sampling_rule(cmp->spec, true)},
+                      {"checkpoints", cmp->emulation.positions},
+                      {"weights", cmp->emulation.weights},
+                      {"decay", cmp->emulation.decay},
+                      {"lr", mlr}};
     }
     std::printf("%s\n", out.dump().c_str());
   } else if (a.csv) {
@@ -162,7 +166,8 @@ void add_schedule_command(CLI::App& app) {
   csv->excludes(json);
   cmd->add_option("--plot", args->plot, "Write a plot (.svg or .png)");
   cmd->add_option("--compare-merge", args->compare,
-                  "SPEC@WINDOW (as serve --emulate): overlay the step-wise LR a merge over the last WINDOW steps emulates (for a wsd: "
+                  "SPEC@WINDOW (as serve --emulate): overlay the step-wise LR a merge over the last WINDOW steps "
+                  "emulates (for a wsd: "
                   "schedule, a merge of its constant-LR trunk, the run WSM trains instead)");
   cmd->add_option("--merge-every", args->merge_every,
                   "Checkpoint interval for --compare-merge (default: WINDOW/8)")

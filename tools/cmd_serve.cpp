@@ -127,7 +127,8 @@ void add_serve_command(CLI::App& app) {
       ->required();
   cmd->add_option("--every", args->every, "Write outputs every N steps, once each window is covered")->required();
   cmd->add_option("--store", args->store, "Directory for the window on disk (spill, restart)");
-  add_size_option(*cmd, "--memory-budget", args->memory_budget, "RAM for the window, e.g. 16GiB or 16GB (default 8GiB)");
+  add_size_option(*cmd, "--memory-budget", args->memory_budget,
+                  "RAM for the window, e.g. 16GiB or 16GB (default 8GiB)");
   add_float_dtype_option(*cmd, args->dtype, "Output dtype of float tensors (f32, f16, bf16, f64); default: as input");
   add_enum_option(*cmd, "--backend", args->backend, kernels::kBackendKindNames,
                   "Merge backend: cpu, cuda, cublas or auto (default cpu)");
@@ -152,8 +153,9 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--running-sums-recompute", args->recompute_every,
                   "Recompute each running sum from the window after this many incremental updates (bounds f64 drift)")
       ->capture_default_str();
-  add_size_option(*cmd, "--write-backlog", args->write_backlog,
-                  "Bytes received but not yet written to --store past which ingest waits (credit withheld; default 1GiB)");
+  add_size_option(
+      *cmd, "--write-backlog", args->write_backlog,
+      "Bytes received but not yet written to --store past which ingest waits (credit withheld; default 1GiB)");
   cmd->add_option("--index", args->index_name,
                   "File name of the output index in --out; daemons of one sharded job sharing --out (one per node) "
                   "each give their own, e.g. index-node3.json")

@@ -135,7 +135,8 @@ void add_weights_command(CLI::App& app) {
       "  wsm weights --shape ema --alpha 0.2 --count 6\n"
       "  wsm weights --decay 1,0.5,0.25        (4 checkpoints)\n"
       "  wsm weights --shape 1-sqrt --window 1000 --positions 0,450,700,900,950,1300,1450\n"
-      "Sampling rule (docs/method-guide.md): w_i = f(i/(k+1)), i = 1..k; c_0 = 1 - w_1, c_j = w_j - w_{j+1}, c_k = w_k.\n");
+      "Sampling rule (docs/method-guide.md): w_i = f(i/(k+1)), i = 1..k; c_0 = 1 - w_1, c_j = w_j - w_{j+1}, c_k = "
+      "w_k.\n");
   cmd->callback([args] { run(*args); });
 }
 

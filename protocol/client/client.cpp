@@ -62,7 +62,6 @@ enum class Attempt { acked, rejected, retry, over_budget };
 // Waits between tries of a checkpoint the merger refused as OVER_BUDGET: doubling, capped.
 inline constexpr std::chrono::milliseconds kFirstBudgetWait{100}, kLongestBudgetWait{2000};
 
-
 }  // namespace
 
 struct MergerClient::Impl {

@@ -27,7 +27,8 @@ void BufferPool::give(Buffer b) {
 }
 
 void SnapshotCopy::add(std::byte* dst, const std::byte* src, std::size_t n) {
-  for (std::size_t off = 0; off < n; off += kBlock) blocks_.push_back({dst + off, src + off, std::min(kBlock, n - off)});
+  for (std::size_t off = 0; off < n; off += kBlock)
+    blocks_.push_back({dst + off, src + off, std::min(kBlock, n - off)});
 }
 
 void SnapshotCopy::help() {
@@ -56,8 +57,8 @@ TensorSlice slice_of(const TensorView& t) {
 
 }  // namespace
 
-std::shared_ptr<Snapshot> describe(std::int64_t step, std::int64_t tokens, double lr, std::span<const TensorView> tensors,
-                                   const ClientOptions& opt) {
+std::shared_ptr<Snapshot> describe(std::int64_t step, std::int64_t tokens, double lr,
+                                   std::span<const TensorView> tensors, const ClientOptions& opt) {
   auto snap = std::make_shared<Snapshot>();
   snap->step = step;
   snap->tokens = tokens;

@@ -31,7 +31,7 @@ class BufferPool {
  public:
   explicit BufferPool(std::size_t max_bytes) : max_bytes_(max_bytes) {}
   Buffer take(std::size_t size);  // a free buffer of at least size bytes, or a new one
-  void give(Buffer b);              // kept for reuse while the pool holds at most max_bytes
+  void give(Buffer b);            // kept for reuse while the pool holds at most max_bytes
 
  private:
   std::mutex mu_;  // guards free_ and held_
@@ -49,7 +49,7 @@ struct Snapshot {
   std::size_t total = 0;
   Buffer buffer;
   std::weak_ptr<BufferPool> pool;
-  std::shared_ptr<const void> owner;     // send_checkpoint_owned: the caller's bytes, in place
+  std::shared_ptr<const void> owner;  // send_checkpoint_owned: the caller's bytes, in place
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   std::vector<const std::byte*> in_place;
   ~Snapshot() {
@@ -60,8 +60,8 @@ struct Snapshot {
 
 // The snapshot of one send_checkpoint call, its tensors laid out (the bytes are copied later).
 // Throws wsm::Error when a tensor's bytes do not match its dtype and shape, or a slice is invalid.
-std::shared_ptr<Snapshot> describe(std::int64_t step, std::int64_t tokens, double lr, std::span<const TensorView> tensors,
-                                   const ClientOptions& opt);
+std::shared_ptr<Snapshot> describe(std::int64_t step, std::int64_t tokens, double lr,
+                                   std::span<const TensorView> tensors, const ClientOptions& opt);
 
 // Chunk bytes handed to ZeroMQ that its I/O thread has not yet written to the socket.
 inline constexpr std::size_t kBytesAhead = 8 << 20;
@@ -97,7 +97,7 @@ class SnapshotCopy {
   // Worth sharing only when it has more than one block.
   bool shareable() const { return blocks_.size() > 1; }
   void add(std::byte* dst, const std::byte* src, std::size_t n);  // before anyone copies
-  void help();       // copies blocks until none is left to take
+  void help();                                                    // copies blocks until none is left to take
   void wait_done();  // returns once every block is copied, by whoever took it
 
  private:

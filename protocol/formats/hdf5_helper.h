@@ -56,13 +56,15 @@ std::shared_ptr<Hdf5Helper> shared_hdf5_helper();
 class HelperFile {
  public:
   explicit HelperFile(std::filesystem::path path)
-      : helper_(shared_hdf5_helper()), id_(helper_->new_file_id()), path_(std::move(path)), file_bytes_(size_of(path_)) {}
+      : helper_(shared_hdf5_helper()),
+        id_(helper_->new_file_id()),
+        path_(std::move(path)),
+        file_bytes_(size_of(path_)) {}
   ~HelperFile() {
     if (!helper_->worker().running()) return;  // the helper that held it is gone; don't start one
     try {
       call('C', 0, 0, 0, 0);
-    } catch (const Error&) {
-    }
+    } catch (const Error&) {}
   }
   HelperFile(const HelperFile&) = delete;
   HelperFile& operator=(const HelperFile&) = delete;

@@ -41,8 +41,10 @@ class Hdf5Inspector {
                          where + ": cannot open HDF5 file (truncated or corrupt)"),
                    H5Fclose);
     read_meta();
-    if (wsm_layout_) list_wsm_tensors();
-    else list_all_datasets();
+    if (wsm_layout_)
+      list_wsm_tensors();
+    else
+      list_all_datasets();
     open_.resize(datasets_.size());
   }
 
@@ -51,8 +53,11 @@ class Hdf5Inspector {
     nlohmann::json tensors = nlohmann::json::array();
     for (std::size_t i = 0; i < datasets_.size(); ++i) {
       const DatasetInfo& d = datasets_[i];
-      nlohmann::json t = {{"name", d.info.name}, {"path", d.path}, {"dtype", dtype_name(d.info.dtype)},
-                          {"shape", d.dims}, {"offset", nullptr}};
+      nlohmann::json t = {{"name", d.info.name},
+                          {"path", d.path},
+                          {"dtype", dtype_name(d.info.dtype)},
+                          {"shape", d.dims},
+                          {"offset", nullptr}};
       if (const auto at = locate_in_file(i)) t["offset"] = *at;
       tensors.push_back(std::move(t));
     }
@@ -161,7 +166,8 @@ class Hdf5Inspector {
     const int rank = H5Sget_simple_extent_ndims(space.get());
     if (rank < 0) throw Error(where + ": bad dataspace" + hdf5_detail());
     d.dims.resize(static_cast<std::size_t>(rank));
-    if (rank > 0) check_status(H5Sget_simple_extent_dims(space.get(), d.dims.data(), nullptr), where + ": bad dataspace");
+    if (rank > 0)
+      check_status(H5Sget_simple_extent_dims(space.get(), d.dims.data(), nullptr), where + ": bad dataspace");
     std::uint64_t bytes = dtype_size(d.info.dtype);
     for (auto v : d.dims) {
       if (v > std::uint64_t(INT64_MAX) || __builtin_mul_overflow(bytes, v, &bytes))

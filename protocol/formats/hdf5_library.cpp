@@ -41,7 +41,6 @@ std::string hdf5_detail() {
   return msg.empty() ? "" : " (" + msg + ")";
 }
 
-
 hid_t check(hid_t id, const std::string& what) {
   if (id < 0) throw Error(what + hdf5_detail());
   return id;

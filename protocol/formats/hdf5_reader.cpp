@@ -34,7 +34,8 @@ class Hdf5Reader final : public CheckpointReader {
     for (std::size_t i = 0; i < entries_.size(); ++i) {
       const Hdf5Entry& e = entries_[i];
       infos_.push_back(e.info);
-      if (!index_.emplace(e.info.name, i).second) throw Error(where + ": duplicate tensor name '" + printable(e.info.name) + "'");
+      if (!index_.emplace(e.info.name, i).second)
+        throw Error(where + ": duplicate tensor name '" + printable(e.info.name) + "'");
       if (!e.offset) continue;
       if (!file_map_) file_map_ = std::make_unique<MappedFile>(path_);
       const std::uint64_t size = file_map_->bytes().size();
@@ -43,7 +44,8 @@ class Hdf5Reader final : public CheckpointReader {
                     " bytes at offset " + std::to_string(*e.offset) + ") runs past the end of the file (truncated?)");
     }
     // Every byte mapped (wsm's own uncompressed files): the helper is not needed any more.
-    if (std::all_of(entries_.begin(), entries_.end(), [](const Hdf5Entry& e) { return e.offset || e.info.nbytes() == 0; }))
+    if (std::all_of(entries_.begin(), entries_.end(),
+                    [](const Hdf5Entry& e) { return e.offset || e.info.nbytes() == 0; }))
       helper_file_.reset();
   }
 

@@ -59,7 +59,6 @@ void write_string_attr(hid_t obj, const std::string& name, const std::string& va
   check_status(H5Awrite(attr.get(), type.get(), &p), where + ": cannot write attribute '" + name + "'");
 }
 
-
 // Reads a scalar attribute of string or numeric type as text; nullopt for anything else.
 std::optional<std::string> read_attr_text(hid_t attr, const std::string& where, const std::string& name) {
   Handle ftype = type_handle(H5Aget_type(attr), where + ": attribute '" + name + "': no type");
@@ -115,8 +114,7 @@ DType dtype_of(hid_t dset, hid_t ftype, const std::string& where) {
     case H5T_INTEGER: {
       const bool is_signed = H5Tget_sign(ftype) == H5T_SGN_2;
       if (size == 2 && H5Aexists(dset, "wsm_dtype") > 0) {
-        Handle a(check(H5Aopen(dset, "wsm_dtype", H5P_DEFAULT), where + ": cannot open attribute wsm_dtype"),
-                 H5Aclose);
+        Handle a(check(H5Aopen(dset, "wsm_dtype", H5P_DEFAULT), where + ": cannot open attribute wsm_dtype"), H5Aclose);
         const auto v = read_attr_text(a.get(), where, "wsm_dtype");
         if (v && *v == "bf16") return DType::bf16;
       }
@@ -134,8 +132,8 @@ DType dtype_of(hid_t dset, hid_t ftype, const std::string& where) {
       break;
     default: break;
   }
-  throw Error(where + ": unsupported HDF5 element type (class " + std::to_string(int(H5Tget_class(ftype))) +
-              ", " + std::to_string(size) + " bytes)");
+  throw Error(where + ": unsupported HDF5 element type (class " + std::to_string(int(H5Tget_class(ftype))) + ", " +
+              std::to_string(size) + " bytes)");
 }
 
 // Selects the flat (row-major) element range [a, b) of a dataspace of shape `dims` as a union of
@@ -153,9 +151,9 @@ void select_flat_range(hid_t space, const std::vector<hsize_t>& dims, hsize_t a,
       s[k] = 0;
       c[k] = dims[k];
     }
-    check_status(H5Sselect_hyperslab(space, first ? H5S_SELECT_SET : H5S_SELECT_OR, s.data(), nullptr, c.data(),
-                                     nullptr),
-                 where + ": cannot select a range");
+    check_status(
+        H5Sselect_hyperslab(space, first ? H5S_SELECT_SET : H5S_SELECT_OR, s.data(), nullptr, c.data(), nullptr),
+        where + ": cannot select a range");
     first = false;
   };
   std::function<void(std::size_t, hsize_t, hsize_t)> rec = [&](std::size_t d, hsize_t lo, hsize_t hi) {
@@ -189,10 +187,9 @@ void select_flat_range(hid_t space, const std::vector<hsize_t>& dims, hsize_t a,
   rec(0, a, b);
 }
 
-
 // Moves elements [e0, e1) of a dataset between HDF5 and `buf` (read or write).
-void transfer_elements(hid_t dset, hid_t mem_type, const DatasetInfo& d, hsize_t e0, hsize_t e1, void* buf,
-                       bool write, const std::string& where) {
+void transfer_elements(hid_t dset, hid_t mem_type, const DatasetInfo& d, hsize_t e0, hsize_t e1, void* buf, bool write,
+                       const std::string& where) {
   if (e0 >= e1) return;
   if (d.dims.empty()) {  // scalar dataset
     const herr_t r = write ? H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf)
@@ -208,7 +205,6 @@ void transfer_elements(hid_t dset, hid_t mem_type, const DatasetInfo& d, hsize_t
                          : H5Dread(dset, mem_type, mspace.get(), fspace.get(), H5P_DEFAULT, buf);
   check_status(r, where + (write ? ": write failed" : ": read failed (truncated or corrupt file?)"));
 }
-
 
 std::string range_error(const std::string& where, std::uint64_t offset, std::uint64_t n, std::uint64_t nbytes) {
   return where + ": byte range [" + std::to_string(offset) + ", " + std::to_string(offset + n) + ") outside its " +

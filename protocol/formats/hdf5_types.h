@@ -35,8 +35,8 @@ DType dtype_of(hid_t dset, hid_t ftype, const std::string& where);
 // arrive in flat order.
 void select_flat_range(hid_t space, const std::vector<hsize_t>& dims, hsize_t a, hsize_t b, const std::string& where);
 // Moves elements [e0, e1) of a dataset between HDF5 and `buf` (read or write).
-void transfer_elements(hid_t dset, hid_t mem_type, const DatasetInfo& d, hsize_t e0, hsize_t e1, void* buf,
-                       bool write, const std::string& where);
+void transfer_elements(hid_t dset, hid_t mem_type, const DatasetInfo& d, hsize_t e0, hsize_t e1, void* buf, bool write,
+                       const std::string& where);
 std::string range_error(const std::string& where, std::uint64_t offset, std::uint64_t n, std::uint64_t nbytes);
 
 template <typename T>

@@ -170,10 +170,9 @@ class Hdf5Writer final : public CheckpointWriter {
       if (v < 0) throw Error(where + ": negative dimension");
       s.d.dims.push_back(static_cast<hsize_t>(v));
     }
-    Handle space = s.d.dims.empty()
-                       ? space_handle(H5Screate(H5S_SCALAR), where + ": cannot create a dataspace")
-                       : space_handle(H5Screate_simple(int(s.d.dims.size()), s.d.dims.data(), nullptr),
-                                      where + ": cannot create a dataspace");
+    Handle space = s.d.dims.empty() ? space_handle(H5Screate(H5S_SCALAR), where + ": cannot create a dataspace")
+                                    : space_handle(H5Screate_simple(int(s.d.dims.size()), s.d.dims.data(), nullptr),
+                                                   where + ": cannot create a dataspace");
     Handle dcpl = plist_handle(H5Pcreate(H5P_DATASET_CREATE), where + ": cannot create a property list");
     if (options.preallocate) {
       check_status(H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY), where + ": cannot set allocation time");
@@ -194,7 +193,8 @@ class Hdf5Writer final : public CheckpointWriter {
                           where + ": cannot create dataset " + s.d.path),
                     H5Dclose);
     if (t.dtype == DType::bf16) write_string_attr(s.dset.get(), "wsm_dtype", "bf16", where);
-    if (!index_.emplace(t.name, datasets_.size()).second) throw Error(where_ + ": duplicate tensor name '" + t.name + "'");
+    if (!index_.emplace(t.name, datasets_.size()).second)
+      throw Error(where_ + ": duplicate tensor name '" + t.name + "'");
     datasets_.push_back(std::move(s));
   }
 

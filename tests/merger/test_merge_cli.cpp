@@ -97,7 +97,8 @@ TEST_F(MergeCli, NonFiniteInputIsWarnedAboutByTensorAndInput) {
 // is merged as asked, but with a warning, since linear then weighs 0.25/0.25/0.5 instead of thirds;
 // a window the history covers (300) merges without one.
 TEST_F(MergeCli, AWindowPastTheHistoryIsWarnedAbout) {
-  auto r = run_wsm("merge --shape linear --window-steps 400 --json --out " + q(dir_ / "long.safetensors") + all_inputs());
+  auto r =
+      run_wsm("merge --shape linear --window-steps 400 --json --out " + q(dir_ / "long.safetensors") + all_inputs());
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.err.find("reaches past the history"), std::string::npos) << r.err;
   const auto plan = nlohmann::json::parse(r.out);
@@ -115,7 +116,8 @@ TEST_F(MergeCli, AWindowPastTheHistoryIsWarnedAbout) {
 // to --window-steps is refused by name.
 TEST_F(MergeCli, WindowTokensTakeTheEmulateSyntax) {
   for (const char* w : {"50M", "50Mt", "50000000"}) {
-    const auto r = run_wsm(std::string("merge --window-tokens ") + w + " --out " + q(dir_ / "t.safetensors") + all_inputs());
+    const auto r =
+        run_wsm(std::string("merge --window-tokens ") + w + " --out " + q(dir_ / "t.safetensors") + all_inputs());
     EXPECT_NE(r.rc, 0) << w;
     EXPECT_NE(r.err.find("records no token count"), std::string::npos) << w << ": " << r.err;
   }

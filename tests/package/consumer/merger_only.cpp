@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
     std::memcpy(&got, merged.tensors.at(0).data.data() + e * sizeof(double), sizeof(double));
     failures += std::fabs(got - expected) > 1e-12 * std::max(1.0, std::fabs(expected));
   }
-  std::printf("consumer (merger only): 1-sqrt over %d checkpoints, %d of %d elements wrong\n", kInputs,
-              failures, kElements);
+  std::printf("consumer (merger only): 1-sqrt over %d checkpoints, %d of %d elements wrong\n", kInputs, failures,
+              kElements);
   return failures == 0 ? 0 : 1;
 }

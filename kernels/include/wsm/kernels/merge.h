@@ -63,9 +63,11 @@ std::unique_ptr<MergeBackend> make_cuda_backend(const CudaOptions& options = {})
 // there and the CPU otherwise.
 enum class BackendKind { cpu, cuda, cublas, automatic };
 // The names, once: parse_backend_kind, backend_kind_name and every --backend option read this table.
-inline constexpr std::array<std::pair<std::string_view, BackendKind>, 4> kBackendKindNames{{
-    {"cpu", BackendKind::cpu}, {"cuda", BackendKind::cuda}, {"cublas", BackendKind::cublas},
-    {"auto", BackendKind::automatic}}};
+inline constexpr std::array<std::pair<std::string_view, BackendKind>, 4> kBackendKindNames{
+    {{"cpu", BackendKind::cpu},
+     {"cuda", BackendKind::cuda},
+     {"cublas", BackendKind::cublas},
+     {"auto", BackendKind::automatic}}};
 // "cpu", "cuda", "cublas" or "auto"; throws wsm::Error listing the choices.
 BackendKind parse_backend_kind(std::string_view name);
 std::string_view backend_kind_name(BackendKind kind);
