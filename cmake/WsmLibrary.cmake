@@ -1,7 +1,8 @@
 # wsm_library(<name> SOURCES ... [NO_INSTALL]): the library wsm_<name>, also reachable as
 # wsm::<name>. Its public headers live in <folder>/include/wsm/<name>/ and are installed with it;
 # everything else in the folder is internal. Installed libraries join the `wsm` CMake package
-# (cmake/WsmPackage.cmake), so a project outside the tree links them the same way.
+# (cmake/WsmPackage.cmake), each in its own export file, so a project outside the tree links them the
+# same way and loads only the libraries (and third-party packages) it asks for.
 function(wsm_library name)
   cmake_parse_arguments(L "NO_INSTALL" "" "SOURCES" ${ARGN})
   add_library(wsm_${name} STATIC ${L_SOURCES})
@@ -14,7 +15,7 @@ function(wsm_library name)
       $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
   endif()
   if(NOT L_NO_INSTALL)
-    install(TARGETS wsm_${name} EXPORT wsmTargets ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+    install(TARGETS wsm_${name} EXPORT wsm_${name}_targets ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
     if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/include)
       install(DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
     endif()

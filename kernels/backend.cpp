@@ -8,20 +8,14 @@
 namespace wsm::kernels {
 
 BackendKind parse_backend_kind(std::string_view name) {
-  if (name == "cpu") return BackendKind::cpu;
-  if (name == "cuda") return BackendKind::cuda;
-  if (name == "cublas") return BackendKind::cublas;
-  if (name == "auto") return BackendKind::automatic;
+  for (const auto& [text, kind] : kBackendKindNames)
+    if (name == text) return kind;
   throw Error("unknown merge backend '" + std::string(name) + "' (expected cpu, cuda, cublas or auto)");
 }
 
 std::string_view backend_kind_name(BackendKind kind) {
-  switch (kind) {
-    case BackendKind::cpu: return "cpu";
-    case BackendKind::cuda: return "cuda";
-    case BackendKind::cublas: return "cublas";
-    case BackendKind::automatic: return "auto";
-  }
+  for (const auto& [text, k] : kBackendKindNames)
+    if (k == kind) return text;
   return "?";
 }
 

@@ -1,4 +1,4 @@
-// The WSM duality (method.md): decay w_1..w_k <-> merge weights c_0..c_k, shape sampling, the
+// The WSM duality (docs/method-guide.md): decay w_1..w_k <-> merge weights c_0..c_k, shape sampling, the
 // merge-spec text form, and window selection for unevenly spaced checkpoints.
 #include "wsm/schedules/decay.h"
 
@@ -98,7 +98,7 @@ std::vector<double> table_weights(const MergeSpec& spec, int count) {
     sum += c;
   }
   if (!(std::fabs(sum) > kTolerance)) throw Error("merge spec '" + spec.to_string() + "': weights sum to 0");
-  // Tables are normalised so the merge is an average (method.md: sum c_j = 1).
+  // Tables are normalised so the merge is an average (docs/method-guide.md: sum c_j = 1).
   std::vector<double> c(table.values);
   for (double& x : c) x /= sum;
   return c;
@@ -151,7 +151,7 @@ double decay_value(DecayShape s, double t, double floor) {
       const double a = 1.0 / (r * r) - 1.0;
       return 1.0 / std::sqrt(1.0 + a * t);
     }
-    // method.md: the paper's EMA figure. f(0) = 0.9, so the oldest checkpoint keeps c_0 >= 0.1.
+    // docs/schedules.md: the paper's EMA figure. f(0) = 0.9, so the oldest checkpoint keeps c_0 >= 0.1.
     case DecayShape::exponential: f = 1.0 - std::pow(0.1, 1.0 - t); break;
     // WMA is defined on indices (c_j ~ j+1); its continuous limit as k grows is 1 - t^2.
     case DecayShape::wma: f = 1.0 - t * t; break;
@@ -353,6 +353,24 @@ std::vector<double> merge_weights(const MergeSpec& spec, int count) {
   for (int i = 1; i <= k; ++i)
     w[static_cast<std::size_t>(i - 1)] = decay_value(s.shape, static_cast<double>(i) / (k + 1), s.floor);
   return decay_to_merge_weights(w);
+}
+
+std::string sampling_rule(const MergeSpec& spec, bool over_window) {
+  if (spec.table()) return "user table";
+  if (spec.per_checkpoint()) return "per checkpoint";
+  return std::string(over_window ? kWindowSamplingRule : kSamplingRule);
+}
+
+bool window_covered(std::span<const std::int64_t> positions, std::int64_t window) {
+  if (positions.empty() || window <= 0) return false;
+  const std::int64_t newest = positions.back();
+  if (newest < std::numeric_limits<std::int64_t>::min() + window) return true;  // reaches back past any step
+  const std::int64_t start = newest - window;
+  if (positions.front() <= start) return true;
+  if (positions.size() < 2) return false;
+  // The next older checkpoint, one gap before the oldest, would lie outside. Both differences are
+  // below window here (start < positions[0] < positions[1] <= newest), so neither overflows.
+  return positions[1] - positions[0] >= positions[0] - start;
 }
 
 WindowSelection select_window(const MergeSpec& spec, std::span<const std::int64_t> positions,

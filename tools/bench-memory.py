@@ -219,13 +219,13 @@ def main():
     os.environ.setdefault("WSM_PB2_DIR", str(gen))
     budget = args.budget_mb * MiB
     frame_limit = min(64 * MiB, budget) + MiB  # merger::max_message_bytes with the default chunk size
-    window = ["--emulate", "linear:12", "--every", "4"]
+    window = ["--emulate", "linear@12", "--every", "4"]
     runs = {
         "partials": [("", window, lambda d: partials(d, budget, args.peers))],
         "garbage": [("", window, lambda d: garbage(d, budget, frame_limit))],
         "steady": [("--store, running sums on, window 12", window + ["--store", "STORE"],
                     lambda d: steady(d, budget, args.steps)),
-                   ("no store, running sums off, window 6", ["--emulate", "linear:6", "--every", "4",
+                   ("no store, running sums off, window 6", ["--emulate", "linear@6", "--every", "4",
                                                              "--running-sums", "off"],
                     lambda d: steady(d, budget, args.steps))],
     }

@@ -56,7 +56,7 @@ struct LoopbackPair {
   template <class Send, class Receive>
   double bytes_per_s(Send send, Receive receive) {
     const auto t0 = Clock::now();
-    std::thread sender(send);
+    std::jthread sender(send);
     const std::size_t got = receive();
     const double s = seconds_since(t0);
     sender.join();
@@ -199,14 +199,14 @@ void run_ingest(const IngestArgs& a) {
     merger::ServerOptions o;
     o.listen = "tcp://127.0.0.1:*";
     o.core.out_dir = std::filesystem::temp_directory_path() / ("wsm-bench-ingest-" + std::to_string(::getpid()));
-    o.core.emulations = merger::parse_emulations("linear:1");  // keeps two checkpoints
+    o.core.emulations = merger::parse_emulations("linear@1");    // keeps two checkpoints
     o.core.every = 1ll << 62;                                    // ingest only
     o.core.running_sums = false;                                 // no sum updates either
     o.core.max_chunk_bytes = std::max<std::uint64_t>(chunk, 64ull << 20);
     o.core.store.memory_budget = 1ull << 40;
     merger::Server server(o);
     std::atomic<bool> stop{false};
-    std::thread serving([&] { server.run(stop); });
+    std::jthread serving([&] { server.run(stop); });
 
     ClientOptions co;
     co.endpoint = server.endpoint();

@@ -9,6 +9,7 @@
 #include "wsm/formats/checkpoint.h"
 #include "wsm/core/error.h"
 #include "wsm/formats/tensor_convert.h"
+#include "tools/cli_common.h"
 #include "tools/commands.h"
 
 namespace wsm::tools {
@@ -16,7 +17,8 @@ namespace wsm::tools {
 namespace {
 
 struct ConvertArgs {
-  std::string in, out, dtype;
+  std::string in, out;
+  std::optional<DType> dtype;
   std::uint64_t shard_size = 0, hdf5_chunk = 0, buffer = 64ull << 20;
   int compression = 0;
   bool strict = false;
@@ -24,7 +26,7 @@ struct ConvertArgs {
 
 void run_convert(const ConvertArgs& a) {
   ConvertOptions o;
-  if (!a.dtype.empty()) o.dtype = parse_dtype(a.dtype);
+  o.dtype = a.dtype;
   o.chunk_bytes = a.buffer;
   o.fail_on_nonfinite = a.strict;
   o.write.shard_bytes = a.shard_size;
@@ -48,17 +50,14 @@ void add_convert_command(CLI::App& app) {
   cmd->add_option("out", args->out,
                   "Output: *.h5/*.hdf5, *.safetensors, or a directory (sharded safetensors + index)")
       ->required();
-  cmd->add_option("--dtype", args->dtype, "Cast float tensors to this type (integer and bool tensors are never cast)")
-      ->check(CLI::IsMember({"f32", "f16", "bf16", "f64"}));
-  cmd->add_option("--shard-size", args->shard_size, "Write sharded safetensors with shards of at most this size "
-                                                    "(e.g. 5GB, 500MB)")
-      ->transform(CLI::AsSizeValue(false));
+  add_float_dtype_option(*cmd, args->dtype,
+                         "Cast float tensors to this type (integer and bool tensors are never cast)");
+  add_size_option(*cmd, "--shard-size", args->shard_size,
+                  "Write sharded safetensors with shards of at most this size (5GB = 5e9 bytes, 5GiB = 5 * 2^30)");
   cmd->add_option("--compression", args->compression, "HDF5 output: deflate level 0..9 (values never change)")
       ->check(CLI::Range(0, 9));
-  cmd->add_option("--hdf5-chunk", args->hdf5_chunk, "HDF5 output: chunk size in bytes (default 1MB when compressing)")
-      ->transform(CLI::AsSizeValue(false));
-  cmd->add_option("--buffer", args->buffer, "Most tensor bytes held in memory at once (default 64MB)")
-      ->transform(CLI::AsSizeValue(false));
+  add_size_option(*cmd, "--hdf5-chunk", args->hdf5_chunk, "HDF5 output: chunk size (default 1MiB when compressing)");
+  add_size_option(*cmd, "--buffer", args->buffer, "Most tensor bytes held in memory at once (default 64MiB)");
   cmd->add_flag("--strict", args->strict, "Fail on NaN/Inf in the input instead of warning");
   cmd->footer(
       "Examples:\n"

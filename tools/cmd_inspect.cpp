@@ -11,6 +11,7 @@
 #include "wsm/formats/checkpoint.h"
 #include "wsm/core/error.h"
 #include "wsm/formats/tensor_convert.h"
+#include "tools/cli_common.h"
 #include "tools/commands.h"
 
 namespace wsm::tools {
@@ -22,17 +23,6 @@ struct InspectArgs {
   bool json = false;
   bool check = false;
 };
-
-std::string human_bytes(std::uint64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  return u == 0 ? fmt::format("{} B", b) : fmt::format("{:.2f} {}", v, units[u]);
-}
 
 nlohmann::json meta_json(const CheckpointMeta& m) {
   nlohmann::json j;

@@ -14,6 +14,7 @@
 #include "wsm/merger/offline_merge.h"
 #include "wsm/core/error.h"
 #include "wsm/formats/trainer_folder.h"
+#include "tools/cli_common.h"
 #include "tools/commands.h"
 
 namespace wsm::tools {
@@ -25,7 +26,9 @@ struct MergeArgs {
   std::optional<double> floor;
   std::vector<double> weights;
   std::optional<std::int64_t> window_steps, window_tokens;
-  std::string dtype, backend = "auto", accumulate = "f32";
+  std::optional<DType> dtype;
+  kernels::BackendKind backend = kernels::BackendKind::automatic;
+  std::string accumulate = "f32";
   std::optional<double> chunk_mb;  // default: merger::default_chunk_elements(backend)
   std::uint64_t shard_size = 0;
   bool dry_run = false;
@@ -40,15 +43,6 @@ std::string output_extension(const std::vector<std::string>& inputs, std::uint64
   if (shard_size > 0 || fs::is_directory(inputs.front())) return "";
   const auto ext = fs::path(inputs.front()).extension();
   return ext == ".h5" || ext == ".hdf5" ? ".h5" : ".safetensors";
-}
-
-std::string human_bytes(double b) {
-  char buf[32];
-  if (b >= 1e9)
-    std::snprintf(buf, sizeof buf, "%.2f GB", b / 1e9);
-  else
-    std::snprintf(buf, sizeof buf, "%.1f MB", b / 1e6);
-  return buf;
 }
 
 // Under MPI: each rank's share and rate, and the wall time of the whole merge (rank 0's figures
@@ -105,7 +99,8 @@ nlohmann::json plan_json(const merger::OfflineMergeRequest& req, const merger::O
           {"buffer_bytes", plan.buffer_bytes}};
 }
 
-void run_merge(const MergeArgs& a) {
+// The request the arguments describe: specs, inputs (PATH@STEP), outputs (file, pattern or folder).
+merger::OfflineMergeRequest request_from(const MergeArgs& a) {
   merger::OfflineMergeRequest req;
   for (const auto& text : a.shapes)
     for (MergeSpec spec : parse_merge_spec_list(text)) {
@@ -140,16 +135,65 @@ void run_merge(const MergeArgs& a) {
   }
   req.window_steps = a.window_steps;
   req.window_tokens = a.window_tokens;
-  if (!a.dtype.empty()) {
-    req.dtype = parse_dtype(a.dtype);
-    if (!req.dtype || !is_float(*req.dtype)) throw Error("wsm merge: --dtype " + a.dtype + " is not a float dtype");
-  }
-  req.backend = kernels::parse_backend_kind(a.backend);
+  req.dtype = a.dtype;
+  req.backend = a.backend;
   req.shard_bytes = a.shard_size;
   req.accumulate_f64 = a.accumulate == "f64";
   req.chunk_elements = a.chunk_mb ? std::max<std::uint64_t>(1, std::uint64_t(*a.chunk_mb * double(1 << 20) / 4))
                                   : merger::default_chunk_elements(req.backend);
+  return req;
+}
 
+// Progress on a terminal only: bytes done, rate, ETA, refreshed a few times a second.
+std::function<void(std::uint64_t, std::uint64_t)> terminal_progress() {
+  if (!isatty(STDERR_FILENO)) return {};
+  const auto start = std::chrono::steady_clock::now();
+  return [start, last = start](std::uint64_t done, std::uint64_t total) mutable {
+    const auto now = std::chrono::steady_clock::now();
+    if (done < total && now - last < std::chrono::milliseconds(250)) return;
+    last = now;
+    const double s = std::chrono::duration<double>(now - start).count();
+    const double rate = s > 0 ? double(done) / s : 0;
+    const double eta = rate > 0 ? double(total - done) / rate : 0;
+    std::fprintf(stderr, "\r  written %s / %s  %s/s  ETA %.0f s   ", human_bytes(double(done)).c_str(),
+                 human_bytes(double(total)).c_str(), human_bytes(rate).c_str(), eta);
+    if (done >= total) std::fputc('\n', stderr);
+  };
+}
+
+// Rank 0's report: the JSON object (--json) or the lines a person reads.
+void report_result(const MergeArgs& a, const merger::OfflineMergeRequest& req, const merger::OfflineResult& result,
+                   const rusage& before, const rusage& ru) {
+  const auto& st = result.stats;
+  if (a.json) {
+    nlohmann::json done = {{"bytes_read", st.bytes_read},     {"bytes_written", st.bytes_written},
+                           {"seconds", st.seconds},           {"backend", result.backend},
+                           {"buffer_bytes", st.buffer_bytes}, {"peak_rss_bytes", std::uint64_t(ru.ru_maxrss) * 1024}};
+    if (result.ranks.size() > 1) {  // under MPI the figures above are rank 0's share
+      done["wall_seconds"] = result.seconds;
+      done["ranks"] = nlohmann::json::array();
+      for (const auto& r : result.ranks)
+        done["ranks"].push_back(
+            {{"bytes_read", r.bytes_read}, {"bytes_written", r.bytes_written}, {"seconds", r.seconds}});
+    }
+    std::cout << nlohmann::json{{"dry_run", false}, {"plan", plan_json(req, result.plan)}, {"result", done}}.dump(2)
+              << "\n";
+    return;
+  }
+  for (std::size_t o = 0; o < req.outputs.size(); ++o)
+    std::cout << "wrote " << req.outputs[o].string() << "  (" << req.specs[o].to_string() << ")\n";
+  std::printf("%sread %s, wrote %s in %.2f s (%s/s) on the %s backend; merge buffers %s, peak RSS %s (%s at start)\n",
+              result.ranks.size() > 1 ? "rank 0's share: " : "", human_bytes(double(st.bytes_read)).c_str(),
+              human_bytes(double(st.bytes_written)).c_str(), st.seconds,
+              human_bytes(double(st.bytes_read + st.bytes_written) / std::max(st.seconds, 1e-9)).c_str(),
+              result.backend.c_str(), human_bytes(double(st.buffer_bytes)).c_str(),
+              human_bytes(double(ru.ru_maxrss) * 1024.0).c_str(),
+              human_bytes(double(before.ru_maxrss) * 1024.0).c_str());
+  if (result.ranks.size() > 1) print_rank_stats(result);
+}
+
+void run_merge(const MergeArgs& a) {
+  const merger::OfflineMergeRequest req = request_from(a);
   const auto group = merger::make_rank_group();  // MPI's world under mpirun/srun, else one rank
   const bool root = group->rank() == 0;
   if (group->size() > 1) {  // say which rank speaks; only rank 0 tells progress (info)
@@ -166,23 +210,8 @@ void run_merge(const MergeArgs& a) {
     return;
   }
 
-  // Progress on a terminal only: bytes done, rate, ETA, refreshed a few times a second.
   std::function<void(std::uint64_t, std::uint64_t)> progress;
-  const auto start = std::chrono::steady_clock::now();
-  auto last = start;
-  if (root && isatty(STDERR_FILENO)) {
-    progress = [&](std::uint64_t done, std::uint64_t total) {
-      const auto now = std::chrono::steady_clock::now();
-      if (done < total && now - last < std::chrono::milliseconds(250)) return;
-      last = now;
-      const double s = std::chrono::duration<double>(now - start).count();
-      const double rate = s > 0 ? double(done) / s : 0;
-      const double eta = rate > 0 ? double(total - done) / rate : 0;
-      std::fprintf(stderr, "\r  written %s / %s  %s/s  ETA %.0f s   ", human_bytes(double(done)).c_str(),
-                   human_bytes(double(total)).c_str(), human_bytes(rate).c_str(), eta);
-      if (done >= total) std::fputc('\n', stderr);
-    };
-  }
+  if (root) progress = terminal_progress();
   // RSS before the merge (mostly the shared libraries, cuBLAS among them), to show what the merge adds.
   rusage before{};
   getrusage(RUSAGE_SELF, &before);
@@ -201,34 +230,7 @@ void run_merge(const MergeArgs& a) {
   }
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  if (!root) return;
-  const auto& st = result.stats;
-  if (a.json) {
-    nlohmann::json done = {{"bytes_read", st.bytes_read},
-                           {"bytes_written", st.bytes_written},
-                           {"seconds", st.seconds},
-                           {"backend", result.backend},
-                           {"buffer_bytes", st.buffer_bytes},
-                           {"peak_rss_bytes", std::uint64_t(ru.ru_maxrss) * 1024}};
-    if (result.ranks.size() > 1) {  // under MPI the figures above are rank 0's share
-      done["wall_seconds"] = result.seconds;
-      done["ranks"] = nlohmann::json::array();
-      for (const auto& r : result.ranks)
-        done["ranks"].push_back({{"bytes_read", r.bytes_read}, {"bytes_written", r.bytes_written}, {"seconds", r.seconds}});
-    }
-    std::cout << nlohmann::json{{"dry_run", false}, {"plan", plan_json(req, result.plan)}, {"result", done}}.dump(2)
-              << "\n";
-    return;
-  }
-  for (std::size_t o = 0; o < req.outputs.size(); ++o)
-    std::cout << "wrote " << req.outputs[o].string() << "  (" << req.specs[o].to_string() << ")\n";
-  std::printf("%sread %s, wrote %s in %.2f s (%s/s) on the %s backend; merge buffers %s, peak RSS %s (%s at start)\n",
-              result.ranks.size() > 1 ? "rank 0's share: " : "", human_bytes(double(st.bytes_read)).c_str(),
-              human_bytes(double(st.bytes_written)).c_str(), st.seconds,
-              human_bytes(double(st.bytes_read + st.bytes_written) / std::max(st.seconds, 1e-9)).c_str(),
-              result.backend.c_str(), human_bytes(double(st.buffer_bytes)).c_str(),
-              human_bytes(double(ru.ru_maxrss) * 1024.0).c_str(), human_bytes(double(before.ru_maxrss) * 1024.0).c_str());
-  if (result.ranks.size() > 1) print_rank_stats(result);
+  if (root) report_result(a, req, result, before, ru);
 }
 
 }  // namespace
@@ -242,24 +244,25 @@ void add_merge_command(CLI::App& app) {
   cmd->add_option("--floor", args->floor, "Minimum LR fraction r: w = r + (1-r) f(t)")->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--weights", args->weights, "Explicit merge weights c_0..c_k, oldest first (normalised to sum 1)")
       ->delimiter(',');
-  auto* ws = cmd->add_option("--window-steps", args->window_steps,
-                             "Merge the checkpoints in (newest - N, newest] steps, shape sampled at their steps");
-  auto* wt = cmd->add_option("--window-tokens", args->window_tokens, "Same, over recorded token counts");
+  auto* ws = add_window_option(*cmd, "--window-steps", args->window_steps, Axis::steps,
+                               "Merge the checkpoints in (newest - N, newest] steps, shape sampled at their steps");
+  auto* wt = add_window_option(*cmd, "--window-tokens", args->window_tokens, Axis::tokens,
+                               "Same, over recorded token counts (50M, 50Mt or 50000000)");
   ws->excludes(wt);
-  cmd->add_option("--dtype", args->dtype, "Output dtype of float tensors (f32, bf16, f16, f64); default: as the newest");
-  cmd->add_option("--backend", args->backend, "cpu, cuda, cublas or auto")
-      ->check(CLI::IsMember({"cpu", "cuda", "cublas", "auto"}))
-      ->capture_default_str();
+  add_float_dtype_option(*cmd, args->dtype,
+                         "Output dtype of float tensors (f32, bf16, f16, f64); default: as the newest");
+  add_enum_option(*cmd, "--backend", args->backend, kernels::kBackendKindNames,
+                  "Merge backend: cpu, cuda, cublas or auto (default auto)");
   cmd->add_option("--accumulate", args->accumulate, "Accumulator precision")
       ->check(CLI::IsMember({"f32", "f64"}))
       ->capture_default_str();
   cmd->add_option("--chunk-mb", args->chunk_mb,
                   "Chunk size in MiB of f32 per tensor piece (bounds memory); default 1 on the CPU, 64 on a GPU")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--shard-size", args->shard_size,
-                  "Directory outputs: shards model-0000k-of-0000N.safetensors of at most this size (e.g. 5GB = 5e9 "
-                  "bytes, 200KB); default one shard, or 5GB when the inputs are Hugging Face model directories")
-      ->transform(CLI::AsSizeValue(true));
+  add_size_option(
+      *cmd, "--shard-size", args->shard_size,
+      "Directory outputs: shards model-0000k-of-0000N.safetensors of at most this size (5GB = 5e9 "
+      "bytes, 5GiB = 5 * 2^30); default one shard, or 5GB when the inputs are Hugging Face model directories");
   cmd->add_flag("--dry-run", args->dry_run, "Print the plan (inputs, weights, bytes, memory) and write nothing");
   cmd->add_flag("--json", args->json, "Print the plan and the result as one JSON object on stdout (logs stay on stderr)");
   cmd->add_option("--out", args->out,

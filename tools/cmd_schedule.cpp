@@ -1,5 +1,5 @@
 // `wsm schedule`: an LR schedule as a table, CSV, JSON or plot, optionally with the step-wise LR
-// that a checkpoint merge over the last window emulates (method.md's duality, step by step).
+// that a checkpoint merge over the last window emulates (docs/method-guide.md's duality, step by step).
 #include <algorithm>
 #include <cstdio>
 #include <optional>
@@ -8,11 +8,13 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "wsm/core/error.h"
 #include "wsm/schedules/emulate.h"
 #include "wsm/schedules/schedule.h"
 #include "wsm/schedules/text.h"
+#include "wsm/schedules/window.h"
 #include "tools/commands.h"
 #include "tools/plot.h"
 
@@ -37,15 +39,23 @@ struct Comparison {
   MergeEmulation emulation;
 };
 
-// "SHAPE:WINDOW": the window is after the last ':' so a spec like "ema:alpha=0.2:2000" works.
+// SPEC@WINDOW, as `wsm serve --emulate` reads it (wsm/schedules/window.h); the window is in steps.
+// The old SHAPE:WINDOW form (window after the last ':') is still read, with a warning, as serve does.
 Comparison parse_compare(const ScheduleArgs& a) {
-  const auto colon = a.compare.rfind(':');
-  if (colon == std::string::npos)
-    throw Error("--compare-merge '" + a.compare + "': expected SHAPE:WINDOW, e.g. 1-sqrt:2000");
+  SpecWindow sw;
+  if (a.compare.find('@') == std::string::npos && a.compare.rfind(':') != std::string::npos) {
+    const auto colon = a.compare.rfind(':');
+    sw = {parse_merge_spec(a.compare.substr(0, colon)), parse_window(a.compare.substr(colon + 1))};
+    spdlog::warn("--compare-merge '{}': the SHAPE:WINDOW form is deprecated; write SPEC@WINDOW, e.g. 1-sqrt@2000",
+                 a.compare);
+  } else {
+    sw = parse_spec_at_window(a.compare, "--compare-merge");
+  }
+  if (sw.window.axis != Axis::steps)
+    throw Error("--compare-merge '" + a.compare + "': the window is in steps here (the schedule's axis), not tokens");
   Comparison c;
-  c.spec = parse_merge_spec(a.compare.substr(0, colon));
-  c.window = text::parse_int(a.compare.substr(colon + 1), "--compare-merge '" + a.compare + "': window");
-  if (c.window <= 0) throw Error("--compare-merge '" + a.compare + "': window must be positive");
+  c.spec = sw.spec;
+  c.window = sw.window.value;
   c.interval = a.merge_every > 0 ? a.merge_every : std::max<std::int64_t>(1, c.window / 8);
   c.emulation = emulate_merge(c.spec, a.steps, c.window, c.interval);
   return c;
@@ -91,10 +101,14 @@ void run(const ScheduleArgs& a) {
     if (cmp) {
       std::vector<double> mlr;
       for (auto s : rows) mlr.push_back(merged(s));
-      out["merge"] = {{"spec", cmp->spec.to_string()},       {"window", cmp->window},
-                      {"interval", cmp->interval},          {"sampling", std::string(kSamplingRule)},
-                      {"checkpoints", cmp->emulation.positions}, {"weights", cmp->emulation.weights},
-                      {"decay", cmp->emulation.decay},       {"lr", mlr}};
+      out["merge"] = {{"spec", cmp->spec.to_string()},
+                      {"window", cmp->window},
+                      {"interval", cmp->interval},
+                      {"sampling", sampling_rule(cmp->spec, true)},
+                      {"checkpoints", cmp->emulation.positions},
+                      {"weights", cmp->emulation.weights},
+                      {"decay", cmp->emulation.decay},
+                      {"lr", mlr}};
     }
     std::printf("%s\n", out.dump().c_str());
   } else if (a.csv) {
@@ -152,7 +166,8 @@ void add_schedule_command(CLI::App& app) {
   csv->excludes(json);
   cmd->add_option("--plot", args->plot, "Write a plot (.svg or .png)");
   cmd->add_option("--compare-merge", args->compare,
-                  "SHAPE:WINDOW: overlay the step-wise LR a merge over the last WINDOW steps emulates (for a wsd: "
+                  "SPEC@WINDOW (as serve --emulate): overlay the step-wise LR a merge over the last WINDOW steps "
+                  "emulates (for a wsd: "
                   "schedule, a merge of its constant-LR trunk, the run WSM trains instead)");
   cmd->add_option("--merge-every", args->merge_every,
                   "Checkpoint interval for --compare-merge (default: WINDOW/8)")
@@ -161,7 +176,7 @@ void add_schedule_command(CLI::App& app) {
       "Examples:\n"
       "  wsm schedule 'warmup=500,stable,peak=3e-4' --steps 20000 --every 1000\n"
       "  wsm schedule 'wsd:warmup=500,decay=4000,shape=1-sqrt' --steps 20000 --csv --every 100\n"
-      "  wsm schedule 'warmup=500,stable,peak=3e-4' --steps 20000 --compare-merge 1-sqrt:4000 --plot lr.svg\n"
+      "  wsm schedule 'warmup=500,stable,peak=3e-4' --steps 20000 --compare-merge 1-sqrt@4000 --plot lr.svg\n"
       "Kinds: stable, wsd, cosine, inverse-sqrt, linear; see docs/schedules.md.\n");
   cmd->callback([args] { run(*args); });
 }

@@ -10,6 +10,7 @@
 #include "merger/daemon/freed_memory.h"
 #include "merger/daemon/server.h"
 #include "wsm/core/error.h"
+#include "tools/cli_common.h"
 #include "tools/commands.h"
 #ifdef WSM_HAVE_TRAINER
 #include "tools/compare/scoring.h"
@@ -21,43 +22,22 @@ namespace {
 std::atomic<bool> g_stop{false};
 extern "C" void on_stop_signal(int) { g_stop.store(true); }
 
-std::uint64_t parse_bytes(const std::string& text, const std::string& flag = "--memory-budget") {
-  std::size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    throw Error(flag + " '" + text + "': expected bytes, e.g. 8G, 512M, 1000000");
-  }
-  std::string suffix = text.substr(used);
-  if (!suffix.empty() && (suffix.back() == 'B' || suffix.back() == 'b')) suffix.pop_back();
-  if (!suffix.empty() && suffix.back() == 'i') suffix.pop_back();
-  double mult = 1;
-  if (suffix == "K" || suffix == "k") mult = 1024.0;
-  else if (suffix == "M" || suffix == "m") mult = 1024.0 * 1024;
-  else if (suffix == "G" || suffix == "g") mult = 1024.0 * 1024 * 1024;
-  else if (suffix == "T" || suffix == "t") mult = 1024.0 * 1024 * 1024 * 1024;
-  else if (!suffix.empty()) throw Error(flag + " '" + text + "': unknown suffix '" + suffix + "'");
-  if (!(v >= 0)) throw Error(flag + " '" + text + "': must be >= 0");
-  return static_cast<std::uint64_t>(std::llround(v * mult));
-}
-
 struct ServeArgs {
   std::string listen = "tcp://127.0.0.1:5555";
   std::string out;
   std::vector<std::string> emulate;
   std::int64_t every = 0;
   std::string store;
-  std::string memory_budget = "8G";
-  std::string dtype;
-  std::string backend = "cpu";
+  std::uint64_t memory_budget = 8ull << 30;
+  std::optional<DType> dtype;
+  kernels::BackendKind backend = kernels::BackendKind::cpu;
   std::string curve_secret, curve_allow;
   std::uint32_t credit = 16;
   double partial_timeout_s = 30;
   std::string log_level = "info";
   std::string running_sums = "on";
   int recompute_every = 64;
-  std::string write_backlog = "1G";
+  std::uint64_t write_backlog = 1ull << 30;
   // The stable-phase readout (merger/daemon/output_evaluator.h).
   std::string eval_cmd, score_key, eval_val, eval_config;
   bool eval_builtin = false, eval_raw = true;
@@ -101,7 +81,7 @@ void run_serve(const ServeArgs& a) {
   o.listen = a.listen;
   o.curve_secret_key_file = a.curve_secret;
   o.curve_allow_file = a.curve_allow;
-  o.backend = kernels::parse_backend_kind(a.backend);
+  o.backend = a.backend;
   for (const auto& value : a.emulate)
     for (auto& e : merger::parse_emulations(value)) o.core.emulations.push_back(std::move(e));
   if (a.every <= 0) throw Error("--every must be a positive number of steps");
@@ -113,14 +93,10 @@ void run_serve(const ServeArgs& a) {
   o.core.output.format = *merger::parse_output_format(a.format);  // CLI11 checked the name
   o.core.output.hf_template = a.hf_template;
   merger::check_output_format(o.core.output);
-  if (!a.dtype.empty()) {
-    auto d = parse_dtype(a.dtype);
-    if (!d || !is_float(*d)) throw Error("--dtype '" + a.dtype + "': expected f32, f16, bf16 or f64");
-    o.core.dtype = d;
-  }
+  o.core.dtype = a.dtype;
   o.core.store.store_dir = a.store;
-  o.core.store.memory_budget = parse_bytes(a.memory_budget);
-  o.core.store.write_backlog = parse_bytes(a.write_backlog, "--write-backlog");
+  o.core.store.memory_budget = a.memory_budget;
+  o.core.store.write_backlog = a.write_backlog;
   o.core.credit = a.credit;
   if (a.running_sums != "on" && a.running_sums != "off")
     throw Error("--running-sums '" + a.running_sums + "': expected on or off");
@@ -151,9 +127,11 @@ void add_serve_command(CLI::App& app) {
       ->required();
   cmd->add_option("--every", args->every, "Write outputs every N steps, once each window is covered")->required();
   cmd->add_option("--store", args->store, "Directory for the window on disk (spill, restart)");
-  cmd->add_option("--memory-budget", args->memory_budget, "RAM for the window, e.g. 8G")->capture_default_str();
-  cmd->add_option("--dtype", args->dtype, "Output dtype of float tensors (f32, f16, bf16, f64); default: as input");
-  cmd->add_option("--backend", args->backend, "Merge backend: cpu, cuda, cublas, auto")->capture_default_str();
+  add_size_option(*cmd, "--memory-budget", args->memory_budget,
+                  "RAM for the window, e.g. 16GiB or 16GB (default 8GiB)");
+  add_float_dtype_option(*cmd, args->dtype, "Output dtype of float tensors (f32, f16, bf16, f64); default: as input");
+  add_enum_option(*cmd, "--backend", args->backend, kernels::kBackendKindNames,
+                  "Merge backend: cpu, cuda, cublas or auto (default cpu)");
   cmd->add_option("--format", args->format,
                   "Output format: h5 (wsm's HDF5), safetensors (one file), hf (a Hugging Face model directory: "
                   "sharded safetensors, index, and the config/tokenizer files of --hf-template)")
@@ -175,9 +153,9 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--running-sums-recompute", args->recompute_every,
                   "Recompute each running sum from the window after this many incremental updates (bounds f64 drift)")
       ->capture_default_str();
-  cmd->add_option("--write-backlog", args->write_backlog,
-                  "Bytes received but not yet written to --store past which ingest waits (credit withheld)")
-      ->capture_default_str();
+  add_size_option(
+      *cmd, "--write-backlog", args->write_backlog,
+      "Bytes received but not yet written to --store past which ingest waits (credit withheld; default 1GiB)");
   cmd->add_option("--index", args->index_name,
                   "File name of the output index in --out; daemons of one sharded job sharing --out (one per node) "
                   "each give their own, e.g. index-node3.json")

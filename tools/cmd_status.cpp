@@ -9,6 +9,7 @@
 #include "merger/daemon/curve_auth.h"
 #include "wsm/core/error.h"
 #include "wsm/wire/wire.h"
+#include "tools/cli_common.h"
 #include "tools/commands.h"
 
 namespace wsm::tools {
@@ -20,13 +21,6 @@ struct StatusArgs {
   int timeout_ms = 3000;
   std::string curve_server_key, curve_key;
 };
-
-std::string human_bytes(double b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (b >= 1024 && u < 4) b /= 1024, ++u;
-  return fmt::format("{:.1f} {}", b, units[u]);
-}
 
 void print_text(const v1::StatusReply& r) {
   fmt::print("merger {} (wsm {}), up {:.0f} s, {} peers\n", r.server_id(), r.version(), r.uptime_s(), r.peers());

@@ -1,5 +1,5 @@
 // `wsm weights`: the merge weights c_j (oldest first) for a decay shape, and the equivalent decay
-// w_i (method.md's duality), or the other way round from a user table.
+// w_i (docs/method-guide.md's duality), or the other way round from a user table.
 #include <cstdint>
 #include <cstdio>
 #include <optional>
@@ -64,8 +64,7 @@ void run(const WeightsArgs& a) {
   const MergeSpec spec = spec_from(a, count);
   std::vector<double> c, w;
   std::vector<std::int64_t> selected;  // window mode only
-  std::string rule = spec.table() ? std::string("user table") : spec.per_checkpoint() ? std::string("per checkpoint")
-                                                                                   : std::string(kSamplingRule);
+  std::string rule = sampling_rule(spec, false);
   if (a.window != 0 || !a.positions.empty()) {
     if (a.window <= 0 || a.positions.empty())
       throw Error("wsm weights: --window and --positions go together (a window in steps and the checkpoint steps)");
@@ -75,7 +74,7 @@ void run(const WeightsArgs& a) {
     c = sel.weights;
     w = sel.decay;
     count = static_cast<int>(c.size());
-    if (!spec.per_checkpoint()) rule = "w_i=f((p_i-p_0)/window)";
+    rule = sampling_rule(spec, true);
   } else {
     c = merge_weights(spec, count);
     w = merge_weights_to_decay(c);
@@ -136,7 +135,8 @@ void add_weights_command(CLI::App& app) {
       "  wsm weights --shape ema --alpha 0.2 --count 6\n"
       "  wsm weights --decay 1,0.5,0.25        (4 checkpoints)\n"
       "  wsm weights --shape 1-sqrt --window 1000 --positions 0,450,700,900,950,1300,1450\n"
-      "Sampling rule (method.md): w_i = f(i/(k+1)), i = 1..k; c_0 = 1 - w_1, c_j = w_j - w_{j+1}, c_k = w_k.\n");
+      "Sampling rule (docs/method-guide.md): w_i = f(i/(k+1)), i = 1..k; c_0 = 1 - w_1, c_j = w_j - w_{j+1}, c_k = "
+      "w_k.\n");
   cmd->callback([args] { run(*args); });
 }
 

@@ -9,7 +9,7 @@ decode the blocks here with zlib + struct.
 Writes <out>/austen/{train.txt, val.txt, all.txt}:
   train.txt  Emma, Mansfield Park, Northanger Abbey, Pride and Prejudice, Sense and Sensibility
   val.txt    Persuasion (held out)
-  all.txt    all six in the documented order, checked against the sha256 in data-sources.md
+  all.txt    all six in the documented order, checked against the sha256 pinned below (ALL_SHA256)
 Each novel is its lines joined with '\n'; novels are separated by one blank line ('\n\n'), which is
 the joining that reproduces the pinned checksum (4,025,033 bytes, 81 distinct characters).
 

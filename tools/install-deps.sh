@@ -14,7 +14,7 @@ packages=(
   libxxhash-dev zlib1g-dev
   libopenblas-dev libomp-dev libdnnl2
   libcairo2-dev
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev clang-format
   g++-aarch64-linux-gnu
   libopenmpi-dev openmpi-bin
   python3 python3-pip python3-numpy python3-h5py python3-zmq python3-protobuf python3-torch python3-venv python3-xxhash

@@ -64,7 +64,7 @@ class ThreadPool {
     }
   }
 
-  std::mutex mu_;
+  std::mutex mu_;  // guards body_, n_, busy_, generation_ and stop_ (next_ is atomic)
   std::condition_variable wake_, done_;
   const std::function<void(int)>* body_ = nullptr;  // the job: set under mu_, read by workers after waking
   int n_ = 0;

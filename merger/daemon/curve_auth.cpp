@@ -72,7 +72,7 @@ std::string curve_public_from_secret(const std::string& secret_z85) {
 ZapHandler::ZapHandler(zmq::context_t& ctx, std::set<std::string> allowed)
     : socket_(ctx, zmq::socket_type::rep), allowed_(std::move(allowed)) {
   socket_.bind("inproc://zeromq.zap.01");
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::jthread([this] { loop(); });
 }
 
 ZapHandler::~ZapHandler() {

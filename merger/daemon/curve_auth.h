@@ -31,7 +31,7 @@ class ZapHandler {
   zmq::socket_t socket_;
   std::set<std::string> allowed_;
   std::atomic<bool> stop_{false};
-  std::thread thread_;
+  std::jthread thread_;
 };
 
 }  // namespace wsm::merger

@@ -17,12 +17,6 @@ template <class T>
 std::string json_list(const std::vector<T>& v) {
   return nlohmann::json(v).dump();
 }
-// How an emulation's weights were sampled; the index record and the provenance say the same.
-std::string sampling_rule(const MergeSpec& spec) {
-  return spec.per_checkpoint() ? "per checkpoint"
-                               : "w_i=f((p_i-p_0)/window) (" + std::string(kSamplingRule) + " for even spacing)";
-}
-
 std::string output_dtype_name(const EmissionJob& job) {
   return job.dtype ? std::string(dtype_name(*job.dtype)) : std::string("as-input");
 }
@@ -39,14 +33,14 @@ nlohmann::json output_fields(const EmissionJob& job, const EmissionOutput& out) 
           {"sources", out.source_steps},
           {"source_tokens", out.source_tokens},
           {"weights", out.source_weights},
-          {"sampling", sampling_rule(out.emulation.spec)},
+          {"sampling", sampling_rule(out.emulation.spec, true)},
           {"dtype", output_dtype_name(job)},
           {"request_id", job.request_id}};
 }
 }  // namespace
 
 Provenance emission_provenance(const EmissionJob& job, const EmissionOutput& out, std::string method,
-                               std::string accumulate) {
+                               std::string accumulate, std::vector<std::string> copied) {
   Provenance p;
   p.tool = "wsm serve";
   p.version = std::string(wsm_version());
@@ -54,7 +48,7 @@ Provenance emission_provenance(const EmissionJob& job, const EmissionOutput& out
   p.spec = out.emulation.spec.to_string();
   p.shape = out.emulation.spec.kind_name();
   p.floor = out.emulation.spec.floor();
-  p.sampling_rule = sampling_rule(out.emulation.spec);
+  p.sampling_rule = sampling_rule(out.emulation.spec, true);
   p.window = out.emulation.window;
   p.axis = std::string(axis_name(out.emulation.axis));
   for (std::size_t j = 0; j < out.source_steps.size(); ++j)
@@ -64,15 +58,18 @@ Provenance emission_provenance(const EmissionJob& job, const EmissionOutput& out
   p.dtype = output_dtype_name(job);
   p.accumulate = std::move(accumulate);
   p.method = std::move(method);
+  p.copied_from_newest = std::move(copied);
   return p;
 }
 
 std::map<std::string, std::string> emission_metadata(const EmissionJob& job, const EmissionOutput& out,
-                                                     std::string method, std::string accumulate) {
+                                                     std::string method, std::string accumulate,
+                                                     std::vector<std::string> copied) {
   // The model's metadata travels along (the output is usable on its own); provenance keys win.
   std::map<std::string, std::string> extra;
   if (job.model) extra = *job.model;
-  for (auto& [key, value] : provenance_metadata(emission_provenance(job, out, std::move(method), std::move(accumulate))))
+  for (auto& [key, value] :
+       provenance_metadata(emission_provenance(job, out, std::move(method), std::move(accumulate), std::move(copied))))
     extra.insert_or_assign(key, std::move(value));
   if (job.part) extra[kPartLayoutKey] = layout_to_json(*job.part);
   return extra;
@@ -112,7 +109,7 @@ std::vector<nlohmann::json> run_emission(const EmissionJob& job, kernels::MergeB
     meta.step = job.step;
     meta.tokens = job.tokens;
     meta.run_id = job.run_id;
-    meta.extra = emission_metadata(job, out, "full-merge", options.accumulate_f64 ? "f64" : "f32");
+    meta.extra = emission_metadata(job, out, "full-merge", options.accumulate_f64 ? "f64" : "f32", plan.copied_names());
     writers.push_back(create_output(out.path, meta, plan.output_tensors, job.output));
     outputs.push_back(writers.back().get());
     weights.insert(weights.end(), out.weights.begin(), out.weights.end());

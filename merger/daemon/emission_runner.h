@@ -31,12 +31,14 @@ std::vector<nlohmann::json> run_emission(const EmissionJob& job, kernels::MergeB
 nlohmann::json output_record(const EmissionJob& job, const EmissionOutput& out);
 
 // The provenance written into each output's metadata (wsm/merger/provenance.h). `method` is
-// "full-merge" or "running-sum (...)"; `accumulate` "f32" or "f64".
+// "full-merge" or "running-sum (...)"; `accumulate` "f32" or "f64"; `copied` the integer/bool tensors
+// copied from the newest input (MergePlan::copied_names).
 Provenance emission_provenance(const EmissionJob& job, const EmissionOutput& out, std::string method,
-                               std::string accumulate);
+                               std::string accumulate, std::vector<std::string> copied = {});
 // An output's metadata: the run's model metadata (job.model), its provenance (whose keys win) and, for a
 // sharded run, its part layout (wsm/formats/part_layout.h).
 std::map<std::string, std::string> emission_metadata(const EmissionJob& job, const EmissionOutput& out,
-                                                     std::string method, std::string accumulate);
+                                                     std::string method, std::string accumulate,
+                                                     std::vector<std::string> copied = {});
 
 }  // namespace wsm::merger

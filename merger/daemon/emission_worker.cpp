@@ -71,7 +71,7 @@ void EmissionWorker::loop() {
     if (!c.records.empty()) {
       WrittenListener listener;
       try {
-        std::lock_guard lock(mu_);  // the index is also read by status callers through index()
+        std::lock_guard lock(mu_);  // the index is also read by status callers through index_snapshot()
         index_.append(c.records);
         listener = on_written_;
       } catch (const std::exception& e) {

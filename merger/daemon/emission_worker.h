@@ -46,7 +46,6 @@ class EmissionWorker {
   void wait_idle();                                 // until the queue is empty and nothing runs
   // Finishes the job being written, drops the queued ones (logged), joins the thread.
   void stop();
-  const OutputIndex& index() const { return index_; }
   // The index as it is now, copied under the lock (for readers on other threads).
   nlohmann::json index_snapshot() const;
   // Called on the worker thread after a job's records reach the index (the evaluator's feed, set
@@ -65,6 +64,8 @@ class EmissionWorker {
   OutputIndex index_;
   RunnerOptions options_;
   RunningSums sums_;  // touched by the worker thread only (bytes() excepted)
+  // Lock discipline: mu_ guards index_ (written by the worker thread, read by index_snapshot) and
+  // every member below up to thread_; the worker thread merges without holding it.
   mutable std::mutex mu_;
   std::condition_variable cv_, idle_cv_;
   std::deque<EmissionJob> queue_;
@@ -72,7 +73,7 @@ class EmissionWorker {
   std::vector<Completion> done_;
   WrittenListener on_written_;
   bool stopping_ = false;
-  std::thread thread_;
+  std::jthread thread_;
 };
 
 }  // namespace wsm::merger

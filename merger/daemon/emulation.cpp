@@ -1,21 +1,15 @@
 #include "merger/daemon/emulation.h"
 
-#include <cctype>
-#include <cmath>
-
 #include <spdlog/spdlog.h>
 
 #include "wsm/core/error.h"
 #include "wsm/core/file_name.h"
+#include "wsm/schedules/text.h"
 
 namespace wsm::merger {
 
 namespace {
-std::string trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return std::string(s);
-}
+std::string trim(std::string_view s) { return std::string(text::trim(s)); }
 
 bool starts_item(std::string_view token) {
   const std::string t = trim(token);
@@ -25,48 +19,6 @@ bool starts_item(std::string_view token) {
   return parse_decay_shape(t.substr(0, end)).has_value() || !ambiguous_shape_hint(t.substr(0, end)).empty();
 }
 }  // namespace
-
-std::string_view axis_name(Axis a) { return a == Axis::steps ? "steps" : "tokens"; }
-
-Window parse_window(std::string_view text) {
-  std::string s = trim(text);
-  const std::string original = s;
-  const auto fail = [&] {
-    return Error("window '" + original + "': expected a step count (800) or tokens with suffix t (50Mt)");
-  };
-  Window w;
-  if (!s.empty() && (s.back() == 't' || s.back() == 'T')) {
-    w.axis = Axis::tokens;
-    s.pop_back();
-  }
-  double mult = 1;
-  if (!s.empty() && w.axis == Axis::tokens) {
-    switch (std::toupper(static_cast<unsigned char>(s.back()))) {
-      case 'K': mult = 1e3; break;
-      case 'M': mult = 1e6; break;
-      case 'G':
-      case 'B': mult = 1e9; break;
-      default: break;
-    }
-    if (mult != 1) s.pop_back();
-  }
-  if (s.empty()) throw fail();
-  std::size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(s, &used);
-  } catch (const std::exception&) {
-    throw fail();
-  }
-  if (used != s.size() || !(v * mult >= 1) || v * mult > 9e18) throw fail();
-  if (w.axis == Axis::steps && v != std::floor(v)) throw fail();
-  w.value = static_cast<std::int64_t>(std::llround(v * mult));
-  return w;
-}
-
-std::string window_to_string(const Window& w) {
-  return std::to_string(w.value) + (w.axis == Axis::tokens ? "t" : "");
-}
 
 Emulation make_emulation(const MergeSpec& spec, Window window) {
   Emulation e;
@@ -119,10 +71,8 @@ std::vector<Emulation> parse_emulations(std::string_view text) {
                                                                                      : semi - start));
     start = semi == std::string_view::npos ? text.size() + 1 : semi + 1;
     if (item.empty()) continue;
-    const auto at = item.find('@');
-    if (at == std::string::npos || item.find('@', at + 1) != std::string::npos)
-      throw Error("--emulate item '" + item + "': expected SPEC@WINDOW, e.g. 1-sqrt@800 or 'cosine,floor=0.1@50Mt'");
-    out.push_back(make_emulation(parse_merge_spec(item.substr(0, at)), parse_window(item.substr(at + 1))));
+    const SpecWindow sw = parse_spec_at_window(item, "--emulate item");
+    out.push_back(make_emulation(sw.spec, sw.window));
   }
   if (out.empty()) throw Error("--emulate: no emulation given");
   return out;

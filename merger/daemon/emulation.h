@@ -1,20 +1,20 @@
 #pragma once
 // One decay the daemon emulates: a merge spec over a window of steps or tokens, written SPEC@WINDOW.
 //   --emulate 1-sqrt@800 linear@2000 'cosine,floor=0.1@50Mt' 'ema:alpha=0.2@1000' 'weights=0.2,0.8@300'
-// SPEC is a merge spec (schedules/decay.h: ',' separates its options, ':' only in "ema:alpha=");
+// SPEC is a merge spec (wsm/schedules/decay.h: ',' separates its options, ':' only in "ema:alpha=");
 // '@' appears once and only before the window; several items in one value are separated by ';'.
 // WINDOW is a step count, or a token count with the suffix "t" (optional K/M/G/B multiplier:
-// "50Mt" = 50,000,000 tokens). See docs/protocol.md.
+// "50Mt" = 50,000,000 tokens): wsm/schedules/window.h, the syntax every command shares. See
+// docs/protocol.md.
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "wsm/schedules/decay.h"
+#include "wsm/schedules/window.h"
 
 namespace wsm::merger {
-
-enum class Axis { steps, tokens };
 
 struct Emulation {
   MergeSpec spec;
@@ -22,14 +22,6 @@ struct Emulation {
   Axis axis = Axis::steps;
   std::string label;  // wsm::file_name_safe, e.g. "1-sqrt_w800", "cosine_floor_0.1_w50000000t"
 };
-
-struct Window {
-  std::int64_t value = 0;
-  Axis axis = Axis::steps;
-};
-Window parse_window(std::string_view text);  // "800", "50Mt", "1.5Gt"; throws wsm::Error
-std::string window_to_string(const Window& w);
-std::string_view axis_name(Axis a);
 
 Emulation make_emulation(const MergeSpec& spec, Window window);
 // One --emulate value: "SPEC@WINDOW[;SPEC@WINDOW...]". A value without any '@' is read in the old,

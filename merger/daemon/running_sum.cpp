@@ -96,7 +96,7 @@ std::unique_ptr<CheckpointWriter> create_sum_output(const EmissionJob& job, cons
   meta.step = job.step;
   meta.tokens = job.tokens;
   meta.run_id = job.run_id;
-  meta.extra = emission_metadata(job, item.output, method_name(item.model), "f64");
+  meta.extra = emission_metadata(job, item.output, method_name(item.model), "f64", plan.copied_names());
   return create_output(item.output.path, meta, plan.output_tensors, job.output);
 }
 

@@ -2,7 +2,7 @@
 // The running-sum update as a pure plan (running_sum.h applies it to tensors): given what a sum
 // holds now, the selection it must now equal and which checkpoints can still be read, which
 // checkpoints to subtract, add or rebuild from, and with which coefficients. No I/O, so the plan
-// is tested on scalars against method.md's weights (tests/merger/test_running_sum_plan.cpp).
+// is tested on scalars against docs/method-guide.md's weights (tests/merger/test_running_sum_plan.cpp).
 //
 // The sum over the tail (oldest first) is V = sum_j ratio^(newest-j) * theta_j; the output is
 // scale * V (+ anchor's coefficient * theta_anchor for EMA, whose oldest checkpoint is apart).

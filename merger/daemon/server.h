@@ -37,15 +37,17 @@ class Server {
   // Serves until `stop` becomes true; then stops accepting, finishes the output being written,
   // and returns.
   void run(const std::atomic<bool>& stop);
-  // Test hook (tests and `wsm bench ingest`): waits until every queued output is written.
+
+  // ---- Test hooks (tests and `wsm bench ingest`; serving never calls them) ----
+  // Waits until every queued output is written.
   void wait_outputs_idle() { worker_->wait_idle(); }
-  // Test hook, while no client sends: the window.
+  // While no client sends: the window.
   const WindowStore& window() const { return core_->store(); }
-  // For tests: waits until every queued evaluation is done (none when evaluation is off).
+  // Waits until every queued evaluation is done (none when evaluation is off).
   void wait_evals_idle() {
     if (evaluator_) evaluator_->wait_idle();
   }
-  // For tests: waits until every received checkpoint is written to --store.
+  // Waits until every received checkpoint is written to --store.
   void wait_store_idle() { core_->store().wait_written(); }
 
  private:

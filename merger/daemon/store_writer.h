@@ -36,6 +36,8 @@ class StoreWriter {
   void loop();
   bool write(const StoredCheckpoint& c);  // true when persisted (or no longer needed)
 
+  // Lock discipline: mu_ guards every member below up to thread_ (the queues, the counters and the
+  // flags); the writer thread writes files without holding it.
   mutable std::mutex mu_;
   std::condition_variable cv_, idle_cv_;
   std::deque<std::shared_ptr<const StoredCheckpoint>> queue_;
@@ -44,7 +46,7 @@ class StoreWriter {
   std::chrono::steady_clock::time_point retry_at_;
   std::uint64_t backlog_ = 0, written_ = 0;
   bool busy_ = false, stopping_ = false;
-  std::thread thread_;
+  std::jthread thread_;
 };
 
 }  // namespace wsm::merger

@@ -21,6 +21,13 @@ std::string where(const CheckpointReader& r, const std::string& tensor) {
 
 }  // namespace
 
+std::vector<std::string> MergePlan::copied_names() const {
+  std::vector<std::string> names;
+  for (std::size_t t = 0; t < copied.size(); ++t)
+    if (copied[t]) names.push_back(output_tensors[t].name);
+  return names;
+}
+
 MergePlan plan_merge(std::span<CheckpointReader* const> inputs, std::optional<DType> out_dtype) {
   if (inputs.empty()) throw Error("merge: no input checkpoints");
   if (out_dtype && !is_float(*out_dtype))

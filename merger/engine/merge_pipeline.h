@@ -98,10 +98,10 @@ class MergePipeline {
   std::vector<std::atomic<std::size_t>> writes_left_;          // per slot: outputs not yet written from it
   std::atomic<int> computing_;                                  // compute loops still running
 
-  std::mutex error_mutex_;
+  std::mutex error_mutex_;  // guards error_ (the first failure of any thread)
   std::exception_ptr error_;
   std::atomic<bool> stopped_{false};
-  std::mutex progress_mutex_;
+  std::mutex progress_mutex_;  // guards written_ and the progress callback's calls
   std::uint64_t written_ = 0;
   std::atomic<std::uint64_t> read_bytes_{0};
   std::vector<std::vector<FiniteScan>> nonfinite_;  // [output][tensor]: each writer thread its own row

@@ -45,7 +45,7 @@ class BoundedQueue {
 
  private:
   std::size_t capacity_;
-  std::mutex mutex_;
+  std::mutex mutex_;  // guards items_ and closed_
   std::condition_variable not_empty_, not_full_;
   std::deque<T> items_;
   bool closed_ = false;

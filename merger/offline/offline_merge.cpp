@@ -95,6 +95,64 @@ struct Opened {
   std::vector<std::unique_ptr<CheckpointReader>> readers;  // ordered like plan.inputs
 };
 
+// Which inputs each output merges and with what weights: the window's selection (sampled at each
+// input's position), or every input with the shape's even-spacing rule.
+void choose_weights(const OfflineMergeRequest& req, OfflinePlan& plan) {
+  const std::size_t n = plan.inputs.size();
+  if (req.window_steps || req.window_tokens) {
+    const bool steps = bool(req.window_steps);
+    std::vector<std::int64_t> positions;
+    for (const auto& in : plan.inputs) {
+      const auto& pos = steps ? in.step : in.tokens;
+      if (!pos)
+        throw Error("merge: " + in.path.string() + " records no " + (steps ? "step" : "token count") +
+                    ", needed by --window-" + (steps ? "steps" : "tokens"));
+      positions.push_back(*pos);
+    }
+    if (!steps)
+      for (std::size_t i = 1; i < positions.size(); ++i)
+        if (positions[i] <= positions[i - 1])
+          throw Error("merge: token counts do not increase with steps (" + plan.inputs[i - 1].path.string() + ", " +
+                      plan.inputs[i].path.string() + ")");
+    const std::int64_t window = steps ? *req.window_steps : *req.window_tokens;
+    if (!window_covered(positions, window))
+      spdlog::warn(
+          "merge: the window of {} {} reaches past the history (oldest input at {}, newest at {}): "
+          "shapes are sampled over the whole window, so the oldest input weighs more than in a "
+          "covered window (docs/schedules.md, \"Windows and the history\")",
+          window, steps ? "steps" : "tokens", positions.front(), positions.back());
+    std::vector<WindowSelection> sels;
+    for (const auto& spec : req.specs) sels.push_back(select_window(spec, positions, window));
+    for (const auto& s : sels)
+      if (s.indices != sels.front().indices) throw Error("merge: shapes selected different windows");
+    plan.used = sels.front().indices;
+    for (const auto& s : sels) {
+      plan.weights.push_back(s.weights);
+      plan.sampling.push_back(sampling_rule(req.specs[plan.sampling.size()], true));
+    }
+  } else {
+    plan.used.resize(n);
+    std::iota(plan.used.begin(), plan.used.end(), 0);
+    for (const auto& spec : req.specs) {
+      plan.weights.push_back(merge_weights(spec, int(n)));
+      plan.sampling.push_back(sampling_rule(spec, false));
+    }
+    // The shapes assume evenly spaced checkpoints: say so when the recorded steps are not.
+    const bool all_steps =
+        std::all_of(plan.inputs.begin(), plan.inputs.end(), [](const auto& in) { return in.step.has_value(); });
+    if (n > 2 && all_steps) {
+      const std::int64_t first_gap = *plan.inputs[1].step - *plan.inputs[0].step;
+      for (std::size_t i = 2; i < n; ++i)
+        if (*plan.inputs[i].step - *plan.inputs[i - 1].step != first_gap) {
+          spdlog::warn(
+              "inputs are not evenly spaced in steps; weights assume even spacing "
+              "(use --window-steps to sample the shape at each checkpoint's step)");
+          break;
+        }
+    }
+  }
+}
+
 Opened open_and_plan(const OfflineMergeRequest& req) {
   if (req.inputs.empty()) throw Error("merge: no input checkpoints given");
   if (req.specs.empty()) throw Error("merge: no merge shape given");
@@ -130,54 +188,7 @@ Opened open_and_plan(const OfflineMergeRequest& req) {
                               given ? "given" : source != r->meta().extra.end() ? source->second : "metadata"});
     op.readers.push_back(std::move(unordered[i]));
   }
-  const std::size_t n = op.readers.size();
-
-  if (req.window_steps || req.window_tokens) {
-    const bool steps = bool(req.window_steps);
-    std::vector<std::int64_t> positions;
-    for (const auto& in : op.plan.inputs) {
-      const auto& pos = steps ? in.step : in.tokens;
-      if (!pos)
-        throw Error("merge: " + in.path.string() + " records no " + (steps ? "step" : "token count") +
-                    ", needed by --window-" + (steps ? "steps" : "tokens"));
-      positions.push_back(*pos);
-    }
-    if (!steps)
-      for (std::size_t i = 1; i < positions.size(); ++i)
-        if (positions[i] <= positions[i - 1])
-          throw Error("merge: token counts do not increase with steps (" + op.plan.inputs[i - 1].path.string() +
-                      ", " + op.plan.inputs[i].path.string() + ")");
-    const std::int64_t window = steps ? *req.window_steps : *req.window_tokens;
-    std::vector<WindowSelection> sels;
-    for (const auto& spec : req.specs) sels.push_back(select_window(spec, positions, window));
-    for (const auto& s : sels)
-      if (s.indices != sels.front().indices) throw Error("merge: shapes selected different windows");
-    op.plan.used = sels.front().indices;
-    for (const auto& s : sels) {
-      op.plan.weights.push_back(s.weights);
-      op.plan.sampling.push_back(std::string("w_i=f((p_i-p_0)/window) over ") + (steps ? "steps" : "tokens") +
-                                 ", window=" + std::to_string(window));
-    }
-  } else {
-    op.plan.used.resize(n);
-    std::iota(op.plan.used.begin(), op.plan.used.end(), 0);
-    for (const auto& spec : req.specs) {
-      op.plan.weights.push_back(merge_weights(spec, int(n)));
-      op.plan.sampling.push_back(std::string(kSamplingRule));
-    }
-    // The shapes assume evenly spaced checkpoints: say so when the recorded steps are not.
-    const bool all_steps =
-        std::all_of(op.plan.inputs.begin(), op.plan.inputs.end(), [](const auto& in) { return in.step.has_value(); });
-    if (n > 2 && all_steps) {
-      const std::int64_t first_gap = *op.plan.inputs[1].step - *op.plan.inputs[0].step;
-      for (std::size_t i = 2; i < n; ++i)
-        if (*op.plan.inputs[i].step - *op.plan.inputs[i - 1].step != first_gap) {
-          spdlog::warn("inputs are not evenly spaced in steps; weights assume even spacing "
-                       "(use --window-steps to sample the shape at each checkpoint's step)");
-          break;
-        }
-    }
-  }
+  choose_weights(req, op.plan);
 
   std::vector<CheckpointReader*> used;
   for (std::size_t i : op.plan.used) used.push_back(op.readers[i].get());
@@ -242,8 +253,7 @@ Provenance merge_provenance(const OfflineMergeRequest& req, const OfflinePlan& p
   p.dtype = req.dtype ? std::string(dtype_name(*req.dtype)) : std::string("as-input");
   p.accumulate = req.accumulate_f64 ? "f64" : "f32";
   p.method = "full-merge";
-  for (std::size_t t = 0; t < plan.merge.copied.size(); ++t)
-    if (plan.merge.copied[t]) p.copied_from_newest.push_back(plan.merge.output_tensors[t].name);
+  p.copied_from_newest = plan.merge.copied_names();
   return p;
 }
 

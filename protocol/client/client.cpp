@@ -31,6 +31,7 @@
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
+#include "protocol/client/snapshot.h"
 #include "wsm/formats/tensor_slice.h"
 #include "wsm/wire/wire.h"
 
@@ -39,58 +40,12 @@ namespace wsm {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-struct Buffer {
-  std::unique_ptr<std::byte[]> bytes;
-  std::size_t capacity = 0;
-};
-
-// Recycles snapshot buffers: a fresh allocation would page-fault on every byte, a reused one does not.
-class BufferPool {
- public:
-  explicit BufferPool(std::size_t max_bytes) : max_bytes_(max_bytes) {}
-  Buffer take(std::size_t size) {
-    std::lock_guard lock(mu_);
-    for (auto it = free_.begin(); it != free_.end(); ++it)
-      if (it->capacity >= size) {
-        Buffer b = std::move(*it);
-        held_ -= b.capacity;
-        free_.erase(it);
-        return b;
-      }
-    return {std::make_unique_for_overwrite<std::byte[]>(size ? size : 1), size};
-  }
-  void give(Buffer b) {
-    std::lock_guard lock(mu_);
-    if (held_ + b.capacity > max_bytes_) return;  // let it go
-    held_ += b.capacity;
-    free_.push_back(std::move(b));
-  }
-
- private:
-  std::mutex mu_;
-  std::deque<Buffer> free_;
-  std::size_t held_ = 0, max_bytes_;
-};
-
-struct Snapshot {
-  std::int64_t step = 0, tokens = 0;
-  double lr = 0;
-  std::vector<TensorInfo> manifest;  // sharded: named by slice entry, shaped as the block
-  std::vector<TensorSlice> slices;   // sharded: one per manifest tensor; empty otherwise
-  std::vector<std::string> names;    // sharded: the global tensors' names
-  std::vector<std::size_t> offsets;  // of each tensor in buffer
-  std::size_t total = 0;
-  Buffer buffer;
-  std::weak_ptr<BufferPool> pool;
-  std::shared_ptr<const void> owner;     // send_checkpoint_owned: the caller's bytes, in place
-  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
-  std::vector<const std::byte*> in_place;
-  ~Snapshot() {
-    if (auto p = pool.lock()) p->give(std::move(buffer));
-  }
-  const std::byte* data(std::size_t i) const { return owner ? in_place[i] : buffer.bytes.get() + offsets[i]; }
-};
+using client_detail::BufferPool;
+using client_detail::describe;
+using client_detail::kBytesAhead;
+using client_detail::QueuedFrames;
+using client_detail::Snapshot;
+using client_detail::SnapshotCopy;
 
 std::string random_routing_id() {
   std::random_device rd;
@@ -107,64 +62,6 @@ enum class Attempt { acked, rejected, retry, over_budget };
 // Waits between tries of a checkpoint the merger refused as OVER_BUDGET: doubling, capped.
 inline constexpr std::chrono::milliseconds kFirstBudgetWait{100}, kLongestBudgetWait{2000};
 
-// Chunk bytes handed to ZeroMQ that its I/O thread has not yet written to the socket.
-inline constexpr std::size_t kBytesAhead = 8 << 20;
-struct QueuedFrames {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::size_t bytes = 0;
-  void add(std::size_t n) {
-    std::lock_guard lock(mu);
-    bytes += n;
-  }
-  void done(std::size_t n) {
-    {
-      std::lock_guard lock(mu);
-      bytes -= n;
-    }
-    cv.notify_all();
-  }
-  // Waits until n more bytes fit (or nothing is queued); false when ZeroMQ wrote nothing until `until`.
-  bool wait_for_room(std::size_t n, std::chrono::steady_clock::time_point until) {
-    std::unique_lock lock(mu);
-    return cv.wait_until(lock, until, [&] { return bytes == 0 || bytes + n <= kBytesAhead; });
-  }
-};
-
-// One snapshot copy, shared by the send_checkpoint caller and the sender thread: each takes the
-// next block until none is left. Blocks are what makes sharing possible; their size keeps the
-// handoff cost small next to the copy.
-class SnapshotCopy {
- public:
-  static constexpr std::size_t kBlock = 2 << 20;
-  // Worth sharing only when it has more than one block.
-  bool shareable() const { return blocks_.size() > 1; }
-  void add(std::byte* dst, const std::byte* src, std::size_t n) {
-    for (std::size_t off = 0; off < n; off += kBlock) blocks_.push_back({dst + off, src + off, std::min(kBlock, n - off)});
-  }
-  // Copies blocks until none is left to take.
-  void help() {
-    for (std::size_t i; (i = next_.fetch_add(1)) < blocks_.size();) {
-      std::memcpy(blocks_[i].dst, blocks_[i].src, blocks_[i].n);
-      done_.fetch_add(1, std::memory_order_release);
-      done_.notify_all();
-    }
-  }
-  // Returns once every block is copied, by whoever took it.
-  void wait_done() {
-    for (std::size_t d; (d = done_.load(std::memory_order_acquire)) < blocks_.size();) done_.wait(d);
-  }
-
- private:
-  struct Block {
-    std::byte* dst;
-    const std::byte* src;
-    std::size_t n;
-  };
-  std::vector<Block> blocks_;
-  std::atomic<std::size_t> next_{0}, done_{0};
-};
-
 }  // namespace
 
 struct MergerClient::Impl {
@@ -172,6 +69,9 @@ struct MergerClient::Impl {
   zmq::context_t ctx{1};
   std::shared_ptr<BufferPool> pool;
 
+  // Lock discipline: mu guards the members from here to `sender` (the queue, counters, flags, errors
+  // and stats); the sender-thread state below belongs to the sender thread alone, which streams a
+  // snapshot without holding mu.
   std::mutex mu;
   std::condition_variable room_cv, work_cv, idle_cv, copy_cv;
   std::deque<std::shared_ptr<Snapshot>> queue;  // front is in flight
@@ -183,7 +83,7 @@ struct MergerClient::Impl {
   Clock::time_point close_deadline = Clock::time_point::max();  // set by close()
   std::vector<std::string> errors;
   ClientStats stats;
-  std::thread sender;
+  std::jthread sender;
 
   // Sender-thread state.
   std::optional<zmq::socket_t> socket;
@@ -216,7 +116,7 @@ struct MergerClient::Impl {
       throw Error("merger client: rank " + std::to_string(opt.rank) + ", world size " + std::to_string(opt.world_size) +
                   ", local world size " + std::to_string(opt.local_world_size) +
                   ": need 0 <= rank < world size and local world size <= world size");
-    sender = std::thread([this] { run(); });
+    sender = std::jthread([this] { run(); });
   }
 
   void fail_unreachable(const Snapshot& s) {
@@ -561,44 +461,6 @@ std::string_view outage_policy_name(OutagePolicy policy) {
   }
   return "?";
 }
-
-namespace {
-// A sharded sender names each block by its slice entry (tensor_slice.h) on the wire.
-TensorSlice slice_of(const TensorView& t) {
-  TensorSlice slice{t.global_shape, t.offsets, t.shape, t.replicated};
-  if (t.global_shape.empty() && t.offsets.empty()) {
-    slice.global_shape = t.shape;
-    slice.offsets.assign(t.shape.size(), 0);
-  }
-  if (auto problem = slice_problem(slice)) throw Error("send_checkpoint: tensor '" + t.name + "': " + *problem);
-  return slice;
-}
-
-std::shared_ptr<Snapshot> describe(std::int64_t step, std::int64_t tokens, double lr, std::span<const TensorView> tensors,
-                                   const ClientOptions& opt) {
-  auto snap = std::make_shared<Snapshot>();
-  snap->step = step;
-  snap->tokens = tokens;
-  snap->lr = lr;
-  bool sharded = opt.world_size > 1;
-  for (const auto& t : tensors) sharded = sharded || !t.global_shape.empty() || !t.offsets.empty() || t.replicated;
-  for (const auto& t : tensors) {
-    TensorInfo info{t.name, t.dtype, t.shape};
-    if (info.nbytes() != t.data.size())
-      throw Error("send_checkpoint: tensor '" + t.name + "' has " + std::to_string(t.data.size()) +
-                  " bytes, its dtype and shape say " + std::to_string(info.nbytes()));
-    if (sharded) {
-      snap->slices.push_back(slice_of(t));
-      snap->names.push_back(t.name);
-      info.name = slice_entry_name(t.name, snap->slices.back());
-    }
-    snap->offsets.push_back(snap->total);
-    snap->total += t.data.size();
-    snap->manifest.push_back(std::move(info));
-  }
-  return snap;
-}
-}  // namespace
 
 void MergerClient::Impl::reserve(Snapshot& snap) {
   std::unique_lock lock(mu);

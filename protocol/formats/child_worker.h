@@ -63,7 +63,7 @@ class ChildWorker {
   pid_t pid_ = -1;
   int fd_ = -1;
   std::uint64_t starts_ = 0;
-  mutable std::mutex mutex_;
+  mutable std::mutex mutex_;  // guards pid_, fd_ and starts_: one request at a time
 };
 
 }  // namespace wsm

@@ -93,6 +93,40 @@ TEST_F(MergeCli, NonFiniteInputIsWarnedAboutByTensorAndInput) {
   EXPECT_TRUE(std::isfinite(v5));
 }
 
+// Issue 24, item 5: a window longer than the history (3 checkpoints 100 steps apart, window 400)
+// is merged as asked, but with a warning, since linear then weighs 0.25/0.25/0.5 instead of thirds;
+// a window the history covers (300) merges without one.
+TEST_F(MergeCli, AWindowPastTheHistoryIsWarnedAbout) {
+  auto r =
+      run_wsm("merge --shape linear --window-steps 400 --json --out " + q(dir_ / "long.safetensors") + all_inputs());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("reaches past the history"), std::string::npos) << r.err;
+  const auto plan = nlohmann::json::parse(r.out);
+  const auto weights = plan.at("plan").at("outputs").at(0).at("weights").get<std::vector<double>>();
+  ASSERT_EQ(weights.size(), 3u);
+  EXPECT_NEAR(weights[0], 0.25, 1e-12);  // w = f(1/4), f(2/4) = 0.75, 0.5 (docs/schedules.md)
+  EXPECT_NEAR(weights[2], 0.5, 1e-12);
+  r = run_wsm("merge --shape linear --window-steps 300 --out " + q(dir_ / "covered.safetensors") + all_inputs());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.err.find("reaches past the history"), std::string::npos) << r.err;
+}
+
+// One window syntax (wsm/schedules/window.h): --window-tokens takes 50M and 50Mt like --emulate (these
+// inputs record no tokens, so the merge then stops on that, not on the syntax); a token window given
+// to --window-steps is refused by name.
+TEST_F(MergeCli, WindowTokensTakeTheEmulateSyntax) {
+  for (const char* w : {"50M", "50Mt", "50000000"}) {
+    const auto r =
+        run_wsm(std::string("merge --window-tokens ") + w + " --out " + q(dir_ / "t.safetensors") + all_inputs());
+    EXPECT_NE(r.rc, 0) << w;
+    EXPECT_NE(r.err.find("records no token count"), std::string::npos) << w << ": " << r.err;
+  }
+  const auto r = run_wsm("merge --window-steps 50Mt --out " + q(dir_ / "t.safetensors") + all_inputs());
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.err.find("tokens"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "t.safetensors"));
+}
+
 TEST_F(MergeCli, VersionIsTheProjectVersion) {
   const auto r = run_wsm("--version");
   EXPECT_EQ(r.rc, 0);

@@ -1,6 +1,6 @@
 // `wsm merge` on Hugging Face Trainer output folders as transformers lays them out
 // (tests/hf_trainer_folder.h): checkpoint-* globs, which the shell sorts as text, merged in step
-// order with method.md's weights recomputed here in double; --window-steps over their steps;
+// order with docs/method-guide.md's weights recomputed here in double; --window-steps over their steps;
 // inputs without any step refused where the weights depend on order, and PATH@STEP; --json on
 // stdout with the logs on stderr; torch.save inputs named with the converter.
 #include <gtest/gtest.h>
@@ -32,7 +32,7 @@ Tensor model_at(std::int64_t step) {
   return t;
 }
 
-// method.md: w_i = f(i/(k+1)), c_k = w_k, c_j = w_j - w_{j+1}, c_0 = 1 - w_1, f = 1 - sqrt(t).
+// docs/method-guide.md: w_i = f(i/(k+1)), c_k = w_k, c_j = w_j - w_{j+1}, c_0 = 1 - w_1, f = 1 - sqrt(t).
 std::vector<double> one_minus_sqrt_weights(int count) {
   const int k = count - 1;
   std::vector<double> w(count + 1, 0.0), c(count);

@@ -1,5 +1,5 @@
 // The running-sum planner (merger/daemon/running_sum_plan.h) on its own: plans applied to scalar
-// "checkpoints" in double precision give, at every step, the direct weighted sum with method.md's
+// "checkpoints" in double precision give, at every step, the direct weighted sum with docs/method-guide.md's
 // weights (uniform: c_j = 1/(k+1); PMA's EMA: c_0 = (1-A)^k, c_j = A (1-A)^(k-j)), whether the
 // window slides by one, updates are skipped, steps leave before they can be subtracted, the
 // model changes or the periodic rebuild comes due; and incremental plans read O(1) checkpoints.
@@ -16,7 +16,7 @@
 namespace wsm::merger {
 namespace {
 
-// method.md's weights for k+1 checkpoints, oldest first, written out here independently.
+// docs/method-guide.md's weights for k+1 checkpoints, oldest first, written out here independently.
 std::vector<double> uniform_weights(std::size_t n) { return std::vector<double>(n, 1.0 / double(n)); }
 std::vector<double> ema_weights(double a, std::size_t n) {
   const std::size_t k = n - 1;

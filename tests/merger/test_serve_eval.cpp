@@ -1,6 +1,6 @@
 // The stable-phase readout: `wsm serve --eval-cmd` scores every merged output and the newest raw
 // checkpoint of each emission in the background. The scores in index.json and `wsm status` are
-// checked against the sum of the merged tensor computed here in double from method.md's weights;
+// checked against the sum of the merged tensor computed here in double from docs/method-guide.md's weights;
 // a failing eval command is recorded and the daemon serves on; a slow one never holds up ingest;
 // `wsm report` draws the scores as PNG and SVG.
 #include <signal.h>
@@ -135,7 +135,7 @@ TEST_F(ServeEval, OutputsAndRawCheckpointsAreScored) {
       continue;
     }
     ASSERT_EQ(r["label"], "linear_w200");
-    // method.md, linear over k+1 = 2 checkpoints (window 200, every 100): c = (1/2, 1/2).
+    // docs/method-guide.md, linear over k+1 = 2 checkpoints (window 200, every 100): c = (1/2, 1/2).
     const double want = 0.5 * tensor_sum(step - 100) + 0.5 * tensor_sum(step);
     ASSERT_TRUE(ev.contains("score")) << ev.dump();
     EXPECT_NEAR(ev["score"].get<double>(), want, 1e-6 * kRows * kCols) << "step " << step;

@@ -1,5 +1,5 @@
 // Running sums (merger/daemon/running_sum.h): uniform and EMA emulations kept as f64 running sums equal a
-// double-precision reference over the window (weights from method.md's formulas, not from the
+// double-precision reference over the window (weights from docs/method-guide.md's formulas, not from the
 // daemon), over a sequence where checkpoints leave the window many times and recomputes happen;
 // uneven spacing falls back to the full merge; --running-sums off merges in full; a restart with
 // --store (clean stop, kill -9) rebuilds the window and the sums from disk.
@@ -20,7 +20,7 @@ namespace {
 
 const std::vector<std::vector<std::int64_t>> kShapes{{64, 33}, {100}};
 
-// The weights method.md gives for the selected window, computed here independently.
+// The weights docs/method-guide.md gives for the selected window, computed here independently.
 std::vector<double> reference_weights(const std::string& spec, std::size_t count) {
   std::vector<double> c(count);
   if (spec.rfind("ema", 0) == 0) {

@@ -1,5 +1,6 @@
 # The installed package works for a project outside the tree: install into a scratch prefix, build
-# tests/package/consumer against it with find_package(wsm), run it (it checks a merge it makes).
+# tests/package/consumer against it with find_package(wsm) three times (every library; wsm::schedules
+# alone without HDF5, Protobuf or ZeroMQ; wsm::merger alone without Protobuf or ZeroMQ) and run each.
 add_test(NAME package.find_package_consumer
   COMMAND ${CMAKE_COMMAND}
     -DBUILD_DIR=${PROJECT_BINARY_DIR} -DSOURCE_DIR=${CMAKE_CURRENT_LIST_DIR}/consumer

@@ -1,4 +1,4 @@
-// Slices, part layouts and multi-part checkpoints (protocol/tensor_slice.h, part_layout.h,
+// Slices, part layouts and multi-part checkpoints (wsm/formats/tensor_slice.h, part_layout.h,
 // multipart_checkpoint.h): part files written here by hand from whole tensors; the reader's whole
 // tensors and byte ranges are compared with the tensors they were cut from.
 #include <gtest/gtest.h>

@@ -1,7 +1,7 @@
-// Where a checkpoint's step comes from when the file records none (protocol/trainer_folder.h):
+// Where a checkpoint's step comes from when the file records none (wsm/formats/trainer_folder.h):
 // Hugging Face Trainer folders as transformers writes them, checkpoint-N names, wsm's own names at
-// every width (protocol/checkpoint_name.h), PATH@STEP; and torch.save files (written here by real
-// torch.save) refused by name with the converter's command (protocol/torch_format.h).
+// every width (wsm/formats/checkpoint_name.h), PATH@STEP; and torch.save files (written here by real
+// torch.save) refused by name with the converter's command (protocol/formats/torch_format.h).
 #include <gtest/gtest.h>
 
 #include <cstdlib>

@@ -2,4 +2,4 @@
 # (Not named test_*.cpp so the generic glob in tests/CMakeLists.txt does not pick it up alone.)
 wsm_add_test(schedules_plot
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/plot_unittest.cpp
-  LIBS wsm_tools ${WSM_ALL_LIBS} PkgConfig::CAIRO)
+  LIBS wsm_tools PkgConfig::CAIRO)

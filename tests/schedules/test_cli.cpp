@@ -1,5 +1,5 @@
 // `wsm weights` and `wsm schedule` run as a user would: the built binary, its JSON checked against
-// the library and method.md, its plots checked as real PNG/SVG files (SVG parsed by Python's XML).
+// the library and docs/method-guide.md, its plots checked as real PNG/SVG files (SVG parsed by Python's XML).
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -61,7 +61,7 @@ TEST_F(Cli, WeightsJsonMatchesLibraryAndMethodTable) {
     ASSERT_EQ(c.size(), 5u);
     ASSERT_EQ(w.size(), 4u);
     for (std::size_t i = 0; i < 5; ++i) EXPECT_NEAR(c[i], expected[i], 5e-5) << shape;
-    // w_i = sum_{j>=i} c_j (method.md)
+    // w_i = sum_{j>=i} c_j (docs/method-guide.md)
     for (std::size_t i = 1; i <= 4; ++i) {
       double tail = 0;
       for (std::size_t m = i; m < 5; ++m) tail += c[m];

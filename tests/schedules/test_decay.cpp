@@ -1,4 +1,4 @@
-// The WSM duality against method.md: its formulas recomputed here in plain double loops, its
+// The WSM duality against docs/method-guide.md: its formulas recomputed here in plain double loops, its
 // worked-example table, and the properties every merge weight vector must have.
 #include <gtest/gtest.h>
 
@@ -15,7 +15,7 @@ namespace {
 
 constexpr double kPi = std::numbers::pi;
 
-// method.md's shapes, written out independently of decay.cpp.
+// docs/method-guide.md's shapes, written out independently of decay.cpp.
 double ref_f(DecayShape s, double t) {
   switch (s) {
     case DecayShape::linear: return 1 - t;
@@ -57,7 +57,7 @@ const DecayShape kAllShapes[] = {DecayShape::linear,       DecayShape::cosine, D
                                  DecayShape::inverse_sqrt, DecayShape::exponential, DecayShape::wma};
 
 TEST(Decay, WorkedExampleTableK4) {
-  // method.md, k = 4, sampling w_i = f(i/5), four decimals.
+  // docs/method-guide.md, k = 4, sampling w_i = f(i/5), four decimals.
   const std::vector<std::pair<DecayShape, std::vector<double>>> table = {
       {DecayShape::linear, {0.2000, 0.2000, 0.2000, 0.2000, 0.2000}},
       {DecayShape::cosine, {0.0955, 0.2500, 0.3090, 0.2500, 0.0955}},
@@ -169,7 +169,7 @@ TEST(Decay, EdgesCountOneAndTwo) {
 
 TEST(Decay, InverseSqrtEndsAtTheFloor) {
   for (double r : {0.0, 0.05, 0.1, 0.5}) {
-    const double end = r > 0 ? r : 0.1;  // method.md: default 0.1
+    const double end = r > 0 ? r : 0.1;  // docs/schedules.md: default 0.1
     EXPECT_NEAR(decay_value(DecayShape::inverse_sqrt, 1.0, r), end, 1e-15);
     EXPECT_NEAR(decay_value(DecayShape::inverse_sqrt, 0.0, r), 1.0, 1e-15);
     const double a = 1 / (end * end) - 1;
@@ -188,7 +188,7 @@ TEST(Decay, ShapesStartAtOneAndEndAtTheFloor) {
     EXPECT_NEAR(decay_value(s, 1.0), 0.0, 1e-15);
     EXPECT_NEAR(decay_value(s, 1.0, 0.2), 0.2, 1e-15);
   }
-  // The paper's EMA curve starts at 0.9 (method.md), so its oldest checkpoint keeps c_0 >= 0.1.
+  // The paper's EMA curve starts at 0.9 (docs/schedules.md), so its oldest checkpoint keeps c_0 >= 0.1.
   EXPECT_NEAR(decay_value(DecayShape::exponential, 0.0), 0.9, 1e-15);
   EXPECT_NEAR(decay_value(DecayShape::exponential, 1.0), 0.0, 1e-15);
   for (int count : {2, 5, 20}) EXPECT_GE(merge_weights(shape_spec(DecayShape::exponential), count)[0], 0.1 - 1e-15);

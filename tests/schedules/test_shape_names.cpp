@@ -1,5 +1,5 @@
 // Shape names a user may type: "sqrt" is ambiguous (1-sqrt and inverse-sqrt are different decays,
-// method.md) and is refused with the two names to choose from, wherever a shape is read: merge
+// docs/method-guide.md) and is refused with the two names to choose from, wherever a shape is read: merge
 // specs, --shape lists, --emulate, and a WSD schedule's shape=.
 #include <gtest/gtest.h>
 
@@ -32,7 +32,7 @@ TEST(ShapeNames, SqrtIsRefusedAsAmbiguous) {
   expect_ambiguous([] { parse_merge_spec_list("linear,sqrt,floor=0.1"); }, "spec list");
   expect_ambiguous([] { parse_schedule("wsd:warmup=10,decay=20,shape=sqrt"); }, "schedule");
   expect_ambiguous([] { merger::parse_emulations("linear:100,sqrt:200"); }, "emulations");
-  // The two real shapes keep their names and differ (method.md: "It is NOT the same as 1-sqrt").
+  // The two real shapes keep their names and differ (docs/schedules.md: "Not the same as 1-sqrt").
   EXPECT_EQ(parse_decay_shape("1-sqrt"), DecayShape::one_minus_sqrt);
   EXPECT_EQ(parse_decay_shape("inverse-sqrt"), DecayShape::inverse_sqrt);
   EXPECT_NE(merge_weights(parse_merge_spec("1-sqrt"), 5), merge_weights(parse_merge_spec("inverse-sqrt"), 5));

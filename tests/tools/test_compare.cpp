@@ -1,5 +1,5 @@
 // `wsm compare`: study mode on the tiny preset (every number checked against `wsm eval` of the file
-// it names, merge weights against method.md's formula, resumption), sweep mode with an eval command
+// it names, merge weights against docs/method-guide.md's formula, resumption), sweep mode with an eval command
 // on synthetic checkpoints whose best merge is known in closed form, a failing eval command, and the
 // small pieces (score parsing, statistics).
 #include <gtest/gtest.h>
@@ -35,7 +35,7 @@ json read_json(const fs::path& p) {
   return json::parse(in);
 }
 
-// method.md: w_i = f(i/(k+1)), c_k = w_k, c_j = w_j - w_{j+1}, c_0 = 1 - w_1; in double, written
+// docs/method-guide.md: w_i = f(i/(k+1)), c_k = w_k, c_j = w_j - w_{j+1}, c_0 = 1 - w_1; in double, written
 // out here independently of schedules/.
 std::vector<double> one_minus_sqrt_weights(int count) {
   const int k = count - 1;
@@ -72,7 +72,7 @@ TEST(CompareStudy, TinyStudyMatchesWsmEvalAndResumes) {
     wsd += method == "wsd" && m.at("final").get<bool>();
     if (method != "wsm") continue;
     ++wsm;
-    // Sources: the trunk's checkpoints in (60 - W, 60]; weights: method.md's.
+    // Sources: the trunk's checkpoints in (60 - W, 60]; weights: docs/method-guide.md's.
     const std::int64_t w = m.at("window");
     const auto sources = m.at("sources").get<std::vector<std::int64_t>>();
     const auto weights = m.at("weights").get<std::vector<double>>();

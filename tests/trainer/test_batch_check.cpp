@@ -1,4 +1,4 @@
-// The CPU and CUDA models share one activation layout and one batch check (trainer/activations.h).
+// The CPU and CUDA models share one activation layout and one batch check (wsm/trainer/activations.h).
 // Here, on the CPU path: the check rejects what neither model can run (empty targets for a training
 // step, a head count that does not divide the width, bad shapes and ids) before anything changes, and
 // the layout's per-layer slices tile each buffer exactly.

@@ -47,7 +47,7 @@ class Progress {
 
  private:
   void print_locked(bool final_line);
-  std::mutex mu_;
+  std::mutex mu_;  // guards every member below (progress is reported from several job threads)
   std::string label_, unit_;
   double total_, done_ = 0;
   int printed_tenths_ = -1;

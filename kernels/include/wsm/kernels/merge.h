@@ -3,14 +3,17 @@
 // inputs, all M outputs from one pass over the inputs. Memory-bound; see docs/design.md.
 //
 // Semantics every backend shares (and tests/ checks against a double-precision loop):
-// - inputs f32/f16/bf16, mixed allowed; accumulation in f32 (f64 when asked);
+// - inputs f32/f16/bf16/f64, mixed allowed; accumulation in f32 (f64 when asked);
 // - outputs f32/f16/bf16/f64, rounded to nearest even once at the end;
 // - a fixed summation order (j = 0..K-1, one fused multiply-add chain per element), so results are
 //   bit-identical run to run and between the CPU backend and the host build of the CUDA per-element code.
+#include <array>
 #include <cstddef>
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
+#include <utility>
 
 #include "wsm/core/dtype.h"
 
@@ -59,6 +62,12 @@ std::unique_ptr<MergeBackend> make_cuda_backend(const CudaOptions& options = {})
 // Which backend merges: the CPU, the fused CUDA kernel, cuBLAS GemmEx, or CUDA when a device is
 // there and the CPU otherwise.
 enum class BackendKind { cpu, cuda, cublas, automatic };
+// The names, once: parse_backend_kind, backend_kind_name and every --backend option read this table.
+inline constexpr std::array<std::pair<std::string_view, BackendKind>, 4> kBackendKindNames{
+    {{"cpu", BackendKind::cpu},
+     {"cuda", BackendKind::cuda},
+     {"cublas", BackendKind::cublas},
+     {"auto", BackendKind::automatic}}};
 // "cpu", "cuda", "cublas" or "auto"; throws wsm::Error listing the choices.
 BackendKind parse_backend_kind(std::string_view name);
 std::string_view backend_kind_name(BackendKind kind);

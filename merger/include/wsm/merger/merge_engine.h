@@ -28,6 +28,8 @@ struct MergePlan {
   std::vector<bool> copied;                // per tensor: integer/bool, copied from the newest input
   std::uint64_t bytes_read = 0;            // over all inputs (copied tensors: newest only)
   std::uint64_t bytes_written_per_output = 0;
+
+  std::vector<std::string> copied_names() const;  // the copied tensors' names, as provenance records them
 };
 
 // Checks that every input holds the same tensor names and shapes, float tensors float everywhere and

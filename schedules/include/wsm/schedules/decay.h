@@ -1,5 +1,5 @@
 #pragma once
-// The WSM duality (../shared/method.md): a decay w_1..w_k over a window of k+1 checkpoints is the
+// The WSM duality (docs/method-guide.md): a decay w_1..w_k over a window of k+1 checkpoints is the
 // same thing as merge weights c_0..c_k (oldest first) with w_i = sum_{j>=i} c_j.
 #include <cstdint>
 #include <optional>
@@ -20,8 +20,8 @@ std::optional<DecayShape> parse_decay_shape(std::string_view name);
 // the sentence that says which names to write instead; empty for any other name.
 std::string ambiguous_shape_hint(std::string_view name);
 
-// f(t) for t in [0,1] with the floor applied as method.md says (w = r + (1-r) f(t); inverse-sqrt
-// uses the floor as its own end value, default 0.1 when floor is 0).
+// f(t) for t in [0,1] with the floor applied as docs/schedules.md says (w = r + (1-r) f(t);
+// inverse-sqrt uses the floor as its own end value, default 0.1 when floor is 0).
 double decay_value(DecayShape s, double t, double floor = 0.0);
 
 // c_0..c_k from w_1..w_k. Throws wsm::Error on a decay that is not non-increasing within [0,1]
@@ -32,9 +32,9 @@ std::vector<double> merge_weights_to_decay(std::span<const double> c);
 
 // How a merge weighs its checkpoints: one of three rules.
 //
-// A decay shape f sampled over the window (method.md), with a floor r keeping a fraction r of every
-// update: w = r + (1-r) f(t). "exponential" is the paper's f(t) = 1 - 0.1^(1-t); "wma" is defined on
-// checkpoint indices (c_j ~ j+1).
+// A decay shape f sampled over the window (docs/method-guide.md), with a floor r keeping a fraction r
+// of every update: w = r + (1-r) f(t). "exponential" is the paper's f(t) = 1 - 0.1^(1-t); "wma" is
+// defined on checkpoint indices (c_j ~ j+1).
 struct ShapeRule {
   DecayShape shape = DecayShape::linear;
   double floor = 0.0;
@@ -88,9 +88,15 @@ MergeSpec parse_merge_spec(std::string_view text);
 std::vector<MergeSpec> parse_merge_spec_list(std::string_view text);
 
 // Merge weights for `count` = k+1 evenly spaced checkpoints, oldest first. The sampling rule is
-// method.md's (the paper's and Megatron's): w_i = f(i / (k+1)), i = 1..k.
+// docs/method-guide.md's (the paper's and Megatron's): w_i = f(i / (k+1)), i = 1..k.
 std::vector<double> merge_weights(const MergeSpec& spec, int count);
 inline constexpr std::string_view kSamplingRule = "w_i=f(i/(k+1))";
+inline constexpr std::string_view kWindowSamplingRule = "w_i=f((p_i-p_0)/window)";  // select_window's
+
+// How a spec's weights were sampled, as every output's provenance and `wsm weights` say it, once:
+// "user table" (weights= / decay=), "per checkpoint" (wma, ema:alpha=), or a shape's rule:
+// kWindowSamplingRule over a window of steps or tokens (select_window), kSamplingRule without one.
+std::string sampling_rule(const MergeSpec& spec, bool over_window);
 
 // Picks the checkpoints inside a window and their weights, for positions (steps or tokens, strictly
 // ascending) that may be unevenly spaced. The window is (newest - window, newest]; a shape is
@@ -106,5 +112,13 @@ struct WindowSelection {
 };
 WindowSelection select_window(const MergeSpec& spec, std::span<const std::int64_t> positions,
                               std::int64_t window);
+
+// Whether the checkpoints reach back to the window's start (docs/schedules.md, "Windows and the
+// history"): a checkpoint lies at or before newest - window, or the oldest one lies within one
+// checkpoint interval (its gap to the next) after that start, so no checkpoint of the window is
+// missing. `wsm merge` warns when it is not, since the shape is then sampled over a span the
+// checkpoints do not reach (linear over 3 checkpoints 100 steps apart in a window of 400 gives
+// 0.25/0.25/0.5, not thirds). positions: strictly ascending.
+bool window_covered(std::span<const std::int64_t> positions, std::int64_t window);
 
 }  // namespace wsm

@@ -55,7 +55,7 @@ struct TrainSummary {
 std::string format_eta(double seconds);
 
 // File names of a run's outputs, shared by the trainer and the tools that read its directory:
-// checkpoints are named by wsm::checkpoint_file_name (protocol/checkpoint_name.h), as the daemon's.
+// checkpoints are named by wsm::checkpoint_file_name (wsm/formats/checkpoint_name.h), as the daemon's.
 std::string state_file_name(std::int64_t step);       // "state_00000600.h5" (a kept branch point)
 
 TrainSummary train(const TrainOptions& opts);

@@ -14,7 +14,8 @@
 // from a read-only mapping of the file, and only datasets stored otherwise (chunked, compressed,
 // compact, fill value, bool) are read through the helper. A helper that crashes, hangs past the
 // time limit or sends garbage is killed and reaped, and that request ends in a one-line wsm::Error
-// naming its file; the next request starts a fresh helper, which reopens the files of the other
+// naming its file (the limit scales with the work: the file's size, the bytes read); the next
+// request starts a fresh helper, which reopens the files of the other
 // readers as they need it. External storage and virtual datasets (data in other files) are
 // refused. The helper runs while some reader needs it (or a lease holds it) and is killed with the
 // last one: no process outlives them. Requests to it are serialised (libhdf5 is serialised anyway).
@@ -50,7 +51,9 @@ class Hdf5HelperLease {
 };
 Hdf5HelperLease hold_hdf5_helper();
 
-// Test hook (tests and fuzz targets lower it): the helper's time limit per request (default 60 s).
+// Test hook (tests and fuzz targets lower it): caps the helper's time limit per request, which is
+// otherwise 10 s plus 1 s per 5 MB (at most 10 min) the request may touch (the file, to open it; the bytes asked
+// for, to read them), so a hostile small file fails in seconds (protocol/formats/hdf5_helper.h).
 void set_hdf5_helper_timeout(std::chrono::milliseconds limit);
 
 // Tensor name <-> dataset name under /tensors; the mapping is exact in both directions.

@@ -1,6 +1,7 @@
-// Uses the installed wsm package as an outside project would: computes merge weights
-// (wsm::schedules), writes two checkpoints (wsm::formats), merges them (wsm::merger) and checks the
-// merged tensor against the weights computed here in double precision. Exits non-zero on a mismatch.
+// Links wsm::schedules, wsm::formats, wsm::merger and wsm::client after a plain find_package(wsm), as an
+// outside project would: computes merge weights (wsm::schedules), writes two checkpoints
+// (wsm::formats), merges them (wsm::merger) and checks the merged tensor against the weights computed
+// here in double precision. Exits non-zero on a mismatch.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
