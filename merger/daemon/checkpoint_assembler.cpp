@@ -75,9 +75,9 @@ void CheckpointAssembler::add(const v1::TensorChunk& chunk, zmq::message_t frame
   if (index == manifest_->size()) throw ProtocolError(v1::UNKNOWN_TENSOR, where + ": not in the run's manifest");
   const auto nbytes = (*manifest_)[index].nbytes();
   if (chunk.offset() + chunk.length() > nbytes || chunk.offset() + chunk.length() < chunk.offset())
-    throw ProtocolError(v1::MANIFEST_MISMATCH, where + ": bytes [" + std::to_string(chunk.offset()) + ", " +
-                                                   std::to_string(chunk.offset() + chunk.length()) +
-                                                   ") past its size in the manifest (" + std::to_string(nbytes) + ")");
+    throw ProtocolError(v1::MANIFEST_MISMATCH, where + ": " + std::to_string(chunk.length()) + " bytes at offset " +
+                                                   std::to_string(chunk.offset()) + " reach past its size in the manifest (" +
+                                                   std::to_string(nbytes) + ")");
   if (index != tensor_ || chunk.offset() != offset_) {
     const std::string expected = tensor_ < manifest_->size() ? "'" + (*manifest_)[tensor_].name + "' at offset " + std::to_string(offset_) : "checkpoint end";
     throw ProtocolError(v1::OUT_OF_ORDER, where + ": chunk at offset " + std::to_string(chunk.offset()) +

@@ -41,6 +41,14 @@ std::uint64_t manifest_footprint(const Manifest& m) {
   for (const auto& t : m) bytes += t.name.capacity() + 1 + t.shape.capacity() * sizeof(std::int64_t);
   return bytes;
 }
+// A sharded rank's slices (sharded_group.h), the same way.
+std::uint64_t slices_footprint(const std::vector<PartEntry>& entries) {
+  std::uint64_t bytes = sizeof(entries) + entries.capacity() * sizeof(PartEntry);
+  for (const auto& e : entries)
+    bytes += e.entry.capacity() + e.name.capacity() + 2 +
+             (e.slice.global_shape.capacity() + e.slice.offsets.capacity() + e.slice.lengths.capacity()) * sizeof(std::int64_t);
+  return bytes;
+}
 Outgoing error_to(const std::string& peer, const ProtocolError& e, std::int64_t step = 0, std::uint64_t request = 0) {
   return {peer, wire::error_envelope(e.code(), e.what(), step, request)};
 }
@@ -51,10 +59,15 @@ std::uint64_t max_message_bytes(const CoreOptions& options) {
   return std::min(largest, std::max<std::uint64_t>(options.store.memory_budget, 1ull << 20)) + (1ull << 20);
 }
 
-MergerCore::MergerCore(CoreOptions options, JobSink sink)
+std::uint64_t max_envelope_bytes(const CoreOptions& options) {
+  return std::clamp<std::uint64_t>(options.store.memory_budget / 32, 256ull << 10, 16ull << 20);
+}
+
+MergerCore::MergerCore(CoreOptions options, JobSink sink, TaskRunner combine_runner)
     : options_(std::move(options)),
       sink_(std::move(sink)),
-      store_(options_.store, options_.emulations) {
+      store_(options_.store, options_.emulations),
+      combiner_(std::move(combine_runner)) {
   if (options_.server_id.empty()) options_.server_id = random_id();
   if (options_.credit == 0) options_.credit = 1;
   // The window spills to leave room for what else the budget holds.
@@ -161,6 +174,10 @@ void MergerCore::on_hello(const wire::Message& msg, Clock::time_point now, std::
                                                     std::to_string(wire::kShardedProtocolVersion));
     const std::string& run = hello.run_id();
     if (auto problem = run_id_problem(run)) throw ProtocolError(v1::BAD_REQUEST, "hello refused: " + *problem);
+    if (hello.manifest_size() > kMaxHelloTensors)
+      throw ProtocolError(v1::BAD_REQUEST, "hello refused: " + std::to_string(hello.manifest_size()) +
+                                               " manifest entries, over the limit of " + std::to_string(kMaxHelloTensors) +
+                                               " per hello");
     check_owner(run, msg.user_id);
     const auto metadata = metadata_from_hello(hello);  // BAD_REQUEST: a reserved key, over the limit
     check_run_metadata(run, metadata.get());           // MANIFEST_MISMATCH: differs from the run's
@@ -179,31 +196,36 @@ void MergerCore::on_hello(const wire::Message& msg, Clock::time_point now, std::
       throw ProtocolError(v1::OVER_BUDGET, "run '" + run + "': a checkpoint of " + std::to_string(bytes) +
                                                " bytes does not fit --memory-budget " +
                                                std::to_string(options_.store.memory_budget));
-    const std::uint64_t footprint = manifest_footprint(*manifest);
+    // What this Hello adds to the manifests in RAM: a new run's manifest, or a rank's own slices.
+    std::uint64_t footprint = manifest_footprint(*manifest) + (member ? slices_footprint(*member->entries) : 0);
     if (member) {
-      declare_group(run, *member, out);  // a sharded run: each rank its own blocks (sharded_group.h)
+      declare_group(run, *member, bytes);  // a sharded run: each rank its own blocks (sharded_group.h)
     } else if (groups_.is_group_run(run)) {
       throw ProtocolError(v1::BAD_REQUEST, "run '" + run + "' is a sharded run: a hello for it must declare its group (protocol version 2)");
     } else if (auto known = run_manifests_.find(run); known != run_manifests_.end()) {
       if (*known->second != *manifest)
         throw ProtocolError(v1::MANIFEST_MISMATCH, "run '" + run + "': manifest differs from the one this run started with (names, dtypes, shapes)");
+      footprint = 0;  // shared with the run's other sessions
     } else {
       const auto& entries = store_.entries(run);
       if (!entries.empty() && entries.back()->tensors != *manifest)
         throw ProtocolError(v1::MANIFEST_MISMATCH, "run '" + run + "': manifest differs from the checkpoints in the stored window");
-      if (manifest_bytes_ + footprint + metadata_size > options_.store.memory_budget - bytes)
-        throw ProtocolError(v1::OVER_BUDGET, "run '" + run + "': its manifest and metadata (about " +
-                                                 std::to_string(footprint + metadata_size) +
-                                                 " bytes in RAM) and one checkpoint do not fit --memory-budget " +
-                                                 std::to_string(options_.store.memory_budget) + " beside the manifests of " +
-                                                 std::to_string(run_manifests_.size()) + " runs known (" +
-                                                 std::to_string(manifest_bytes_) + " bytes)");
     }
+    const std::uint64_t new_metadata = run_metadata_.contains(run) ? 0 : metadata_size;
+    if (manifest_bytes_ + footprint + new_metadata > options_.store.memory_budget - bytes)
+      throw ProtocolError(v1::OVER_BUDGET, "run '" + run + "': its manifest" + (member ? " of slices" : "") +
+                                               " and metadata (about " + std::to_string(footprint + new_metadata) +
+                                               " bytes in RAM) and one checkpoint do not fit --memory-budget " +
+                                               std::to_string(options_.store.memory_budget) + " beside the manifests of " +
+                                               std::to_string(sessions_.size()) + " sessions and " +
+                                               std::to_string(run_manifests_.size()) + " runs known (" +
+                                               std::to_string(manifest_bytes_) + " bytes)");
     const auto existing = sessions_.find(msg.peer);
     const std::string replaced = existing == sessions_.end() ? run : existing->second.run_id;
     if (existing == sessions_.end() && sessions_.size() >= options_.max_sessions) make_room_for_session(msg.peer);
+    else if (existing != sessions_.end()) manifest_bytes_ -= existing->second.footprint;  // replaced below
     if (member) {
-      // A sharded run's ranks each have their own blocks: none is the run's manifest.
+      manifest_bytes_ += footprint;  // a sharded run's ranks each have their own blocks, counted per session
     } else if (auto [known, added] = run_manifests_.try_emplace(run, manifest); added) {
       manifest_bytes_ += footprint;
     } else {
@@ -218,6 +240,7 @@ void MergerCore::on_hello(const wire::Message& msg, Clock::time_point now, std::
     s.outstanding = options_.credit;
     s.last_seen = now;
     s.group = member;
+    if (member) s.footprint = footprint;
     sessions_[msg.peer] = std::move(s);
     if (replaced != run) forget_run_if_unused(replaced);  // this peer said hello for another run before
     spdlog::info("peer {} joined run '{}' ({} tensors, client '{}')", show_peer(msg.peer), run, manifest->size(), hello.client());
@@ -231,6 +254,7 @@ void MergerCore::on_hello(const wire::Message& msg, Clock::time_point now, std::
   } catch (const ProtocolError& e) {
     spdlog::warn("peer {}: hello refused: {}", show_peer(msg.peer), e.what());
     out.push_back(error_to(msg.peer, e));
+    if (!hello.run_id().empty() && !run_id_problem(hello.run_id())) forget_run_if_unused(hello.run_id());
   }
 }
 
@@ -250,11 +274,12 @@ void MergerCore::on_begin(Session& s, const std::string& peer, const v1::Checkpo
     if (auto failed = failed_steps_.find({s.run_id, b.step()}); s.group && failed != failed_steps_.end())
       throw failed->second;
     take_over_partials(s.run_id, b.step(), peer, out);
-    check_memory_budget(s);
+    if (!s.group) check_memory_budget(s);
     if (b.step() <= store_.newest_step(s.run_id) && !store_.contains(s.run_id, b.step()))
       throw ProtocolError(v1::OUT_OF_ORDER, "run '" + s.run_id + "': step " + std::to_string(b.step()) +
                                                 " is older than the newest in the window (" +
                                                 std::to_string(store_.newest_step(s.run_id)) + ")");
+    if (s.group) admit_group_step(s, b.step(), s.last_seen);  // the node's parts of a step fit together or not at all
     s.partial = std::make_unique<CheckpointAssembler>(s.run_id, s.manifest, b);
     store_.poll();  // spills what the new partial needs room for
   } catch (const ProtocolError& e) {
@@ -288,8 +313,8 @@ void MergerCore::check_memory_budget(const Session& s) const {
 std::uint64_t MergerCore::partial_bytes() const {
   std::uint64_t held = 0;
   for (const auto& [peer, session] : sessions_)
-    if (session.partial) held += session.checkpoint_bytes;
-  return held + groups_.held_bytes();  // sharded runs' parts waiting for their other ranks
+    if (session.partial && !session.group) held += session.checkpoint_bytes;
+  return held + groups_.held_bytes();  // sharded runs' steps: room for all their local ranks' parts
 }
 
 void MergerCore::take_over_partials(const std::string& run_id, std::int64_t step, const std::string& peer,
@@ -418,6 +443,7 @@ void MergerCore::after_commit(const std::string& run_id, std::int64_t step, cons
 
 std::vector<Outgoing> MergerCore::pump() {
   std::vector<Outgoing> out;
+  take_combined(out);
   store_.poll();
   if (!withholding_ || store_.backlogged()) return out;
   withholding_ = false;
@@ -576,16 +602,19 @@ void MergerCore::make_room_for_session(const std::string& peer) {
 
 void MergerCore::end_session(std::map<std::string, Session>::iterator it) {
   const std::string run = it->second.run_id;
+  manifest_bytes_ -= it->second.footprint;
   sessions_.erase(it);
   forget_run_if_unused(run);
 }
 
 void MergerCore::forget_run_if_unused(const std::string& run) {
   // A run with neither a session nor a checkpoint in the window keeps nothing here (its manifest
-  // would otherwise stay for good, one per run id a peer ever named).
-  if (!store_.entries(run).empty()) return;
+  // would otherwise stay for good, one per run id a peer ever named); a sharded run's world sizes
+  // go once no rank is connected and no step is pending (a resumed job may have others).
   for (const auto& [peer, s] : sessions_)
     if (s.run_id == run) return;
+  groups_.forget_if_idle(run);
+  if (!store_.entries(run).empty()) return;
   if (auto it = run_manifests_.find(run); it != run_manifests_.end()) {
     manifest_bytes_ -= manifest_footprint(*it->second);
     run_manifests_.erase(it);

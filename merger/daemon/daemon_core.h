@@ -20,6 +20,7 @@
 #include "merger/daemon/group_collector.h"
 #include "merger/engine/model_metadata.h"
 #include "merger/daemon/output_feed.h"
+#include "merger/daemon/step_combiner.h"
 #include "merger/daemon/window_store.h"
 #include "wsm/wire/wire.h"
 
@@ -48,11 +49,15 @@ struct CoreOptions {
 inline constexpr std::int64_t kMaxStepJump = std::int64_t{1} << 32;  // past the run's newest step
 inline constexpr int kMaxQueuedRequestsPerPeer = 4;                  // MergeRequests not yet answered
 inline constexpr int kMaxQueuedRequests = 16;                        // the same, all peers together
+inline constexpr int kMaxHelloTensors = 1 << 16;                     // manifest entries (tensors or slices) per Hello
 
 // The largest ZeroMQ frame the daemon accepts (ZMQ_MAXMSGSIZE): a chunk, or an envelope (a
 // Hello's manifest) of up to 16 MiB, and never much more than the memory budget (no chunk of a
 // checkpoint that fits the budget is larger).
 std::uint64_t max_message_bytes(const CoreOptions& options);
+// The largest envelope frame (the message without a chunk's payload) that is parsed: a 32nd of the
+// memory budget, between 256 KiB and 16 MiB (parsing takes several times the frame in RAM).
+std::uint64_t max_envelope_bytes(const CoreOptions& options);
 
 struct Outgoing {
   std::string peer;
@@ -64,7 +69,8 @@ class MergerCore {
   using JobSink = std::function<void(EmissionJob)>;
   using PendingSource = std::function<std::vector<v1::PendingEmission>()>;
 
-  MergerCore(CoreOptions options, JobSink sink);
+  // combine_runner runs a sharded step's combination (step_combiner.h); empty: at once, inline.
+  MergerCore(CoreOptions options, JobSink sink, TaskRunner combine_runner = {});
 
   // Rebuilds the window from --store (call once before serving).
   void restore();
@@ -74,8 +80,9 @@ class MergerCore {
   std::vector<Outgoing> fault(const std::string& peer, const wire::ProtocolError& error, Clock::time_point now);
   // Drops partial checkpoints whose sender has been silent past partial_timeout.
   std::vector<Outgoing> expire(Clock::time_point now);
-  // Called often by the server loop: spills what the store writer has persisted meanwhile, and
-  // grants the credit withheld while the writer was behind (store_.backlogged()).
+  // Called often by the server loop: spills what the store writer has persisted meanwhile, grants
+  // the credit withheld while the writer was behind (store_.backlogged()), and finishes the
+  // sharded steps whose combination is done.
   std::vector<Outgoing> pump();
   bool withholding_credit() const { return withholding_; }
   // The worker finished (or failed) a job: MergeReply/ErrorReply for an on-demand merge.
@@ -107,6 +114,7 @@ class MergerCore {
     std::optional<std::int64_t> rejected_step;  // its later chunks are dropped quietly
     Clock::time_point last_seen;
     std::optional<GroupMember> group;  // one rank of a sharded run (protocol version 2)
+    std::uint64_t footprint = 0;       // a rank's own manifest and slices, in manifest_bytes_
   };
 
   void dispatch(wire::Message& msg, Clock::time_point now, std::vector<Outgoing>& out);
@@ -115,7 +123,10 @@ class MergerCore {
   void on_chunk(Session& s, wire::Message& msg, std::vector<Outgoing>& out);
   void on_end(Session& s, const std::string& peer, const v1::CheckpointEnd& e, std::vector<Outgoing>& out);
   // Sharded runs (sharded_group.h): a Hello's group, a rank's verified part, a step's outcome.
-  void declare_group(const std::string& run, const GroupMember& member, std::vector<Outgoing>& out);
+  void declare_group(const std::string& run, const GroupMember& member, std::uint64_t bytes);
+  std::uint64_t node_step_bytes(const std::string& run, const GroupMember& asking, std::uint64_t bytes) const;
+  void admit_group_step(const Session& s, std::int64_t step, Clock::time_point now);  // throws OVER_BUDGET
+  void take_combined(std::vector<Outgoing>& out);
   void deliver_part(Session& s, const std::string& peer, std::shared_ptr<StoredCheckpoint> part, const v1::CheckpointEnd& e,
                     std::vector<Outgoing>& out);
   void finish_group_step(GroupOutcome outcome, std::vector<Outgoing>& out);
@@ -151,6 +162,7 @@ class MergerCore {
   WindowStore store_;
   std::map<std::string, Session> sessions_;
   GroupCollector groups_;
+  StepCombiner combiner_;
   std::map<std::pair<std::string, std::int64_t>, wire::ProtocolError> failed_steps_;  // sharded steps that failed, recent
   Clock::time_point last_heartbeat_{};
   std::map<std::string, std::shared_ptr<const Manifest>> run_manifests_;  // runs with a session or checkpoints

@@ -1,6 +1,8 @@
 // MergerCore's handling of sharded runs (protocol version 2): ranks' Hellos, their verified parts,
 // and each step's outcome (complete: into the window, every rank acked; failed: every rank told,
 // nothing in the window). The collecting and the checks are group_collector.h and sharded_group.h.
+#include <set>
+
 #include <spdlog/spdlog.h>
 
 #include "merger/daemon/daemon_core.h"
@@ -23,24 +25,75 @@ Outgoing delivered_to(const GroupCollector::Waiting& w) {
 }
 }  // namespace
 
-void MergerCore::declare_group(const std::string& run, const GroupMember& member, std::vector<Outgoing>& out) {
+void MergerCore::declare_group(const std::string& run, const GroupMember& member, std::uint64_t bytes) {
   if (run_manifests_.contains(run))
     throw ProtocolError(v1::BAD_REQUEST, "run '" + run + "' is a single-client run: its hellos cannot declare a group");
-  std::vector<GroupOutcome> failed;
-  auto error = groups_.declare(run, member, failed);
-  for (auto& f : failed) finish_group_step(std::move(f), out);
-  if (error) throw *error;
+  if (auto error = groups_.declare(run, member)) throw *error;
+  // Every local rank's part of a step is held until the last arrives: once all of them said
+  // Hello, a node whose parts together exceed the budget is told so at once (each rank's part
+  // alone may fit, and every step would otherwise wait for parts that cannot be taken).
+  std::set<int> ranks{member.rank};
+  for (const auto& [peer, s] : sessions_)
+    if (s.run_id == run && s.group) ranks.insert(s.group->rank);
+  const auto node = node_step_bytes(run, member, bytes);
+  if (ranks.size() >= static_cast<std::size_t>(member.local_world_size) && node > options_.store.memory_budget)
+    throw ProtocolError(v1::OVER_BUDGET, "run '" + run + "': its " + std::to_string(member.local_world_size) +
+                                             " local ranks send " + std::to_string(node) +
+                                             " bytes per step together, more than --memory-budget " +
+                                             std::to_string(options_.store.memory_budget) +
+                                             " (a step's parts are held until all arrive)");
+}
+
+std::uint64_t MergerCore::node_step_bytes(const std::string& run, const GroupMember& asking, std::uint64_t bytes) const {
+  // Per local rank its part's bytes (the asking rank's from its Hello); a rank not connected yet
+  // counts as the largest part.
+  std::map<int, std::uint64_t> parts{{asking.rank, bytes}};
+  for (const auto& [peer, s] : sessions_)
+    if (s.run_id == run && s.group && s.group->rank != asking.rank)
+      parts[s.group->rank] = std::max(parts[s.group->rank], s.checkpoint_bytes);
+  std::uint64_t sum = 0, largest = 0;
+  for (const auto& [rank, b] : parts) {
+    sum += b;
+    largest = std::max(largest, b);
+  }
+  const auto local = static_cast<std::size_t>(asking.local_world_size);
+  return sum + (parts.size() < local ? (local - parts.size()) * largest : 0);
+}
+
+void MergerCore::admit_group_step(const Session& s, std::int64_t step, Clock::time_point now) {
+  if (groups_.admitted(s.run_id, step)) return;  // room reserved at the first rank's Begin
+  const std::uint64_t node = node_step_bytes(s.run_id, *s.group, s.checkpoint_bytes);
+  const std::uint64_t held = store_.pinned_bytes() + running_sum_bytes() + partial_bytes() + manifest_bytes_;
+  const auto budget = options_.store.memory_budget;
+  if (held > budget || node > budget - held)
+    throw ProtocolError(v1::OVER_BUDGET, "run '" + s.run_id + "' step " + std::to_string(step) + ": its " +
+                                             std::to_string(s.group->local_world_size) + " local ranks' parts (" +
+                                             std::to_string(node) + " bytes together) and the " + std::to_string(held) +
+                                             " bytes held exceed --memory-budget " + std::to_string(budget) +
+                                             "; the step is taken whole or not at all: try again later");
+  groups_.admit(s.run_id, step, node, now);
 }
 
 void MergerCore::deliver_part(Session& s, const std::string& peer, std::shared_ptr<StoredCheckpoint> part,
                               const v1::CheckpointEnd& e, std::vector<Outgoing>& out) {
   const auto step = part->step;
-  auto outcome = groups_.deliver(s.run_id, RankPart{peer, *s.group, std::move(part), e.total_bytes(), e.checksum()},
-                                 s.last_seen);
-  if (outcome) return finish_group_step(std::move(*outcome), out);
-  spdlog::info("run '{}' step {}: rank {} delivered; waiting for the other local ranks", s.run_id, step, s.group->rank);
+  auto delivery = groups_.deliver(s.run_id, RankPart{peer, *s.group, std::move(part), e.total_bytes(), e.checksum()},
+                                  s.last_seen);
+  if (delivery.outcome) return finish_group_step(std::move(*delivery.outcome), out);
+  if (delivery.combine) {
+    spdlog::info("run '{}' step {}: all {} local ranks delivered; combining", s.run_id, step, delivery.combine->parts.size());
+    combiner_.post(std::move(*delivery.combine));
+    take_combined(out);  // done already when the combiner runs inline
+  } else {
+    spdlog::info("run '{}' step {}: rank {} delivered; waiting for the other local ranks", s.run_id, step, s.group->rank);
+  }
   for (const auto& w : groups_.waiting())
     if (w.peer == peer) out.push_back(delivered_to(w));
+}
+
+void MergerCore::take_combined(std::vector<Outgoing>& out) {
+  for (auto& r : combiner_.take())
+    if (auto outcome = groups_.combined(r.job, std::move(r.node), std::move(r.error))) finish_group_step(std::move(*outcome), out);
 }
 
 void MergerCore::finish_group_step(GroupOutcome outcome, std::vector<Outgoing>& out) {
@@ -53,7 +106,9 @@ void MergerCore::finish_group_step(GroupOutcome outcome, std::vector<Outgoing>& 
                                                             "the run's window");
     else
       try {
-        return commit(outcome.run_id, std::move(outcome.complete), outcome.peers, out);
+        commit(outcome.run_id, std::move(outcome.complete), outcome.peers, out);
+        forget_run_if_unused(outcome.run_id);
+        return;
       } catch (const ProtocolError& e) {
         outcome.error = e;
       }
@@ -67,6 +122,7 @@ void MergerCore::finish_group_step(GroupOutcome outcome, std::vector<Outgoing>& 
     if (s.run_id == outcome.run_id && s.partial && s.partial->step() == outcome.step) reject(s, peer, outcome.step, error, out);
   failed_steps_.insert_or_assign({outcome.run_id, outcome.step}, error);
   if (failed_steps_.size() > kFailedStepsKept) failed_steps_.erase(failed_steps_.begin());
+  forget_run_if_unused(outcome.run_id);  // its ranks may all have left while it was pending
 }
 
 void MergerCore::group_heartbeats(Clock::time_point now, std::vector<Outgoing>& out) {

@@ -1,5 +1,7 @@
 #include "merger/daemon/group_collector.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 namespace wsm::merger {
@@ -13,38 +15,45 @@ std::string rank_list(const std::map<int, RankPart>& parts) {
     if (!s.empty()) s += ',';
     s += std::to_string(rank);
   }
-  return s;
+  return s.empty() ? "none" : s;
 }
 }  // namespace
 
-std::optional<ProtocolError> GroupCollector::declare(const std::string& run_id, const GroupMember& m,
-                                                     std::vector<GroupOutcome>& failed) {
+std::optional<ProtocolError> GroupCollector::declare(const std::string& run_id, const GroupMember& m) {
   auto [it, fresh] = runs_.try_emplace(run_id);
   Run& run = it->second;
   if (fresh) {
     run.world_size = m.world_size;
     run.local_world_size = m.local_world_size;
   }
-  if (run.world_size != m.world_size || run.local_world_size != m.local_world_size) {
-    ProtocolError e(v1::BAD_REQUEST, "run '" + run_id + "': rank " + std::to_string(m.rank) + " says world size " +
-                                         std::to_string(m.world_size) + " (local " + std::to_string(m.local_world_size) +
-                                         "), the run has " + std::to_string(run.world_size) + " (local " +
-                                         std::to_string(run.local_world_size) + "); the world size cannot change mid-run");
-    for (auto p = pending_.begin(); p != pending_.end();) {
-      auto next = std::next(p);
-      if (p->first.first == run_id) failed.push_back(fail(p, e));
-      p = next;
-    }
-    return e;
-  }
+  if (run.world_size != m.world_size || run.local_world_size != m.local_world_size)
+    return ProtocolError(v1::BAD_REQUEST, "run '" + run_id + "': rank " + std::to_string(m.rank) + " says world size " +
+                                              std::to_string(m.world_size) + " (local " + std::to_string(m.local_world_size) +
+                                              "), the run has " + std::to_string(run.world_size) + " (local " +
+                                              std::to_string(run.local_world_size) +
+                                              ") while its ranks are connected; the world size cannot change mid-run");
   return std::nullopt;
 }
 
-std::optional<GroupOutcome> GroupCollector::deliver(const std::string& run_id, RankPart part, Clock::time_point now) {
+int GroupCollector::local_world_size(const std::string& run_id) const {
+  const auto it = runs_.find(run_id);
+  return it == runs_.end() ? 0 : it->second.local_world_size;
+}
+
+void GroupCollector::admit(const std::string& run_id, std::int64_t step, std::uint64_t node_bytes, Clock::time_point now) {
+  auto [it, fresh] = pending_.try_emplace({run_id, step});
+  if (!fresh) return;
+  it->second.last_activity = now;
+  it->second.expected = local_world_size(run_id);
+  it->second.reserved = node_bytes;
+}
+
+GroupCollector::Delivery GroupCollector::deliver(const std::string& run_id, RankPart part, Clock::time_point now) {
   const std::int64_t step = part.part->step;
   const int rank = part.member.rank;
-  auto it = pending_.try_emplace({run_id, step}).first;
+  auto [it, fresh] = pending_.try_emplace({run_id, step});
   Pending& p = it->second;
+  if (fresh) p.expected = part.member.local_world_size;
   p.last_activity = now;
   if (auto old = p.parts.find(rank); old != p.parts.end()) {
     if (old->second.total_bytes != part.total_bytes || old->second.checksum != part.checksum) {
@@ -53,27 +62,30 @@ std::optional<GroupOutcome> GroupCollector::deliver(const std::string& run_id, R
                                                                    ": rank " + std::to_string(rank) +
                                                                    " sent this step twice with different contents"));
       if (other_peer) failed.peers.push_back(part.peer);
-      return failed;
+      return {std::move(failed), std::nullopt};
     }
     spdlog::info("run '{}' step {}: rank {} resent its part (same bytes)", run_id, step, rank);
   }
   p.parts.insert_or_assign(rank, std::move(part));
-  const auto expected = static_cast<std::size_t>(p.parts.begin()->second.member.local_world_size);
-  if (p.parts.size() < expected) return std::nullopt;
-  std::vector<const RankPart*> parts;
-  for (const auto& [r, rp] : p.parts) parts.push_back(&rp);
-  try {
-    auto node = combine_parts(run_id, parts);
-    GroupOutcome done{run_id, step, {}, std::move(node), std::nullopt};
-    for (const auto& [r, rp] : p.parts) done.peers.push_back(rp.peer);
-    pending_.erase(it);
-    return done;
-  } catch (const ProtocolError& e) {
-    return fail(it, e);
-  }
+  if (p.combining || p.parts.size() < static_cast<std::size_t>(p.expected)) return {};
+  Combination c{run_id, step, next_id_++, {}};
+  for (const auto& [r, rp] : p.parts) c.parts.push_back(rp);  // shares the bytes
+  p.combining = c.id;
+  return {std::nullopt, std::move(c)};
 }
 
-GroupOutcome GroupCollector::fail(std::map<std::pair<std::string, std::int64_t>, Pending>::iterator it, ProtocolError error) {
+std::optional<GroupOutcome> GroupCollector::combined(const Combination& c, std::shared_ptr<StoredCheckpoint> node,
+                                                     std::optional<ProtocolError> error) {
+  auto it = pending_.find({c.run_id, c.step});
+  if (it == pending_.end() || it->second.combining != c.id) return std::nullopt;  // failed meanwhile
+  if (error) return fail(it, std::move(*error));
+  GroupOutcome done{c.run_id, c.step, {}, std::move(node), std::nullopt};
+  for (const auto& [r, rp] : it->second.parts) done.peers.push_back(rp.peer);  // resends meanwhile: the newest peer
+  pending_.erase(it);
+  return done;
+}
+
+GroupOutcome GroupCollector::fail(PendingMap::iterator it, ProtocolError error) {
   GroupOutcome out{it->first.first, it->first.second, {}, nullptr, std::move(error)};
   for (const auto& [r, rp] : it->second.parts) out.peers.push_back(rp.peer);
   pending_.erase(it);
@@ -88,9 +100,9 @@ std::vector<GroupOutcome> GroupCollector::expire(Clock::time_point now, std::chr
   std::vector<GroupOutcome> out;
   for (auto it = pending_.begin(); it != pending_.end();) {
     auto next = std::next(it);
-    if (now - it->second.last_activity > timeout) {
+    if (!it->second.combining && now - it->second.last_activity > timeout) {
       const auto& parts = it->second.parts;
-      const auto expected = parts.begin()->second.member.local_world_size;
+      const int expected = it->second.expected;
       const auto missing = expected - static_cast<int>(parts.size());
       out.push_back(fail(it, ProtocolError(v1::GROUP_INCOMPLETE,
                                            "run '" + it->first.first + "' step " + std::to_string(it->first.second) +
@@ -107,15 +119,23 @@ std::vector<GroupCollector::Waiting> GroupCollector::waiting() const {
   std::vector<Waiting> out;
   for (const auto& [key, p] : pending_)
     for (const auto& [r, rp] : p.parts)
-      out.push_back({rp.peer, key.second, static_cast<std::uint32_t>(p.parts.size()),
-                     static_cast<std::uint32_t>(rp.member.local_world_size)});
+      out.push_back({rp.peer, key.second, static_cast<std::uint32_t>(p.parts.size()), static_cast<std::uint32_t>(p.expected)});
   return out;
+}
+
+void GroupCollector::forget_if_idle(const std::string& run_id) {
+  const auto first = pending_.lower_bound({run_id, INT64_MIN});
+  if (first != pending_.end() && first->first.first == run_id) return;
+  runs_.erase(run_id);
 }
 
 std::uint64_t GroupCollector::held_bytes() const {
   std::uint64_t n = 0;
-  for (const auto& [key, p] : pending_)
-    for (const auto& [r, rp] : p.parts) n += rp.part->nbytes();
+  for (const auto& [key, p] : pending_) {
+    std::uint64_t parts = 0;
+    for (const auto& [r, rp] : p.parts) parts += rp.part->nbytes();
+    n += std::max(p.reserved, parts);
+  }
   return n;
 }
 

@@ -15,7 +15,12 @@ std::shared_ptr<const ModelMetadata> metadata_from_hello(const v1::Hello& hello)
     if (reserved_metadata_key(key))
       throw wire::ProtocolError(v1::BAD_REQUEST, "hello refused: metadata key '" + shown_metadata_key(key) +
                                                      "' is reserved (wsm.* keys are the merger's provenance; "
-                                                     "'total_size' and empty keys are not allowed)");
+                                                     "'total_size', 'format' and empty keys are not allowed)");
+    if (key.size() > kMaxModelMetadataKeyBytes)
+      throw wire::ProtocolError(v1::BAD_REQUEST, "hello refused: metadata key '" + shown_metadata_key(key) + "' is " +
+                                                     std::to_string(key.size()) + " bytes, over the limit of " +
+                                                     std::to_string(kMaxModelMetadataKeyBytes) +
+                                                     " bytes per key (an HDF5 attribute name)");
     // HDF5 attributes are C strings: a NUL byte would cut the key or value short in the file.
     if (key.find('\0') != std::string::npos || value.find('\0') != std::string::npos)
       throw wire::ProtocolError(v1::BAD_REQUEST, "hello refused: metadata key '" + shown_metadata_key(key.substr(0, key.find('\0'))) +

@@ -18,16 +18,23 @@ std::vector<OutputFeed::Reply> OutputFeed::request(const std::string& peer, cons
                                                    Clock::time_point now) {
   auto env = reply_for(r);
   if (env.outputs_reply().records_size() > 0 || r.timeout_ms() == 0) return {{peer, std::move(env)}};
+  // Past a limit the oldest held request (this peer's, else anyone's) is answered now, empty, as
+  // if its timeout had passed: a client asks again, and no flood of held requests locks an honest
+  // waiter out (held_ is oldest first).
+  std::vector<Reply> out;
   const auto mine = std::count_if(held_.begin(), held_.end(), [&](const Held& h) { return h.peer == peer; });
+  auto oldest = held_.end();
   if (mine >= kMaxHeldPerPeer)
-    throw wire::ProtocolError(v1::BAD_REQUEST, "outputs request: " + std::to_string(kMaxHeldPerPeer) +
-                                                   " requests of this peer are waiting already");
-  if (held_.size() >= kMaxHeld)
-    throw wire::ProtocolError(v1::BAD_REQUEST, "outputs request: " + std::to_string(kMaxHeld) +
-                                                   " requests are waiting already; try again later");
+    oldest = std::find_if(held_.begin(), held_.end(), [&](const Held& h) { return h.peer == peer; });
+  else if (held_.size() >= kMaxHeld)
+    oldest = held_.begin();
+  if (oldest != held_.end()) {
+    out.emplace_back(oldest->peer, reply_for(oldest->request));
+    held_.erase(oldest);
+  }
   const auto timeout = std::chrono::milliseconds(std::min(r.timeout_ms(), kMaxTimeoutMs));
   held_.push_back({peer, r, now + timeout});
-  return {};
+  return out;
 }
 
 std::vector<OutputFeed::Reply> OutputFeed::add(const std::vector<nlohmann::json>& records) {

@@ -2,7 +2,8 @@
 // Tells clients of new outputs without their polling files: each output the daemon writes gets a
 // sequence number (from 1, per daemon start); an OutputsRequest for those after N is answered at
 // once when there are some, else held until one is written or its timeout passes (a long poll).
-// The last kKeep records are remembered; held requests are bounded per peer and in all.
+// The last kKeep records are remembered; held requests are bounded per peer and in all (past a
+// bound, the oldest held request is answered early, empty).
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -27,8 +28,8 @@ class OutputFeed {
 
   explicit OutputFeed(std::string server_id) : server_id_(std::move(server_id)) {}
 
-  // Answers now (a reply in the result) or holds the request; throws wire::ProtocolError (BAD_REQUEST)
-  // past the limits on held requests.
+  // Answers now (a reply in the result) or holds the request; past the limits on held requests,
+  // also answers the oldest held one (the peer's own first), empty.
   std::vector<Reply> request(const std::string& peer, const v1::OutputsRequest& r, Clock::time_point now);
   // Numbers newly written outputs (index.json records) and answers the held requests they satisfy.
   std::vector<Reply> add(const std::vector<nlohmann::json>& records);

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "merger/engine/stale_temporaries.h"
+#include "wsm/wire/bounded_receive.h"
 
 namespace wsm::merger {
 
@@ -33,7 +34,10 @@ Server::Server(ServerOptions options) : options_(std::move(options)), ctx_(1) {
   sweep_stale_temporaries(options_.core.store.store_dir);
   worker_ = std::make_unique<EmissionWorker>(kernels::make_backend(options_.backend), options_.core.out_dir,
                                              options_.runner, options_.sums);
-  core_ = std::make_unique<MergerCore>(options_.core, [this](EmissionJob job) { worker_->submit(std::move(job)); });
+  combine_thread_ = std::make_unique<TaskThread>();
+  core_ = std::make_unique<MergerCore>(
+      options_.core, [this](EmissionJob job) { worker_->submit(std::move(job)); },
+      [t = combine_thread_.get()](std::function<void()> task) { t->post(std::move(task)); });
   core_->set_pending_source([this] { return worker_->pending(); });
   core_->set_running_sum_bytes([w = worker_.get()] { return w->running_sum_bytes(); });
   if (options_.eval.score) start_evaluator();
@@ -43,7 +47,9 @@ Server::Server(ServerOptions options) : options_(std::move(options)), ctx_(1) {
   router_ = zmq::socket_t(ctx_, zmq::socket_type::router);
   router_.set(zmq::sockopt::linger, 0);
   router_.set(zmq::sockopt::rcvhwm, 0);  // credit bounds what clients send; never drop
-  router_.set(zmq::sockopt::sndhwm, 0);
+  // Replies queued for one peer: a peer that asks and never reads gets its replies dropped past
+  // this many (ROUTER drops at the high-water mark) instead of growing the daemon without bound.
+  router_.set(zmq::sockopt::sndhwm, kMaxQueuedReplies);
   if (curve) {
     const auto secret = read_z85_key(options_.curve_secret_key_file);
     public_key_ = curve_public_from_secret(secret);
@@ -83,7 +89,8 @@ void Server::run(const std::atomic<bool>& stop) {
     std::optional<wire::Received> r;
     try {
       // While credit is withheld, look at the store writer often.
-      r = wire::receive(router_, wire::SocketRole::router, core_->withholding_credit() ? 5 : 50);
+      r = wire::receive(router_, wire::SocketRole::router, core_->withholding_credit() ? 5 : 50,
+                        max_envelope_bytes(options_.core));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;  // a signal: the loop condition decides
       throw;

@@ -11,8 +11,13 @@
 #include "merger/daemon/daemon_core.h"
 #include "merger/daemon/emission_worker.h"
 #include "merger/daemon/output_evaluator.h"
+#include "merger/daemon/task_thread.h"
 
 namespace wsm::merger {
+
+// Replies queued per peer that is not reading them (ZMQ_SNDHWM): past it, replies to that peer are
+// dropped. An honest client reads its socket and holds a few (credits, acks) at a time.
+inline constexpr int kMaxQueuedReplies = 1000;
 
 struct ServerOptions {
   std::string listen = "tcp://127.0.0.1:5555";  // "tcp://127.0.0.1:*" picks a free port
@@ -60,6 +65,7 @@ class Server {
   zmq::socket_t router_;
   std::string endpoint_, public_key_;
   std::unique_ptr<EmissionWorker> worker_;
+  std::unique_ptr<TaskThread> combine_thread_;  // sharded steps' combinations (before core_: outlives it)
   std::unique_ptr<OutputEvaluator> evaluator_;  // after worker_: destroyed first (it feeds the index)
   std::unique_ptr<MergerCore> core_;
 };

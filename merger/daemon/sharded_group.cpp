@@ -114,6 +114,9 @@ std::shared_ptr<StoredCheckpoint> combine_parts(const std::string& run_id, std::
           throw ProtocolError(v1::SLICE_MISMATCH, who + "'s replicated copy differs from rank " + std::to_string(d.rank) + "'s");
         continue;
       }
+      if (d.slices.size() >= kMaxSlicesPerTensorPerStep)
+        throw ProtocolError(v1::SLICE_MISMATCH, who + ": the node's ranks send more than " +
+                                                    std::to_string(kMaxSlicesPerTensorPerStep) + " blocks of it in one step");
       d.first_copy = node->tensors.size();
       d.slices.push_back(e.slice);
       node->tensors.push_back(info);

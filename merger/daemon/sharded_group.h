@@ -14,8 +14,10 @@
 
 namespace wsm::merger {
 
-// Blocks one rank may declare for one tensor (bounds the daemon's tiling checks).
+// Blocks one rank may declare for one tensor, and a node's ranks together in one step (bound the
+// daemon's tiling checks: O(n log n) in the blocks of a tensor, tensor_slice.h).
 inline constexpr int kMaxSlicesPerTensor = 4096;
+inline constexpr std::size_t kMaxSlicesPerTensorPerStep = 1 << 16;
 
 // One rank of a sharded run, as its Hello declares it.
 struct GroupMember {
@@ -43,7 +45,8 @@ struct RankPart {
 // once (the lowest rank's; every other copy must hash equal), and the layout. Checks that the
 // ranks agree on world sizes, and per tensor on dtype and global shape, that no slices overlap,
 // and, when the node holds every rank of the job, that they tile each tensor exactly (across
-// nodes, readers check that). Throws ProtocolError(SLICE_MISMATCH) naming rank and tensor.
+// nodes, readers check that). Throws ProtocolError(SLICE_MISMATCH) naming rank and tensor, and
+// for more than kMaxSlicesPerTensorPerStep blocks of one tensor.
 std::shared_ptr<StoredCheckpoint> combine_parts(const std::string& run_id, std::vector<const RankPart*> parts);
 
 }  // namespace wsm::merger

@@ -3,7 +3,7 @@
 namespace wsm::merger {
 
 bool reserved_metadata_key(const std::string& key) {
-  return key.empty() || key.starts_with("wsm.") || key == "total_size";
+  return key.empty() || key.starts_with("wsm.") || key == "total_size" || key == "format";
 }
 
 std::string shown_metadata_key(const std::string& key) { return key.size() > 64 ? key.substr(0, 64) + "..." : key; }

@@ -20,15 +20,19 @@ using ModelMetadata = std::map<std::string, std::string>;
 // keys (each an HDF5 attribute: tens of thousands make every --store write and read take minutes).
 inline constexpr std::uint64_t kMaxModelMetadataBytes = 1ull << 20;
 inline constexpr std::size_t kMaxModelMetadataKeys = 256;
+// A key is an HDF5 attribute's name, kept in the file's object header (64 KiB messages): a longer
+// key could be acknowledged and then never stored. Values go to the global heap (any size).
+inline constexpr std::size_t kMaxModelMetadataKeyBytes = 4096;
 
-// The model's entries of a checkpoint's metadata: every key but wsm.* and the Hugging Face index's
-// "total_size" (a property of the file, rewritten by every writer).
+// The model's entries of a checkpoint's metadata: every key but wsm.*, the Hugging Face index's
+// "total_size" and safetensors' "format" (properties of the file, rewritten by every writer).
 ModelMetadata model_metadata(const std::map<std::string, std::string>& extra);
 
 // Keys plus values, in bytes.
 std::uint64_t metadata_bytes(const ModelMetadata& metadata);
 
-// Keys the model's metadata may not use: wsm.* (the merger's provenance), "total_size", empty.
+// Keys the model's metadata may not use: wsm.* (the merger's provenance), "total_size", "format",
+// empty.
 bool reserved_metadata_key(const std::string& key);
 
 // A key as errors show it: cut to 64 bytes.

@@ -1,5 +1,7 @@
 #include "wsm/wire/wire.h"
+#include "wsm/wire/bounded_receive.h"
 
+#include <cstdint>
 #include <iterator>
 #include <vector>
 
@@ -66,6 +68,10 @@ v1::Envelope parse_envelope(std::span<const std::byte> frame, bool has_payload) 
 }
 
 std::optional<Received> receive(zmq::socket_t& socket, SocketRole role, int timeout_ms) {
+  return receive(socket, role, timeout_ms, SIZE_MAX);
+}
+
+std::optional<Received> receive(zmq::socket_t& socket, SocketRole role, int timeout_ms, std::size_t max_envelope_bytes) {
   zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
   if (zmq::poll(&item, 1, std::chrono::milliseconds(timeout_ms)) == 0) return std::nullopt;
   std::vector<zmq::message_t> frames;
@@ -86,6 +92,10 @@ std::optional<Received> receive(zmq::socket_t& socket, SocketRole role, int time
     // Set by the ZAP handler (merger/daemon/curve_auth.h) to the client's public key; absent without CURVE.
     if (const char* user = zmq_msg_gets(frames[first].handle(), "User-Id")) msg.user_id = user;
     const auto& env_frame = frames[first];
+    if (env_frame.size() > max_envelope_bytes)
+      throw ProtocolError(v1::MALFORMED, "envelope of " + std::to_string(env_frame.size()) + " bytes exceeds the limit of " +
+                                             std::to_string(max_envelope_bytes) +
+                                             " (a hello's manifest: fewer or shorter entries, or a larger --memory-budget)");
     msg.envelope = parse_envelope({static_cast<const std::byte*>(env_frame.data()), env_frame.size()}, n == 2);
     if (n == 2) msg.payload = std::move(frames[first + 1]);
     r.message = std::move(msg);

@@ -1,5 +1,7 @@
 // OutputFeed (the daemon's answer to OutputsRequest): numbering, filtering by run, held requests
 // answered when an output is written or when their timeout passes, and the limits on held requests.
+#include <algorithm>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -62,18 +64,40 @@ TEST(OutputFeed, HeldUntilAnOutputOfTheRunOrTheTimeout) {
 TEST(OutputFeed, HeldRequestsAreBoundedAndTimeoutsCapped) {
   OutputFeed feed("srv");
   const auto now = Clock::now();
-  for (int i = 0; i < OutputFeed::kMaxHeldPerPeer; ++i) EXPECT_TRUE(feed.request("p", request(0, "", UINT32_MAX), now).empty());
-  try {
-    feed.request("p", request(0, "", 1000), now);
-    FAIL() << "a fifth held request of one peer was accepted";
-  } catch (const wire::ProtocolError& e) {
-    EXPECT_EQ(e.code(), v1::BAD_REQUEST);
-  }
+  for (int i = 0; i < OutputFeed::kMaxHeldPerPeer; ++i)
+    EXPECT_TRUE(feed.request("p", request(0, "", i == 0 ? 5 : UINT32_MAX), now).empty());
+  // A fifth of one peer: its own oldest (the 5 ms one) is answered now, empty; the new one waits.
+  auto early = feed.request("p", request(0, "", 1000), now);
+  ASSERT_EQ(early.size(), 1u);
+  EXPECT_EQ(early[0].first, "p");
+  EXPECT_EQ(early[0].second.outputs_reply().records_size(), 0);
+  EXPECT_TRUE(feed.expire(now + std::chrono::milliseconds(5)).empty());  // that was the 5 ms one
   for (std::size_t i = OutputFeed::kMaxHeldPerPeer; i < OutputFeed::kMaxHeld; ++i)
     EXPECT_TRUE(feed.request("peer" + std::to_string(i), request(0, "", 1000), now).empty());
-  EXPECT_THROW(feed.request("another", request(0, "", 1000), now), wire::ProtocolError);
+  // All 256 held: the oldest of all (one of p's) makes room.
+  auto room = feed.request("another", request(0, "", 1000), now);
+  ASSERT_EQ(room.size(), 1u);
+  EXPECT_EQ(room[0].first, "p");
   // UINT32_MAX ms is held for 60 s at most.
   EXPECT_EQ(feed.expire(now + std::chrono::milliseconds(OutputFeed::kMaxTimeoutMs)).size(), OutputFeed::kMaxHeld);
+}
+
+// Issue 23 item 11: 64 peers x 4 held requests filled every slot and an honest waiter was refused
+// at once (BAD_REQUEST). Now the honest request is held, and answered with the output it waits for.
+TEST(OutputFeed, AFloodOfHeldRequestsDoesNotLockAnHonestWaiterOut) {
+  OutputFeed feed("srv");
+  const auto now = Clock::now();
+  for (int peer = 0; peer < 64; ++peer)
+    for (int i = 0; i < OutputFeed::kMaxHeldPerPeer; ++i)
+      EXPECT_TRUE(feed.request("flood" + std::to_string(peer), request(0, "", 60000), now).empty());
+  auto replies = feed.request("honest", request(0, "run", 60000), now);
+  ASSERT_EQ(replies.size(), 1u);  // a flood request, answered early
+  EXPECT_NE(replies[0].first, "honest");
+  auto written = feed.add({output("run", 100)});
+  const auto honest = std::find_if(written.begin(), written.end(), [](const auto& r) { return r.first == "honest"; });
+  ASSERT_NE(honest, written.end());
+  ASSERT_EQ(records_of(honest->second).size(), 1u);
+  EXPECT_EQ(records_of(honest->second)[0]["step"], 100);
 }
 
 TEST(OutputFeed, RemembersTheLastOutputsOnly) {

@@ -92,7 +92,8 @@ TEST(ServeMetadata, ReservedKeysAndOversizeAreRefusedAndTheCoreServesOn) {
   o.store.store_dir = test::temp_dir("meta-limit-store");
   CoreHarness h(o);
   const auto model = test::make_model(0, kShapes);
-  for (const char* key : {"wsm.provenance", "wsm.step", "total_size", ""}) {
+  // "format" is safetensors' own "pt" (issue 23 item 15: a client's value replaced it).
+  for (const char* key : {"wsm.provenance", "wsm.step", "total_size", "format", ""}) {
     auto spoof = kMeta;
     spoof[key] = "{}";
     const auto replies = bodies(h.send("a", hello_with("r", model, spoof)), "a");
@@ -131,6 +132,29 @@ TEST(ServeMetadata, ReservedKeysAndOversizeAreRefusedAndTheCoreServesOn) {
   h.core->flush_store();
   for (const auto& [run, sent] : {std::pair{"big", at_limit}, std::pair{"many", many}})
     EXPECT_EQ(model_metadata(open_checkpoint(h.core->store().entries(run).back()->file)->meta().extra), sent) << run;
+}
+
+// Issue 23 item 9: a key is an HDF5 attribute name (object header, 64 KiB). A 70,000-byte key was
+// acknowledged, then its --store file failed for good; now it is refused at Hello, and a key at
+// the limit is stored and read back by the HDF5 reader.
+TEST(ServeMetadata, AKeyHdf5CannotStoreIsRefusedAtHello) {
+  auto o = options("linear:200", 100);
+  o.store.store_dir = test::temp_dir("meta-key-store");
+  CoreHarness h(o);
+  const auto model = test::make_model(0, kShapes);
+  const auto refused = bodies(h.send("a", hello_with("long", model, {{std::string(70000, 'k'), "v"}})), "a");
+  EXPECT_EQ(error_of(refused), v1::BAD_REQUEST);
+  EXPECT_NE(error_text(refused).find("limit of " + std::to_string(kMaxModelMetadataKeyBytes) + " bytes per key"),
+            std::string::npos)
+      << error_text(refused);
+  const ModelMetadata at_limit = {{std::string(kMaxModelMetadataKeyBytes, 'k'), "v"}, {"model.n_layer", "2"}};
+  ASSERT_TRUE(welcomed(bodies(h.send("a", hello_with("long", model, at_limit)), "a")));
+  ASSERT_TRUE(acked(h.checkpoint("a", 0, model), 0));
+  h.core->flush_store();
+  const auto& entries = h.core->store().entries("long");
+  ASSERT_EQ(entries.size(), 1u);
+  ASSERT_FALSE(entries[0]->file.empty());
+  EXPECT_EQ(model_metadata(open_checkpoint(entries[0]->file)->meta().extra), at_limit);
 }
 
 TEST(ServeMetadata, ALaterHelloWithOtherMetadataIsAManifestMismatch) {

@@ -6,53 +6,15 @@
 #include <gtest/gtest.h>
 
 #include "core_harness.h"
+#include "sharded_test_util.h"
 #include "wsm/formats/tensor_slice.h"
 
 namespace wsm::merger {
 namespace {
 
-using Shape = std::vector<std::int64_t>;
-
-// One block a rank sends: tensor name, global shape, offsets, lengths; values from the formula.
-struct Block {
-  std::string name;
-  Shape global, offsets, lengths;
-  bool replicated = false;
-  std::string dtype = "f32";
-  float bump = 0;  // added to every value (a differing copy)
-};
-
-std::vector<test::OwnedTensor> owned(const std::vector<Block>& blocks, std::int64_t step) {
-  std::vector<test::OwnedTensor> out;
-  for (std::size_t i = 0; i < blocks.size(); ++i) {
-    const auto& b = blocks[i];
-    test::OwnedTensor t{slice_entry_name(b.name, {b.global, b.offsets, b.lengths, b.replicated}), b.lengths, {}};
-    t.values.resize(element_count(b.lengths));
-    for (std::size_t k = 0; k < t.values.size(); ++k) t.values[k] = test::tensor_value(static_cast<int>(i), step, k) + b.bump;
-    out.push_back(std::move(t));
-  }
-  return out;
-}
-
-v1::Envelope group_hello(const std::string& run, int rank, int world, int local, const std::vector<Block>& blocks) {
-  auto env = wire::envelope();
-  auto* h = env.mutable_hello();
-  h->set_protocol_version(wire::kShardedProtocolVersion);
-  h->set_run_id(run);
-  h->mutable_group()->set_rank(static_cast<std::uint32_t>(rank));
-  h->mutable_group()->set_world_size(static_cast<std::uint32_t>(world));
-  h->mutable_group()->set_local_world_size(static_cast<std::uint32_t>(local));
-  for (const auto& b : blocks) {
-    auto* s = h->add_manifest();
-    s->set_name(b.name);
-    s->set_dtype(b.dtype);
-    for (auto d : b.lengths) s->add_shape(d);
-    for (auto d : b.global) s->add_global_shape(d);
-    for (auto d : b.offsets) s->add_offsets(d);
-    s->set_replicated(b.replicated);
-  }
-  return env;
-}
+using test::Block;
+using test::group_hello;
+using test::owned;
 
 // Two ranks of one node splitting "w" [4,3] by rows and sharing a replicated "b" [3].
 std::vector<Block> top() { return {{"w", {4, 3}, {0, 0}, {2, 3}}, {"b", {3}, {0}, {3}, true}}; }
@@ -179,7 +141,9 @@ TEST(ServeShardedFaults, ReplicatedCopiesThatDiffer) {
   g.expect_serving();
 }
 
-TEST(ServeShardedFaults, WorldSizeChangingMidRun) {
+// Issue 23 item 10: a stray Hello with another world size is refused and nothing else changes (it
+// failed the live job's pending step before).
+TEST(ServeShardedFaults, AStrayHelloWithAnotherWorldSizeIsRefusedAndTheJobGoesOn) {
   Group g;
   g.hello("a", 0, top());
   g.hello("b", 1, bottom());
@@ -187,20 +151,101 @@ TEST(ServeShardedFaults, WorldSizeChangingMidRun) {
   auto out = g.part("b", 100, bottom());
   ASSERT_TRUE(g.acked(g.replies(out, "a"), 100));
   const auto jobs = g.h.jobs.size();
-  g.part("a", 200, top());  // delivered, waiting for rank 1 (step 200 would be due and covered)
+  g.part("a", 200, top());  // delivered, waiting for rank 1 (step 200 is due and covered)
   out = g.hello("c", 1, bottom(), 3, 3);
-  const auto to_c = g.replies(out, "c"), to_a = g.replies(out, "a");
-  EXPECT_EQ(Group::code(to_c), v1::BAD_REQUEST);
-  ASSERT_EQ(Group::code(to_a), v1::BAD_REQUEST);  // the pending step's sender is told too
-  EXPECT_NE(to_a[0].error().message().find("world size cannot change"), std::string::npos);
-  EXPECT_EQ(g.h.core->store().newest_step("run"), 100);
-  // Rank 1 (old session) sends step 200 anyway: the step failed, and says so at once.
-  const auto late = g.replies(g.part("b", 200, bottom()), "b");
-  EXPECT_EQ(Group::code(late), v1::BAD_REQUEST);
-  EXPECT_EQ(g.h.core->store().newest_step("run"), 100);
-  EXPECT_EQ(g.h.jobs.size(), jobs);  // nothing emitted for step 200
-  g.expect_serving();
-  EXPECT_GT(g.h.jobs.size(), jobs);  // while a good step 500 is
+  const auto to_c = g.replies(out, "c");
+  ASSERT_EQ(Group::code(to_c), v1::BAD_REQUEST);
+  EXPECT_NE(to_c[0].error().message().find("world size cannot change"), std::string::npos);
+  EXPECT_TRUE(g.replies(out, "a").empty());  // the live job hears nothing of it
+  out = g.part("b", 200, bottom());
+  EXPECT_TRUE(g.acked(g.replies(out, "a"), 200));
+  EXPECT_TRUE(g.acked(g.replies(out, "b"), 200));
+  EXPECT_EQ(g.h.core->store().newest_step("run"), 200);
+  EXPECT_GT(g.h.jobs.size(), jobs);
+}
+
+// Issue 23 item 10: one Hello + Bye locked the run id to its world size until a restart (a job
+// resumed on fewer nodes, or a single client, was refused). The group goes with its last rank.
+TEST(ServeShardedFaults, ARunsGroupIsForgottenOnceNoRankIsConnected) {
+  Group g;
+  auto bye = wire::envelope();
+  bye.mutable_bye();
+  g.hello("a", 0, top(), 4, 2);
+  g.hello("b", 1, bottom(), 4, 2);
+  g.h.send("a", bye);
+  EXPECT_EQ(Group::code(g.replies(g.hello("c", 0, top(), 3, 3), "c")), v1::BAD_REQUEST);  // b is still connected
+  g.h.send("b", bye);
+  // Resumed with two ranks on one node: welcome, and its steps are acked.
+  EXPECT_TRUE(g.replies(g.hello("a", 0, top()), "a").at(0).has_welcome());
+  EXPECT_TRUE(g.replies(g.hello("b", 1, bottom()), "b").at(0).has_welcome());
+  g.part("a", 100, top());
+  EXPECT_TRUE(g.acked(g.replies(g.part("b", 100, bottom()), "b"), 100));
+  // A group with no checkpoints, left: its run id serves a single client afterwards.
+  g.h.send("x", group_hello("solo", 0, 2, 2, top()));
+  g.h.send("x", bye);
+  const auto single = g.replies(g.h.send("p", test::hello("solo", test::make_model(1, {{3}}))), "p");
+  ASSERT_EQ(single.size(), 1u);
+  EXPECT_TRUE(single[0].has_welcome());
+}
+
+// Issue 23 item 8: a node's ranks each fit the budget, together they do not. Every step failed
+// GROUP_INCOMPLETE ("a rank died?") while all ranks waited on OVER_BUDGET; now every rank hears
+// OVER_BUDGET naming the budget, and no step is taken in part.
+TEST(ServeShardedFaults, ANodesRanksTogetherOverTheBudgetAreToldSo) {
+  auto o = options("linear:100", 100);
+  o.store.memory_budget = 64 << 10;
+  CoreHarness h(o);
+  // Four ranks of one node, each a 20 KiB row block of "w" [4*1280, 4] f32: 80 KiB together.
+  auto quarter = [](int r) { return std::vector<Block>{{"w", {4 * 1280, 4}, {r * 1280, 0}, {1280, 4}}}; };
+  std::vector<std::vector<v1::Envelope>> hellos;
+  for (int r = 0; r < 4; ++r) {
+    const auto peer = "r" + std::to_string(r);
+    hellos.push_back(bodies(h.send(peer, group_hello("run", r, 4, 4, quarter(r))), peer));
+  }
+  for (int r = 0; r < 3; ++r) EXPECT_TRUE(hellos[r].at(0).has_welcome()) << r;
+  // The fourth Hello completes the node: refused, naming the budget.
+  ASSERT_EQ(error_of(hellos[3]), v1::OVER_BUDGET);
+  EXPECT_NE(hellos[3][0].error().message().find("--memory-budget 65536"), std::string::npos) << hellos[3][0].error().message();
+  // The three welcomed ranks send step 100 (the fourth's count as theirs): refused at Begin, all.
+  for (int r = 0; r < 3; ++r) {
+    const auto peer = "r" + std::to_string(r);
+    const auto model = owned(quarter(r), 100);
+    const auto replies = bodies(h.send(peer, test::begin(100)), peer);
+    ASSERT_EQ(error_of(replies), v1::OVER_BUDGET) << r;
+    EXPECT_NE(replies[0].error().message().find("--memory-budget 65536"), std::string::npos) << replies[0].error().message();
+    h.send(peer, test::chunk(100, model[0].name, 0, test::bytes_of(model[0])), test::bytes_of(model[0]));
+    h.send(peer, test::end(100, model));
+  }
+  h.now += std::chrono::seconds(5);
+  for (const auto& o2 : h.core->expire(h.now))
+    EXPECT_NE(o2.envelope.has_error() ? o2.envelope.error().code() : v1::ERROR_UNSPECIFIED, v1::GROUP_INCOMPLETE);
+  EXPECT_TRUE(h.core->store().entries("run").empty());
+}
+
+// Admission: the node's parts of a step fit together, so the step is taken whole.
+TEST(ServeShardedFaults, ANodesRanksThatFitTogetherAreAdmittedAsAGroup) {
+  auto o = options("linear:100", 100);
+  o.store.memory_budget = 96 << 10;
+  CoreHarness h(o);
+  auto quarter = [](int r) { return std::vector<Block>{{"w", {4 * 1280, 4}, {r * 1280, 0}, {1280, 4}}}; };
+  for (int r = 0; r < 4; ++r) {
+    const auto peer = "r" + std::to_string(r);
+    ASSERT_TRUE(bodies(h.send(peer, group_hello("run", r, 4, 4, quarter(r))), peer).at(0).has_welcome()) << r;
+  }
+  std::vector<Outgoing> last;
+  for (int r = 0; r < 4; ++r) {
+    const auto peer = "r" + std::to_string(r);
+    const auto model = owned(quarter(r), 100);
+    EXPECT_EQ(error_of(bodies(h.send(peer, test::begin(100)), peer)), v1::ERROR_UNSPECIFIED) << r;
+    h.send(peer, test::chunk(100, model[0].name, 0, test::bytes_of(model[0])), test::bytes_of(model[0]));
+    last = h.send(peer, test::end(100, model));
+  }
+  for (int r = 0; r < 4; ++r) {
+    const auto acks = bodies(last, "r" + std::to_string(r));
+    ASSERT_FALSE(acks.empty());
+    EXPECT_TRUE(acks[0].has_ack()) << r;
+  }
+  EXPECT_EQ(h.core->store().newest_step("run"), 100);
 }
 
 TEST(ServeShardedFaults, ARankSendingAStepTwice) {
@@ -249,6 +294,42 @@ TEST(ServeShardedFaults, ARankDyingMidStep) {
     }
   EXPECT_TRUE(g.h.core->store().entries("run").empty());
   g.expect_serving();
+}
+
+// Issue 23 item 2: a version-2 Hello's manifest and slices were not counted (two Hellos of 1M
+// one-element tensors took 1.39 GB under a 64 MiB budget); now they count like version 1's, and
+// a Hello has at most kMaxHelloTensors entries.
+TEST(ServeShardedFaults, ARanksManifestOfSlicesCountsAgainstTheBudget) {
+  auto o = options("linear:100", 100);
+  o.store.memory_budget = 1 << 20;
+  CoreHarness h(o);
+  std::vector<Block> many;
+  for (int i = 0; i < 20000; ++i) many.push_back({"t" + std::to_string(i), {1}, {0}, {1}});
+  // The reference: the same tensors as a version-1 manifest (2 MB in RAM, 80 KB a checkpoint).
+  std::vector<test::OwnedTensor> whole;
+  for (const auto& b : many) whole.push_back({b.name, b.lengths, {0.f}});
+  EXPECT_EQ(error_of(bodies(h.send("v1", test::hello("plain", whole)), "v1")), v1::OVER_BUDGET);
+  const auto refused = bodies(h.send("v2", group_hello("run", 0, 2, 1, many)), "v2");
+  ASSERT_EQ(error_of(refused), v1::OVER_BUDGET);
+  EXPECT_NE(refused[0].error().message().find("manifest of slices"), std::string::npos) << refused[0].error().message();
+  many.resize(1000);  // about 300 KB of manifest and slices in RAM: fits, twice
+  EXPECT_TRUE(bodies(h.send("a", group_hello("run", 0, 2, 2, many)), "a").at(0).has_welcome());
+  EXPECT_TRUE(bodies(h.send("b", group_hello("run", 1, 2, 2, many)), "b").at(0).has_welcome());
+  // The sessions' slices are counted until they leave: a third rank's do not fit beside them...
+  std::vector<Block> more;
+  for (int i = 0; i < 2000; ++i) more.push_back({"u" + std::to_string(i), {1}, {0}, {1}});
+  EXPECT_EQ(error_of(bodies(h.send("c", group_hello("other", 0, 1, 1, more)), "c")), v1::OVER_BUDGET);
+  auto bye = wire::envelope();
+  bye.mutable_bye();
+  h.send("a", bye);
+  h.send("b", bye);
+  // ...and do once they left.
+  EXPECT_TRUE(bodies(h.send("c", group_hello("other", 0, 1, 1, more)), "c").at(0).has_welcome());
+  // Past the cap on entries per Hello: refused before anything is built.
+  std::vector<Block> over(static_cast<std::size_t>(kMaxHelloTensors) + 1, Block{"x", {1}, {0}, {1}});
+  const auto capped = bodies(h.send("d", group_hello("big", 0, 1, 1, over)), "d");
+  ASSERT_EQ(error_of(capped), v1::BAD_REQUEST);
+  EXPECT_NE(capped[0].error().message().find("limit of " + std::to_string(kMaxHelloTensors)), std::string::npos);
 }
 
 TEST(ServeShardedFaults, PlainHelloForAShardedRunAndBadGroups) {

@@ -1,9 +1,10 @@
 # The other parsers of untrusted bytes (docs/fuzzing.md): wire messages through the daemon core,
-# the checkpoint assembler, the HDF5 reader (helper-process form) and sharded index files. They link
+# the checkpoint assembler, the HDF5 reader (helper-process form), sharded index files and version-2
+# Hellos with their slice sets (sharded_hello). They link
 # wsm's libraries, so they are built only when the whole tree is compiled by clang with
 # -fsanitize=fuzzer-no-link,address,undefined: tools/fuzz.sh configures build-fuzz/ that way.
 if(WSM_FUZZ AND CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
-  foreach(name daemon_wire assembler hdf5 sharded_index)
+  foreach(name daemon_wire assembler hdf5 sharded_index sharded_hello)
     add_executable(fuzz_${name} ${CMAKE_CURRENT_LIST_DIR}/fuzz_${name}.cpp)
     target_link_libraries(fuzz_${name} PRIVATE wsm_merger_daemon wsm_merger wsm_wire wsm_formats wsm_core)
     target_link_options(fuzz_${name} PRIVATE -fsanitize=fuzzer)

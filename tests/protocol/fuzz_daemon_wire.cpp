@@ -16,6 +16,7 @@
 
 #include <unistd.h>
 
+#include "fuzz_core_delivery.h"
 #include "merger/daemon/daemon_core.h"
 #include "wsm/wire/wire.h"
 
@@ -47,16 +48,8 @@ struct Harness {
   std::map<std::string, wire::ChecksumChain> chains;  // per peer: checksums of the chunks sent since Begin
   std::map<std::string, std::uint64_t> totals;
 
-  void deliver(const std::string& peer, v1::Envelope env, std::string payload) {
-    wire::Message m;
-    m.peer = peer;
-    m.envelope = std::move(env);
-    if (m.envelope.has_chunk()) m.payload = zmq::message_t(payload.data(), payload.size());
-    try {
-      (void)core->handle(std::move(m), now);
-    } catch (const wire::ProtocolError& e) {
-      (void)core->fault(peer, e, now);
-    }
+  void deliver(const std::string& peer, v1::Envelope env, const std::string& payload = {}) {
+    fuzz::deliver(*core, now, peer, std::move(env), payload);
   }
 };
 

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <limits>
 #include <cstring>
 #include <random>
 
@@ -50,6 +52,86 @@ TEST(TensorSlice, TilingFindsOverlapsAndGaps) {
   auto shapes = exact;
   shapes[1].global_shape = {4, 7};
   EXPECT_NE(tiling_problem(shapes, true)->find("global shape"), std::string::npos);
+}
+
+// Issue 23 item 1: blocks split along dimension 1 (or any other) cost n log n, as along dimension
+// 0. 65,536 one-element column blocks took minutes (every block stayed "open" in the dim-0 sweep);
+// the reference is the layout itself: columns 0..n-1 exactly once, then one duplicate.
+TEST(TensorSlice, TilingIsFastAlongEveryDimension) {
+  constexpr int n = 1 << 16;
+  for (std::size_t dim : {0u, 1u, 2u}) {
+    std::vector<TensorSlice> cols;
+    for (int c = 0; c < n; ++c) {
+      Shape global{2, 3, 2}, offsets{0, 0, 0}, lengths{2, 3, 2};
+      global[dim] = n;
+      offsets[dim] = c;
+      lengths[dim] = 1;
+      cols.push_back(block(global, offsets, lengths));
+    }
+    std::reverse(cols.begin(), cols.end());  // order of arrival does not matter
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_FALSE(tiling_problem(cols, true)) << dim;
+    auto twice = cols[n / 3];
+    cols.push_back(twice);
+    const auto problem = tiling_problem(cols, true);
+    ASSERT_TRUE(problem) << dim;
+    EXPECT_NE(problem->find(slice_entry_name("", twice) + " and " + slice_entry_name("", twice) + " overlap"), std::string::npos)
+        << *problem;
+    cols.pop_back();
+    cols.pop_back();
+    EXPECT_NE(tiling_problem(cols, true)->find("gap"), std::string::npos) << dim;
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 2.0) << dim;
+  }
+}
+
+// Grids of blocks over two dimensions, and a pinwheel (no cut separates its five blocks, so the
+// pairwise sweep checks it), each against a cell-by-cell count of the covered elements.
+TEST(TensorSlice, TilingMatchesACellCountOnGridsAndPinwheels) {
+  auto by_cells = [](const std::vector<TensorSlice>& blocks, Shape g) {
+    std::vector<int> hits(static_cast<std::size_t>(g[0] * g[1]));
+    for (const auto& b : blocks)
+      for (auto r = b.offsets[0]; r < b.offsets[0] + b.lengths[0]; ++r)
+        for (auto c = b.offsets[1]; c < b.offsets[1] + b.lengths[1]; ++c) ++hits[static_cast<std::size_t>(r * g[1] + c)];
+    bool over = false, gap = false;
+    for (int h : hits) over |= h > 1, gap |= h == 0;
+    return std::pair{over, gap};
+  };
+  std::mt19937 rng(23);
+  for (int trial = 0; trial < 300; ++trial) {
+    const Shape g{8, 9};
+    std::vector<TensorSlice> blocks;
+    for (std::int64_t r = 0; r < 8; r += 2)
+      for (std::int64_t c = 0; c < 9; c += 3) blocks.push_back(block(g, {r, c}, {2, 3}));
+    // Nudge one block (overlap or gap), or none.
+    if (trial % 3) {
+      auto& b = blocks[rng() % blocks.size()];
+      b.offsets = {static_cast<std::int64_t>(rng() % 7), static_cast<std::int64_t>(rng() % 7)};
+      b.lengths = {1 + static_cast<std::int64_t>(rng() % (8 - b.offsets[0])), 1 + static_cast<std::int64_t>(rng() % (9 - b.offsets[1]))};
+    }
+    std::shuffle(blocks.begin(), blocks.end(), rng);
+    const auto [over, gap] = by_cells(blocks, g);
+    const auto problem = tiling_problem(blocks, true);
+    EXPECT_EQ(problem.has_value(), over || gap) << trial;
+    if (problem) EXPECT_NE(problem->find(over ? "overlap" : "gap"), std::string::npos) << *problem;
+  }
+  // Pinwheel: four 2x1 arms around a centre cell of a 3x3 tensor.
+  const Shape g{3, 3};
+  std::vector<TensorSlice> pinwheel = {block(g, {0, 0}, {1, 2}), block(g, {0, 2}, {2, 1}), block(g, {2, 1}, {1, 2}),
+                                       block(g, {1, 0}, {2, 1}), block(g, {1, 1}, {1, 1})};
+  EXPECT_FALSE(tiling_problem(pinwheel, true));
+  pinwheel.back() = block(g, {1, 1}, {2, 1});
+  EXPECT_NE(tiling_problem(pinwheel, true)->find("overlap"), std::string::npos);
+}
+
+// Issue 23 item 15: a refused slice's end is printed as the number it is, not an int64 wrap.
+TEST(TensorSlice, ProblemTextsDoNotOverflow) {
+  const std::int64_t big = std::numeric_limits<std::int64_t>::max() - 1;
+  const auto problem = slice_problem(block({5}, {big}, {10}));
+  ASSERT_TRUE(problem);
+  EXPECT_NE(problem->find("[9223372036854775806:9223372036854775816]"), std::string::npos) << *problem;
+  const auto negative = slice_problem(block({5}, {-3}, {2}));
+  ASSERT_TRUE(negative);
+  EXPECT_NE(negative->find("[-3:-3+2]"), std::string::npos) << *negative;
 }
 
 TEST(PartLayout, JsonRoundTripAndRefusals) {

@@ -28,7 +28,7 @@ log = logging.getLogger("wsm_client")
 
 PROTOCOL_VERSION = 1
 # A Hello's metadata, keys and values together, at most (merger/engine/model_metadata.h).
-MAX_METADATA_BYTES, MAX_METADATA_KEYS = 1 << 20, 256
+MAX_METADATA_BYTES, MAX_METADATA_KEYS, MAX_METADATA_KEY_BYTES = 1 << 20, 256, 4096
 # Waits between tries of a checkpoint refused as OVER_BUDGET (seconds): doubling, capped.
 _FIRST_BUDGET_WAIT, _LONGEST_BUDGET_WAIT = 0.1, 2.0
 
@@ -51,8 +51,11 @@ def _checked_metadata(metadata):
     for key, value in out.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError(f"metadata {key!r}: keys and values must be str (e.g. json.dumps of a config)")
-        if not key or key.startswith("wsm.") or key == "total_size":
-            raise ValueError(f"metadata key {key!r} is reserved (wsm.* keys are the merger's provenance)")
+        if not key or key.startswith("wsm.") or key in ("total_size", "format"):
+            raise ValueError(f"metadata key {key!r} is reserved (wsm.* keys are the merger's provenance; "
+                             "total_size and format are the files' own)")
+        if len(key.encode()) > MAX_METADATA_KEY_BYTES:
+            raise ValueError(f"metadata key {key[:64]!r}... is over the merger's limit of {MAX_METADATA_KEY_BYTES} bytes per key")
         if "\0" in key or "\0" in value:
             raise ValueError(f"metadata {key!r}: keys and values must not contain NUL characters")
         size += len(key.encode()) + len(value.encode())

@@ -27,6 +27,8 @@ std::optional<std::string> slice_problem(const TensorSlice& slice);
 
 // Whether the blocks overlap, and with require_cover, whether they leave a gap: an exact tiling
 // has no overlap and volumes summing to the tensor's. Each slice must be valid (slice_problem).
+// Blocks split along any dimensions (rows, columns, grids) cost O(d n log n); the work is capped
+// (a layout no cut splits that needs more is reported as too intricate to check).
 std::optional<std::string> tiling_problem(std::span<const TensorSlice> slices, bool require_cover);
 
 // "[7,5]": a shape (or offsets) in messages.
