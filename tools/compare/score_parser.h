@@ -3,7 +3,7 @@
 // The caller hands over a bounded tail of the output (tools/compare/jobs.h keeps the last
 // kOutputTailBytes); this scans it once, left to right, with no recursion and no regular
 // expression, so any bytes (a 30,000-digit number, a megabyte without a newline) cost time linear
-// in their length. Fuzzed by tests/tools/fuzz_score_parser.cpp.
+// in their length. Fuzzed by tests/protocol/fuzz_score_parser.cpp.
 //
 // A number (docs/readout.md, "What counts as the score"):
 //   [sign] digits [. [digits]] [exponent]  |  [sign] . digits [exponent]   exponent: e|E [sign] digits
