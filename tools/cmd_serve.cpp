@@ -43,6 +43,7 @@ struct ServeArgs {
   bool eval_builtin = false, eval_raw = true;
   std::int64_t eval_positions = 131072;
   int eval_threads = 1;
+  double eval_timeout_s = 3600;
   std::string index_name = "index.json";
   std::string format = "h5";
   std::string hf_template;
@@ -54,6 +55,7 @@ merger::EvalOptions eval_options(const ServeArgs& a) {
   if (a.eval_cmd.empty() && !a.eval_builtin) return eval;
   if (!a.eval_cmd.empty() && a.eval_builtin) throw Error("give --eval-cmd or --eval-builtin, not both");
   if (a.eval_threads < 1) throw Error("--eval-threads must be >= 1");
+  if (!(a.eval_timeout_s >= 0)) throw Error("--eval-timeout must be >= 0 seconds (0: no limit)");
 #ifndef WSM_HAVE_TRAINER
   throw Error("--eval-cmd/--eval-builtin: this wsm was built without the trainer (WSM_BUILD_TRAINER=OFF)");
 #else
@@ -62,11 +64,13 @@ merger::EvalOptions eval_options(const ServeArgs& a) {
   ev.json_key = a.score_key;
   ev.val = a.eval_val;
   ev.positions = a.eval_positions;
+  ev.timeout_s = a.eval_timeout_s;
   auto scorer = std::make_shared<const compare::ModelScorer>(ev, std::filesystem::path(a.out) / "eval-logs", a.eval_config);
   eval.score = [scorer](const std::filesystem::path& p) {
     const auto o = (*scorer)(p);
     return merger::ScoreOutcome{o.score, o.error};
   };
+  eval.cancel = [scorer] { scorer->cancel_running(); };
   eval.evaluator = ev.describe();
   eval.threads = a.eval_threads;
   eval.raw = a.eval_raw;
@@ -163,7 +167,7 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--log-level", args->log_level, "trace, debug, info, warn, error")->capture_default_str();
   cmd->add_option("--eval-cmd", args->eval_cmd,
                   "Score every output in the background: a shell command with {path}; its last number on stdout "
-                  "(or --score-key) is the score, recorded in index.json and `wsm status`");
+                  "(or --score-key) in the last 64 KiB of stdout is the score, recorded in index.json and `wsm status`");
   cmd->add_flag("--eval-builtin", args->eval_builtin,
                 "Score every output with wsm's own GPT evaluator (validation loss, as `wsm eval`)");
   cmd->add_option("--score-key", args->score_key, "Read the score from this key of a JSON object the command prints");
@@ -173,6 +177,10 @@ void add_serve_command(CLI::App& app) {
                   "--eval-builtin: a checkpoint of the run (e.g. the trainer's) whose model config and vocabulary "
                   "serve outputs that carry none");
   cmd->add_option("--eval-threads", args->eval_threads, "Evaluations at once")->capture_default_str();
+  cmd->add_option("--eval-timeout", args->eval_timeout_s,
+                  "--eval-cmd: seconds a scoring command may run before its process group is killed and the output "
+                  "recorded as failed (0: no limit)")
+      ->capture_default_str();
   cmd->add_option("--eval-raw", args->eval_raw,
                   "Also score the newest raw checkpoint at each emission (from --store, else a scratch copy)")
       ->capture_default_str();
@@ -187,7 +195,8 @@ void add_serve_command(CLI::App& app) {
       "Outputs: merged/<run>/<shape>_w<window>/step_<step>.h5 (.safetensors, or a directory with --format hf)\n"
       "and merged/index.json; for a sharded job (ranks declaring slices), each node's part\n"
       "merged/<run>/<label>/step_<step>/part-rank<R>.h5.\n"
-      "SIGINT/SIGTERM: stop accepting, finish the output being written, exit.");
+      "SIGINT/SIGTERM: stop accepting, finish the output being written, write acknowledged checkpoints to\n"
+      "--store, kill a running --eval-cmd (its process group), exit.");
   cmd->callback([args] { run_serve(*args); });
 }
 

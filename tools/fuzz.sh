@@ -10,14 +10,14 @@
 #   SKIP_BUILD=1                            run the targets build-fuzz/ already holds
 #   RUNS=N                                  stop each target after N executions (SECONDS still caps it)
 #
-# Targets: safetensors_header daemon_wire assembler hdf5 sharded_index sharded_hello (docs/fuzzing.md).
+# Targets: safetensors_header daemon_wire assembler hdf5 sharded_index sharded_hello score_parser (docs/fuzzing.md).
 # Needs clang and libclang-rt (tools/install-deps.sh installs them); the default build does not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(safetensors_header daemon_wire assembler hdf5 sharded_index sharded_hello)
+[ ${#targets[@]} -eq 0 ] && targets=(safetensors_header daemon_wire assembler hdf5 sharded_index sharded_hello score_parser)
 command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ not found (tools/install-deps.sh installs clang)" >&2; exit 1; }
 
 # Configured once: passing the compilers again to an existing cache makes CMake start it afresh

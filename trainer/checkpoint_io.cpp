@@ -44,6 +44,29 @@ std::string get_extra(const CheckpointMeta& m, const std::string& key, const std
   return it->second;
 }
 
+// The file's tensors by name, checked against what `cfg` describes before anything of the model's
+// size exists: the config comes from metadata (for the daemon's outputs, a peer's Hello), so it
+// alone must never size an allocation. Each model tensor must be present with its exact shape,
+// which bounds the model by the tensors the file really holds.
+std::map<std::string, const Tensor*> check_config_against_tensors(const GptConfig& cfg, const Checkpoint& ck,
+                                                                 const std::string& where) {
+  const std::uint64_t needed = 4 + 12 * std::uint64_t(cfg.n_layer);  // param_layout: 4 + 12 per layer
+  if (needed > ck.tensors.size())
+    throw Error(where + ": the model config (model.n_layer " + std::to_string(cfg.n_layer) + ") needs " +
+                std::to_string(needed) + " tensors; the file holds " + std::to_string(ck.tensors.size()));
+  std::map<std::string, const Tensor*> by_name;
+  for (const auto& t : ck.tensors) by_name[t.info.name] = &t;
+  for (const auto& s : param_layout(cfg)) {
+    auto it = by_name.find(s.name);
+    if (it == by_name.end()) throw Error(where + ": missing model tensor '" + s.name + "'");
+    if (it->second->info.shape != s.shape)
+      throw Error(where + ": tensor '" + s.name + "' has the wrong shape for the model config (model.n_embd " +
+                  std::to_string(cfg.n_embd) + ", model.vocab_size " + std::to_string(cfg.vocab_size) +
+                  ", model.block_size " + std::to_string(cfg.block_size) + ")");
+  }
+  return by_name;
+}
+
 }  // namespace
 
 std::vector<TensorInfo> model_tensor_infos(const GptConfig& cfg) {
@@ -76,15 +99,10 @@ ModelFile load_model(const std::filesystem::path& path, const ModelFile* fallbac
     m.vocab = fallback->vocab;
   }
   if (m.vocab.size() != m.config.vocab_size) throw Error(where + ": vocabulary size disagrees with model.vocab_size");
-  std::map<std::string, const Tensor*> by_name;
-  for (const auto& t : ck.tensors) by_name[t.info.name] = &t;
-  m.params.assign(num_params(m.config), 0.0f);
-  for (const auto& s : param_layout(m.config)) {
-    auto it = by_name.find(s.name);
-    if (it == by_name.end()) throw Error(where + ": missing model tensor '" + s.name + "'");
-    if (it->second->info.shape != s.shape) throw Error(where + ": tensor '" + s.name + "' has the wrong shape");
-    to_floats(*it->second, m.params.data() + s.offset, where);
-  }
+  const auto by_name = check_config_against_tensors(m.config, ck, where);
+  const auto layout = param_layout(m.config);
+  m.params.assign(layout.back().offset + layout.back().numel, 0.0f);
+  for (const auto& s : layout) to_floats(*by_name.at(s.name), m.params.data() + s.offset, where);
   return m;
 }
 
@@ -123,8 +141,7 @@ TrainState load_state(const std::filesystem::path& path) {
   } catch (const std::invalid_argument&) {
     throw Error(where + ": malformed state.* metadata");
   }
-  std::map<std::string, const Tensor*> by_name;
-  for (const auto& t : ck.tensors) by_name[t.info.name] = &t;
+  const auto by_name = check_config_against_tensors(st.model.config, ck, where);
   const std::size_t n = num_params(st.model.config);
   st.model.params.assign(n, 0.0f);
   const bool have_optim = st.optim.t > 0;

@@ -117,7 +117,8 @@ GptConfig config_from_meta(const std::map<std::string, std::string>& extra, cons
                 .n_layer = get("model.n_layer"),
                 .n_head = get("model.n_head"),
                 .n_embd = get("model.n_embd")};
-  if (cfg.vocab_size <= 0 || cfg.block_size <= 0 || cfg.n_layer <= 0 || cfg.n_head <= 0 || cfg.n_embd % cfg.n_head != 0)
+  if (cfg.vocab_size <= 0 || cfg.block_size <= 0 || cfg.n_layer <= 0 || cfg.n_head <= 0 || cfg.n_embd <= 0 ||
+      cfg.n_embd % cfg.n_head != 0)
     throw Error(source + ": inconsistent model config in metadata");
   return cfg;
 }

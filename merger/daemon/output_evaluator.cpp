@@ -152,7 +152,8 @@ void OutputEvaluator::stop() {
   }
   for (auto& t : threads_) t.request_stop();
   cv_.notify_all();
-  threads_.clear();  // joins; an evaluation running finishes first
+  if (options_.cancel) options_.cancel();  // a hung scoring command would hold the join forever
+  threads_.clear();  // joins; an evaluation running ends first (killed, or finishing in-process)
 }
 
 }  // namespace wsm::merger

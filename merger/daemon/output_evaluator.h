@@ -33,6 +33,9 @@ using ScoreFunction = std::function<ScoreOutcome(const std::filesystem::path&)>;
 
 struct EvalOptions {
   ScoreFunction score;    // empty: nothing is scored
+  // Stops the scoring running now (kills `--eval-cmd`'s process groups); stop() calls it so a
+  // hung command cannot hold up shutdown. Empty: stop() waits for what runs.
+  std::function<void()> cancel;
   std::string evaluator;  // what scores, as records name it ("python eval.py {path}")
   int threads = 1;
   bool raw = true;        // also score the newest raw checkpoint of each emission
@@ -70,7 +73,7 @@ class OutputEvaluator {
   std::vector<EvalRecord> latest() const;  // the newest result per (run, label)
   std::size_t pending() const;            // queued and running
   void wait_idle();                       // until nothing is queued or running
-  void stop();                            // drops what is queued (logged), finishes what runs
+  void stop();                            // drops what is queued (logged), cancels what runs
 
  private:
   struct Item {

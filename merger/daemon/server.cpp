@@ -117,8 +117,8 @@ void Server::run(const std::atomic<bool>& stop) {
   core_->stop_accepting();
   router_.close();
   worker_->stop();
-  if (evaluator_) evaluator_->stop();  // finishes the evaluation running; queued ones wait for a restart
-  core_->flush_store();  // checkpoints already acknowledged reach the store before exit
+  core_->flush_store();  // first: acknowledged checkpoints reach the store, whatever scoring does
+  if (evaluator_) evaluator_->stop();  // kills the scoring command running; queued ones wait for a restart
   spdlog::info("merger stopped");
 }
 

@@ -41,21 +41,9 @@ std::uint64_t size_of(const fs::path& p) {
     if (it->is_regular_file(ec)) total += it->file_size(ec);
   return total;
 }
-}  // namespace
-
-SweepResult sweep_stale_temporaries(const fs::path& root) {
+// Removes `stale`, logging what it cannot, and one line for what it did under `where`.
+SweepResult remove_stale(const std::vector<fs::path>& stale, const fs::path& where) {
   SweepResult result;
-  std::error_code ec;
-  if (root.empty() || !fs::is_directory(root, ec)) return result;
-  std::vector<fs::path> stale;
-  for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
-    const auto owner = temporary_owner(it->path().filename().string());
-    if (!owner) continue;
-    if (it->is_directory(ec)) it.disable_recursion_pending();  // a sharded set's temporary: removed whole
-    if (!process_alive(*owner)) stale.push_back(it->path());
-  }
-  if (ec) spdlog::warn("{}: cannot list everything for stale temporaries: {}", root.string(), ec.message());
   for (const auto& p : stale) {
     const auto bytes = size_of(p);
     std::error_code rm;
@@ -68,9 +56,38 @@ SweepResult sweep_stale_temporaries(const fs::path& root) {
     result.bytes += bytes;
   }
   if (result.removed > 0)
-    spdlog::info("{}: removed {} temporaries ({} bytes) left by writers that died", root.string(), result.removed,
+    spdlog::info("{}: removed {} temporaries ({} bytes) left by writers that died", where.string(), result.removed,
                  result.bytes);
   return result;
+}
+}  // namespace
+
+SweepResult sweep_stale_temporaries(const fs::path& root) {
+  std::error_code ec;
+  if (root.empty() || !fs::is_directory(root, ec)) return {};
+  std::vector<fs::path> stale;
+  for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    const auto owner = temporary_owner(it->path().filename().string());
+    if (!owner) continue;
+    if (it->is_directory(ec)) it.disable_recursion_pending();  // a sharded set's temporary: removed whole
+    if (!process_alive(*owner)) stale.push_back(it->path());
+  }
+  if (ec) spdlog::warn("{}: cannot list everything for stale temporaries: {}", root.string(), ec.message());
+  return remove_stale(stale, root);
+}
+
+SweepResult sweep_stale_temporaries_of(const fs::path& final_path) {
+  const fs::path dir = final_path.has_parent_path() ? final_path.parent_path() : fs::path(".");
+  const std::string prefix = final_path.filename().string() + ".tmp-";
+  std::error_code ec;
+  std::vector<fs::path> stale;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (!name.starts_with(prefix) || name.find(".tmp-", prefix.size()) != std::string::npos) continue;
+    if (const auto owner = temporary_owner(name); owner && !process_alive(*owner)) stale.push_back(it->path());
+  }
+  return remove_stale(stale, dir);
 }
 
 }  // namespace wsm::merger

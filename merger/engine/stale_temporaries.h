@@ -17,4 +17,9 @@ struct SweepResult {
 // empty. Never throws: what cannot be removed is logged.
 SweepResult sweep_stale_temporaries(const std::filesystem::path& root);
 
+// Removes the stale temporaries of one output, "<final_path>.tmp-<pid>-<n>" beside it (`wsm merge`
+// before writing that output: its folder may hold anything else, which is left alone). The pid is
+// this host's: a writer on another node sharing the folder with a live pid here is left alone too.
+SweepResult sweep_stale_temporaries_of(const std::filesystem::path& final_path);
+
 }  // namespace wsm::merger

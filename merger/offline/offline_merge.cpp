@@ -12,12 +12,15 @@
 #include <set>
 
 #include "merger/engine/model_metadata.h"
+#include "merger/engine/stale_temporaries.h"
 #include "merger/offline/slice_reader.h"
 #include "merger/offline/work_split.h"
 #include "wsm/core/error.h"
 #include "wsm/core/file_name.h"
 #include "wsm/core/version.h"
+#include "wsm/formats/file_stamp.h"
 #include "wsm/formats/hf_directory.h"
+#include "wsm/formats/mapped_file.h"
 #include "wsm/formats/range_file_writer.h"
 
 namespace wsm::merger {
@@ -93,6 +96,7 @@ std::uint64_t total_bytes(const CheckpointReader& r) {
 struct Opened {
   OfflinePlan plan;
   std::vector<std::unique_ptr<CheckpointReader>> readers;  // ordered like plan.inputs
+  std::vector<FileStamp> stamps;  // the inputs that are single files, as they were before opening
 };
 
 // Which inputs each output merges and with what weights: the window's selection (sampled at each
@@ -153,6 +157,21 @@ void choose_weights(const OfflineMergeRequest& req, OfflinePlan& plan) {
   }
 }
 
+// Inputs read in place must not change under the merge: a truncated one (read as zeros past its
+// new end, mapped_file.h) or one rewritten in place would mix into the outputs. Checked after the
+// merge, before anything is published: the mapped files (shards included) and the single-file
+// inputs (also those read through HDF5 rather than mapped).
+void check_inputs_unchanged(const std::vector<FileStamp>& stamps) {
+  std::vector<std::string> changed = changed_mapped_files();
+  for (const auto& s : stamps)
+    if (auto why = s.changed(); !why.empty()) changed.push_back(s.path.string() + ": " + why);
+  if (changed.empty()) return;
+  std::string list;
+  for (const auto& c : changed)
+    if (list.find(c) == std::string::npos) list += (list.empty() ? "" : "; ") + c;
+  throw Error("merge: an input changed during the merge, no output written: " + list);
+}
+
 Opened open_and_plan(const OfflineMergeRequest& req) {
   if (req.inputs.empty()) throw Error("merge: no input checkpoints given");
   if (req.specs.empty()) throw Error("merge: no merge shape given");
@@ -176,10 +195,14 @@ Opened open_and_plan(const OfflineMergeRequest& req) {
     }
   }
 
+  Opened op;
+  for (const auto& p : req.inputs) {
+    std::error_code ec;
+    if (fs::is_regular_file(p, ec)) op.stamps.push_back(FileStamp::of(p));
+  }
   auto unordered = open_all(req.inputs);
   const auto steps = input_steps(req, unordered);
   const auto order = order_inputs(req, unordered, steps);
-  Opened op;
   for (std::size_t i : order) {
     const auto& r = unordered[i];
     const bool given = !req.input_steps.empty() && req.input_steps[i];
@@ -338,6 +361,7 @@ std::vector<std::unique_ptr<CheckpointWriter>> lay_out_outputs(const OfflineMerg
       if (options.shard_bytes == 0) options.shard_bytes = kHfDefaultShardBytes;
     }
     if (req.outputs[o].has_parent_path()) fs::create_directories(req.outputs[o].parent_path());
+    sweep_stale_temporaries_of(req.outputs[o]);  // what a killed merge into this output left
     outputs.push_back(create_laid_out_checkpoint(req.outputs[o], output_meta(req, plan, o, newest.meta()),
                                                  plan.merge.output_tensors, options));
   }
@@ -425,6 +449,7 @@ std::vector<RankStats> gather_stats(RankGroup& group, const EngineStats& mine) {
 OfflineResult run_offline_merge(const OfflineMergeRequest& req, RankGroup& group,
                                 std::function<void(std::uint64_t, std::uint64_t)> progress) {
   const auto start = std::chrono::steady_clock::now();
+  guard_mapped_reads();  // an input truncated under the merge: an error below, not SIGBUS
   Opened op;
   std::unique_ptr<kernels::MergeBackend> backend;
   collective_step(group, [&] {
@@ -456,6 +481,7 @@ OfflineResult run_offline_merge(const OfflineMergeRequest& req, RankGroup& group
   OfflineResult result;
   collective_step(group, [&] {
     result.stats = merge_share(req, op, used, shares[std::size_t(group.rank())], layouts, *backend, progress);
+    check_inputs_unchanged(op.stamps);
   });
   collective_step(group, [&] {
     if (group.rank() != 0) return;

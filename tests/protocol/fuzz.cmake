@@ -12,36 +12,52 @@ if(WSM_FUZZ AND CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
   endforeach()
 endif()
 
-# libFuzzer target for the safetensors header parser (tests/protocol/fuzz_safetensors_header.cpp),
-# built with clang++ -fsanitize=fuzzer when clang is installed; a CTest labelled `slow` builds it
-# and fuzzes for 10 s. Part of `all` only with -DWSM_FUZZ=ON. Without clang nothing is defined.
+# libFuzzer targets for the safetensors header parser and the scoring-output parser, built with
+# clang++ -fsanitize=fuzzer when clang is installed; a CTest labelled `slow` builds each and fuzzes
+# for 10 s. Part of `all` only with -DWSM_FUZZ=ON. Without clang nothing is defined.
 find_program(WSM_CLANGXX NAMES clang++ clang++-16 clang++-15 clang++-14)
 find_path(WSM_NLOHMANN_INCLUDE nlohmann/json.hpp)
 if(NOT WSM_CLANGXX OR NOT WSM_NLOHMANN_INCLUDE)
-  message(STATUS "wsm: clang++ not found, skipping the safetensors header fuzzer")
+  message(STATUS "wsm: clang++ not found, skipping the safetensors header and score parser fuzzers")
   return()
 endif()
 
-set(fuzz_bin ${PROJECT_BINARY_DIR}/fuzz_safetensors_header)
-set(fuzz_srcs
-  ${PROJECT_SOURCE_DIR}/tests/protocol/fuzz_safetensors_header.cpp
-  ${PROJECT_SOURCE_DIR}/protocol/formats/safetensors_header.cpp
-  ${PROJECT_SOURCE_DIR}/protocol/core/dtype.cpp
-  ${PROJECT_SOURCE_DIR}/protocol/core/printable.cpp)
-add_custom_command(OUTPUT ${fuzz_bin}
-  COMMAND ${WSM_CLANGXX} -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-          -I${PROJECT_SOURCE_DIR} -I${PROJECT_SOURCE_DIR}/protocol/core/include -I${PROJECT_SOURCE_DIR}/protocol/formats/include -I${WSM_NLOHMANN_INCLUDE} ${fuzz_srcs} -o ${fuzz_bin}
-  DEPENDS ${fuzz_srcs} ${PROJECT_SOURCE_DIR}/protocol/formats/include/wsm/formats/safetensors_header.h ${PROJECT_SOURCE_DIR}/protocol/formats/include/wsm/formats/checkpoint.h
-  COMMENT "clang++ -fsanitize=fuzzer fuzz_safetensors_header"
-  VERBATIM)
-if(WSM_FUZZ)
-  add_custom_target(fuzz_safetensors_header ALL DEPENDS ${fuzz_bin})
-else()
-  add_custom_target(fuzz_safetensors_header DEPENDS ${fuzz_bin})
-endif()
+# A libFuzzer target compiled on its own by clang++ from the sources given (they must need no more
+# than the include directories given), its `fuzz_<name>` custom target, and a CTest `slow` that
+# builds it and fuzzes for 10 s from the seeds in fuzz_seeds/<name>/ (new corpus entries go to the
+# build tree; the checked-in seeds are read only).
+function(wsm_standalone_fuzzer name)
+  cmake_parse_arguments(F "" "" "SOURCES;DEPENDS;INCLUDES" ${ARGN})
+  set(bin ${PROJECT_BINARY_DIR}/fuzz_${name})
+  list(TRANSFORM F_INCLUDES PREPEND -I)
+  add_custom_command(OUTPUT ${bin}
+    COMMAND ${WSM_CLANGXX} -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+            -I${PROJECT_SOURCE_DIR} ${F_INCLUDES} -I${WSM_NLOHMANN_INCLUDE} ${F_SOURCES} -o ${bin}
+    DEPENDS ${F_SOURCES} ${F_DEPENDS}
+    COMMENT "clang++ -fsanitize=fuzzer fuzz_${name}"
+    VERBATIM)
+  if(WSM_FUZZ)
+    add_custom_target(fuzz_${name} ALL DEPENDS ${bin})
+  else()
+    add_custom_target(fuzz_${name} DEPENDS ${bin})
+  endif()
+  set(corpus ${PROJECT_BINARY_DIR}/fuzz_corpus_${name})
+  add_test(NAME protocol_fuzz_${name}
+    COMMAND sh -c "${CMAKE_COMMAND} --build '${PROJECT_BINARY_DIR}' --target fuzz_${name} >/dev/null && mkdir -p '${corpus}' && '${bin}' -max_total_time=10 -timeout=5 -rss_limit_mb=2048 '${corpus}' '${PROJECT_SOURCE_DIR}/tests/protocol/fuzz_seeds/${name}'")
+  set_tests_properties(protocol_fuzz_${name} PROPERTIES LABELS slow TIMEOUT 600)
+endfunction()
 
-# New corpus entries go to the build tree; the checked-in seeds are read only.
-set(fuzz_corpus ${PROJECT_BINARY_DIR}/fuzz_corpus_safetensors)
-add_test(NAME protocol_fuzz_safetensors_header
-  COMMAND sh -c "${CMAKE_COMMAND} --build '${PROJECT_BINARY_DIR}' --target fuzz_safetensors_header >/dev/null && mkdir -p '${fuzz_corpus}' && '${fuzz_bin}' -max_total_time=10 -timeout=5 -rss_limit_mb=2048 '${fuzz_corpus}' '${PROJECT_SOURCE_DIR}/tests/protocol/fuzz_seeds/safetensors_header'")
-set_tests_properties(protocol_fuzz_safetensors_header PROPERTIES LABELS slow TIMEOUT 600)
+wsm_standalone_fuzzer(safetensors_header
+  SOURCES ${PROJECT_SOURCE_DIR}/tests/protocol/fuzz_safetensors_header.cpp
+          ${PROJECT_SOURCE_DIR}/protocol/formats/safetensors_header.cpp
+          ${PROJECT_SOURCE_DIR}/protocol/core/dtype.cpp
+          ${PROJECT_SOURCE_DIR}/protocol/core/printable.cpp
+  DEPENDS ${PROJECT_SOURCE_DIR}/protocol/formats/include/wsm/formats/safetensors_header.h
+          ${PROJECT_SOURCE_DIR}/protocol/formats/include/wsm/formats/checkpoint.h
+  INCLUDES ${PROJECT_SOURCE_DIR}/protocol/core/include ${PROJECT_SOURCE_DIR}/protocol/formats/include)
+
+# The scoring-output parser (tests/protocol/fuzz_score_parser.cpp): what an `--eval-cmd` prints,
+# parsed by tools/compare/score_parser.cpp, which needs only nlohmann's JSON.
+wsm_standalone_fuzzer(score_parser
+  SOURCES ${PROJECT_SOURCE_DIR}/tests/protocol/fuzz_score_parser.cpp ${PROJECT_SOURCE_DIR}/tools/compare/score_parser.cpp
+  DEPENDS ${PROJECT_SOURCE_DIR}/tools/compare/score_parser.h)

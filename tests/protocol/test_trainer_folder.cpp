@@ -5,6 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <fstream>
+
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "wsm/formats/checkpoint.h"
 #include "wsm/formats/checkpoint_name.h"
@@ -85,6 +89,59 @@ TEST(TrainerFolder, BrokenTrainerStateIsNamed) {
   }
   test::write_text(ckpt / "trainer_state.json", "{not json");
   EXPECT_THROW(open_checkpoint(ckpt), Error);
+}
+
+// Issue 23, item 14: a trainer_state.json whose global_step disagrees with the checkpoint-N
+// folder's name still wins (it is what the Trainer recorded), but says so.
+TEST(TrainerFolder, StepDisagreeingWithFolderNameWarns) {
+  test::TempDir dir;
+  const auto written = test::write_hf_checkpoint(dir.path(), 1000, small_model(6), 1e-4, 0);
+  const fs::path renamed = dir / "checkpoint-1200";
+  fs::rename(written, renamed);
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(16);
+  sink->set_level(spdlog::level::warn);
+  sink->set_pattern("%v");
+  spdlog::default_logger()->sinks().push_back(sink);
+  const auto step = open_checkpoint(renamed)->meta().step;
+  const auto agreeing = open_checkpoint(test::write_hf_checkpoint(dir.path(), 500, small_model(7), 1e-4, 0))->meta().step;
+  spdlog::default_logger()->sinks().pop_back();
+  const auto warnings = sink->last_formatted();
+  EXPECT_EQ(step, 1000);
+  EXPECT_EQ(agreeing, 500);
+  ASSERT_EQ(warnings.size(), 1u);  // the agreeing folder says nothing
+  EXPECT_NE(warnings[0].find("global_step 1000"), std::string::npos) << warnings[0];
+  EXPECT_NE(warnings[0].find("checkpoint-1200"), std::string::npos) << warnings[0];
+  EXPECT_NE(warnings[0].find("@STEP"), std::string::npos) << warnings[0];
+}
+
+double peak_rss_mib() {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return -1;
+}
+
+// A long run's trainer_state.json (log_history of every logging step, evaluations) is read as a
+// stream: a 64 MB file used to cost ~10x its size as a JSON tree, per rank of a `wsm merge`.
+TEST(TrainerFolder, LargeTrainerStateIsStreamed) {
+  test::TempDir dir;
+  const auto ckpt = test::write_hf_checkpoint(dir.path(), 300000, small_model(8), 1e-4, 0);
+  {
+    std::ofstream f(ckpt / "trainer_state.json", std::ios::binary);
+    // global_step after log_history here (a Trainer sorts keys; other writers need not).
+    f << "{\"log_history\": [";
+    for (int s = 1; s <= 300000; ++s)
+      f << (s > 1 ? "," : "") << "{\"epoch\": 0.5, \"grad_norm\": 1.25, \"learning_rate\": " << (s == 300000 ? 2.5e-5 : 1e-3)
+        << ", \"loss\": 2.0, \"step\": " << s << ", \"note\": \"" << std::string(120, 'x') << "\"}";
+    f << "], \"num_input_tokens_seen\": 77, \"nested\": {\"global_step\": 5}, \"global_step\": 300000}";
+  }
+  ASSERT_GT(fs::file_size(ckpt / "trainer_state.json"), 60u << 20);
+  const double before = peak_rss_mib();
+  const auto r = open_checkpoint(ckpt);
+  EXPECT_LT(peak_rss_mib() - before, 48.0) << "MiB for a " << fs::file_size(ckpt / "trainer_state.json") << "-byte file";
+  EXPECT_EQ(r->meta().step, 300000);  // the top-level key, not the nested one
+  EXPECT_EQ(r->meta().tokens, 77);
+  EXPECT_EQ(r->meta().lr, 2.5e-5);
 }
 
 TEST(CheckpointArg, PathAtStep) {

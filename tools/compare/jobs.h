@@ -2,27 +2,53 @@
 // Child processes for `wsm compare`: training runs and evaluation commands run as their own
 // processes (each with its own threads and memory, killable, logged to a file), at most N at once,
 // with their output lines handed to the caller for progress. Progress prints a bar with an ETA.
+// Each job runs in a session of its own (setsid), so a time limit or a cancel kills its whole
+// process group, children included. What a job prints costs bounded memory: the tail of stdout,
+// the last line of stderr; everything goes to its log (stdout capped at kLogStdoutBytes).
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <mutex>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
 
 namespace wsm::tools::compare {
 
+// The last bytes of a job's stdout kept in memory (JobResult::out), and the most of its stdout
+// written to its log; stdout lines longer than kOutputTailBytes reach on_line cut to that length.
+inline constexpr std::size_t kOutputTailBytes = 64u << 10;
+inline constexpr std::uint64_t kLogStdoutBytes = 64ull << 20;
+
+// Jobs that can be stopped from another thread: cancel() kills the process group of every job
+// running under it, and of any started after (`wsm serve` at shutdown).
+class JobControl {
+ public:
+  void cancel();
+  bool cancelled() const;
+  bool add(int pid);     // false when cancelled already (the caller kills it)
+  void remove(int pid);  // before the job is reaped, so a pid reused later is never signalled
+
+ private:
+  mutable std::mutex mu_;
+  bool cancelled_ = false;
+  std::set<int> running_;
+};
+
 struct Job {
   std::string name;               // named in progress and errors
   std::vector<std::string> argv;  // argv[0] is the program (a path, or a name looked up in PATH)
   std::filesystem::path log;      // stdout and stderr are appended here
+  std::chrono::milliseconds timeout{0};  // > 0: the job's process group is killed after this long
+  JobControl* control = nullptr;          // optional: lets another thread cancel the job
 };
 
 struct JobResult {
-  int exit_code = -1;      // -1: killed by a signal or could not start
-  std::string out;         // everything the job wrote to stdout
-  std::string last_error;  // the last non-empty line of stderr (for messages)
+  int exit_code = -1;      // -1: killed by a signal, timed out, cancelled or could not start
+  std::string out;         // the last kOutputTailBytes the job wrote to stdout
+  std::string last_error;  // the last non-empty line of stderr, or why the job was killed
 };
 
 struct JobCallbacks {

@@ -1,12 +1,16 @@
 #include "tools/compare/scoring.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
+#include <cmath>
+
+#include <atomic>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <sstream>
 
+#include "wsm/core/file_name.h"
 #include "wsm/formats/atomic_file.h"
 #include "wsm/core/error.h"
 #include "tools/compare/jobs.h"
@@ -63,7 +67,7 @@ void score_with_command(std::vector<ScoredModel*>& todo, const Evaluator& ev, Sc
   for (std::size_t i = 0; i < todo.size(); ++i)
     batch.push_back({todo[i]->path.filename().string(),
                      {"/bin/sh", "-c", substitute_path(ev.command, todo[i]->path)},
-                     log_dir / fmt::format("eval-{:04}-{}.log", i, todo[i]->path.filename().string())});
+                     log_dir / eval_log_name(todo[i]->path), std::chrono::milliseconds(std::llround(ev.timeout_s * 1000))});
   Progress progress("score", double(todo.size()), "models");
   const auto results = run_jobs(batch, jobs, {.on_done = [&](std::size_t, const JobResult&) { progress.advance(1); }});
   progress.finish();
@@ -100,9 +104,9 @@ ModelScorer::Outcome ModelScorer::operator()(const fs::path& model) const {
   }
   std::error_code ec;
   fs::create_directories(log_dir_, ec);
-  const Job job{model.filename().string(),
-                {"/bin/sh", "-c", substitute_path(evaluator_.command, model)},
-                log_dir_ / fmt::format("eval-{}-{}.log", model.parent_path().filename().string(), model.filename().string())};
+  const Job job{model.filename().string(), {"/bin/sh", "-c", substitute_path(evaluator_.command, model)},
+                log_dir_ / eval_log_name(model), std::chrono::milliseconds(std::llround(evaluator_.timeout_s * 1000)),
+                control_.get()};
   const auto results = run_jobs(std::span(&job, 1), 1);
   return command_outcome(results.front(), model, evaluator_, job.log);
 }
@@ -139,33 +143,25 @@ void ScoreCache::save() const {
   write_file_atomic(file_, j.dump(1));
 }
 
-std::optional<double> parse_score(const std::string& text, const std::string& json_key) {
-  if (!json_key.empty()) {
-    // The whole output as JSON, else its last line that parses as a JSON object.
-    std::vector<std::string> candidates{text};
-    std::istringstream lines(text);
-    for (std::string line; std::getline(lines, line);) candidates.push_back(line);
-    for (auto it = candidates.rbegin(); it != candidates.rend(); ++it) {
-      const auto j = nlohmann::json::parse(*it, nullptr, false);
-      if (j.is_object() && j.contains(json_key) && j.at(json_key).is_number()) return j.at(json_key).get<double>();
-    }
-    return std::nullopt;
-  }
-  static const std::regex number(R"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)(?:inity)?)",
-                                 std::regex::icase);
-  std::optional<double> last;
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), number); it != std::sregex_iterator(); ++it)
-    last = std::stod(it->str());
-  return last;
-}
-
 std::string substitute_path(const std::string& command, const fs::path& path) {
   std::string quoted = "'";
   for (char c : fs::absolute(path).string()) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
   quoted += "'";
-  std::string out = command;
-  for (std::size_t at; (at = out.find("{path}")) != std::string::npos;) out.replace(at, 6, quoted);
-  return out;
+  constexpr std::string_view placeholder = "{path}";
+  std::string out;
+  std::size_t from = 0;
+  for (std::size_t at; (at = command.find(placeholder, from)) != std::string::npos; from = at + placeholder.size())
+    out.append(command, from, at - from).append(quoted);
+  return out.append(command, from);
+}
+
+std::string eval_log_name(const fs::path& model) {
+  static std::atomic<std::uint64_t> counter{0};
+  const fs::path p = model.lexically_normal();
+  std::string parts;
+  for (const fs::path& part : {p.parent_path().parent_path().filename(), p.parent_path().filename(), p.filename()})
+    if (!part.empty()) parts += (parts.empty() ? "" : "-") + part.string();
+  return fmt::format("eval-{}-{}-{}.log", file_name_safe(parts), ::getpid(), counter.fetch_add(1));
 }
 
 void score_models(std::vector<ScoredModel>& rows, const Evaluator& ev, ScoreCache& cache, int jobs) {

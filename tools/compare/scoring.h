@@ -11,7 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "tools/compare/jobs.h"
 #include "tools/compare/results.h"
+#include "tools/compare/score_parser.h"
 
 namespace wsm::trainer {
 struct ModelFile;
@@ -27,6 +29,7 @@ struct Evaluator {
   std::filesystem::path val;          // built-in: validation text (empty: the Austen cache's)
   std::int64_t positions = 131072;    // built-in: positions scored
   ScoreOrder order = ScoreOrder::lower_is_better;
+  double timeout_s = 0;               // command: > 0 kills it (its process group) after this long
   std::string describe() const;       // for reports: "wsm eval (131072 positions of val.txt)" or the command
 };
 
@@ -44,7 +47,8 @@ class ScoreCache {
 };
 
 // One model at a time, from any thread (`wsm serve --eval-cmd`, the daemon's readout): the
-// validation text is read once; a command's output goes to log_dir/eval-<file>.log.
+// validation text is read once; each command's output goes to a log of its own in log_dir
+// (eval_log_name).
 // `reference`: for the built-in evaluator, a checkpoint whose model config and vocabulary serve
 // models that carry none (the daemon's outputs); empty: every model must carry its own.
 class ModelScorer {
@@ -56,22 +60,27 @@ class ModelScorer {
   };
   Outcome operator()(const std::filesystem::path& model) const;
   const Evaluator& evaluator() const { return evaluator_; }
+  // Kills every command running now and any started later (their outcomes say so): shutdown.
+  void cancel_running() const { control_->cancel(); }
 
  private:
   Evaluator evaluator_;
   std::filesystem::path log_dir_, val_path_;
   std::string val_text_;  // built-in evaluator only
   std::shared_ptr<const trainer::ModelFile> reference_;
+  std::shared_ptr<JobControl> control_ = std::make_shared<JobControl>();
 };
 
 // Fills `score` (or `error`) of every row that has none, `jobs` at a time for a command evaluator.
 // Throws nothing for a failing model: its row gets an error naming the model; the rest go on.
 void score_models(std::vector<ScoredModel>& rows, const Evaluator& evaluator, ScoreCache& cache, int jobs);
 
-// The score in a command's stdout: the JSON key when given, else the last number printed.
-std::optional<double> parse_score(const std::string& stdout_text, const std::string& json_key);
-
-// `command` with every {path} replaced by the shell-quoted path.
+// `command` with every {path} replaced by the shell-quoted path (one pass: a path holding "{path}"
+// is not replaced again).
 std::string substitute_path(const std::string& command, const std::filesystem::path& path);
+
+// A log file name for one evaluation of `model`, unique in this process and across processes:
+// "eval-<run>-<label>-<file>-<pid>-<n>.log" from the model's last three path parts.
+std::string eval_log_name(const std::filesystem::path& model);
 
 }  // namespace wsm::tools::compare

@@ -23,14 +23,19 @@ bool is_hf_model_dir(const std::filesystem::path& dir);
 
 // The side files of a model directory, by name, sorted: config.json, generation_config.json,
 // tokenizer and vocabulary files, chat templates, processor configs and custom *.py code. Weights,
-// indexes and trainer state (optimizer, scheduler, RNG state) are not side files.
+// indexes and trainer state (optimizer, scheduler, RNG state) are not side files. A side file may
+// be a symbolic link to a file inside the directory, or inside its Hugging Face hub repository
+// (<repo>/snapshots/<rev>/ -> <repo>/blobs/); a link that loops, dangles or leads elsewhere throws
+// wsm::Error naming it.
 std::vector<std::string> hf_side_files(const std::filesystem::path& dir);
 
-// Throws wsm::Error unless `dir` is a model directory (names what is missing).
+// Throws wsm::Error unless `dir` is a model directory whose side files can all be copied (names
+// what is missing, or the link at fault).
 void check_hf_template(const std::filesystem::path& dir);
 
 // Copies hf_side_files(from) into `to` (an existing directory; fsync is the caller's, as part of the
-// atomic directory). Throws wsm::Error naming the file that failed.
+// atomic directory): the bytes (not links), holes kept as holes. Throws wsm::Error naming the file
+// that failed.
 void copy_hf_side_files(const std::filesystem::path& from, const std::filesystem::path& to);
 
 // A Hugging Face model directory written atomically at `dir` (the same writer as any sharded set,
