@@ -5,6 +5,11 @@
 #                               used by the tests as an independent writer)
 #   python-venv.sh debian DIR   Debian's python3-* packages (--system-site-packages), the client installed
 #                               without dependencies; then every declared dependency must be met by them
+#   python-venv.sh hf     DIR   the client with its [hf] extra (PyPI torch and transformers) + safetensors, for
+#                               the Hugging Face Trainer test. torch is large (its CUDA libraries come with
+#                               it from PyPI), so DIR is a cache kept between runs (CTest puts it under
+#                               $WSM_VENV_CACHE, default ~/.cache/wsm): when its torch and transformers
+#                               import, only the client is reinstalled. Any failure fails the caller.
 # The package is copied first, so the build leaves nothing in the source tree.
 set -euo pipefail
 mode=$1
@@ -40,8 +45,23 @@ if missing:
     sys.exit("python-venv.sh: Debian's packages lack declared dependencies: " + ", ".join(missing))
 PY
     ;;
+  hf)
+    mkdir -p "$(dirname "$dir")"
+    exec 9>"$dir.lock"
+    flock 9  # two builds (or CI runs) sharing the cache take turns
+    if ! "$dir/bin/python" -c 'import torch, transformers, safetensors' 2>/dev/null; then
+      rm -rf "$dir"
+      /usr/bin/python3 -m venv "$dir"
+      "$dir/bin/pip" install -q --upgrade pip
+      "$dir/bin/pip" install -q "$work/pkg[hf]" safetensors
+    fi
+    # The client as it is now (the cached venv may hold an older one); its dependencies are there.
+    "$dir/bin/pip" install -q --force-reinstall --no-deps "$work/pkg"
+    "$dir/bin/pip" install -q "$work/pkg[hf]"  # a new dependency or bound of the extra
+    "$dir/bin/python" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
+    ;;
   *)
-    echo "usage: python-venv.sh pypi|debian DIR" >&2
+    echo "usage: python-venv.sh pypi|debian|hf DIR" >&2
     exit 2
     ;;
 esac
