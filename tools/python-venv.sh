@@ -8,8 +8,9 @@
 #   python-venv.sh hf     DIR   the client with its [hf] extra (PyPI torch and transformers) + safetensors, for
 #                               the Hugging Face Trainer test. torch is large (its CUDA libraries come with
 #                               it from PyPI), so DIR is a cache kept between runs (CTest puts it under
-#                               $WSM_VENV_CACHE, default ~/.cache/wsm): when its torch and transformers
-#                               import, only the client is reinstalled. Any failure fails the caller.
+#                               $WSM_VENV_CACHE, default ~/.cache/wsm): only what it lacks is installed,
+#                               and the client again (delete DIR for newer releases). Any failure fails
+#                               the caller.
 # The package is copied first, so the build leaves nothing in the source tree.
 set -euo pipefail
 mode=$1
@@ -49,15 +50,11 @@ PY
     mkdir -p "$(dirname "$dir")"
     exec 9>"$dir.lock"
     flock 9  # two builds (or CI runs) sharing the cache take turns
-    if ! "$dir/bin/python" -c 'import torch, transformers, safetensors' 2>/dev/null; then
-      rm -rf "$dir"
-      /usr/bin/python3 -m venv "$dir"
-      "$dir/bin/pip" install -q --upgrade pip
-      "$dir/bin/pip" install -q "$work/pkg[hf]" safetensors
-    fi
-    # The client as it is now (the cached venv may hold an older one); its dependencies are there.
+    "$dir/bin/python" -c '' 2>/dev/null || { rm -rf "$dir"; /usr/bin/python3 -m venv "$dir"; }
+    # Installs what the cache lacks (everything, the first time: minutes of downloads); nothing else.
+    "$dir/bin/pip" install -q "$work/pkg[hf]" safetensors
+    # The client as it is now (the cached venv may hold an older one of the same version).
     "$dir/bin/pip" install -q --force-reinstall --no-deps "$work/pkg"
-    "$dir/bin/pip" install -q "$work/pkg[hf]"  # a new dependency or bound of the extra
     "$dir/bin/python" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
     ;;
   *)

@@ -35,7 +35,7 @@ from wsm_client.hf import WsmCallback
 
 SOURCE = pathlib.Path(os.environ.get("WSM_SOURCE_DIR", pathlib.Path(__file__).resolve().parents[3]))
 sys.path.insert(0, str(SOURCE / "tests/protocol/python"))
-from daemon import WSM_BIN, Daemon, wait_until  # noqa: E402
+from daemon import WSM_BIN, Daemon, free_port, wait_until  # noqa: E402
 
 HF_EVAL = SOURCE / "tools/examples/hf_eval.py"
 STEPS, EVERY, DECAY = 60, 10, 20
@@ -233,6 +233,37 @@ class HuggingFaceTrainer(unittest.TestCase):
             self.assertEqual(int(meta["wsm.step"]), rec["step"])
         report = wsm("report", out).stdout
         self.assertRegex(report, r"(?m)^.*\braw\b.*\d")
+
+    def test_fsdp2_ranks_send_their_local_shards(self):
+        """torchrun, 2 CPU processes: WsmCallback on a fully_shard-ed GPT-2 sends each rank's DTensor
+        shards; the daemon's output is the float64 merge of the whole models."""
+        sys.path.insert(0, str(pathlib.Path(__file__).parent))
+        from fsdp_ranks import model_at
+
+        out = self.dir / "fsdp"
+        daemon = Daemon(emulate="linear:20", every=10, out=str(out))
+        try:
+            port = free_port()
+            r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                                "--master_addr", "127.0.0.1", "--master_port", str(port),
+                                str(pathlib.Path(__file__).parent / "fsdp_ranks.py"), daemon.endpoint,
+                                str(self.dir / "fsdp-trainer")], capture_output=True, text=True, timeout=600)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("rank 1: sent [10, 20, 30]", r.stdout)
+        finally:
+            daemon.stop()
+        records = json.loads((out / "index.json").read_text())["outputs"]
+        self.assertEqual([rec["step"] for rec in records], [20, 30], records)
+        for rec in records:
+            path = pathlib.Path(rec["path"])
+            path = path if path.is_absolute() else out / path
+            got = wsm_client.load_state_dict(path, framework="numpy")
+            wholes = {s: {n: t.double().numpy() for n, t in model_at(s).state_dict().items()} for s in rec["sources"]}
+            names = set(wholes[rec["sources"][0]]) - {"lm_head.weight"}  # tied to the embedding: sent once
+            self.assertEqual(set(got), names)
+            for name in names:
+                ref = sum(w * wholes[s][name] for s, w in zip(rec["sources"], rec["weights"]))
+                np.testing.assert_allclose(got[name], ref, rtol=0, atol=1e-6)
 
     def test_sharded_run_converts_to_a_loadable_directory(self):
         config = transformers.GPT2Config(vocab_size=len(self.tokenizer), n_positions=CONTEXT, n_embd=32, n_layer=2,
