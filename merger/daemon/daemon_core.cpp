@@ -181,6 +181,7 @@ void MergerCore::on_hello(const wire::Message& msg, Clock::time_point now, std::
                                                std::to_string(options_.store.memory_budget));
     const std::uint64_t footprint = manifest_footprint(*manifest);
     if (member) {
+      if (auto problem = sharded_format_problem(options_.output, run)) throw ProtocolError(v1::BAD_REQUEST, "hello refused: " + *problem);
       declare_group(run, *member, out);  // a sharded run: each rank its own blocks (sharded_group.h)
     } else if (groups_.is_group_run(run)) {
       throw ProtocolError(v1::BAD_REQUEST, "run '" + run + "' is a sharded run: a hello for it must declare its group (protocol version 2)");
