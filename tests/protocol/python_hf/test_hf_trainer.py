@@ -62,7 +62,8 @@ def make_tokenizer(text, out):
     tok = tokenizers.ByteLevelBPETokenizer()
     tok.train_from_iterator([text], vocab_size=384, min_frequency=2, special_tokens=["<|endoftext|>"])
     fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok._tokenizer, eos_token="<|endoftext|>",
-                                                bos_token="<|endoftext|>", unk_token="<|endoftext|>")
+                                                bos_token="<|endoftext|>", unk_token="<|endoftext|>",
+                                                pad_token="<|endoftext|>")
     fast.save_pretrained(out)
     return fast
 
@@ -90,6 +91,7 @@ def train(out, tokenizer, dataset, schedule="constant_with_warmup", resume=None,
         report_to=[], use_cpu=True, seed=0, data_seed=0, include_num_input_tokens_seen=True,
         dataloader_num_workers=0, disable_tqdm=True, **extra)
     trainer = transformers.Trainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                                   data_collator=transformers.default_data_collator,
                                    callbacks=list(callbacks))
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     return trainer
@@ -245,6 +247,18 @@ class HuggingFaceTrainer(unittest.TestCase):
         self.assertEqual((raw[0]["scored"], raw[0]["failed"]), (len(doc["raw"]), 0), curves)
         self.assertIn(" raw ", wsm("report", out).stdout)
 
+
+class ShardedRuns(unittest.TestCase):
+    """Sharded jobs (no Trainer run needed): FSDP2 ranks through the callback, and a sharded run's
+    step directory converted to a Hugging Face directory."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="wsm-hf-sharded-")
+        self.dir = pathlib.Path(self.tmp.name)
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
     def test_fsdp2_ranks_send_their_local_shards(self):
         """torchrun, 2 CPU processes: WsmCallback on a fully_shard-ed GPT-2 sends each rank's DTensor
         shards; the daemon's output is the float64 merge of the whole models."""
@@ -277,8 +291,7 @@ class HuggingFaceTrainer(unittest.TestCase):
                 np.testing.assert_allclose(got[name], ref, rtol=0, atol=1e-6)
 
     def test_sharded_run_converts_to_a_loadable_directory(self):
-        config = transformers.GPT2Config(vocab_size=len(self.tokenizer), n_positions=CONTEXT, n_embd=32, n_layer=2,
-                                         n_head=2)
+        config = transformers.GPT2Config(vocab_size=97, n_positions=CONTEXT, n_embd=32, n_layer=2, n_head=2)
         torch.manual_seed(1)
         models = [transformers.GPT2LMHeadModel(config) for _ in range(3)]
         out = self.dir / "sharded"
