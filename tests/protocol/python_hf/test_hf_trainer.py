@@ -132,11 +132,11 @@ class HuggingFaceTrainer(unittest.TestCase):
         cls.eval_cmd = (f"{shlex.quote(sys.executable)} {shlex.quote(str(HF_EVAL))} {{path}} "
                         f"--text {shlex.quote(str(cls.heldout))} --max-tokens 1024")
         # 1. The constant-LR run and 2. the WSD baseline resumed from checkpoint-(S-D).
-        cls.run = cls.dir / "run"
-        train(cls.run, cls.tokenizer, cls.dataset)
+        cls.run_dir = cls.dir / "run"
+        train(cls.run_dir, cls.tokenizer, cls.dataset)
         cls.wsd = cls.dir / "wsd"
         train(cls.wsd, cls.tokenizer, cls.dataset, schedule="warmup_stable_decay",
-              resume=cls.run / f"checkpoint-{STEPS - DECAY}",
+              resume=cls.run_dir / f"checkpoint-{STEPS - DECAY}",
               lr_scheduler_kwargs={"num_decay_steps": DECAY, "num_stable_steps": STEPS - DECAY - 5})
         print(f"\n[hf] trained the run and its WSD baseline in {time.monotonic() - cls.t0:.0f} s", file=sys.stderr)
 
@@ -149,7 +149,7 @@ class HuggingFaceTrainer(unittest.TestCase):
         state = json.loads((self.wsd / f"checkpoint-{STEPS}" / "trainer_state.json").read_text())
         lrs = {e["step"]: e["learning_rate"] for e in state["log_history"] if "learning_rate" in e}
         run_lrs = {e["step"]: e["learning_rate"] for e in json.loads(
-            (self.run / f"checkpoint-{STEPS}" / "trainer_state.json").read_text())["log_history"] if "learning_rate" in e}
+            (self.run_dir / f"checkpoint-{STEPS}" / "trainer_state.json").read_text())["log_history"] if "learning_rate" in e}
         self.assertAlmostEqual(lrs[STEPS - DECAY], run_lrs[STEPS - DECAY])  # the resumed history
         self.assertLess(lrs[STEPS - 10], 0.75 * run_lrs[STEPS - 10])            # decaying after S - D
         self.assertEqual(sorted(p.name for p in self.wsd.glob("checkpoint-*")),
@@ -157,7 +157,7 @@ class HuggingFaceTrainer(unittest.TestCase):
 
     def test_sweep_with_baseline(self):
         out = self.dir / "sweep"
-        ckpts = sorted(glob.glob(str(self.run / "checkpoint-*")))
+        ckpts = sorted(glob.glob(str(self.run_dir / "checkpoint-*")))
         r = wsm("compare", "sweep", "--shapes", "linear,1-sqrt", "--windows", "20", "--eval-cmd", self.eval_cmd,
                 "--score-key", "loss", "--noise-key", "stderr", "--jobs", "2",
                 "--baseline", f"wsd={self.wsd / f'checkpoint-{STEPS}'}", "--out", out, *ckpts, timeout=600)
@@ -178,7 +178,7 @@ class HuggingFaceTrainer(unittest.TestCase):
         self.assertAlmostEqual(baseline["score"], direct["loss"], places=5)
         # A merge is the weighted mean of the checkpoints it names (float64 reference).
         merge = next(row for row in rows if row["method"] == "wsm")
-        paths = [self.run / f"checkpoint-{s}" for s in merge["sources"]]
+        paths = [self.run_dir / f"checkpoint-{s}" for s in merge["sources"]]
         ref = merged_reference(paths, merge["weights"])
         got = wsm_client.load_state_dict(merge["path"], framework="numpy")
         for name, a in got.items():
@@ -200,7 +200,7 @@ class HuggingFaceTrainer(unittest.TestCase):
     def test_bf16_merge_loads_as_bf16(self):
         out = self.dir / "bf16"
         wsm("merge", "--shape", "1-sqrt", "--dtype", "bf16", "--out", out,
-            *sorted(glob.glob(str(self.run / "checkpoint-*")))[-3:])
+            *sorted(glob.glob(str(self.run_dir / "checkpoint-*")))[-3:])
         model = from_pretrained(out, self)
         self.assertEqual(next(model.parameters()).dtype, torch.bfloat16)
 
