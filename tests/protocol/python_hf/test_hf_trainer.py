@@ -337,6 +337,32 @@ class ShardedRuns(unittest.TestCase):
             np.testing.assert_array_equal(parts[name], p.numpy())
 
 
+class EvalExample(unittest.TestCase):
+    def test_untrained_model_scores_log_vocab(self):
+        """hf_eval.py on a freshly initialised GPT-2 (near-uniform predictions): its loss is about
+        ln(vocabulary size), the last number on stdout, with a standard error."""
+        with tempfile.TemporaryDirectory(prefix="wsm-hf-eval-") as tmp:
+            text, heldout = train_text()
+            tokenizer = make_tokenizer(text, f"{tmp}/m")
+            torch.manual_seed(0)
+            transformers.GPT2LMHeadModel(transformers.GPT2Config(
+                vocab_size=len(tokenizer), n_positions=CONTEXT, n_embd=32, n_layer=2, n_head=2)).save_pretrained(f"{tmp}/m")
+            pathlib.Path(f"{tmp}/heldout.txt").write_text(heldout)
+            r = subprocess.run([sys.executable, str(HF_EVAL), f"{tmp}/m", "--text", f"{tmp}/heldout.txt",
+                                "--max-tokens", "1024"], capture_output=True, text=True, timeout=600)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            last = r.stdout.strip().splitlines()[-1]
+            result = json.loads(last)
+            self.assertEqual(float(last.rstrip("}").split(":")[-1]), result["loss"])  # the last number
+            self.assertEqual((result["tokens"], result["blocks"]), (1023, 16))
+            self.assertLess(abs(result["loss"] - math.log(len(tokenizer))), 0.1)
+            self.assertTrue(0 < result["stderr"] < 0.1, result)
+            bad = subprocess.run([sys.executable, str(HF_EVAL), f"{tmp}/absent", "--text", f"{tmp}/heldout.txt"],
+                                 capture_output=True, text=True, timeout=600)
+            self.assertEqual(bad.returncode, 1)
+            self.assertIn("hf_eval:", bad.stderr)
+
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
     unittest.main()
