@@ -75,7 +75,7 @@ class WsmCallback(transformers.TrainerCallback):
                  close_timeout_s=None, **client_options):
         if every_steps is not None and int(every_steps) < 1:
             raise ValueError(f"every_steps must be >= 1 (got {every_steps})")
-        Policy(client_options.get("policy", "drop-oldest"))  # a bad policy fails here, before training
+        Policy.parse(client_options.get("policy", "drop-oldest"))  # a bad policy fails here, before training
         self.endpoint, self.run_id = endpoint, run_id
         self.every_steps = None if every_steps is None else int(every_steps)
         self.metadata = dict(metadata or {})
