@@ -28,7 +28,8 @@ struct CompareArgs {
   std::vector<std::string> shapes{"linear", "cosine", "1-sqrt"};
   std::vector<std::int64_t> windows, granularity;
   std::vector<double> floors;
-  std::string eval_cmd, score_key, keep = "all", merger;
+  std::string eval_cmd, score_key, noise_key, keep = "all", merger;
+  std::vector<std::string> baselines;  // NAME=PATH
   bool higher_is_better = false;
   int jobs = 1, threads = 0, batch_size = 0;
   std::int64_t positions = 131072;
@@ -87,8 +88,13 @@ void print_and_finish(const CompareReport& report, const fs::path& out) {
   const auto end = md.find("## Pictures");
   std::printf("%s", md.substr(table, end == std::string::npos ? std::string::npos : end - table).c_str());
   std::printf("report: %s\n", fs::absolute(out / "report.md").c_str());
-  std::size_t failed = 0;
-  for (const auto& m : report.rows) failed += !m.error.empty();
+  std::size_t failed = 0, scored = 0;
+  for (const auto& m : report.rows) failed += !m.error.empty(), scored += m.score.has_value();
+  if (scored == 0)
+    throw Error(fmt::format("wsm compare: no model was scored ({} evaluation(s) failed; the first: {}); see {}", failed,
+                            failed ? std::find_if(report.rows.begin(), report.rows.end(), [](auto& m) { return !m.error.empty(); })->error
+                                   : "none ran",
+                            (out / "report.md").string()));
   if (failed) throw Error(fmt::format("wsm compare: {} model(s) could not be scored (see {}; the other results are kept)", failed,
                                       (out / "report.md").string()));
 }
@@ -126,6 +132,9 @@ void run_sweep_command(const CompareArgs& a) {
       }
   o.windows = a.windows;
   o.evaluator.command = a.eval_cmd, o.evaluator.json_key = a.score_key, o.evaluator.positions = a.positions;
+  o.evaluator.noise_key = a.noise_key;
+  if (!a.noise_key.empty() && a.eval_cmd.empty()) throw Error("wsm compare sweep: --noise-key reads an --eval-cmd's output");
+  for (const auto& text : a.baselines) o.baselines.push_back(parse_baseline(text));
   o.evaluator.val = a.val;
   o.evaluator.order = a.higher_is_better ? ScoreOrder::higher_is_better : ScoreOrder::lower_is_better;
   o.keep = a.keep == "best" ? Keep::best : Keep::all;
@@ -181,6 +190,13 @@ void add_compare_command(CLI::App& app, const std::string& command_line) {
   sweep->add_option("--eval-cmd", a->eval_cmd, "Score a model with this command; {path} is replaced by its path; the "
                                                 "last number on stdout is the score (default: wsm's own evaluator)");
   sweep->add_option("--score-key", a->score_key, "Read the score from this key of a JSON object on stdout instead");
+  sweep->add_option("--noise-key", a->noise_key,
+                    "Read the score's standard error from this key of a JSON object on stdout (e.g. stderr): a merge "
+                    "within 2 combined standard errors of a baseline is reported as equal within noise");
+  sweep->add_option("--baseline", a->baselines,
+                    "NAME=PATH: a model to compare every merge with, e.g. your own WSD run's final checkpoint (any "
+                    "checkpoint form wsm reads; repeatable); scored by the same evaluator")
+      ->allow_extra_args(false);  // one NAME=PATH per --baseline: the checkpoints follow
   sweep->add_flag("--higher-is-better", a->higher_is_better, "Scores rank highest first (accuracy) instead of lowest");
   sweep->add_option("--keep", a->keep, "Merged models kept after scoring")->check(CLI::IsMember({"best", "all"}))->capture_default_str();
   sweep->add_option("--jobs", a->jobs, "Eval commands at once")->capture_default_str();
@@ -190,7 +206,10 @@ void add_compare_command(CLI::App& app, const std::string& command_line) {
   sweep->footer(
       "Example:\n"
       "  wsm compare sweep --shapes linear,1-sqrt --windows 2000,4000,8000 --eval-cmd 'python eval.py {path}' \\\n"
-      "                    --jobs 2 --keep best --out sweep/ ckpts/step-*.safetensors");
+      "                    --jobs 2 --keep best --out sweep/ ckpts/step-*.safetensors\n"
+      "  wsm compare sweep --shapes linear,1-sqrt --baseline wsd=wsd-run/checkpoint-600 \\\n"
+      "                    --eval-cmd 'python tools/examples/hf_eval.py {path}' --out sweep/ run/checkpoint-*\n"
+      "Hugging Face checkpoint-N folders in: every model scored (merges, raw, baselines) is a model directory.");
   study->add_option("--shapes", a->shapes, "Decay shapes: linear, cosine, 1-sqrt, ...")->delimiter(',')->capture_default_str();
   sweep->add_option("--shapes", a->shapes, "Merge specs as `wsm merge --shape` takes them: linear,cosine,floor=0.1,"
                                            "ema:alpha=0.2,weights=0.2,0.8")

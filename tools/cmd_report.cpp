@@ -1,6 +1,7 @@
 // `wsm report DIR`: the stable-phase readout of a `wsm serve --out DIR` with an evaluator
 // (--eval-cmd / --eval-builtin): validation score against step for the raw checkpoints and each
-// emulation, read from DIR/index.json, drawn per run as PNG and SVG (tools/plot.h), with a table.
+// emulation, read from DIR/index.json, drawn per run as PNG and SVG (tools/plot.h), with a table
+// that always has the raw line. --rescore first scores what has no score (tools/rescore.h).
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include "wsm/core/error.h"
 #include "tools/commands.h"
 #include "tools/plot.h"
+#include "tools/rescore.h"
 
 namespace wsm::tools {
 namespace {
@@ -21,8 +23,9 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 struct ReportArgs {
-  fs::path dir, out;
-  bool json = false;
+  fs::path dir, out, store;
+  bool json = false, rescore = false, higher_is_better = false;
+  std::string eval_cmd, score_key, index_name = "index.json";
 };
 
 // One line of the readout: a label's scored points, oldest first.
@@ -60,6 +63,7 @@ std::map<std::string, RunCurves> read_curves(const fs::path& index_path, std::st
   };
   read("raw", true);
   read("outputs", false);
+  for (auto& [run, curves] : runs) curves.try_emplace("raw");  // the raw line, even when nothing raw was scored
   for (auto& [run, curves] : runs)
     for (auto& [label, c] : curves) {  // records are in the order written: sort by step for the lines
       std::vector<std::size_t> order(c.steps.size());
@@ -77,7 +81,8 @@ void draw_run(const fs::path& base, const std::string& run, const RunCurves& cur
   std::vector<Series> series;
   for (const auto& [label, c] : curves)
     if (!c.steps.empty())
-      series.push_back({label == "raw" ? "raw checkpoints" : label, c.steps, c.scores, Mark::line_points});
+      series.push_back({label == "raw" ? "raw checkpoints" : label, c.steps, c.scores, Mark::line_points, {},
+                        label == "raw" ? kRawColour : shape_colour(label)});
   const std::string ylabel = evaluator.size() > 60 ? "score" : "score: " + evaluator;
   for (const char* ext : {".png", ".svg"}) {
     fs::path file = base;
@@ -100,14 +105,31 @@ json summary(const std::map<std::string, RunCurves>& runs) {
   return rows;
 }
 
+void rescore(const ReportArgs& a) {
+#ifdef WSM_HAVE_TRAINER
+  if (a.eval_cmd.empty()) throw Error("--rescore needs --eval-cmd CMD (the fixed eval command; {path} is the model)");
+  compare::Evaluator ev;
+  ev.command = a.eval_cmd;
+  ev.json_key = a.score_key;
+  ev.order = a.higher_is_better ? compare::ScoreOrder::higher_is_better : compare::ScoreOrder::lower_is_better;
+  const auto s = rescore_index(a.dir, a.index_name, ev, a.store);
+  fmt::print(stderr, "rescore: {} scored, {} failed{}\n", s.scored, s.failed,
+             s.raw_missing ? fmt::format("; {} raw checkpoint(s) not rescored (give the run's --store DIR)", s.raw_missing) : "");
+#else
+  throw Error("--rescore: this wsm was built without the trainer (WSM_BUILD_TRAINER=OFF)");
+#endif
+}
+
 void run_report(const ReportArgs& a) {
+  if (a.rescore) rescore(a);
+  else if (!a.eval_cmd.empty()) throw Error("--eval-cmd is used with --rescore");
   std::string evaluator;
-  const auto runs = read_curves(a.dir / "index.json", evaluator);
+  const auto runs = read_curves(a.dir / a.index_name, evaluator);
   std::size_t points = 0;
   for (const auto& [run, curves] : runs)
     for (const auto& [label, c] : curves) points += c.steps.size();
   if (points == 0)
-    throw Error((a.dir / "index.json").string() +
+    throw Error((a.dir / a.index_name).string() +
                 ": no scored output yet (start `wsm serve` with --eval-cmd or --eval-builtin)");
   const fs::path out = a.out.empty() ? a.dir / "report" : a.out;
   fs::create_directories(out);
@@ -142,11 +164,20 @@ void add_report_command(CLI::App& app) {
       ->required();
   cmd->add_option("--out", args->out, "Where the pictures go (default DIR/report): <run>.png and <run>.svg");
   cmd->add_flag("--json", args->json, "Print the summary as JSON");
+  cmd->add_flag("--rescore", args->rescore,
+                "First score every output (and, with --store, raw checkpoint) that has no score, with --eval-cmd, "
+                "and rewrite index.json atomically (stop the daemon first)");
+  cmd->add_option("--eval-cmd", args->eval_cmd, "--rescore: the eval command; {path} is replaced by the model's path");
+  cmd->add_option("--score-key", args->score_key, "--rescore: read the score from this key of a JSON object on stdout");
+  cmd->add_option("--store", args->store, "--rescore: the daemon's --store, where raw checkpoints are found");
+  cmd->add_option("--index", args->index_name, "The index's file name in DIR (`wsm serve --index`)")->capture_default_str();
+  cmd->add_flag("--higher-is-better", args->higher_is_better, "--rescore: scores rank highest first for index.json's best");
   cmd->footer(
       "Example:\n"
       "  wsm serve --out merged --emulate 1-sqrt@800 linear@800 --every 100 --store window \\\n"
       "            --eval-cmd 'python eval.py {path}'\n"
-      "  wsm report merged          # merged/report/<run>.png and .svg, and a table of the newest scores");
+      "  wsm report merged          # merged/report/<run>.png and .svg, and a table of the newest scores\n"
+      "  wsm report merged --rescore --eval-cmd 'python eval.py {path}' --store window   # score what failed");
   cmd->callback([args] { run_report(*args); });
 }
 

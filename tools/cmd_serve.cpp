@@ -40,7 +40,7 @@ struct ServeArgs {
   std::uint64_t write_backlog = 1ull << 30;
   // The stable-phase readout (merger/daemon/output_evaluator.h).
   std::string eval_cmd, score_key, eval_val, eval_config;
-  bool eval_builtin = false, eval_raw = true;
+  bool eval_builtin = false, eval_raw = true, publish_best = false, higher_is_better = false;
   std::int64_t eval_positions = 131072;
   int eval_threads = 1;
   double eval_timeout_s = 3600;
@@ -52,7 +52,10 @@ struct ServeArgs {
 // --eval-cmd / --eval-builtin: how every output is scored, or nothing (no evaluator).
 merger::EvalOptions eval_options(const ServeArgs& a) {
   merger::EvalOptions eval;
-  if (a.eval_cmd.empty() && !a.eval_builtin) return eval;
+  if (a.eval_cmd.empty() && !a.eval_builtin) {
+    if (a.publish_best) throw Error("--publish-best needs scores: give --eval-cmd or --eval-builtin");
+    return eval;
+  }
   if (!a.eval_cmd.empty() && a.eval_builtin) throw Error("give --eval-cmd or --eval-builtin, not both");
   if (a.eval_threads < 1) throw Error("--eval-threads must be >= 1");
   if (!(a.eval_timeout_s >= 0)) throw Error("--eval-timeout must be >= 0 seconds (0: no limit)");
@@ -74,6 +77,8 @@ merger::EvalOptions eval_options(const ServeArgs& a) {
   eval.evaluator = ev.describe();
   eval.threads = a.eval_threads;
   eval.raw = a.eval_raw;
+  eval.order = a.higher_is_better ? merger::ScoreOrder::higher_is_better : merger::ScoreOrder::lower_is_better;
+  eval.publish_best = a.publish_best;
   return eval;
 #endif
 }
@@ -143,7 +148,8 @@ void add_serve_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--hf-template", args->hf_template,
                   "--format hf: the Hugging Face model directory whose config.json, generation_config.json and "
-                  "tokenizer files are copied into every output");
+                  "tokenizer files are copied into every output (default: config.json from the run's 'hf.config' "
+                  "metadata, which wsm_client.hf sends)");
   cmd->add_option("--curve-secret-key", args->curve_secret, "Server CURVE secret key file (Z85)");
   cmd->add_option("--curve-allow", args->curve_allow, "Allowed client CURVE public keys (Z85, one per line)");
   cmd->add_option("--credit", args->credit, "Chunks in flight per client")->capture_default_str();
@@ -182,14 +188,22 @@ void add_serve_command(CLI::App& app) {
                   "recorded as failed (0: no limit)")
       ->capture_default_str();
   cmd->add_option("--eval-raw", args->eval_raw,
-                  "Also score the newest raw checkpoint at each emission (from --store, else a scratch copy)")
+                  "Also score the newest raw checkpoint at each emission (from --store, else a scratch copy; in "
+                  "the --format of the outputs)")
       ->capture_default_str();
+  cmd->add_flag("--higher-is-better", args->higher_is_better,
+                "Scores rank highest first (accuracy) for index.json's best and --publish-best");
+  cmd->add_flag("--publish-best", args->publish_best,
+                "Keep OUT/<run>/best, a link swapped atomically, at the best-scoring output of the newest scored "
+                "step: the model to ship now");
   cmd->footer(
       "Example:\n"
       "  wsm serve --listen tcp://127.0.0.1:5555 --out merged --emulate 1-sqrt@800 linear@2000 \\\n"
       "            --every 200 --store window --memory-budget 16G --dtype bf16\n"
       "  wsm serve --out merged --emulate linear@800 ema:alpha=0.2@1000 --every 100 --running-sums off\n"
       "  wsm serve --out merged --emulate 1-sqrt@800 --every 200 --format hf --hf-template hf-model/\n"
+      "  wsm serve --out merged --emulate 1-sqrt@800 linear@800 --every 100 --format hf \\\n"
+      "            --eval-cmd 'python tools/examples/hf_eval.py {path}' --publish-best   # merged/<run>/best\n"
       "  wsm serve --out merged --emulate 1-sqrt@800 linear@800 --every 100 --eval-cmd 'python eval.py {path}'\n"
       "  wsm report merged                      # validation score vs step, raw and each emulation\n"
       "Outputs: merged/<run>/<shape>_w<window>/step_<step>.h5 (.safetensors, or a directory with --format hf)\n"

@@ -1,5 +1,7 @@
 // `wsm status`: asks a running `wsm serve` for its window, pending outputs, traffic and rates.
+#include <cmath>
 #include <cstdio>
+#include <map>
 #include <string>
 
 #include <fmt/format.h>
@@ -20,9 +22,25 @@ struct StatusArgs {
   bool json = false;
   int timeout_ms = 3000;
   std::string curve_server_key, curve_key;
+  bool higher_is_better = false;
 };
 
-void print_text(const v1::StatusReply& r) {
+// The best emulation of each run at its newest scored step, among the newest scores (one per label).
+void print_best(const v1::StatusReply& r, bool higher_is_better) {
+  std::map<std::string, const v1::OutputScore*> best;  // run -> entry
+  for (const auto& s : r.scores()) {
+    if (!s.has_score() || s.label() == "raw" || !std::isfinite(s.score())) continue;
+    auto& b = best[s.run_id()];
+    if (!b || s.step() > b->step() ||
+        (s.step() == b->step() && (higher_is_better ? s.score() > b->score() : s.score() < b->score())))
+      b = &s;
+  }
+  for (const auto& [run, s] : best)
+    fmt::print("best emulation of run {} at step {}: {} ({:.6g}{})\n", run, s->step(), s->label(), s->score(),
+               higher_is_better ? ", higher is better" : ", lower is better");
+}
+
+void print_text(const v1::StatusReply& r, bool higher_is_better) {
   fmt::print("merger {} (wsm {}), up {:.0f} s, {} peers\n", r.server_id(), r.version(), r.uptime_s(), r.peers());
   fmt::print("received {} checkpoints ({} rejected), {}; now {}/s, {:.1f} checkpoints/min\n", r.checkpoints_received(),
              r.checkpoints_rejected(), human_bytes(static_cast<double>(r.bytes_received())), human_bytes(r.bytes_per_s()),
@@ -47,6 +65,7 @@ void print_text(const v1::StatusReply& r) {
   for (const auto& s : r.scores())
     fmt::print("  run {:<12} {:<24} step {:>10} {}\n", s.run_id(), s.label(), s.step(),
                s.has_score() ? fmt::format("{:.6g}", s.score()) : "failed: " + s.error());
+  print_best(r, higher_is_better);
 }
 
 void run_status(const StatusArgs& a) {
@@ -77,7 +96,7 @@ void run_status(const StatusArgs& a) {
     (void)google::protobuf::util::MessageToJsonString(env.status_reply(), &out, opts);
     std::fputs(out.c_str(), stdout);
   } else {
-    print_text(env.status_reply());
+    print_text(env.status_reply(), a.higher_is_better);
   }
 }
 
@@ -88,6 +107,8 @@ void add_status_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("status", "Ask a running merger (wsm serve) for its status");
   cmd->add_option("--connect", args->connect, "Endpoint of the merger")->capture_default_str();
   cmd->add_flag("--json", args->json, "Print JSON (field names as in protocol/wire/wsm.proto StatusReply)");
+  cmd->add_flag("--higher-is-better", args->higher_is_better,
+                "Scores rank highest first when naming each run's best emulation (as `wsm serve --higher-is-better`)");
   cmd->add_option("--timeout-ms", args->timeout_ms, "How long to wait for the reply")->capture_default_str();
   cmd->add_option("--curve-server-key", args->curve_server_key, "Merger's CURVE public key file (CURVE only)");
   cmd->add_option("--curve-key", args->curve_key, "This client's CURVE key file, zcert form (public-key, secret-key)");

@@ -7,12 +7,14 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <numbers>
 
 #include "wsm/formats/atomic_file.h"
 #include "wsm/core/error.h"
+#include "wsm/schedules/decay.h"
 
 namespace wsm::tools {
 namespace {
@@ -24,8 +26,12 @@ struct Rgb {
   double r, g, b;
 };
 // Colour-blind-safe palette (Okabe-Ito), cycled.
+// Indices 0-5 are the decay shapes (shape_colour), 6 grey the raw checkpoints, 7-8 baselines.
 constexpr Rgb kPalette[] = {{0.00, 0.45, 0.70}, {0.84, 0.37, 0.00}, {0.00, 0.62, 0.45}, {0.80, 0.47, 0.65},
-                            {0.90, 0.62, 0.00}, {0.34, 0.71, 0.91}, {0.35, 0.35, 0.35}};
+                            {0.90, 0.62, 0.00}, {0.34, 0.71, 0.91}, {0.35, 0.35, 0.35}, {0.00, 0.00, 0.00},
+                            {0.55, 0.10, 0.20}};
+constexpr int kShapeColours = 6;
+constexpr int kFirstBaselineColour = 7;
 
 struct Range {
   double lo = std::numeric_limits<double>::infinity();
@@ -372,6 +378,18 @@ void check(cairo_status_t status, const std::filesystem::path& path) {
 }
 
 }  // namespace
+
+int shape_colour(std::string_view name) {
+  for (DecayShape shape : {DecayShape::linear, DecayShape::cosine, DecayShape::one_minus_sqrt, DecayShape::inverse_sqrt,
+                           DecayShape::exponential, DecayShape::wma})
+    if (name.starts_with(decay_shape_name(shape))) return int(shape);
+  if (name.starts_with("ema")) return int(DecayShape::exponential);
+  return int(std::hash<std::string_view>{}(name) % kShapeColours);
+}
+
+int baseline_colour(std::size_t k) {
+  return kFirstBaselineColour + int(k % (std::size(kPalette) - std::size_t(kFirstBaselineColour)));
+}
 
 std::vector<double> nice_ticks(double lo, double hi, int target) {
   if (!(hi > lo) || !std::isfinite(lo) || !std::isfinite(hi)) return {lo};

@@ -34,6 +34,16 @@ struct PlotOptions {
 void plot_lines(const std::filesystem::path& path, std::string_view title, std::string_view xlabel,
                 std::string_view ylabel, std::span<const Series> series, const PlotOptions& options = {});
 
+// Palette indices that mean the same thing in every picture wsm draws (`wsm compare`, `wsm
+// report`): one colour per decay shape, whatever else a picture holds or in which order.
+inline constexpr int kRawColour = 6;  // raw checkpoints, the constant-LR trunk (grey)
+// The colour of a decay shape, or of a name that starts with one ("1-sqrt", "1-sqrt_w800",
+// "cosine floor 0.1"); EMAs share exponential's. Other names (weight tables) get a colour of their own
+// text, never grey nor a baseline's.
+int shape_colour(std::string_view shape_or_label);
+// The k-th baseline's colour (`wsm compare sweep --baseline`): never a shape's.
+int baseline_colour(std::size_t k);
+
 // Tick positions covering [lo, hi] at a 1/2/5 x 10^n spacing, about `target` of them.
 std::vector<double> nice_ticks(double lo, double hi, int target = 6);
 

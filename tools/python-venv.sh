@@ -5,6 +5,12 @@
 #                               used by the tests as an independent writer)
 #   python-venv.sh debian DIR   Debian's python3-* packages (--system-site-packages), the client installed
 #                               without dependencies; then every declared dependency must be met by them
+#   python-venv.sh hf     DIR   the client with its [hf] extra (PyPI torch and transformers) + safetensors, for
+#                               the Hugging Face Trainer test. torch is large (its CUDA libraries come with
+#                               it from PyPI), so DIR is a cache kept between runs (CTest puts it under
+#                               $WSM_VENV_CACHE, default ~/.cache/wsm): only what it lacks is installed,
+#                               and the client again (delete DIR for newer releases). Any failure fails
+#                               the caller.
 # The package is copied first, so the build leaves nothing in the source tree.
 set -euo pipefail
 mode=$1
@@ -40,8 +46,19 @@ if missing:
     sys.exit("python-venv.sh: Debian's packages lack declared dependencies: " + ", ".join(missing))
 PY
     ;;
+  hf)
+    mkdir -p "$(dirname "$dir")"
+    exec 9>"$dir.lock"
+    flock 9  # two builds (or CI runs) sharing the cache take turns
+    "$dir/bin/python" -c '' 2>/dev/null || { rm -rf "$dir"; /usr/bin/python3 -m venv "$dir"; }
+    # Installs what the cache lacks (everything, the first time: minutes of downloads); nothing else.
+    "$dir/bin/pip" install -q "$work/pkg[hf]" safetensors
+    # The client as it is now (the cached venv may hold an older one of the same version).
+    "$dir/bin/pip" install -q --force-reinstall --no-deps "$work/pkg"
+    "$dir/bin/python" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
+    ;;
   *)
-    echo "usage: python-venv.sh pypi|debian DIR" >&2
+    echo "usage: python-venv.sh pypi|debian|hf DIR" >&2
     exit 2
     ;;
 esac

@@ -12,6 +12,7 @@
 
 #include "wsm/client/client.h"
 #include "wsm/core/error.h"
+#include "wsm/core/file_name.h"
 #include "wsm/schedules/schedule.h"
 #include "trainer/backend.h"
 #include "wsm/trainer/checkpoint_io.h"
@@ -178,7 +179,7 @@ Run prepare_run(const TrainOptions& o) {
   r.train_tokens = r.st.model.vocab.encode(r.data.train_text, r.data.train_path.string());
   if (!r.data.val_text.empty()) r.val_tokens = r.st.model.vocab.encode(r.data.val_text, r.data.val_path.string());
   r.sched = run_schedule(o, r.pre);
-  r.run_id = o.run_id.empty() ? fs::absolute(o.out).filename().string() : o.run_id;
+  r.run_id = o.run_id.empty() ? folder_name(o.out) : o.run_id;  // "run/" is "run"
   r.backend = make_backend(o, r.cfg);
   r.backend->upload(r.st.model.params, r.st.optim);
   if (!o.merger.empty()) {

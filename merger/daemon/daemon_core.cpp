@@ -199,6 +199,7 @@ void MergerCore::on_hello(const wire::Message& msg, Clock::time_point now, std::
     // What this Hello adds to the manifests in RAM: a new run's manifest, or a rank's own slices.
     std::uint64_t footprint = manifest_footprint(*manifest) + (member ? slices_footprint(*member->entries) : 0);
     if (member) {
+      if (auto problem = sharded_format_problem(options_.output, run)) throw ProtocolError(v1::BAD_REQUEST, "hello refused: " + *problem);
       declare_group(run, *member, bytes);  // a sharded run: each rank its own blocks (sharded_group.h)
     } else if (groups_.is_group_run(run)) {
       throw ProtocolError(v1::BAD_REQUEST, "run '" + run + "' is a sharded run: a hello for it must declare its group (protocol version 2)");

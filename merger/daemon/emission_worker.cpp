@@ -102,6 +102,11 @@ void EmissionWorker::record_eval(const std::string& path, const nlohmann::json& 
   if (!index_.set_eval(path, eval)) spdlog::warn("eval: {} is not in {}", path, index_.path().string());
 }
 
+void EmissionWorker::set_score_order(ScoreOrder order) {
+  std::lock_guard lock(mu_);
+  index_.set_score_order(order);
+}
+
 void EmissionWorker::record_raw_eval(const nlohmann::json& record) {
   std::lock_guard lock(mu_);
   index_.add_raw(record);

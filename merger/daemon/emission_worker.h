@@ -55,6 +55,7 @@ class EmissionWorker {
   // Evaluations into the index (any thread): an output's "eval", a raw checkpoint's record.
   void record_eval(const std::string& path, const nlohmann::json& eval);
   void record_raw_eval(const nlohmann::json& record);
+  void set_score_order(ScoreOrder order);  // how index.json's "best" ranks scores
   std::uint64_t running_sum_bytes() const { return sums_.bytes(); }
 
  private:

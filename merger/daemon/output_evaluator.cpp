@@ -83,13 +83,22 @@ EvalRecord OutputEvaluator::evaluate(Item& item) const {
         throw Error("the checkpoint has neither a RAM copy nor a store file");
       }
     }
+    if (item.raw && options_.raw_format.format != OutputFormat::h5) {
+      // The outputs' form, so the eval command that reads them reads this too.
+      const fs::path converted = options_.scratch_dir / (run_folder(options_.scratch_dir, r.run_id).filename().string() +
+                                                         "-" + output_path(checkpoint_file_name(r.step), options_.raw_format.format).string());
+      fs::create_directories(options_.scratch_dir);
+      write_in_format(file, converted, options_.raw_format);
+      if (!scratch.empty()) fs::remove(scratch);
+      file = scratch = converted;
+    }
     r.outcome = options_.score(file);
   } catch (const std::exception& e) {
     r.outcome = {std::nullopt, e.what()};
   }
   if (!scratch.empty()) {
     std::error_code ec;
-    fs::remove(scratch, ec);
+    fs::remove_all(scratch, ec);  // a file, or a Hugging Face directory
   }
   return r;
 }

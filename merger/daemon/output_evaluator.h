@@ -20,6 +20,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "merger/daemon/best_emulation.h"
+#include "merger/daemon/output_format.h"
 #include "merger/daemon/window_store.h"
 
 namespace wsm::merger {
@@ -41,6 +43,11 @@ struct EvalOptions {
   bool raw = true;        // also score the newest raw checkpoint of each emission
   // Raw checkpoints held only in RAM (no --store) are written here to be scored, then removed.
   std::filesystem::path scratch_dir;
+  // The form raw checkpoints are scored in: the outputs' (--format), so one eval command reads
+  // both; anything but h5 is written as a scratch copy in scratch_dir, removed after scoring.
+  OutputFormatOptions raw_format;
+  ScoreOrder order = ScoreOrder::lower_is_better;  // for index.json's "best" and --publish-best
+  bool publish_best = false;                       // keep OUT/<run>/best at the best output
 };
 
 struct EvalRecord {

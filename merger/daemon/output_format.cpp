@@ -1,7 +1,10 @@
 #include "merger/daemon/output_format.h"
 
+#include <spdlog/spdlog.h>
+
 #include "merger/daemon/emission.h"
 #include "wsm/core/error.h"
+#include "wsm/formats/tensor_convert.h"
 
 namespace wsm::merger {
 
@@ -17,10 +20,7 @@ void check_output_format(const OutputFormatOptions& options) {
     if (!options.hf_template.empty()) throw Error("--hf-template is used with --format hf only");
     return;
   }
-  if (options.hf_template.empty())
-    throw Error("--format hf needs --hf-template DIR: the model directory whose config.json, "
-                "generation_config.json and tokenizer files go into every output");
-  check_hf_template(options.hf_template);
+  if (!options.hf_template.empty()) check_hf_template(options.hf_template);
 }
 
 std::filesystem::path output_path(const std::filesystem::path& h5_path, OutputFormat format) {
@@ -39,11 +39,34 @@ void apply_output_format(EmissionJob& job, const OutputFormatOptions& options) {
   for (auto& out : job.outputs) out.path = output_path(out.path, options.format);
 }
 
+void write_in_format(const std::filesystem::path& in, const std::filesystem::path& out, const OutputFormatOptions& options) {
+  ConvertOptions o;
+  if (options.format == OutputFormat::hf) {
+    o.write.hf_template = options.hf_template;
+    o.write.shard_bytes = options.shard_bytes;
+  }
+  convert_checkpoint(in, out, o);
+}
+
+std::optional<std::string> sharded_format_problem(const OutputFormatOptions& options, const std::string& run_id) {
+  if (options.format == OutputFormat::h5) return std::nullopt;
+  return "run '" + run_id + "' is sharded (its ranks send slices), and this daemon was started with --format " +
+         (options.format == OutputFormat::hf ? "hf" : "safetensors") +
+         ": each daemon of a sharded job writes only its node's part of every output, as HDF5. Start `wsm serve` "
+         "without --format for this job, then make a Hugging Face directory of any step with `wsm convert "
+         "OUT/<run>/<label>/step_<N> hf-out/ --shard-size 5GB` (config.json from the run's hf.config; "
+         "--hf-template DIR adds tokenizer files)";
+}
+
 std::unique_ptr<CheckpointWriter> create_output(const std::filesystem::path& path, const CheckpointMeta& meta,
                                                 const std::vector<TensorInfo>& tensors,
                                                 const OutputFormatOptions& options) {
-  if (options.format == OutputFormat::hf)
+  if (options.format == OutputFormat::hf) {
+    if (options.hf_template.empty() && !meta.extra.contains(kHfConfigKey))
+      spdlog::warn("{}: no --hf-template and the run sent no '{}' metadata: written without config.json, which "
+                   "from_pretrained needs", path.string(), kHfConfigKey);
     return create_hf_directory(path, meta, tensors, options.hf_template, options.shard_bytes);
+  }
   return create_checkpoint(path, meta, tensors);
 }
 

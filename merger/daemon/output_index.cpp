@@ -62,6 +62,12 @@ std::vector<fs::path> outputs_on_disk(const fs::path& out_dir) {
   return found;
 }
 
+// The output's path relative to the index's directory, for the record's "file".
+std::string relative_file(const fs::path& out_dir, const std::string& path) {
+  const fs::path rel = fs::absolute(path).lexically_normal().lexically_relative(fs::absolute(out_dir).lexically_normal());
+  return rel.empty() || *rel.begin() == ".." ? tail_of(path) : rel.string();
+}
+
 // The record emission_runner.cpp's output_record() wrote, rebuilt from the output's provenance.
 nlohmann::json record_from_file(const fs::path& file) {
   const auto reader = open_checkpoint(file);
@@ -118,7 +124,10 @@ std::pair<std::size_t, std::size_t> OutputIndex::reconcile() {
   }
   std::stable_sort(added.begin(), added.end(),
                    [](const nlohmann::json& a, const nlohmann::json& b) { return a["step"] < b["step"]; });
-  for (auto& r : added) kept.push_back(std::move(r));
+  for (auto& r : added) {
+    r["file"] = relative_file(out_dir_, r["path"].get<std::string>());
+    kept.push_back(std::move(r));
+  }
   outputs = std::move(kept);  // (the records were moved out of it)
   if (added.empty() && dropped == 0) return {0, 0};
   spdlog::warn("{}: reconciled with the files: {} outputs added, {} records of missing files dropped", path_.string(),
@@ -132,6 +141,7 @@ bool OutputIndex::set_eval(const std::string& path, const nlohmann::json& eval) 
   for (auto it = outputs.rbegin(); it != outputs.rend(); ++it)  // the newest outputs are scored first
     if (it->is_object() && it->value("path", "") == path) {
       (*it)["eval"] = eval;
+      index_["best"] = best_by_step(outputs, order_);
       write_file_atomic(path_, index_.dump(2) + "\n");
       return true;
     }
@@ -145,7 +155,10 @@ void OutputIndex::add_raw(const nlohmann::json& record) {
 }
 
 void OutputIndex::append(const std::vector<nlohmann::json>& records) {
-  for (const auto& r : records) index_["outputs"].push_back(r);
+  for (auto r : records) {
+    if (r.contains("path") && r["path"].is_string()) r["file"] = relative_file(out_dir_, r["path"].get<std::string>());
+    index_["outputs"].push_back(std::move(r));
+  }
   write_file_atomic(path_, index_.dump(2) + "\n");
 }
 

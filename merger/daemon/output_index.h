@@ -1,12 +1,16 @@
 #pragma once
 // DIR/index.json: every output the daemon wrote, newest last, rewritten atomically after each
-// emission so a reader never sees a half-written index. Loaded on start, so restarts append, and
+// emission so a reader never sees a half-written index. Each record names its output twice:
+// "path" (absolute) and "file" (relative to DIR, so the directory can move or be read from another
+// machine); with scores, "best" names the best output at each step (best_emulation.h). Loaded on start, so restarts append, and
 // reconciled with the files then: an output is renamed into place before the index is rewritten,
 // so a kill -9 in between leaves an output the index does not list.
 #include <filesystem>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "merger/daemon/best_emulation.h"
 
 namespace wsm::merger {
 
@@ -19,6 +23,8 @@ class OutputIndex {
   // anything changed. Returns {added, dropped}.
   std::pair<std::size_t, std::size_t> reconcile();
   void append(const std::vector<nlohmann::json>& records);  // and rewrites the file
+  // How "best" ranks scores (lower is better unless told).
+  void set_score_order(ScoreOrder order) { order_ = order; }
   // An output's evaluation (output_evaluator.h) as its record's "eval"; rewrites the file. False
   // when no record has that path.
   bool set_eval(const std::string& path, const nlohmann::json& eval);
@@ -31,6 +37,7 @@ class OutputIndex {
  private:
   std::filesystem::path out_dir_, path_;
   nlohmann::json index_;
+  ScoreOrder order_ = ScoreOrder::lower_is_better;
 };
 
 }  // namespace wsm::merger

@@ -21,6 +21,9 @@ bool is_ipv6(const std::string& endpoint) { return endpoint.rfind("tcp://[", 0) 
 }  // namespace
 
 Server::Server(ServerOptions options) : options_(std::move(options)), ctx_(1) {
+  // Every path the daemon records (index.json, the output feed, status) then names the same file
+  // from any working directory; index.json also gives each relative to --out ("file").
+  options_.core.out_dir = std::filesystem::absolute(options_.core.out_dir).lexically_normal();
   const bool curve = !options_.curve_secret_key_file.empty() || !options_.curve_allow_file.empty();
   if (curve && (options_.curve_secret_key_file.empty() || options_.curve_allow_file.empty()))
     throw Error("CURVE needs both --curve-secret-key and --curve-allow");

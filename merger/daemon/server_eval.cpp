@@ -2,6 +2,9 @@
 // the emission worker (outputs written, index.json) and the core (status replies).
 #include <spdlog/spdlog.h>
 
+#include <memory>
+#include <mutex>
+
 #include "merger/daemon/run_id.h"
 #include "merger/daemon/server.h"
 
@@ -22,6 +25,22 @@ Entry newest_of(const EmissionJob& job) {
   return nullptr;
 }
 
+// OUT/<run>/best at the best output of the run's newest scored step (best_emulation.h); a failure
+// is logged, never thrown (no evaluation stops the daemon).
+void publish_run_best(const EmissionWorker& worker, const std::filesystem::path& out_dir, const std::string& run) {
+  const nlohmann::json index = worker.index_snapshot();
+  if (!index.contains("best")) return;
+  const auto best = best_now(index["best"], run);
+  if (!best) return;
+  try {
+    publish_best(out_dir, run, (*best)["path"].get<std::string>());
+    spdlog::info("eval: run '{}': best is now {} at step {} ({})", run, (*best)["label"].get<std::string>(),
+                 (*best)["step"].get<std::int64_t>(), (*best)["score"].get<double>());
+  } catch (const std::exception& e) {
+    spdlog::error("eval: run '{}': --publish-best: {}", run, e.what());
+  }
+}
+
 }  // namespace
 
 void Server::start_evaluator() {
@@ -29,14 +48,23 @@ void Server::start_evaluator() {
   if (eval.scratch_dir.empty()) eval.scratch_dir = options_.core.out_dir / ".eval-scratch";
   std::error_code ec;
   std::filesystem::remove_all(eval.scratch_dir, ec);  // copies a killed daemon was scoring
+  eval.raw_format = options_.core.output;  // raw checkpoints are scored in the outputs' form
   EmissionWorker* worker = worker_.get();
+  worker->set_score_order(eval.order);
   const std::string evaluator = eval.evaluator;
-  evaluator_ = std::make_unique<OutputEvaluator>(eval, [worker, evaluator](const EvalRecord& r) {
-    if (r.label == "raw")
+  const bool publish = eval.publish_best;
+  const auto out_dir = options_.core.out_dir;
+  auto publishing = std::make_shared<std::mutex>();  // one link swap at a time (evaluator threads)
+  evaluator_ = std::make_unique<OutputEvaluator>(eval, [worker, evaluator, publish, out_dir, publishing](const EvalRecord& r) {
+    if (r.label == "raw") {
       worker->record_raw_eval(
           {{"run_id", r.run_id}, {"step", r.step}, {"tokens", r.tokens}, {"eval", eval_json(r, evaluator)}});
-    else
-      worker->record_eval(r.path.string(), eval_json(r, evaluator));
+      return;
+    }
+    worker->record_eval(r.path.string(), eval_json(r, evaluator));
+    if (!publish) return;
+    std::lock_guard lock(*publishing);
+    publish_run_best(*worker, out_dir, r.run_id);
   });
   OutputEvaluator* ev = evaluator_.get();
   worker_->set_on_written([ev](const EmissionJob& job, const std::vector<nlohmann::json>& records) {

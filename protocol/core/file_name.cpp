@@ -9,4 +9,10 @@ std::string file_name_safe(std::string_view text) {
   return out;
 }
 
+std::string folder_name(const std::filesystem::path& dir) {
+  std::filesystem::path p = std::filesystem::absolute(dir).lexically_normal();
+  while (!p.has_filename() && p.has_relative_path()) p = p.parent_path();
+  return p.filename().string();
+}
+
 }  // namespace wsm

@@ -12,7 +12,13 @@
 #include <string_view>
 #include <system_error>
 
+#include <fstream>
+#include <map>
+
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+
+#include "wsm/formats/atomic_file.h"
 
 #include "wsm/core/error.h"
 
@@ -145,6 +151,55 @@ void copy_hf_side_files(const fs::path& from, const fs::path& to) {
   std::string list;
   for (const auto& f : files) list += (list.empty() ? "" : ", ") + f.name;
   spdlog::debug("copied from {}: {}", from.string(), list);
+}
+
+std::string_view hf_dtype_name(DType t) {
+  switch (t) {
+    case DType::f32: return "float32";
+    case DType::bf16: return "bfloat16";
+    case DType::f16: return "float16";
+    case DType::f64: return "float64";
+    default: return {};
+  }
+}
+
+std::optional<DType> dominant_float_dtype(const std::vector<TensorInfo>& tensors) {
+  std::map<DType, std::uint64_t> bytes;
+  for (const auto& t : tensors)
+    if (is_float(t.dtype)) bytes[t.dtype] += t.nbytes();
+  if (bytes.empty()) return std::nullopt;
+  return std::max_element(bytes.begin(), bytes.end(), [](const auto& a, const auto& b) { return a.second < b.second; })->first;
+}
+
+namespace {
+
+// config.json's dtype keys set to `dtype`: "torch_dtype" (transformers 4) and "dtype" (5), key order kept.
+void set_config_dtype(const fs::path& config, DType dtype) {
+  const std::string where = config.string();
+  std::ifstream in(config, std::ios::binary);
+  auto j = nlohmann::ordered_json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) throw Error(where + ": not a JSON object (a Hugging Face config.json was expected)");
+  const std::string name(hf_dtype_name(dtype));
+  j["torch_dtype"] = name;
+  j["dtype"] = name;
+  write_file_atomic(config, j.dump(2) + "\n");
+}
+
+}  // namespace
+
+bool write_hf_side_files(const fs::path& dir, const fs::path& hf_template, const std::map<std::string, std::string>& metadata,
+                         const std::vector<TensorInfo>& tensors) {
+  if (!hf_template.empty()) copy_hf_side_files(hf_template, dir);
+  const fs::path config = dir / "config.json";
+  if (!fs::exists(config)) {
+    const auto sent = metadata.find(kHfConfigKey);
+    if (sent == metadata.end()) return false;
+    if (!nlohmann::json::accept(sent->second))
+      throw Error(std::string("metadata '") + kHfConfigKey + "' is not JSON: cannot write " + config.string());
+    write_file_atomic(config, sent->second);
+  }
+  if (const auto dtype = dominant_float_dtype(tensors)) set_config_dtype(config, *dtype);
+  return true;
 }
 
 std::unique_ptr<CheckpointWriter> create_hf_directory(const fs::path& dir, const CheckpointMeta& meta,

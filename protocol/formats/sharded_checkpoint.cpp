@@ -171,7 +171,8 @@ class ShardedWriter final : public CheckpointWriter {
  public:
   ShardedWriter(const fs::path& dir, const CheckpointMeta& meta, const std::vector<TensorInfo>& tensors,
                 std::uint64_t shard_bytes, fs::path hf_template)
-      : out_(dir), strings_(meta_to_strings(meta)), hf_template_(std::move(hf_template)) {
+      : out_(dir), strings_(meta_to_strings(meta)), hf_template_(std::move(hf_template)),
+        hf_model_(!hf_template_.empty() || strings_.contains(kHfConfigKey)), tensors_(tensors) {
     const auto plan = plan_shards(tensors, shard_bytes);
     fs::create_directories(out_.temp_path());
     for (std::size_t i = 0; i < plan.size(); ++i) {
@@ -209,7 +210,8 @@ class ShardedWriter final : public CheckpointWriter {
     f.write(text.data(), static_cast<std::streamsize>(text.size()));
     f.close();
     if (!f) throw Error(p.string() + ": write failed");
-    if (!hf_template_.empty()) copy_hf_side_files(hf_template_, out_.temp_path());
+    // A model directory when a template or the model's config (hf.config) says what the model is.
+    if (hf_model_) write_hf_side_files(out_.temp_path(), hf_template_, strings_, tensors_);
     out_.sync();
     prepared_ = true;
   }
@@ -231,6 +233,8 @@ class ShardedWriter final : public CheckpointWriter {
   AtomicFile out_;
   std::map<std::string, std::string> strings_;
   fs::path hf_template_;
+  bool hf_model_ = false;
+  std::vector<TensorInfo> tensors_;
   std::vector<std::string> files_;  // shard file names
   std::vector<std::unique_ptr<SafetensorsFileWriter>> shards_;
   std::unordered_map<std::string, std::size_t> owner_;

@@ -24,7 +24,7 @@ std::string torch_save_message(const fs::path& file, const std::string& format) 
   if (out == file) out += ".safetensors";
   return file.string() + ": a PyTorch " + format +
          " (torch.save: .pt, .pth, pytorch_model.bin), which wsm does not read: it is a pickle, and unpickling "
-         "runs code. Convert it to safetensors first: python -m wsm_client.convert_torch " +
+         "runs code. Convert it to safetensors first: python -m wsm_client.convert " +
          file.string() + " " + out.string();
 }
 

@@ -60,9 +60,13 @@ def main():
             meta = index["metadata"]
             record = json.loads(meta["wsm.provenance"])
             assert [s["weight"] for s in record["sources"]] == rec["weights"], meta
-            for name in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"):
+            for name in ("generation_config.json", "tokenizer.json", "tokenizer_config.json"):
                 with open(os.path.join(path, name), "rb") as a, open(os.path.join(template, name), "rb") as b:
                     assert a.read() == b.read(), name
+            # config.json: the template's, with the dtype written (f32) under both names.
+            with open(os.path.join(path, "config.json")) as a, open(os.path.join(template, "config.json")) as b:
+                want = dict(json.load(b), torch_dtype="float32", dtype="float32")
+                assert json.load(a) == want, path
             assert not os.path.exists(os.path.join(path, "model.safetensors")), "template weights copied"
             try:
                 import transformers

@@ -13,6 +13,8 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -232,6 +234,19 @@ inline pid_t spawn_wsm_serve(const std::filesystem::path& dir, const std::string
     ::_exit(127);
   }
   return pid;
+}
+
+// SIGTERM to a spawn_wsm_serve child, reaped within 15 s (else SIGKILL): true when it exited 0.
+inline bool stop_wsm_serve(pid_t pid) {
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  for (int i = 0; i < 300; ++i) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, &status, 0);
+  return false;
 }
 
 // What select_window gives the output record `rec` over the steps sent up to its step: the source

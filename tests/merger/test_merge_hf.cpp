@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "wsm/formats/checkpoint.h"
@@ -165,6 +167,32 @@ TEST_F(MergeNoSteps, StepsGivenExplicitlyOrderTheInputs) {
   EXPECT_EQ(load_checkpoint(out).meta.step, 300);
 }
 
+// transformers loads weights in the dtype config.json names: a bf16 merge under the input's
+// "torch_dtype": "float32" would load as float32. The safetensors header (read here as bytes and
+// JSON, without wsm) says BF16, and config.json says bfloat16 under both names.
+TEST_F(MergeHf, DtypeBf16DirectoryConfigSaysBfloat16) {
+  const auto out = dir_ / "bf16";
+  const auto r = run_wsm("merge --shape linear --dtype bf16 --out " + q(out) + " " + glob());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  std::ifstream config_file(out / "config.json");
+  const auto config = nlohmann::json::parse(config_file);
+  EXPECT_EQ(config.at("torch_dtype"), "bfloat16");
+  EXPECT_EQ(config.at("dtype"), "bfloat16");
+  EXPECT_EQ(config.at("model_type"), "llama");  // the rest as the newest input's
+  std::ifstream index_file(out / "model.safetensors.index.json");
+  const auto index = nlohmann::json::parse(index_file);
+  const std::string shard = index.at("weight_map").at("model.layers.0.mlp.weight");
+  std::ifstream st(out / shard, std::ios::binary);
+  std::uint64_t n = 0;
+  st.read(reinterpret_cast<char*>(&n), 8);
+  std::string header(n, '\0');
+  st.read(header.data(), std::streamsize(n));
+  EXPECT_EQ(nlohmann::json::parse(header).at("model.layers.0.mlp.weight").at("dtype"), "BF16");
+  // The inputs' own config is left as it was.
+  std::ifstream input_config(dir_ / "out" / "checkpoint-1500" / "config.json");
+  EXPECT_EQ(nlohmann::json::parse(input_config).at("torch_dtype"), "float32");
+}
+
 TEST_F(MergeHf, TorchSaveInputIsNamed) {
   const auto ckpt = dir_ / "out" / "checkpoint-500";
   ASSERT_EQ(test::write_torch_files({ckpt}), 0)
@@ -173,7 +201,16 @@ TEST_F(MergeHf, TorchSaveInputIsNamed) {
                          q(dir_ / "out" / "checkpoint-1000"));
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.err.find("torch.save zip archive"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("python -m wsm_client.convert_torch"), std::string::npos) << r.err;
+  // The module the message names is one the Python client ships, with a command line of its own.
+  const auto named = r.err.find("python -m wsm_client.");
+  ASSERT_NE(named, std::string::npos) << r.err;
+  const auto start = named + std::strlen("python -m wsm_client.");
+  const std::string module = r.err.substr(start, r.err.find(' ', start) - start);
+  const fs::path source = fs::path(WSM_SOURCE_DIR) / "protocol/python/wsm_client" / (module + ".py");
+  ASSERT_TRUE(fs::exists(source)) << "the error names wsm_client." << module << ", which does not exist: " << r.err;
+  std::ifstream in(source);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("if __name__ == \"__main__\""), std::string::npos) << module << " has no command line";
   // The folder holding those files merges as before: its model.safetensors is the model.
   EXPECT_EQ(run_wsm("merge --shape 1-sqrt --out " + q(dir_ / "ok.safetensors") + " " + glob()).rc, 0);
 }

@@ -36,18 +36,6 @@ nlohmann::json read_index(const fs::path& out) {
   return nlohmann::json::parse(in, nullptr, false);
 }
 
-bool stop_daemon(pid_t pid) {
-  ::kill(pid, SIGTERM);
-  int status = 0;
-  for (int i = 0; i < 300; ++i) {
-    if (::waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, &status, 0);
-  return false;
-}
-
 void send_steps(const std::string& endpoint, const std::string& run, std::int64_t from, std::int64_t to) {
   ClientOptions co;
   co.endpoint = endpoint;
@@ -68,7 +56,7 @@ class ServeEval : public ::testing::Test {
     endpoint_ = test::free_loopback_endpoint();
   }
   void TearDown() override {
-    if (pid_ > 0) stop_daemon(pid_);
+    if (pid_ > 0) test::stop_wsm_serve(pid_);
   }
   fs::path dir_;
   std::string endpoint_;
@@ -189,7 +177,7 @@ TEST_F(ServeEval, OutputsAndRawCheckpointsAreScored) {
   EXPECT_EQ(curves["linear_w200"]["scored"], 4) << rj.out;  // steps 300..600
   EXPECT_EQ(curves["cosine_w200"]["failed"], 4);
   EXPECT_EQ(curves["raw"]["scored"], 4);
-  EXPECT_TRUE(stop_daemon(pid_));
+  EXPECT_TRUE(test::stop_wsm_serve(pid_));
   pid_ = -1;
 }
 
@@ -209,7 +197,7 @@ TEST_F(ServeEval, SlowEvaluationDoesNotBlockIngest) {
   ASSERT_EQ(st.rc, 0) << st.err;
   EXPECT_EQ(nlohmann::json::parse(st.out)["checkpoints_received"], "8");
   EXPECT_GT(nlohmann::json::parse(st.out).value("evals_pending", 0), 0) << st.out;
-  EXPECT_TRUE(stop_daemon(pid_));  // within 15 s: the running evaluation finishes, the queue is dropped
+  EXPECT_TRUE(test::stop_wsm_serve(pid_));  // within 15 s: the running evaluation finishes, the queue is dropped
   pid_ = -1;
   EXPECT_NE(test::slurp(dir_ / "serve.log").find("queued evaluations dropped"), std::string::npos);
 }

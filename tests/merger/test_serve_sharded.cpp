@@ -79,6 +79,8 @@ void send_share(MergerClient& client, int rank, std::int64_t step) {
   client.send_checkpoint(step, step * 1000, 1e-3, views);
 }
 
+const std::string kHfConfig = R"({"model_type": "gpt2", "n_layer": 1, "torch_dtype": "bfloat16"})";
+
 ClientOptions rank_options(const std::string& endpoint, int rank) {
   ClientOptions co;
   co.endpoint = endpoint;
@@ -87,6 +89,7 @@ ClientOptions rank_options(const std::string& endpoint, int rank) {
   co.world_size = 4;
   co.local_world_size = 2;
   co.chunk_bytes = 24;  // several chunks per slice, not aligned to rows
+  co.metadata = {{"hf.config", kHfConfig}};  // as wsm_client.hf sends it: every part carries it
   return co;
 }
 
@@ -219,6 +222,13 @@ TEST(ServeSharded, TwoDaemonsFourRanksMatchTheWholeTensorReference) {
     ASSERT_EQ(converted.rc, 0) << converted.err;
   }
   EXPECT_TRUE(std::filesystem::exists(hf_sharded / "model.safetensors.index.json"));
+  // config.json from the parts' hf.config, its dtype the one written (f32), not the one sent.
+  nlohmann::json config = nlohmann::json::parse(test::slurp(hf_sharded / "config.json"));
+  nlohmann::json expected = nlohmann::json::parse(kHfConfig);
+  expected["torch_dtype"] = "float32";
+  expected["dtype"] = "float32";
+  EXPECT_EQ(config, expected);
+  EXPECT_FALSE(std::filesystem::exists(hf_offline / "config.json"));  // no hf.config, no template: none
   const auto from_parts = tensor_bytes(hf_sharded), offline = tensor_bytes(hf_offline);
   ASSERT_EQ(from_parts.size(), offline.size());
   for (const auto& [name, bytes] : offline) EXPECT_EQ(from_parts.at(name), bytes) << name;
@@ -227,6 +237,29 @@ TEST(ServeSharded, TwoDaemonsFourRanksMatchTheWholeTensorReference) {
   const auto inspect = test::run_wsm("inspect '" + last["path"].get<std::string>() + "' --json");
   ASSERT_EQ(inspect.rc, 0) << inspect.err;
   EXPECT_EQ(nlohmann::json::parse(inspect.out)["format"], "multi-part");
+}
+
+// --format hf cannot apply to a sharded run (each daemon writes its node's part): its ranks are
+// refused at hello with a message naming `wsm convert`, rather than the format being ignored.
+TEST(ServeSharded, FormatHfRefusesAShardedRunNamingConvert) {
+  const auto root = test::temp_dir("sharded-hf");
+  auto o = test::server_options(root / "merged", "linear:300", 200);
+  o.core.output.format = merger::OutputFormat::hf;
+  test::ServerThread a(o);
+  auto co = rank_options(a.endpoint(), 0);
+  co.policy = OutagePolicy::fail_fast;
+  MergerClient client(co);
+  std::string error;
+  try {
+    send_share(client, 0, 100);
+    client.flush();
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  EXPECT_NE(error.find("is sharded"), std::string::npos) << error;
+  EXPECT_NE(error.find("wsm convert"), std::string::npos) << error;
+  EXPECT_EQ(client.stats().checkpoints_acked, 0u);
+  std::filesystem::remove_all(root);
 }
 
 TEST(ServeSharded, DaemonRestartedWhileRanksSendResumesFromTheResend) {

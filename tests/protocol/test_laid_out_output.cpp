@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "wsm/formats/checkpoint.h"
 #include "wsm/formats/hf_directory.h"
@@ -119,7 +120,12 @@ TEST(HfDirectory, CopiesConfigAndTokenizerFilesNotWeightsOrTrainerState) {
   auto w = create_hf_directory(dir / "out", c.meta, infos(c), tmpl, 200);
   for (const auto& t : c.tensors) w->write(t.info.name, 0, t.data);
   w->commit();
-  for (const auto& n : side) EXPECT_EQ(slurp(dir / "out" / n), slurp(tmpl / n)) << n;
+  for (const auto& n : side)
+    if (n != "config.json") EXPECT_EQ(slurp(dir / "out" / n), slurp(tmpl / n)) << n;
+  // config.json: the template's keys, its dtype the one most float bytes have (f32: 105 elements,
+  // beside 1 f16, 0 bf16 and 17 f64), under transformers 4's and 5's names.
+  EXPECT_EQ(nlohmann::json::parse(slurp(dir / "out" / "config.json")),
+            nlohmann::json::parse(R"({"file": "config.json", "torch_dtype": "float32", "dtype": "float32"})"));
   for (const auto& n : {"optimizer.pt", "trainer_state.json", "rng_state.pth", "notes.py", "model.safetensors"})
     EXPECT_FALSE(std::filesystem::exists(dir / "out" / n)) << n;
   EXPECT_TRUE(std::filesystem::exists(dir / "out" / "model-00001-of-00003.safetensors") ||
@@ -130,6 +136,36 @@ TEST(HfDirectory, CopiesConfigAndTokenizerFilesNotWeightsOrTrainerState) {
   std::filesystem::remove(tmpl / "config.json");
   EXPECT_THROW(create_hf_directory(dir / "out2", c.meta, infos(c), tmpl), Error);
   EXPECT_FALSE(std::filesystem::exists(dir / "out2"));
+}
+
+// No template: config.json from the metadata's "hf.config" (the key order kept, the dtype set to
+// the one written: bf16 here although the sender said float32); no hf.config, no config.json.
+TEST(HfDirectory, ConfigFromMetadataWithTheWrittenDtype) {
+  TempDir dir;
+  Checkpoint c;
+  c.meta.step = 7;
+  c.meta.extra[kHfConfigKey] = R"({"model_type": "gpt2", "torch_dtype": "float32", "n_embd": 4})";
+  c.tensors.push_back({{"w", DType::bf16, {4}}, std::vector<std::byte>(8)});
+  c.tensors.push_back({{"step", DType::i64, {1}}, std::vector<std::byte>(8)});
+  auto w = create_hf_directory(dir / "out", c.meta, infos(c), {}, 1000);
+  for (const auto& t : c.tensors) w->write(t.info.name, 0, t.data);
+  w->commit();
+  const auto config = nlohmann::ordered_json::parse(slurp(dir / "out" / "config.json"));
+  EXPECT_EQ(config.dump(), R"({"model_type":"gpt2","torch_dtype":"bfloat16","n_embd":4,"dtype":"bfloat16"})");
+  EXPECT_FALSE(std::filesystem::exists(dir / "out" / "tokenizer.json"));
+
+  c.meta.extra.clear();
+  auto plain = create_hf_directory(dir / "plain", c.meta, infos(c), {}, 1000);
+  for (const auto& t : c.tensors) plain->write(t.info.name, 0, t.data);
+  plain->commit();
+  EXPECT_FALSE(std::filesystem::exists(dir / "plain" / "config.json"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "plain" / "model.safetensors.index.json"));
+
+  c.meta.extra[kHfConfigKey] = "not json";
+  auto bad = create_hf_directory(dir / "bad", c.meta, infos(c), {}, 1000);
+  for (const auto& t : c.tensors) bad->write(t.info.name, 0, t.data);
+  EXPECT_THROW(bad->commit(), Error);
+  EXPECT_FALSE(std::filesystem::exists(dir / "bad"));
 }
 
 }  // namespace

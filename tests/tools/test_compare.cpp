@@ -181,7 +181,8 @@ TEST(CompareSweep, EvalCommandFindsTheKnownBestMerge) {
   const auto& best = doc.at("summary").at(0);
   EXPECT_NEAR(best.at("score").get<double>(), 0.0, 1e-5);
   EXPECT_EQ(fs::path(best.at("path").get<std::string>()).filename(), "linear_w400.safetensors");
-  EXPECT_NE(test::slurp(root / "out" / "report.md").find("The best model is wsm linear over 400 steps"), std::string::npos);
+  EXPECT_NE(test::slurp(root / "out" / "report.md").find("The best merge is the linear merge over 400 steps (4 checkpoints)"),
+            std::string::npos);
 
   // --keep best: the other merged models are deleted once scored.
   const auto k = run_wsm("compare sweep --shapes linear,1-sqrt --windows 200,400 --keep best --eval-cmd '" +

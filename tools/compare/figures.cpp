@@ -18,7 +18,7 @@ namespace fs = std::filesystem;
 namespace {
 
 using Figures = std::vector<std::pair<std::string, std::string>>;
-constexpr int kGrey = 6;  // palette index of the trunk / raw series
+constexpr int kGrey = kRawColour;  // the trunk / raw series
 
 void save(Figures& out, const fs::path& dir, const std::string& stem, const std::string& caption, const std::string& title,
           const std::string& xlabel, const std::string& ylabel, const std::vector<Series>& series,
@@ -34,8 +34,21 @@ std::vector<std::string> shapes_of(const std::vector<ScoredModel>& rows, Method 
   return shapes;
 }
 
-int colour_for(const std::vector<std::string>& shapes, const std::string& shape) {
-  return int(std::find(shapes.begin(), shapes.end(), shape) - shapes.begin());
+// The shape's colour, the same in every picture (tools/plot.h).
+int colour_for(const std::vector<std::string>& /*shapes*/, const std::string& shape) { return shape_colour(shape); }
+
+std::string spec_name(const ScoredModel& m) { return m.shape + (m.floor > 0 ? fmt::format(" floor {}", m.floor) : ""); }
+
+// The baselines in the order given, each with its colour.
+std::vector<std::pair<const ScoredModel*, int>> scored_baselines(const std::vector<ScoredModel>& rows) {
+  std::vector<std::pair<const ScoredModel*, int>> out;
+  std::size_t k = 0;
+  for (const auto& m : rows)
+    if (m.method == Method::baseline) {
+      if (m.score && std::isfinite(*m.score)) out.emplace_back(&m, baseline_colour(k));
+      ++k;
+    }
+  return out;
 }
 
 void add_point(Series& s, const ScoredModel& m) {
@@ -135,7 +148,7 @@ void weights_picture(Figures& out, const CompareReport& r, const fs::path& dir, 
   std::vector<Series> series;
   for (const auto& m : r.rows) {
     if (m.method != Method::wsm || m.interval || m.window != window || m.seed != seed) continue;
-    Series s{m.shape + (m.floor > 0 ? fmt::format(" floor {}", m.floor) : ""), {}, m.weights, Mark::line_points};
+    Series s{spec_name(m), {}, m.weights, Mark::line_points, {}, shape_colour(m.shape)};
     for (auto step : m.sources) s.xs.push_back(double(step));
     series.push_back(std::move(s));
   }
@@ -174,22 +187,56 @@ void score_vs_window(Figures& out, const CompareReport& r, const fs::path& dir) 
   double lo = 1e300, hi = -1e300;
   std::optional<double> raw;
   for (const auto& m : r.rows) {
-    if (!m.score) continue;
+    if (!m.score || !std::isfinite(*m.score)) continue;  // failed evaluations are not drawn
     if (m.method == Method::raw) raw = *m.score;
     if (m.method != Method::wsm) continue;
-    const std::string name = m.shape + (m.floor > 0 ? fmt::format(" floor {}", m.floor) : "");
-    auto& s = by_shape[name];
-    s.name = name, s.mark = Mark::line_points;
+    auto& s = by_shape[spec_name(m)];
+    s.name = spec_name(m), s.mark = Mark::line_points, s.colour = shape_colour(m.shape);
     s.xs.push_back(double(m.window)), s.ys.push_back(*m.score);
     lo = std::min(lo, double(m.window)), hi = std::max(hi, double(m.window));
   }
   std::vector<Series> series;
   for (auto& [name, s] : by_shape) series.push_back(std::move(s));
-  if (raw && lo <= hi) series.push_back({"newest raw checkpoint", {lo, hi}, {*raw, *raw}, Mark::line, {}, kGrey});
-  if (series.empty()) return;
-  save(out, dir, "score_vs_window", "Score of each merged model against its merge window, per shape; the newest raw checkpoint for reference.",
+  if (lo > hi) return;
+  if (raw) series.push_back({"newest raw checkpoint", {lo, hi}, {*raw, *raw}, Mark::line, {}, kGrey});
+  for (const auto& [b, colour] : scored_baselines(r.rows))
+    series.push_back({"baseline " + b->name, {lo, hi}, {*b->score, *b->score}, Mark::line, {}, colour});
+  save(out, dir, "score_vs_window",
+       "Score of each merged model against its merge window, per shape; the newest raw checkpoint and each baseline "
+       "(horizontal lines) for reference.",
        "Score against merge window", "merge window (steps)", r.order == ScoreOrder::lower_is_better ? "score (lower is better)" : "score (higher is better)",
        series);
+}
+
+// Each merge's score minus each baseline's, per shape against the window, with the noise margin as
+// error bars when the evaluator reports one; zero is "as good as the baseline".
+void merge_minus_baseline(Figures& out, const CompareReport& r, const fs::path& dir) {
+  const auto comparisons = baseline_comparisons(r.rows, r.order);
+  if (comparisons.empty()) return;
+  std::map<std::pair<std::string, std::string>, Series> by;  // (baseline, shape)
+  double lo = 1e300, hi = -1e300;
+  for (const auto& c : comparisons) {
+    auto& s = by[{c.baseline->name, spec_name(*c.merge)}];
+    s.name = spec_name(*c.merge) + " - " + c.baseline->name, s.mark = Mark::line_points, s.colour = shape_colour(c.merge->shape);
+    s.xs.push_back(double(c.merge->window)), s.ys.push_back(c.difference), s.yerr.push_back(c.margin.value_or(std::nan("")));
+    lo = std::min(lo, double(c.merge->window)), hi = std::max(hi, double(c.merge->window));
+  }
+  std::vector<Series> series;
+  for (auto& [key, s] : by) {
+    std::vector<std::size_t> order(s.xs.size());  // by window, for the line
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](auto a, auto b) { return s.xs[a] < s.xs[b]; });
+    Series sorted{s.name, {}, {}, s.mark, {}, s.colour};
+    for (auto i : order) sorted.xs.push_back(s.xs[i]), sorted.ys.push_back(s.ys[i]), sorted.yerr.push_back(s.yerr[i]);
+    series.push_back(std::move(sorted));
+  }
+  const auto baselines = scored_baselines(r.rows);
+  series.push_back({"as good as the baseline", {lo, hi}, {0, 0}, Mark::line, {}, baselines.front().second});
+  save(out, dir, "merge_minus_baseline",
+       std::string("Each merge's score minus each baseline's, per shape against the merge window (") +
+           (r.order == ScoreOrder::lower_is_better ? "below zero: the merge is better" : "above zero: the merge is better") +
+           "); error bars: 2 combined standard errors when the evaluator reports them.",
+       "Merges against the baselines", "merge window (steps)", "score difference to the baseline", series);
 }
 
 }  // namespace
@@ -212,6 +259,7 @@ Figures draw_figures(const CompareReport& r, const fs::path& dir) {
     for (auto d : durations) granularity_picture(out, dir, granularity, d);
   } else {
     score_vs_window(out, r, dir);
+    merge_minus_baseline(out, r, dir);
     std::int64_t longest = 0;
     for (const auto& m : r.rows)
       if (m.method == Method::wsm) longest = std::max(longest, m.window);

@@ -61,26 +61,77 @@ std::string study_markdown(const CompareReport& r, const std::vector<StudyCell>&
   return md;
 }
 
-std::string sweep_markdown(const CompareReport& r, const std::vector<const ScoredModel*>& ranked) {
-  std::string md = "## Question\n\nWhich merge of these constant-LR checkpoints scores best, by shape and window? Scores by " +
-                   r.evaluator + std::string(r.order == ScoreOrder::lower_is_better ? " (lower is better)" : " (higher is better)") +
-                   ".\n\n## Ranking\n\n| rank | method | shape | floor | window (steps) | checkpoints | score | file |\n|---|---|---|---|---|---|---|---|\n";
+std::string score_text(const ScoredModel& m) {
+  return m.noise ? fmt::format("{:.6g} ± {:.2g}", *m.score, *m.noise) : fmt::format("{:.6g}", *m.score);
+}
+
+std::string ranking_markdown(const std::vector<const ScoredModel*>& ranked) {
+  std::string md = "| rank | method | shape | floor | window (steps) | checkpoints | score | model |\n|---|---|---|---|---|---|---|---|\n";
   for (std::size_t i = 0; i < ranked.size(); ++i) {
     const auto& m = *ranked[i];
-    md += fmt::format("| {} | {} | {} | {} | {} | {} | {:.6g} | {} |\n", i + 1, method_name(m.method), m.shape, m.floor,
-                      m.window, m.method == Method::wsm ? m.sources.size() : 1, *m.score, m.path.filename().string());
+    const bool merge = m.method == Method::wsm;
+    md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} |\n", i + 1,
+                      m.method == Method::baseline ? "baseline " + m.name : std::string(method_name(m.method)), m.shape,
+                      merge ? fmt::format("{}", m.floor) : "", merge ? std::to_string(m.window) : "",
+                      merge ? m.sources.size() : 1, score_text(m), m.path.filename().string());
   }
-  md += "\n## Verdict\n\n";
-  if (ranked.empty()) md += "No model was scored.\n";
-  else {
-    const auto& best = *ranked.front();
-    const auto raw = std::find_if(ranked.begin(), ranked.end(), [](auto* m) { return m->method == Method::raw; });
-    md += fmt::format("The best model is {} {} over {} steps ({:.6g})", method_name(best.method), best.shape, best.window,
-                      *best.score);
-    if (raw != ranked.end() && *raw != &best)
-      md += fmt::format(", {:+.6g} against the newest raw checkpoint ({:.6g})", *best.score - *(*raw)->score, *(*raw)->score);
-    md += ".\n";
+  return md;
+}
+
+std::string verdict_markdown(const CompareReport& r, const std::vector<const ScoredModel*>& ranked) {
+  std::size_t failed = 0, merges = 0;
+  for (const auto& m : r.rows) failed += !m.error.empty(), merges += m.method == Method::wsm;
+  if (ranked.empty())
+    return fmt::format("No model was scored: the evaluation failed for {} of {} models (see Errors), so nothing is "
+                       "ranked and no model is named. Fix the eval command and run the same command again: what was "
+                       "merged is kept.\n",
+                       failed, r.rows.size());
+  const auto best = std::find_if(ranked.begin(), ranked.end(), [](auto* m) { return m->method == Method::wsm; });
+  if (best == ranked.end())
+    return merges == 0 ? "No merge was made (no window holds two checkpoints), so no merge is named.\n"
+                       : fmt::format("No merge was scored ({} of {} merges failed, see Errors), so no merge is named; "
+                                     "the other models' scores are above.\n", merges, merges);
+  std::string md = fmt::format("The best merge is the {} ({}).", model_words(**best), score_text(**best));
+  const auto raw = std::find_if(ranked.begin(), ranked.end(), [](auto* m) { return m->method == Method::raw; });
+  if (raw != ranked.end())
+    md += fmt::format(" Against {}: {:+.6g}.", model_words(**raw), *(*best)->score - *(*raw)->score);
+  if (ranked.front() != *best)
+    md += fmt::format(" The best model overall is {} ({}), not a merge.", model_words(*ranked.front()), score_text(*ranked.front()));
+  if (failed) md += fmt::format(" {} model(s) could not be scored and are not ranked (see Errors).", failed);
+  return md + "\n";
+}
+
+std::string baselines_markdown(const std::vector<BaselineComparison>& comparisons, bool noise_given) {
+  if (comparisons.empty()) return {};
+  std::string md = "\n## Against the baselines\n\nEach merge's score minus each baseline's. ";
+  md += noise_given ? "\"equal within noise\" means the difference is within 2 combined standard errors of the two scores "
+                      "(the margin, from the evaluator's noise key).\n\n"
+                    : "The evaluator reports no noise estimate (give --noise-key), so any difference counts: read small "
+                      "ones with care.\n\n";
+  md += "| merge | baseline | difference | margin | verdict |\n|---|---|---|---|---|\n";
+  for (const auto& c : comparisons)
+    md += fmt::format("| {} | {} | {:+.6g} | {} | {} |\n", model_words(*c.merge), c.baseline->name, c.difference,
+                      c.margin ? fmt::format("±{:.2g}", *c.margin) : "n/a", c.verdict);
+  md += "\n";
+  std::set<std::string> names;
+  for (const auto& c : comparisons) names.insert(c.baseline->name);
+  for (const auto& name : names) {  // comparisons are ordered best merge first
+    const auto c = std::find_if(comparisons.begin(), comparisons.end(), [&](const auto& x) { return x.baseline->name == name; });
+    md += fmt::format("- Against '{}': the best merge, the {}, is {} ({:+.6g}).\n", name, model_words(*c->merge), c->verdict,
+                      c->difference);
   }
+  return md;
+}
+
+std::string sweep_markdown(const CompareReport& r, const std::vector<const ScoredModel*>& ranked) {
+  std::string md = "## Question\n\nWhich merge of these constant-LR checkpoints scores best, by shape and window";
+  bool baselines = false, noise = false;
+  for (const auto& m : r.rows) baselines |= m.method == Method::baseline, noise |= m.noise.has_value();
+  md += baselines ? ", and how does it compare with the baselines? " : "? ";
+  md += "Scores by " + r.evaluator + (r.order == ScoreOrder::lower_is_better ? " (lower is better)" : " (higher is better)") +
+        "; a model whose evaluation failed is not ranked.\n\n## Ranking\n\n" + ranking_markdown(ranked);
+  md += "\n## Verdict\n\n" + verdict_markdown(r, ranked);
+  md += baselines_markdown(baseline_comparisons(r.rows, r.order), noise);
   return md;
 }
 
@@ -137,6 +188,39 @@ std::vector<StudyCell> summarize_study(const std::vector<ScoredModel>& rows, Sco
   return cells;
 }
 
+std::string model_words(const ScoredModel& m) {
+  switch (m.method) {
+    case Method::raw: return m.step ? fmt::format("newest raw checkpoint (step {})", *m.step) : "newest raw checkpoint";
+    case Method::baseline: return "baseline '" + m.name + "'";
+    case Method::wsd: return fmt::format("WSD {} decay over {} steps", m.shape, m.window);
+    case Method::wsm: break;
+  }
+  return fmt::format("{}{} merge over {} steps ({} checkpoints)", m.shape, m.floor > 0 ? fmt::format(" floor {}", m.floor) : "",
+                     m.window, m.sources.size());
+}
+
+BaselineComparison compare_with_baseline(const ScoredModel& merge, const ScoredModel& baseline, ScoreOrder order) {
+  BaselineComparison c{&merge, &baseline, *merge.score - *baseline.score, std::nullopt, {}};
+  if (merge.noise || baseline.noise)
+    c.margin = 2.0 * std::hypot(merge.noise.value_or(0.0), baseline.noise.value_or(0.0));
+  if (c.margin ? std::abs(c.difference) <= *c.margin : c.difference == 0)
+    c.verdict = c.margin ? "equal within noise" : "equal";
+  else
+    c.verdict = better(*merge.score, *baseline.score, order) ? "better" : "worse";
+  return c;
+}
+
+std::vector<BaselineComparison> baseline_comparisons(const std::vector<ScoredModel>& rows, ScoreOrder order) {
+  std::vector<BaselineComparison> out;
+  const auto ranked = rank_models(rows, order);
+  for (const ScoredModel* m : ranked) {
+    if (m->method != Method::wsm) continue;
+    for (const ScoredModel* b : ranked)
+      if (b->method == Method::baseline) out.push_back(compare_with_baseline(*m, *b, order));
+  }
+  return out;
+}
+
 std::vector<const ScoredModel*> rank_models(const std::vector<ScoredModel>& rows, ScoreOrder order) {
   std::vector<const ScoredModel*> ranked;
   for (const auto& m : rows)
@@ -148,7 +232,7 @@ std::vector<const ScoredModel*> rank_models(const std::vector<ScoredModel>& rows
 std::string write_report(const CompareReport& r, const fs::path& dir) {
   fs::create_directories(dir);
   const bool study = r.mode == Mode::study;
-  json results = json::array(), summary = json::array(), errors = json::array();
+  json results = json::array(), summary = json::array(), errors = json::array(), comparisons = json::array();
   json granularity = json::array(), phases = json::array();  // study only
   for (const auto& m : r.rows) {
     results.push_back(to_json(m));
@@ -172,6 +256,10 @@ std::string write_report(const CompareReport& r, const fs::path& dir) {
   } else {
     const auto ranked = rank_models(r.rows, r.order);
     for (std::size_t i = 0; i < ranked.size(); ++i) summary.push_back({{"rank", i + 1}, {"path", ranked[i]->path.string()}, {"score", *ranked[i]->score}});
+    for (const auto& c : baseline_comparisons(r.rows, r.order))
+      comparisons.push_back({{"merge", c.merge->path.string()}, {"shape", c.merge->shape}, {"window", c.merge->window},
+                             {"baseline", c.baseline->name}, {"difference", c.difference},
+                             {"margin", c.margin ? json(*c.margin) : json(nullptr)}, {"verdict", c.verdict}});
     body = sweep_markdown(r, ranked);
   }
   const auto pictures = draw_figures(r, dir);
@@ -183,6 +271,7 @@ std::string write_report(const CompareReport& r, const fs::path& dir) {
               {"higher_is_better", r.order == ScoreOrder::higher_is_better}, {"config", r.config},
               {"regime", regime}, {"results", results}, {"summary", summary}, {"errors", errors}};
   if (study) doc["granularity"] = granularity;
+  if (!study) doc["baseline_comparisons"] = comparisons;
   write_file_atomic(dir / "results.json", doc.dump(2));
   write_file_atomic(dir / "results.csv", results_csv(r.rows));
 

@@ -39,8 +39,27 @@ struct StudyCell {
 };
 std::vector<StudyCell> summarize_study(const std::vector<ScoredModel>& rows, ScoreOrder order);
 
-// Sweep: merged models (and the newest raw checkpoint) ranked best first.
+// Sweep: scored models (merges, the newest raw checkpoint, baselines) ranked best first; a model
+// without a finite score (its evaluation failed) is never ranked.
 std::vector<const ScoredModel*> rank_models(const std::vector<ScoredModel>& rows, ScoreOrder order);
+
+// A merge against a baseline: the score difference (merge - baseline), the noise margin (2
+// combined standard errors, when the evaluator reports them: Evaluator::noise_key) and the verdict
+// in plain words: "better", "worse", or "equal within noise" (or "equal" without a margin).
+struct BaselineComparison {
+  const ScoredModel* merge = nullptr;
+  const ScoredModel* baseline = nullptr;
+  double difference = 0;
+  std::optional<double> margin;
+  std::string verdict;
+};
+BaselineComparison compare_with_baseline(const ScoredModel& merge, const ScoredModel& baseline, ScoreOrder order);
+// Every scored merge against every scored baseline, merges best first.
+std::vector<BaselineComparison> baseline_comparisons(const std::vector<ScoredModel>& rows, ScoreOrder order);
+
+// How a ranked model reads in a sentence: "1-sqrt merge over 400 steps (5 checkpoints)",
+// "the newest raw checkpoint (step 600)", "baseline 'wsd'".
+std::string model_words(const ScoredModel& m);
 
 // The study's regime in words: tokens per parameter, and how fast the trunk still improves over
 // each duration against what the decay gains.

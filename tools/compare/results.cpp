@@ -11,13 +11,14 @@ std::string_view method_name(Method m) {
     case Method::raw: return "raw";
     case Method::wsd: return "wsd";
     case Method::wsm: return "wsm";
+    case Method::baseline: return "baseline";
   }
   return "?";
 }
 
 namespace {
 Method parse_method(const std::string& s) {
-  for (Method m : {Method::raw, Method::wsd, Method::wsm})
+  for (Method m : {Method::raw, Method::wsd, Method::wsm, Method::baseline})
     if (method_name(m) == s) return m;
   throw Error("results.json: unknown method '" + s + "'");
 }
@@ -51,6 +52,8 @@ nlohmann::json to_json(const ScoredModel& m) {
             {"final", m.final},
             {"path", m.path.string()},
             {"score", m.score ? json(*m.score) : json(nullptr)}};
+  if (m.method == Method::baseline) j["name"] = m.name;
+  if (m.noise) j["noise"] = *m.noise;
   if (m.method == Method::wsm) j["sources"] = m.sources, j["weights"] = m.weights;
   if (m.interval) j["interval"] = m.interval;
   if (!m.error.empty()) j["error"] = m.error;
@@ -68,6 +71,8 @@ ScoredModel scored_model_from_json(const nlohmann::json& j) {
   m.final = j.value("final", true);
   m.path = j.at("path").get<std::string>();
   if (!j.at("score").is_null()) m.score = j.at("score").get<double>();
+  if (j.contains("noise") && j.at("noise").is_number()) m.noise = j.at("noise").get<double>();
+  m.name = j.value("name", std::string());
   if (j.contains("sources")) m.sources = j.at("sources").get<std::vector<std::int64_t>>();
   if (j.contains("weights")) m.weights = j.at("weights").get<std::vector<double>>();
   m.interval = j.value("interval", std::int64_t(0));
@@ -76,13 +81,16 @@ ScoredModel scored_model_from_json(const nlohmann::json& j) {
 }
 
 std::string results_csv(const std::vector<ScoredModel>& rows) {
-  std::string out = "method,shape,floor,window,interval,seed,step,final,score,sources,weights,path,error\n";
+  std::string out = "method,name,shape,floor,window,interval,seed,step,final,score,noise,sources,weights,path,error
+";
+  // "{}" is fmt's shortest round-trip form: the value exactly, without float noise.
+  auto number = [](const std::optional<double>& v) { return v ? fmt::format("{}", *v) : std::string(); };
   for (const auto& m : rows)
-    out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{}\n", method_name(m.method), m.shape, m.floor, m.window,
-                       m.interval ? std::to_string(m.interval) : "", m.seed ? std::to_string(*m.seed) : "",
-                       m.step ? std::to_string(*m.step) : "",
-                       m.final ? 1 : 0, m.score ? fmt::format("{:.17g}", *m.score) : "", join(m.sources, "{}"),
-                       join(m.weights, "{:.17g}"), csv_field(m.path.string()), csv_field(m.error));
+    out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}
+", method_name(m.method), csv_field(m.name), m.shape,
+                       m.floor, m.window, m.interval ? std::to_string(m.interval) : "", m.seed ? std::to_string(*m.seed) : "",
+                       m.step ? std::to_string(*m.step) : "", m.final ? 1 : 0, number(m.score), number(m.noise),
+                       join(m.sources, "{}"), join(m.weights, "{}"), csv_field(m.path.string()), csv_field(m.error));
   return out;
 }
 

@@ -37,10 +37,11 @@ fs::path validation_path(const Evaluator& ev) {
 ModelScorer::Outcome command_outcome(const JobResult& r, const fs::path& model, const Evaluator& ev,
                                      const fs::path& log) {
   if (r.exit_code != 0)
-    return {std::nullopt, fmt::format("eval command failed for {} (exit {}): {}", model.string(), r.exit_code,
+    return {std::nullopt, std::nullopt, fmt::format("eval command failed for {} (exit {}): {}", model.string(), r.exit_code,
                                       r.last_error.empty() ? "no message" : r.last_error)};
-  if (auto score = parse_score(r.out, ev.json_key)) return {score, {}};
-  return {std::nullopt, "eval command printed no " +
+  if (auto score = parse_score(r.out, ev.json_key))
+    return {score, ev.noise_key.empty() ? std::nullopt : parse_score(r.out, ev.noise_key), {}};
+  return {std::nullopt, std::nullopt, "eval command printed no " +
                             (ev.json_key.empty() ? std::string("number") : "key '" + ev.json_key + "'") + " for " +
                             model.string() + " (log: " + log.string() + ")"};
 }
@@ -52,7 +53,7 @@ void score_builtin(std::vector<ScoredModel*>& todo, const Evaluator& ev, ScoreCa
     const auto outcome = scorer(m->path);
     if (outcome.score) {
       m->score = outcome.score;
-      cache.put(m->path, ev.describe(), *m->score);
+      cache.put(m->path, ev.describe(), {*m->score, std::nullopt});
     } else {
       m->error = outcome.error;
     }
@@ -79,7 +80,8 @@ void score_with_command(std::vector<ScoredModel*>& todo, const Evaluator& ev, Sc
       continue;
     }
     m.score = outcome.score;
-    cache.put(m.path, ev.describe(), *m.score);
+    m.noise = outcome.noise;
+    cache.put(m.path, ev.describe(), {*m.score, m.noise});
   }
 }
 
@@ -97,9 +99,9 @@ ModelScorer::Outcome ModelScorer::operator()(const fs::path& model) const {
   if (evaluator_.command.empty()) {
     try {
       return {trainer::evaluate_model(trainer::load_model(model, reference_.get()), val_text_, val_path_.string(), evaluator_.positions).loss,
-              {}};
+              std::nullopt, {}};
     } catch (const std::exception& e) {
-      return {std::nullopt, model.string() + ": " + e.what()};
+      return {std::nullopt, std::nullopt, model.string() + ": " + e.what()};
     }
   }
   std::error_code ec;
@@ -112,7 +114,9 @@ ModelScorer::Outcome ModelScorer::operator()(const fs::path& model) const {
 }
 
 std::string Evaluator::describe() const {
-  if (!command.empty()) return command + (json_key.empty() ? "" : " [key " + json_key + "]");
+  if (!command.empty())
+    return command + (json_key.empty() ? "" : " [key " + json_key + "]") +
+           (noise_key.empty() ? "" : " [noise " + noise_key + "]");
   return fmt::format("wsm eval ({} positions of {})", positions, val.empty() ? "the Austen validation text" : val.string());
 }
 
@@ -121,25 +125,33 @@ ScoreCache::ScoreCache(fs::path file) : file_(std::move(file)) {
   try {
     std::ifstream in(file_);
     const auto j = nlohmann::json::parse(in);
-    for (const auto& e : j.at("scores")) scores_[e.at("key").get<std::string>()] = e.at("score").get<double>();
+    for (const auto& e : j.at("scores")) {
+      CachedScore c{e.at("score").get<double>(), std::nullopt};
+      if (e.contains("noise") && e.at("noise").is_number()) c.noise = e.at("noise").get<double>();
+      scores_[e.at("key").get<std::string>()] = c;
+    }
   } catch (const std::exception& e) {
     throw Error(file_.string() + ": unreadable score cache (" + e.what() + "); delete it to score again");
   }
 }
 
-std::optional<double> ScoreCache::find(const fs::path& model, const std::string& evaluator) const {
+std::optional<CachedScore> ScoreCache::find(const fs::path& model, const std::string& evaluator) const {
   const auto it = scores_.find(cache_key(model, evaluator));
   if (it == scores_.end()) return std::nullopt;
   return it->second;
 }
 
-void ScoreCache::put(const fs::path& model, const std::string& evaluator, double score) {
+void ScoreCache::put(const fs::path& model, const std::string& evaluator, CachedScore score) {
   scores_[cache_key(model, evaluator)] = score;
 }
 
 void ScoreCache::save() const {
   nlohmann::json j = {{"scores", nlohmann::json::array()}};
-  for (const auto& [key, score] : scores_) j["scores"].push_back({{"key", key}, {"score", score}});
+  for (const auto& [key, c] : scores_) {
+    nlohmann::json e = {{"key", key}, {"score", c.score}};
+    if (c.noise) e["noise"] = *c.noise;
+    j["scores"].push_back(std::move(e));
+  }
   write_file_atomic(file_, j.dump(1));
 }
 
@@ -169,7 +181,7 @@ void score_models(std::vector<ScoredModel>& rows, const Evaluator& ev, ScoreCach
   for (auto& m : rows) {
     if (m.score) continue;
     m.error.clear();
-    if (auto cached = cache.find(m.path, ev.describe())) m.score = cached;
+    if (auto cached = cache.find(m.path, ev.describe())) m.score = cached->score, m.noise = cached->noise;
     else todo.push_back(&m);
   }
   if (todo.empty()) return;

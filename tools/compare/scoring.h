@@ -26,6 +26,9 @@ enum class ScoreOrder { lower_is_better, higher_is_better };
 struct Evaluator {
   std::string command;                // empty: wsm's own GPT evaluator; else {path} is replaced
   std::string json_key;               // read the score from this key of a JSON object on stdout
+  // The score's standard error from this key of a JSON object on stdout (e.g. "stderr"): merges
+  // then differ from a baseline only beyond 2 combined standard errors (docs/compare.md).
+  std::string noise_key;
   std::filesystem::path val;          // built-in: validation text (empty: the Austen cache's)
   std::int64_t positions = 131072;    // built-in: positions scored
   ScoreOrder order = ScoreOrder::lower_is_better;
@@ -33,17 +36,22 @@ struct Evaluator {
   std::string describe() const;       // for reports: "wsm eval (131072 positions of val.txt)" or the command
 };
 
+struct CachedScore {
+  double score = 0;
+  std::optional<double> noise;
+};
+
 class ScoreCache {
  public:
   explicit ScoreCache(std::filesystem::path file);  // loads it when present
-  std::optional<double> find(const std::filesystem::path& model, const std::string& evaluator) const;
-  void put(const std::filesystem::path& model, const std::string& evaluator, double score);
+  std::optional<CachedScore> find(const std::filesystem::path& model, const std::string& evaluator) const;
+  void put(const std::filesystem::path& model, const std::string& evaluator, CachedScore score);
   void save() const;  // atomically
   std::filesystem::path directory() const { return file_.parent_path(); }
 
  private:
   std::filesystem::path file_;
-  std::map<std::string, double> scores_;  // key: evaluator, path, size, mtime
+  std::map<std::string, CachedScore> scores_;  // key: evaluator, path, size, mtime
 };
 
 // One model at a time, from any thread (`wsm serve --eval-cmd`, the daemon's readout): the
@@ -56,6 +64,7 @@ class ModelScorer {
   ModelScorer(Evaluator evaluator, std::filesystem::path log_dir, const std::filesystem::path& reference = {});
   struct Outcome {
     std::optional<double> score;
+    std::optional<double> noise;  // Evaluator::noise_key's value, when the command printed it
     std::string error;  // why there is no score: names the model
   };
   Outcome operator()(const std::filesystem::path& model) const;

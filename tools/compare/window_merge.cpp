@@ -1,6 +1,7 @@
 #include "tools/compare/window_merge.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 
@@ -22,11 +23,22 @@ std::vector<ScoredModel> merge_window(const std::vector<fs::path>& inputs, const
   req.input_steps = steps;
   req.specs = specs;
   req.window_steps = window;
-  for (const auto& spec : specs)
-    req.outputs.push_back(fs::absolute(out_dir / fmt::format("{}_w{}{}", merger::output_stem(spec), window, ext)));
+  for (const auto& spec : specs) {
+    std::string stem = merger::output_stem(spec);
+    if (ext.empty()) std::replace(stem.begin(), stem.end(), '.', '_');  // a directory: no dot to read as an extension
+    req.outputs.push_back(fs::absolute(out_dir / fmt::format("{}_w{}{}", stem, window, ext)));
+  }
+  // The plan (metadata only) names the sources and weights, and whether there is anything to merge.
+  merger::OfflinePlan plan = merger::plan_offline_merge(req);
+  if (plan.used.size() < 2) {
+    const auto& only = plan.inputs[plan.used.front()];
+    spdlog::warn("window {} steps holds one checkpoint ({}, step {}): that is the raw checkpoint, not a merge; not merged "
+                 "nor ranked (give windows of at least two checkpoint intervals)",
+                 window, only.path.string(), only.step.value_or(-1));
+    return {};
+  }
   const bool done = std::all_of(req.outputs.begin(), req.outputs.end(), [](const fs::path& p) { return fs::exists(p); });
-  // The plan (metadata only) names the sources and weights either way.
-  const merger::OfflinePlan plan = done ? merger::plan_offline_merge(req) : merger::run_offline_merge(req).plan;
+  if (!done) plan = merger::run_offline_merge(req).plan;
 
   std::vector<ScoredModel> rows;
   for (std::size_t o = 0; o < specs.size(); ++o) {

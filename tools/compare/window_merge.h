@@ -13,8 +13,10 @@
 namespace wsm::tools::compare {
 
 // Merges `inputs` over their last `window` steps with each spec into out_dir/<stem>_w<window><ext>
-// (ext ".h5" or ".safetensors"). Outputs already there are kept (a resumed comparison). Returns one
-// unscored row per spec with its source steps and weights. `steps`: empty, or one per input, a step
+// (ext ".h5", ".safetensors", or "" for a directory: a Hugging Face model directory when the newest
+// input is one). Outputs already there are kept (a resumed comparison). Returns one unscored row
+// per spec with its source steps and weights; none, with a warning, when the window holds a single
+// checkpoint (that is the raw checkpoint, not a merge). `steps`: empty, or one per input, a step
 // given explicitly (PATH@STEP, merger::OfflineMergeRequest::input_steps).
 std::vector<ScoredModel> merge_window(const std::vector<std::filesystem::path>& inputs,
                                       const std::vector<MergeSpec>& specs, std::int64_t window,

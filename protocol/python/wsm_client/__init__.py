@@ -8,7 +8,7 @@ what wsm writes.
 See docs/python-client.md (and docs/sharded.md for sharded jobs); the wire format is docs/protocol.md.
 """
 from .client import merge_now, message_to_dict, status
-from .convert import convert_torch_checkpoint
+from .torch_files import convert_torch_checkpoint
 from .delivery import MergerError, Policy
 from .files import CheckpointFileError, load_checkpoint, load_state_dict, read_metadata, read_provenance
 from .outputs import OutputWatcher, wait_for_output

@@ -4,9 +4,12 @@
     model.load_state_dict(sd)
 
 Formats: wsm's HDF5 (bf16 stored as raw uint16 with wsm_dtype="bf16"; names escaped with %2F/%2E/%25
-and restored here), other HDF5 files (every dataset, named by its path), safetensors, and sharded
+and restored here), other HDF5 files (every dataset, named by its path), safetensors, sharded
 safetensors (a directory, or its *.safetensors.index.json, as Hugging Face writes them:
-model-0000k-of-0000N.safetensors + model.safetensors.index.json). Values are torch tensors when torch
+model-0000k-of-0000N.safetensors + model.safetensors.index.json), and the step directories of
+sharded jobs (part-rank*.h5, multipart.py): whole tensors put together from the parts, checked for
+completeness. A single part file gives whole tensors when it holds every rank, else an error that
+names its directory (never slice-named tensors). Values are torch tensors when torch
 is importable (bf16 as torch.bfloat16), else numpy arrays (bf16 widened exactly to float32, since numpy
 has no bfloat16). Tensor order is the checkpoint's order.
 """
@@ -32,6 +35,9 @@ class CheckpointFileError(ValueError):
     """A file or directory that is not a checkpoint wsm can read, with the reason."""
 
 
+from .multipart import PART_LAYOUT_KEY, assemble, layout_of, part_files  # noqa: E402 - needs the error above
+
+
 def load_state_dict(path, framework="auto"):
     """{name: tensor} of a checkpoint file or directory. framework: "auto" (torch when importable),
     "torch" or "numpy"."""
@@ -51,11 +57,11 @@ def read_metadata(path):
     __metadata__, HDF5 root attributes, a sharded set's index metadata over its first shard's, or a
     multi-part step directory's first part (every part records the same provenance)."""
     path = pathlib.Path(path)
-    if path.is_dir():
-        parts = sorted(path.glob("part-rank*.h5")) + sorted(path.glob("part-rank*.safetensors"))
-        if parts and not any(path.glob("*.safetensors.index.json")):
-            return read_metadata(parts[0])
     kind = _kind(path)
+    if kind == "multipart":
+        meta = read_metadata(part_files(path)[0])
+        meta.pop(PART_LAYOUT_KEY, None)
+        return meta
     if kind == "sharded":
         return _sharded_metadata(path)
     if kind == "hdf5":
@@ -105,7 +111,9 @@ def _tensor(a, is_bf16, torch):
 
 
 def _kind(path):
-    """"sharded", "hdf5" or "safetensors"; a torch.save file or a missing path is an error."""
+    """"multipart", "sharded", "hdf5" or "safetensors"; a torch.save file or a missing path is an error."""
+    if path.is_dir() and part_files(path) and not any(path.glob("*.safetensors.index.json")):
+        return "multipart"
     if path.is_dir() or path.name.endswith(".safetensors.index.json"):
         return "sharded"
     if not path.is_file():
@@ -131,10 +139,21 @@ def _h5py(path):
 
 def _read(path):
     kind = _kind(path)
+    if kind == "multipart":
+        return _read_multipart(path)
     if kind == "sharded":
         return _read_sharded(path)
     if kind == "hdf5":
-        return _read_hdf5(path)
+        arrays, bf16, meta = _read_hdf5(path)
+        layout = layout_of(meta, str(path))
+        if layout is None:
+            return arrays, bf16, meta
+        held = set(layout["ranks"])
+        if held != set(range(layout["world_size"])):
+            raise CheckpointFileError(
+                f"{path}: one part of a multi-part checkpoint (ranks {','.join(map(str, sorted(held)))} of "
+                f"{layout['world_size']}); read its step directory {path.parent} for whole tensors")
+        return assemble([(path.name, arrays, bf16, meta, layout)], str(path))
     arrays, meta = read_safetensors(path)
     return arrays, {n for n, dt in meta.pop("__dtypes__").items() if dt == "BF16"}, meta
 
@@ -236,6 +255,17 @@ def _read_sharded(path):
             meta = m
     meta.update({k: v for k, v in index_meta.items() if k != "total_size"})
     return arrays, bf16, meta
+
+
+def _read_multipart(folder):
+    parts = []
+    for file in part_files(folder):
+        arrays, bf16, meta = _read_hdf5(file)
+        layout = layout_of(meta, str(file))
+        if layout is None:
+            raise CheckpointFileError(f"{file}: not a part of a multi-part checkpoint (no {PART_LAYOUT_KEY} metadata)")
+        parts.append((file.name, arrays, bf16, meta, layout))
+    return assemble(parts, str(folder))
 
 
 _UNESCAPE = {"%25": "%", "%2F": "/", "%2E": "."}

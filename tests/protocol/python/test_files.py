@@ -4,7 +4,10 @@ torch.save files. References: the numpy arrays written, and numpy's own round-to
 import json
 import os
 import pathlib
+import re
+import stat
 import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -231,6 +234,32 @@ class TorchFiles(unittest.TestCase):
                          ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"])
         got = wsm_client.load_state_dict(self.dir)
         self.assertEqual(list(got), list(sd))
+        for k, v in sd.items():
+            self.assertTrue(torch.equal(got[k], v), k)
+
+    def test_the_command_wsm_names_converts_the_file(self):
+        """wsm refuses a torch.save file with a command; that command works as printed (it once named a
+        module that does not exist), writes an ordinary 0644 file, and warns of nothing."""
+        sd = {"w": torch.randn(4, 3), "n": torch.tensor([5])}
+        pt = self.dir / "ckpt.pt"
+        torch.save(sd, pt)
+        r = subprocess.run([WSM_BIN, "inspect", str(pt)], capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(r.returncode, 0)
+        m = re.search(r"python (-m \S+) (\S+) (\S+)$", r.stderr.strip())
+        self.assertIsNotNone(m, r.stderr)
+        self.assertEqual((m.group(2), m.group(3)), (str(pt), str(self.dir / "ckpt.safetensors")))
+        old_umask = os.umask(0o022)
+        try:
+            run = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", *m.group(1).split(), m.group(2),
+                                  m.group(3)], capture_output=True, text=True, timeout=120)
+        finally:
+            os.umask(old_umask)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertNotIn("Warning", run.stderr)
+        out = pathlib.Path(m.group(3))
+        self.assertEqual(stat.S_IMODE(out.stat().st_mode), 0o644)
+        got = wsm_client.load_state_dict(out)
+        self.assertEqual(list(got), ["w", "n"])
         for k, v in sd.items():
             self.assertTrue(torch.equal(got[k], v), k)
 

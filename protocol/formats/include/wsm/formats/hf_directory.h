@@ -7,8 +7,11 @@
 // (`wsm serve --format hf --hf-template DIR`).
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "wsm/formats/checkpoint.h"
@@ -38,8 +41,27 @@ void check_hf_template(const std::filesystem::path& dir);
 // that failed.
 void copy_hf_side_files(const std::filesystem::path& from, const std::filesystem::path& to);
 
+// The metadata key under which clients send a model's Hugging Face config.json as text
+// (`MergerClient(metadata={"hf.config": model.config.to_json_string()})`).
+inline constexpr const char* kHfConfigKey = "hf.config";
+
+// transformers' name of a dtype ("float32", "bfloat16", "float16", "float64"); empty for others.
+std::string_view hf_dtype_name(DType t);
+
+// The dtype a model directory's config.json should name: that of most floating-point bytes.
+std::optional<DType> dominant_float_dtype(const std::vector<TensorInfo>& tensors);
+
+// Makes `dir` (a model directory being written) loadable with from_pretrained: the side files of
+// `hf_template` when one is given, else a config.json from the metadata's kHfConfigKey when there
+// is one; then config.json's "torch_dtype" and "dtype" set to the written dtype (transformers loads
+// weights in the dtype the config names: a bf16 merge under a float32 config loads as float32).
+// Returns false when `dir` ends up with no config.json.
+bool write_hf_side_files(const std::filesystem::path& dir, const std::filesystem::path& hf_template,
+                         const std::map<std::string, std::string>& metadata, const std::vector<TensorInfo>& tensors);
+
 // A Hugging Face model directory written atomically at `dir` (the same writer as any sharded set,
-// create_checkpoint with shard_bytes and hf_template).
+// create_checkpoint with shard_bytes and hf_template). Any sharded set whose metadata holds
+// kHfConfigKey is one too (config.json from it when no template gives one): write_hf_side_files.
 std::unique_ptr<CheckpointWriter> create_hf_directory(const std::filesystem::path& dir, const CheckpointMeta& meta,
                                                       const std::vector<TensorInfo>& tensors,
                                                       const std::filesystem::path& hf_template,
