@@ -1,4 +1,4 @@
-#include "tests/tests/merger/merge_memory_reader.h"
+#include "tests/merger/merge_memory_reader.h"
 
 #include <cstring>
 

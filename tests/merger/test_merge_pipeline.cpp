@@ -15,7 +15,7 @@
 #include <thread>
 
 #include "../kernels/merge_reference.h"
-#include "tests/tests/merger/merge_memory_reader.h"
+#include "tests/merger/merge_memory_reader.h"
 #include "wsm/core/error.h"
 #include "wsm/merger/merge_engine.h"
 

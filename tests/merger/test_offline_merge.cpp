@@ -14,7 +14,7 @@
 
 #include "../kernels/merge_reference.h"
 #include "wsm/merger/merge_engine.h"
-#include "tests/tests/merger/merge_memory_reader.h"
+#include "tests/merger/merge_memory_reader.h"
 #include "wsm/merger/offline_merge.h"
 #include "wsm/core/error.h"
 
