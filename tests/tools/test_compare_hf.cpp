@@ -36,7 +36,13 @@ fs::path temp_dir(const std::string& name) {
   return d;
 }
 
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+// Appended, not "'" + ...: GCC 12 warns -Wrestrict (a false positive) on the literal + string form.
+std::string q(const fs::path& p) {
+  std::string quoted(1, '\'');
+  quoted += p.string();
+  quoted += '\'';
+  return quoted;
+}
 
 Tensor filled(float value) {
   Tensor t{{"model.embed_tokens.weight", DType::f32, {2, 2}}, std::vector<std::byte>(16)};
