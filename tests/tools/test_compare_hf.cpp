@@ -203,7 +203,9 @@ TEST(CompareSweepHf, EveryModelIsADirectoryAndBaselinesGetVerdicts) {
     const json& m = doc.at("results").at(rows++);
     EXPECT_EQ(f[col("method")], m.at("method").get<std::string>());
     expect_shortest(f[col("score")], m.at("score").get<double>());
-    if (m.at("method") == "baseline") EXPECT_EQ(f[col("name")], m.at("name").get<std::string>());
+    if (m.at("method") == "baseline") {
+      EXPECT_EQ(f[col("name")], m.at("name").get<std::string>());
+    }
     if (m.at("method") == "wsm") {
       const auto weights = split(f[col("weights")], ';');
       for (std::size_t j = 0; j < weights.size(); ++j) expect_shortest(weights[j], m.at("weights").at(j).get<double>());
