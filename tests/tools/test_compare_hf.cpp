@@ -112,7 +112,10 @@ void expect_shortest(const std::string& field, double v) {
 
 std::vector<std::string> split(const std::string& line, char sep) {
   std::vector<std::string> out(1);
-  for (char c : line) c == sep ? out.emplace_back() : out.back().push_back(c);
+  for (char c : line) {
+    if (c == sep) out.emplace_back();
+    else out.back().push_back(c);
+  }
   return out;
 }
 
