@@ -217,10 +217,12 @@ def test_hf_directories():
         wm = json.load(f)["weight_map"]
     check(len(expected) == n and all(wm[t] == shards[k] for k, part in enumerate(expected) for t in part),
           "tensors placed in shards of at most --shard-size 1MB, in order, as Hugging Face does")
-    for name in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                 "special_tokens_map.json"):
+    for name in ("generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         check(same_file(os.path.join(out, name), os.path.join(dirs[-1], name)),
               f"{name} copied from the newest input")
+    with open(os.path.join(out, "config.json")) as a, open(os.path.join(dirs[-1], "config.json")) as b:
+        check(json.load(a) == dict(json.load(b), torch_dtype="float32", dtype="float32"),
+              "config.json the newest input's, its dtype the one written (F32 inputs, F32 output)")
     check(not os.path.exists(os.path.join(out, "optimizer.pt")), "trainer state (optimizer.pt) not copied")
     index, got = read_dir_with_safetensors(out)
     check(set(index["weight_map"]) == set(inputs[-1]), "index weight_map names every tensor")

@@ -165,7 +165,8 @@ TEST_F(ServeReadoutHf, RawScoredAsModelDirectoriesBestNamedAndPublished) {
   const auto rep = test::run_wsm("report --json '" + out.string() + "'");
   ASSERT_EQ(rep.rc, 0) << rep.err;
   bool raw_line = false;
-  for (const auto& c : json::parse(rep.out)["curves"]) raw_line |= c["label"] == "raw" && c["scored"] == 3;
+  const json report = json::parse(rep.out);  // named: a range-for over parse(...)["curves"] dangles
+  for (const auto& c : report["curves"]) raw_line |= c["label"] == "raw" && c["scored"] == 3;
   EXPECT_TRUE(raw_line) << rep.out;
 }
 
@@ -174,9 +175,9 @@ TEST_F(ServeReadoutHf, ReportRescoreScoresWhatFailedAndRewritesTheIndex) {
   ASSERT_GT(start(out, "exit 3", false), 0);
   for (std::int64_t step = 100; step <= 400; step += 100) {
     send_step(endpoint_, step);
-    if (step >= 300)
-      ASSERT_TRUE(test::wait_for([&] { return all_evaluated(out, step, step < 400 ? 1 : 2); }, 30000))
-          << read_index(out).dump(1);
+    if (step < 300) continue;
+    ASSERT_TRUE(test::wait_for([&] { return all_evaluated(out, step, step < 400 ? 1 : 2); }, 30000))
+        << read_index(out).dump(1);
   }
   EXPECT_TRUE(test::stop_wsm_serve(pid_));
   pid_ = -1;

@@ -121,7 +121,9 @@ TEST(HfDirectory, CopiesConfigAndTokenizerFilesNotWeightsOrTrainerState) {
   for (const auto& t : c.tensors) w->write(t.info.name, 0, t.data);
   w->commit();
   for (const auto& n : side)
-    if (n != "config.json") EXPECT_EQ(slurp(dir / "out" / n), slurp(tmpl / n)) << n;
+    if (n != "config.json") {
+      EXPECT_EQ(slurp(dir / "out" / n), slurp(tmpl / n)) << n;
+    }
   // config.json: the template's keys, its dtype the one most float bytes have (f32: 105 elements,
   // beside 1 f16, 0 bf16 and 17 f64), under transformers 4's and 5's names.
   EXPECT_EQ(nlohmann::json::parse(slurp(dir / "out" / "config.json")),

@@ -36,7 +36,13 @@ fs::path temp_dir(const std::string& name) {
   return d;
 }
 
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+// Appended, not "'" + ...: GCC 12 warns -Wrestrict (a false positive) on the literal + string form.
+std::string q(const fs::path& p) {
+  std::string quoted(1, '\'');
+  quoted += p.string();
+  quoted += '\'';
+  return quoted;
+}
 
 Tensor filled(float value) {
   Tensor t{{"model.embed_tokens.weight", DType::f32, {2, 2}}, std::vector<std::byte>(16)};
@@ -106,7 +112,10 @@ void expect_shortest(const std::string& field, double v) {
 
 std::vector<std::string> split(const std::string& line, char sep) {
   std::vector<std::string> out(1);
-  for (char c : line) c == sep ? out.emplace_back() : out.back().push_back(c);
+  for (char c : line) {
+    if (c == sep) out.emplace_back();
+    else out.back().push_back(c);
+  }
   return out;
 }
 
@@ -197,7 +206,9 @@ TEST(CompareSweepHf, EveryModelIsADirectoryAndBaselinesGetVerdicts) {
     const json& m = doc.at("results").at(rows++);
     EXPECT_EQ(f[col("method")], m.at("method").get<std::string>());
     expect_shortest(f[col("score")], m.at("score").get<double>());
-    if (m.at("method") == "baseline") EXPECT_EQ(f[col("name")], m.at("name").get<std::string>());
+    if (m.at("method") == "baseline") {
+      EXPECT_EQ(f[col("name")], m.at("name").get<std::string>());
+    }
     if (m.at("method") == "wsm") {
       const auto weights = split(f[col("weights")], ';');
       for (std::size_t j = 0; j < weights.size(); ++j) expect_shortest(weights[j], m.at("weights").at(j).get<double>());

@@ -190,7 +190,7 @@ std::vector<StudyCell> summarize_study(const std::vector<ScoredModel>& rows, Sco
 
 std::string model_words(const ScoredModel& m) {
   switch (m.method) {
-    case Method::raw: return m.step ? fmt::format("newest raw checkpoint (step {})", *m.step) : "newest raw checkpoint";
+    case Method::raw: return m.step ? fmt::format("the newest raw checkpoint (step {})", *m.step) : "the newest raw checkpoint";
     case Method::baseline: return "baseline '" + m.name + "'";
     case Method::wsd: return fmt::format("WSD {} decay over {} steps", m.shape, m.window);
     case Method::wsm: break;
