@@ -81,13 +81,11 @@ ScoredModel scored_model_from_json(const nlohmann::json& j) {
 }
 
 std::string results_csv(const std::vector<ScoredModel>& rows) {
-  std::string out = "method,name,shape,floor,window,interval,seed,step,final,score,noise,sources,weights,path,error
-";
+  std::string out = "method,name,shape,floor,window,interval,seed,step,final,score,noise,sources,weights,path,error\n";
   // "{}" is fmt's shortest round-trip form: the value exactly, without float noise.
   auto number = [](const std::optional<double>& v) { return v ? fmt::format("{}", *v) : std::string(); };
   for (const auto& m : rows)
-    out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}
-", method_name(m.method), csv_field(m.name), m.shape,
+    out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", method_name(m.method), csv_field(m.name), m.shape,
                        m.floor, m.window, m.interval ? std::to_string(m.interval) : "", m.seed ? std::to_string(*m.seed) : "",
                        m.step ? std::to_string(*m.step) : "", m.final ? 1 : 0, number(m.score), number(m.noise),
                        join(m.sources, "{}"), join(m.weights, "{}"), csv_field(m.path.string()), csv_field(m.error));
