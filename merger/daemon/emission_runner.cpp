@@ -58,7 +58,9 @@ Provenance emission_provenance(const EmissionJob& job, const EmissionOutput& out
   p.dtype = output_dtype_name(job);
   p.accumulate = std::move(accumulate);
   p.method = std::move(method);
-  p.copied_from_newest = std::move(copied);
+  // A part of a sharded run names only its node's slices, and every part must carry the same
+  // provenance: the copied tensors are recorded for whole checkpoints only.
+  if (!job.part) p.copied_from_newest = std::move(copied);
   return p;
 }
 

@@ -154,10 +154,10 @@ void OutputIndex::add_raw(const nlohmann::json& record) {
   write_file_atomic(path_, index_.dump(2) + "\n");
 }
 
-void OutputIndex::append(const std::vector<nlohmann::json>& records) {
-  for (auto r : records) {
+void OutputIndex::append(std::vector<nlohmann::json>& records) {
+  for (auto& r : records) {
     if (r.contains("path") && r["path"].is_string()) r["file"] = relative_file(out_dir_, r["path"].get<std::string>());
-    index_["outputs"].push_back(std::move(r));
+    index_["outputs"].push_back(r);
   }
   write_file_atomic(path_, index_.dump(2) + "\n");
 }

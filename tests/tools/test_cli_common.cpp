@@ -74,7 +74,7 @@ TEST(CliOptions, DtypeTakesFloatDtypesOnly) {
     app.parse(std::vector<std::string>{name, "--dtype"});
     EXPECT_EQ(dtype, want) << name;
   }
-  for (const char* bad : {"i32", "float", ""}) {
+  for (const char* bad : {"i32", "int8", ""}) {
     CLI::App app;
     std::optional<DType> dtype;
     add_float_dtype_option(app, dtype, "");
