@@ -22,7 +22,8 @@ class OutputIndex {
   // record (rebuilt from the provenance each output carries); rewrites the file when
   // anything changed. Returns {added, dropped}.
   std::pair<std::size_t, std::size_t> reconcile();
-  void append(std::vector<nlohmann::json>& records);  // rewrites the file; gives each record its "file" (the feed sends them too)
+  // Rewrites the file; gives each record its "file" (the feed sends the same records).
+  void append(std::vector<nlohmann::json>& records);
   // How "best" ranks scores (lower is better unless told).
   void set_score_order(ScoreOrder order) { order_ = order; }
   // An output's evaluation (output_evaluator.h) as its record's "eval"; rewrites the file. False
