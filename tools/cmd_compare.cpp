@@ -208,7 +208,8 @@ void add_compare_command(CLI::App& app, const std::string& command_line) {
       "  wsm compare sweep --shapes linear,1-sqrt --windows 2000,4000,8000 --eval-cmd 'python eval.py {path}' \\\n"
       "                    --jobs 2 --keep best --out sweep/ ckpts/step-*.safetensors\n"
       "  wsm compare sweep --shapes linear,1-sqrt --baseline wsd=wsd-run/checkpoint-600 \\\n"
-      "                    --eval-cmd 'python tools/examples/hf_eval.py {path}' --out sweep/ run/checkpoint-*\n"
+      "                    --eval-cmd 'python tools/examples/hf_eval.py {path} --text heldout.txt' \\\n"
+      "                    --out sweep/ run/checkpoint-*\n"
       "Hugging Face checkpoint-N folders in: every model scored (merges, raw, baselines) is a model directory.");
   study->add_option("--shapes", a->shapes, "Decay shapes: linear, cosine, 1-sqrt, ...")->delimiter(',')->capture_default_str();
   sweep->add_option("--shapes", a->shapes, "Merge specs as `wsm merge --shape` takes them: linear,cosine,floor=0.1,"

@@ -206,8 +206,10 @@ class HuggingFaceTrainer(unittest.TestCase):
 
     def test_streamed_run_through_serve(self):
         out = self.dir / "served"
-        daemon = Daemon(emulate="1-sqrt:20", every=20, out=str(out),
-                        extra=("--format", "hf", "--eval-cmd", self.eval_cmd, "--score-key", "loss"))
+        # The callback sends the model's config, not its tokenizer: the eval command is told where it is.
+        eval_cmd = self.eval_cmd + " --tokenizer " + shlex.quote(str(self.dir / "tokenizer"))
+        daemon = Daemon(emulate="1-sqrt@20", every=20, out=str(out),
+                        extra=("--format", "hf", "--eval-cmd", eval_cmd, "--score-key", "loss"))
         try:
             callback = WsmCallback(daemon.endpoint, run_id="gpt", policy="wait")
             streamed = self.dir / "streamed"
