@@ -221,7 +221,11 @@ class HuggingFaceTrainer(unittest.TestCase):
             def all_scored():
                 doc = json.loads(index.read_text()) if index.exists() else {}
                 listed = doc.get("outputs", []) + doc.get("raw", [])
-                return doc.get("raw") and all("score" in o or "error" in o for o in listed)
+                # index.json keeps each score under the record's "eval" (docs/readout.md); the raw
+                # checkpoint of every output step must be listed too, not only the first ones.
+                raw_steps = {r["step"] for r in doc.get("raw", [])}
+                return (doc.get("raw") and raw_steps >= {o["step"] for o in doc.get("outputs", [])} and
+                        all("score" in o.get("eval", {}) or "error" in o.get("eval", {}) for o in listed))
 
             self.assertTrue(wait_until(all_scored, 600, interval_s=1), "".join(daemon.log))
         finally:
@@ -230,10 +234,11 @@ class HuggingFaceTrainer(unittest.TestCase):
         records = doc["outputs"]
         self.assertTrue(records)
         for raw in doc["raw"]:  # raw checkpoints scored in the outputs' form (a model directory)
-            self.assertNotIn("error", raw, raw)
-            self.assertTrue(math.isfinite(raw["score"]), raw)
+            self.assertNotIn("error", raw["eval"], raw)
+            self.assertTrue(math.isfinite(raw["eval"]["score"]), raw)
         for rec in records:
-            self.assertNotIn("error", rec, rec)
+            self.assertNotIn("error", rec.get("eval", {}), rec)
+            self.assertTrue(math.isfinite(rec["eval"]["score"]), rec)
             path = pathlib.Path(rec["path"])
             path = path if path.is_absolute() else out / path
             from_pretrained(path, self)
