@@ -25,6 +25,23 @@ constexpr std::uint64_t kBudget = 64 * kMiB;
 // and one envelope being parsed (at most a 32nd of the budget as a frame).
 constexpr std::uint64_t kOverhead = 64 * kMiB;
 
+// Under AddressSanitizer the daemon's peak memory is mostly the sanitizer's shadow and quarantine,
+// so the peak is checked in the plain build only; the sanitized build still runs the attack and
+// checks the refusals and that another peer is served.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kPeakIsMeaningful = false;
+#else
+constexpr bool kPeakIsMeaningful = true;
+#endif
+
+void expect_peak_within_budget(std::uint64_t peak) {
+  if (!kPeakIsMeaningful) {
+    std::printf("peak not checked: this is a sanitized build (the Release build checks it)\n");
+    return;
+  }
+  EXPECT_LT(peak, kBudget + kOverhead);
+}
+
 class ServeProcess {
  public:
   ServeProcess() : dir_(test::temp_dir("memory-probes")), endpoint_(test::free_loopback_endpoint()) {
@@ -115,7 +132,7 @@ TEST(ServeMemoryProbes, RepliesToAPeerThatNeverReadsAreBounded) {
   const auto peak = serve.memory("VmHWM");
   std::printf("20,000 unread replies: RSS %.1f MiB before, peak %.1f MiB (budget 64 MiB)\n", before / double(kMiB),
               peak / double(kMiB));
-  EXPECT_LT(peak, kBudget + kOverhead);
+  expect_peak_within_budget(peak);
 }
 
 TEST(ServeMemoryProbes, HellosOfAMillionTinyTensorsAreRefusedWithinTheBudget) {
@@ -137,7 +154,7 @@ TEST(ServeMemoryProbes, HellosOfAMillionTinyTensorsAreRefusedWithinTheBudget) {
   serve.settle();
   const auto peak = serve.memory("VmHWM");
   std::printf("million-tensor hellos: peak %.1f MiB (budget 64 MiB)\n", peak / double(kMiB));
-  EXPECT_LT(peak, kBudget + kOverhead);
+  expect_peak_within_budget(peak);
 }
 
 }  // namespace

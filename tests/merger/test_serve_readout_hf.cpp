@@ -181,7 +181,8 @@ TEST_F(ServeReadoutHf, ReportRescoreScoresWhatFailedAndRewritesTheIndex) {
   }
   EXPECT_TRUE(test::stop_wsm_serve(pid_));
   pid_ = -1;
-  for (const auto& r : read_index(out)["outputs"]) ASSERT_FALSE(r["eval"].contains("score")) << r.dump();
+  const json unscored = read_index(out);  // named: a range-for over read_index(...)["outputs"] dangles
+  for (const auto& r : unscored["outputs"]) ASSERT_FALSE(r["eval"].contains("score")) << r.dump();
   // Before: `wsm report` has the raw line, with its failures.
   const auto before = test::run_wsm("report --json '" + out.string() + "'");
   EXPECT_NE(before.rc, 0);  // nothing scored yet
