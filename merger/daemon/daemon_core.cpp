@@ -610,8 +610,10 @@ void MergerCore::end_session(std::map<std::string, Session>::iterator it) {
 
 void MergerCore::forget_run_if_unused(const std::string& run) {
   // A run with neither a session nor a checkpoint in the window keeps nothing here (its manifest
-  // would otherwise stay for good, one per run id a peer ever named); a sharded run's world sizes
-  // go once no rank is connected and no step is pending (a resumed job may have others).
+  // and, with CURVE, its owner would otherwise stay for good, one per run id a peer ever named); a
+  // sharded run's world sizes go once no rank is connected and no step is pending (a resumed job
+  // may have others). Its owner goes too: with nothing of the run left, the next key to say Hello
+  // starts it afresh, as after a restart.
   for (const auto& [peer, s] : sessions_)
     if (s.run_id == run) return;
   groups_.forget_if_idle(run);
@@ -624,6 +626,7 @@ void MergerCore::forget_run_if_unused(const std::string& run) {
     if (it->second) manifest_bytes_ -= metadata_bytes(*it->second);
     run_metadata_.erase(it);
   }
+  run_owners_.erase(run);
 }
 
 void MergerCore::check_run_metadata(const std::string& run, const ModelMetadata* metadata) const {

@@ -172,7 +172,8 @@ class MergerCore {
   std::map<std::string, std::int64_t> last_step_;  // per run, for emission_due
   std::map<std::string, int> queued_requests_;     // per peer, MergeRequests not yet answered
   int queued_requests_total_ = 0;
-  std::map<std::string, std::string> run_owners_;  // per run, the CURVE key of its first Hello (CURVE on)
+  // Per run with a session or checkpoints, the CURVE key of its first Hello (CURVE on).
+  std::map<std::string, std::string> run_owners_;
   bool accepting_ = true;
   Clock::time_point started_ = Clock::now();
   std::uint64_t bytes_received_ = 0, checkpoints_received_ = 0, checkpoints_rejected_ = 0, outputs_written_ = 0;

@@ -123,6 +123,7 @@ std::vector<nlohmann::json> run_emission(const EmissionJob& job, kernels::MergeB
   engine.chunk_elements = std::min<std::uint64_t>(options.chunk_elements, largest);
   engine.accumulate_f64 = options.accumulate_f64;
   const auto stats = merge_checkpoints(inputs, weights, outputs, plan, backend, engine);
+  check_stored_reads(inputs);
   commit_all(outputs);  // all outputs of the emission or none
 
   std::vector<nlohmann::json> records;

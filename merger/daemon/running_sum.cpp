@@ -81,6 +81,12 @@ class Readers {
     return *r;
   }
   CheckpointReader& open(const Entry& e) { return *(by_step_[e->step] = open_stored(e)); }
+  std::vector<const CheckpointReader*> opened() const {
+    std::vector<const CheckpointReader*> out;
+    for (const auto& [step, r] : by_step_)
+      if (r) out.push_back(r.get());
+    return out;
+  }
 
  private:
   std::map<std::int64_t, std::unique_ptr<CheckpointReader>> by_step_;
@@ -177,6 +183,7 @@ std::optional<nlohmann::json> RunningSums::run(const EmissionJob& job, const Sum
     if (update.rebuild) st.sums[ti].assign(plan.output_tensors[ti].numel(), 0.0);
     update_tensor(job, update, plan.output_tensors[ti], st.sums[ti], chunk, readers, writer.get(), b);
   }
+  check_stored_reads(readers.opened());  // throws: the state is forgotten (apply), not poisoned
   st.sum = update.next;
   if (!writer) return std::nullopt;
   writer->commit();

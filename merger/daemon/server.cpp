@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "merger/engine/stale_temporaries.h"
+#include "wsm/formats/mapped_file.h"
 #include "wsm/wire/bounded_receive.h"
 
 namespace wsm::merger {
@@ -35,6 +36,7 @@ Server::Server(ServerOptions options) : options_(std::move(options)), ctx_(1) {
   // output index is then reconciled with the outputs present, output_index.h).
   sweep_stale_temporaries(options_.core.out_dir);
   sweep_stale_temporaries(options_.core.store.store_dir);
+  guard_mapped_reads();  // a store file truncated under a read: an output error, not SIGBUS
   worker_ = std::make_unique<EmissionWorker>(kernels::make_backend(options_.backend), options_.core.out_dir,
                                              options_.runner, options_.sums);
   combine_thread_ = std::make_unique<TaskThread>();

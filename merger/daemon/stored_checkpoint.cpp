@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "wsm/formats/mapped_file.h"
+
 namespace wsm::merger {
 
 FileLease::~FileLease() {
@@ -108,6 +110,17 @@ class RamReader final : public CheckpointReader {
 std::unique_ptr<CheckpointReader> open_stored(std::shared_ptr<const StoredCheckpoint> c) {
   if (c->in_memory()) return std::make_unique<RamReader>(std::move(c));
   return open_checkpoint(c->file);
+}
+
+void check_stored_reads(std::span<const CheckpointReader* const> readers) {
+  std::vector<std::filesystem::path> files;
+  for (const CheckpointReader* r : readers)
+    if (r->format() != "memory") files.push_back(r->path());
+  const auto changed = changed_mapped_files(files);
+  if (changed.empty()) return;
+  std::string list;
+  for (const auto& c : changed) list += (list.empty() ? "" : "; ") + c;
+  throw Error("a stored checkpoint changed while read, nothing made from it is kept: " + list);
 }
 
 void persist(const StoredCheckpoint& c, const std::filesystem::path& path) {

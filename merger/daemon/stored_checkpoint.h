@@ -78,6 +78,12 @@ std::shared_ptr<const StoredCheckpoint> without_memory(const StoredCheckpoint& c
 // engine (merge_engine.h) reads the window like any checkpoint.
 std::unique_ptr<CheckpointReader> open_stored(std::shared_ptr<const StoredCheckpoint> c);
 
+// A store file truncated by another process while the daemon reads it reads as zeros past its
+// new end (the daemon guards mapped reads rather than die of SIGBUS, mapped_file.h). Called
+// after reading and before anything made from the reads is kept or published: throws, naming
+// the files, when any of `readers`' files changed.
+void check_stored_reads(std::span<const CheckpointReader* const> readers);
+
 // Writes c (from RAM) to path atomically as HDF5, with step/tokens/lr/run_id metadata.
 void persist(const StoredCheckpoint& c, const std::filesystem::path& path);
 // Reads the metadata and manifest of a persisted checkpoint (no tensor bytes).

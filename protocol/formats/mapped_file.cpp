@@ -5,8 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <csignal>
+#include <algorithm>
 #include <atomic>
+#include <csignal>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -145,6 +146,19 @@ std::vector<std::string> changed_mapped_files() {
   std::vector<std::string> out;
   for (const MappedFile* m : g_live)
     if (auto why = m->changed(); !why.empty()) out.push_back(m->path().string() + ": " + why);
+  return out;
+}
+
+std::vector<std::string> changed_mapped_files(std::span<const std::filesystem::path> files) {
+  std::lock_guard lock(g_live_mu);
+  std::vector<std::string> out;
+  for (const MappedFile* m : g_live) {
+    const bool wanted = std::any_of(files.begin(), files.end(), [&](const std::filesystem::path& f) {
+      return f.lexically_normal() == m->path().lexically_normal();
+    });
+    if (!wanted) continue;
+    if (auto why = m->changed(); !why.empty()) out.push_back(m->path().string() + ": " + why);
+  }
   return out;
 }
 

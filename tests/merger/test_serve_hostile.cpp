@@ -256,6 +256,22 @@ TEST(ServeHostile, WithCurveARunBelongsToTheKeyThatStartedIt) {
   EXPECT_TRUE(send_as(h, "b", "KEY-B", test::hello("run-b", model)).at(0).envelope.has_welcome());
 }
 
+TEST(ServeHostile, WithCurveARunsOwnerIsForgottenWithTheRun) {
+  // Before: one owner entry per run id ever named, for the daemon's life. Now the owner goes with
+  // the run's last session and checkpoint, and stays while the window holds a checkpoint of it.
+  CoreHarness h(options());
+  auto model = make_model(100, kShapes);
+  for (int i = 0; i < 1000; ++i)  // one socket naming run after run: each replaces the last
+    ASSERT_TRUE(send_as(h, "a", "KEY-A", test::hello("run-" + std::to_string(i), model)).at(0).envelope.has_welcome());
+  ASSERT_TRUE(send_as(h, "a", "KEY-A", test::hello("kept", model)).at(0).envelope.has_welcome());
+  EXPECT_TRUE(h.checkpoint("a", 100, model).at(0).has_ack());
+  ASSERT_TRUE(send_as(h, "a", "KEY-A", test::hello("last", model)).at(0).envelope.has_welcome());
+  // run-0 .. run-999 hold nothing: another key may start them; "kept" holds a checkpoint: it may not.
+  EXPECT_TRUE(send_as(h, "b", "KEY-B", test::hello("run-7", model)).at(0).envelope.has_welcome());
+  auto squat = bodies(send_as(h, "c", "KEY-B", test::hello("kept", model)), "c");
+  EXPECT_EQ(error_of(squat), v1::BAD_REQUEST);
+}
+
 TEST(ServeHostile, PartialCheckpointsCountAgainstTheMemoryBudget) {
   // Checkpoints large beside their manifests (which count too, a few hundred bytes per run).
   auto model = make_model(100, {{64, 64}, {32}});

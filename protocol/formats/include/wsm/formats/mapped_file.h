@@ -4,7 +4,7 @@
 // so the merge engine reads checkpoints in place instead of copying them into buffers.
 //
 // A file truncated while mapped kills the process with SIGBUS at the next read of a page past its
-// new end. A process that calls guard_mapped_reads() (`wsm merge`) instead gets a SIGBUS handler
+// new end. A process that calls guard_mapped_reads() (`wsm merge`, `wsm serve`) instead gets a SIGBUS handler
 // that knows every mapping made here: a fault inside one replaces the rest of that mapping with
 // zero pages, marks it truncated and lets the read go on (faults elsewhere go to the handler
 // before it). Such a process must check changed_mapped_files() before trusting what it read.
@@ -44,6 +44,8 @@ void guard_mapped_reads();
 
 // "FILE: what changed" for every file mapped now that changed() (empty: none).
 std::vector<std::string> changed_mapped_files();
+// The same, for the mappings of `files` only (a daemon's other work may map other files).
+std::vector<std::string> changed_mapped_files(std::span<const std::filesystem::path> files);
 
 // Faults the pages of `bytes` in ahead of use (one system call instead of a fault per page), so a
 // reader thread can take that cost while another thread computes. Advisory: errors are ignored.
