@@ -8,6 +8,7 @@
 #include "merger/daemon/run_id.h"
 #include "wsm/formats/checkpoint_name.h"
 #include "wsm/core/error.h"
+#include "wsm/schedules/decay.h"
 
 namespace wsm::merger {
 
@@ -191,9 +192,10 @@ std::vector<std::string> WindowStore::runs() const {
 }
 
 bool WindowStore::covered(const std::string& run_id, const Emulation& e) const {
-  const auto& list = entries(run_id);
-  if (list.empty()) return false;
-  return position(*list.front(), e.axis) <= position(*list.back(), e.axis) - e.window;
+  // The rule `wsm merge` warns by (wsm/schedules/decay.h): one rule offline and online.
+  std::vector<std::int64_t> positions;
+  for (const auto& c : entries(run_id)) positions.push_back(position(*c, e.axis));
+  return window_covered(positions, e.window);
 }
 
 }  // namespace wsm::merger

@@ -1,7 +1,7 @@
 #pragma once
 // The daemon's window: per run, the recent checkpoints the emulations need and no more.
-// Retention: for each emulation, the newest checkpoint at or before (newest - window) (the anchor
-// that proves the window is covered) and everything after it; older checkpoints are dropped.
+// Retention: for each emulation, the newest checkpoint at or before (newest - window) and
+// everything after it; older checkpoints are dropped.
 // Memory: RAM copies are kept within memory_budget (minus what extra_bytes reports: the running
 // sums and the checkpoints being received), oldest spilled first. With a store directory, every checkpoint is also written there
 // (HDF5, atomically) by a background writer (store_writer.h), so a restart rebuilds the window
@@ -70,7 +70,8 @@ class WindowStore {
   const StoreOptions& options() const { return options_; }
   const std::vector<Emulation>& emulations() const { return emulations_; }
 
-  // True when some checkpoint of the run lies at or before newest - window on the emulation's axis.
+  // Whether the run's checkpoints reach back to the window's start on the emulation's axis:
+  // window_covered (wsm/schedules/decay.h), the rule `wsm merge` warns by.
   bool covered(const std::string& run_id, const Emulation& e) const;
 
  private:

@@ -3,6 +3,8 @@
 // run_emission) records the same provenance, field by field; only the tool name and the sources'
 // paths differ. The specs cover all three rules (a shape, EMA-alpha, a table), so the sampling
 // rule's three texts are compared, and the model holds an integer tensor, so copied_from_newest is.
+// ServeWindowCoverage (item 5): the daemon writes its first output at the first window `wsm merge`
+// covers, with the same bytes.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -51,6 +53,14 @@ Checkpoint as_checkpoint(std::int64_t step, const std::vector<test::OwnedTensor>
   return c;
 }
 
+// The Hello of model_at's models: step_counter declared i32.
+v1::Envelope hello_with_counter() {
+  auto hello = test::hello("run", model_at(100));
+  for (auto& s : *hello.mutable_hello()->mutable_manifest())
+    if (s.name() == "step_counter") s.set_dtype("i32");
+  return hello;
+}
+
 Provenance provenance_of(const fs::path& path) {
   const auto p = provenance_from_metadata(load_checkpoint(path).meta.extra);
   if (!p) throw Error(path.string() + ": no provenance");
@@ -62,10 +72,7 @@ TEST(ProvenanceParity, OfflineAndDaemonRecordTheSameMerge) {
   auto o = options(kEmulate, 600);
   o.running_sums = false;
   CoreHarness h(o);
-  auto hello = test::hello("run", model_at(100));
-  for (auto& s : *hello.mutable_hello()->mutable_manifest())
-    if (s.name() == "step_counter") s.set_dtype("i32");
-  h.send("a", hello);
+  h.send("a", hello_with_counter());
   const fs::path files = test::temp_dir("parity-in");
   std::vector<fs::path> inputs;
   for (std::int64_t step = 100; step <= 600; step += 100) {
@@ -127,6 +134,44 @@ TEST(ProvenanceParity, OfflineAndDaemonRecordTheSameMerge) {
   EXPECT_EQ(sampling_rule(req.specs[1], true), "per checkpoint");
   EXPECT_EQ(sampling_rule(req.specs[2], true), "user table");
   EXPECT_EQ(sampling_rule(req.specs[0], false), "w_i=f(i/(k+1))");
+}
+
+TEST(ServeWindowCoverage, FirstOutputIsTheFirstWindowWsmMergeCovers) {
+  // Checkpoints every 100 steps from step 100, none at 0: the window 800 at step 800 holds all 8
+  // and is covered (window_covered). Before, the daemon waited for a checkpoint at or before the
+  // window's start, so its first output came at step 900 while `wsm merge` merged at 800.
+  auto o = options("linear@800", 100);
+  o.running_sums = false;
+  CoreHarness h(o);
+  h.send("a", hello_with_counter());
+  const fs::path files = test::temp_dir("coverage-in");
+  std::vector<fs::path> inputs;
+  for (std::int64_t step = 100; step <= 800; step += 100) {
+    const auto model = model_at(step);
+    ASSERT_TRUE(h.checkpoint("a", step, model)[0].has_ack()) << step;
+    inputs.push_back(files / ("ckpt_" + std::to_string(step) + ".safetensors"));
+    save_checkpoint(inputs.back(), as_checkpoint(step, model));
+  }
+  std::vector<const EmissionJob*> with_outputs;
+  for (const auto& job : h.jobs)
+    if (!job.outputs.empty()) with_outputs.push_back(&job);
+  ASSERT_EQ(with_outputs.size(), 1u);
+  const EmissionJob& job = *with_outputs.front();
+  EXPECT_EQ(job.step, 800);
+  EXPECT_EQ(job.outputs[0].source_steps, (std::vector<std::int64_t>{100, 200, 300, 400, 500, 600, 700, 800}));
+  auto backend = kernels::make_backend(kernels::BackendKind::cpu);
+  run_emission(job, *backend);
+
+  OfflineMergeRequest req;
+  req.inputs = inputs;
+  req.window_steps = 800;
+  req.specs = {job.outputs[0].emulation.spec};
+  req.outputs = {files / "merged.safetensors"};
+  run_offline_merge(req);
+  EXPECT_EQ(provenance_of(req.outputs[0]).sources.size(), 8u);
+  const Checkpoint a = load_checkpoint(job.outputs[0].path), b = load_checkpoint(req.outputs[0]);
+  ASSERT_EQ(a.tensors.size(), b.tensors.size());
+  for (std::size_t t = 0; t < a.tensors.size(); ++t) EXPECT_EQ(a.tensors[t].data, b.tensors[t].data) << t;
 }
 
 }  // namespace

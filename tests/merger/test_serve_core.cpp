@@ -218,11 +218,15 @@ TEST(ServeCore, EmissionsFollowEveryAndCoverage) {
   auto model = make_model(0, kShapes);
   h.send("a", test::hello("run", model));
   for (std::int64_t step = 0; step <= 800; step += 100) ASSERT_TRUE(h.checkpoint("a", step, make_model(step, kShapes))[0].has_ack());
-  // Due at 0, 200, 400, 600, 800; at 0 nothing is covered; at 200 only 1-sqrt:200 is.
+  // Due at 0, 200, 400, 600, 800. At 0 nothing is covered (one checkpoint); at 200 both are
+  // (window_covered): linear:300 holds 0, 100 and 200, and a checkpoint before 0 would lie
+  // outside its window anyway.
   ASSERT_EQ(h.jobs.size(), 4u);
   EXPECT_EQ(h.jobs[0].step, 200);
-  ASSERT_EQ(h.jobs[0].outputs.size(), 1u);
-  EXPECT_EQ(h.jobs[0].outputs[0].emulation.label, "1-sqrt_w200");
+  ASSERT_EQ(h.jobs[0].outputs.size(), 2u);
+  EXPECT_EQ(h.jobs[0].outputs[0].emulation.label, "linear_w300");
+  EXPECT_EQ(h.jobs[0].outputs[0].source_steps, (std::vector<std::int64_t>{0, 100, 200}));
+  EXPECT_EQ(h.jobs[0].outputs[1].emulation.label, "1-sqrt_w200");
   const auto& last = h.jobs.back();
   EXPECT_EQ(last.step, 800);
   ASSERT_EQ(last.outputs.size(), 2u);
@@ -252,7 +256,8 @@ TEST(ServeCore, RunningSumsUpdateEveryCheckpoint) {
   h.send("a", test::hello("run", model));
   for (std::int64_t step = 0; step <= 800; step += 100) ASSERT_TRUE(h.checkpoint("a", step, make_model(step, kShapes))[0].has_ack());
   // linear:300 is uniform over evenly spaced checkpoints: a running sum updated at every
-  // checkpoint once covered (300..800), emitted when due (400, 600, 800); 1-sqrt is merged in full.
+  // checkpoint once covered (200..800: at 200 it holds 0, 100, 200), emitted when due (200, 400,
+  // 600, 800); 1-sqrt is merged in full.
   std::vector<std::int64_t> updates, emits, full;
   for (const auto& job : h.jobs) {
     for (const auto& s : job.sums) {
@@ -273,8 +278,8 @@ TEST(ServeCore, RunningSumsUpdateEveryCheckpoint) {
       EXPECT_EQ(job.inputs.size(), o.source_steps.size());
     }
   }
-  EXPECT_EQ(updates, (std::vector<std::int64_t>{300, 400, 500, 600, 700, 800}));
-  EXPECT_EQ(emits, (std::vector<std::int64_t>{400, 600, 800}));
+  EXPECT_EQ(updates, (std::vector<std::int64_t>{200, 300, 400, 500, 600, 700, 800}));
+  EXPECT_EQ(emits, (std::vector<std::int64_t>{200, 400, 600, 800}));
   EXPECT_EQ(full, (std::vector<std::int64_t>{200, 400, 600, 800}));
 }
 

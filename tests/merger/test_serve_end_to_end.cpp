@@ -95,9 +95,9 @@ TEST(ServeEndToEnd, CppClientSequenceMatchesDoubleReference) {
   ASSERT_TRUE(in) << "no index.json";
   const auto index = nlohmann::json::parse(in);
   const auto& outputs = index["outputs"];
-  // Due at 0, 200, ..., 1000; linear:300 covered from 300 on (outputs 400..1000: 4), the 400-step
-  // shapes from 400 on (400..1000: 4 each).
-  ASSERT_EQ(outputs.size(), 12u) << index.dump(2);
+  // Due at 0, 200, ..., 1000; linear:300 covered from 200 on (0, 100, 200 fill its window:
+  // outputs 200..1000, 5), the 400-step shapes from 400 on (400..1000: 4 each).
+  ASSERT_EQ(outputs.size(), 13u) << index.dump(2);
   for (const auto& rec : outputs) check_output(rec, steps, 2);
 }
 
@@ -133,7 +133,7 @@ TEST(ServeEndToEnd, OwnedBuffersAreStreamedInPlaceAndReleasedAfterTheAck) {
   std::ifstream in(out / "index.json");
   ASSERT_TRUE(in);
   const auto outputs = nlohmann::json::parse(in)["outputs"];
-  EXPECT_EQ(outputs.size(), 4u);  // both shapes, covered from 300 on: at 300 and 400
+  EXPECT_EQ(outputs.size(), 6u);  // both shapes, covered from 200 on (100, 200 fill the window): 200..400
   for (const auto& rec : outputs) check_output(rec, steps, 2);
   EXPECT_THROW(client.send_checkpoint_owned(500, 0, 0, test::views(test::make_model(500, kShapes)), nullptr), Error);
 }

@@ -93,7 +93,7 @@ TEST_F(ServeEval, OutputsAndRawCheckpointsAreScored) {
   // not yet scored, and this test wants every emission scored.
   for (std::int64_t step = 100; step <= 500; step += 100) {
     send_steps(endpoint_, "ev", step, step);
-    if (step < 300) continue;
+    if (step < 200) continue;
     ASSERT_TRUE(test::wait_for([&] { return scored_at(step) == 3; }, 20000))
         << "outputs and raw checkpoint of step " << step << " not all scored";
   }
@@ -128,8 +128,8 @@ TEST_F(ServeEval, OutputsAndRawCheckpointsAreScored) {
     ASSERT_TRUE(ev.contains("score")) << ev.dump();
     EXPECT_NEAR(ev["score"].get<double>(), want, 1e-6 * kRows * kCols) << "step " << step;
   }
-  // Covered from step 300 on: the window (s - 200, s] needs a checkpoint at or before s - 200.
-  EXPECT_EQ(emission_steps, (std::set<std::int64_t>{300, 400, 500}));
+  // Covered from step 200 on (window_covered): 100 and 200 fill the window (0, 200].
+  EXPECT_EQ(emission_steps, (std::set<std::int64_t>{200, 300, 400, 500}));
   std::set<std::int64_t> raw_steps;
   for (const auto& r : idx["raw"]) {
     raw_steps.insert(r["step"].get<std::int64_t>());
@@ -174,9 +174,9 @@ TEST_F(ServeEval, OutputsAndRawCheckpointsAreScored) {
   std::map<std::string, nlohmann::json> curves;
   const auto report = nlohmann::json::parse(rj.out);  // named: a range-for over parse(...)["curves"] dangles
   for (const auto& c : report["curves"]) curves[c["label"].get<std::string>()] = c;
-  EXPECT_EQ(curves["linear_w200"]["scored"], 4) << rj.out;  // steps 300..600
-  EXPECT_EQ(curves["cosine_w200"]["failed"], 4);
-  EXPECT_EQ(curves["raw"]["scored"], 4);
+  EXPECT_EQ(curves["linear_w200"]["scored"], 5) << rj.out;  // steps 200..600
+  EXPECT_EQ(curves["cosine_w200"]["failed"], 5);
+  EXPECT_EQ(curves["raw"]["scored"], 5);
   EXPECT_TRUE(test::stop_wsm_serve(pid_));
   pid_ = -1;
 }

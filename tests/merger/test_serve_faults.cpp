@@ -267,10 +267,10 @@ TEST(ServeFaults, KilledWritersTemporariesAreSweptAndTheIndexIsReconciledOnStart
 
   auto index = nlohmann::json::parse(std::ifstream(out / "index.json"));
   auto& outputs = index["outputs"];
-  ASSERT_EQ(outputs.size(), 2u);  // steps 300 and 400
-  const auto unlisted = outputs[1];
+  ASSERT_EQ(outputs.size(), 3u);  // steps 200, 300 and 400
+  const auto unlisted = outputs[2];
   ASSERT_EQ(unlisted["step"], 400);
-  outputs.erase(1);
+  outputs.erase(2);
   auto gone = outputs[0];
   gone["path"] = (label_dir / "step_000000000999.h5").string();
   outputs.push_back(gone);
@@ -282,13 +282,14 @@ TEST(ServeFaults, KilledWritersTemporariesAreSweptAndTheIndexIsReconciledOnStart
   EXPECT_FALSE(std::filesystem::exists(stale_dir));
   EXPECT_TRUE(std::filesystem::exists(live_file));
   const auto after = nlohmann::json::parse(std::ifstream(out / "index.json"))["outputs"];
-  ASSERT_EQ(after.size(), 2u) << after.dump(2);
-  EXPECT_EQ(after[0]["step"], 300);
-  EXPECT_EQ(after[1]["path"], unlisted["path"]);
+  ASSERT_EQ(after.size(), 3u) << after.dump(2);
+  EXPECT_EQ(after[0]["step"], 200);
+  EXPECT_EQ(after[1]["step"], 300);
+  EXPECT_EQ(after[2]["path"], unlisted["path"]);
   for (const char* key : {"run_id", "label", "spec", "window", "axis", "step", "tokens", "sources", "source_tokens",
                           "weights", "dtype"})
-    EXPECT_EQ(after[1][key], unlisted[key]) << key;
-  EXPECT_TRUE(after[1]["recovered"].get<bool>());
+    EXPECT_EQ(after[2][key], unlisted[key]) << key;
+  EXPECT_TRUE(after[2]["recovered"].get<bool>());
   // A start with nothing to reconcile keeps every record as it is.
   const merger::OutputIndex unchanged(out);
   EXPECT_EQ(unchanged.json()["outputs"], after);

@@ -121,8 +121,8 @@ TEST(ServeHostile, MergeRequestOverTokensThatDoNotIncreaseGetsAnError) {
 }
 
 TEST(ServeHostile, PeriodicTableWithUnevenSpacingSkipsTheOutputNotTheDaemon) {
-  // weights=1,1,1 needs exactly 3 checkpoints in (newest - 300, newest]: true at 400 (200, 300,
-  // 400), false once a checkpoint lands between (450: 200..450 holds 4).
+  // weights=1,1,1 needs exactly 3 checkpoints in (newest - 300, newest]: true at 300 (100, 200,
+  // 300) and 400 (200, 300, 400), false once a checkpoint lands between (450: 200..450 holds 4).
   for (bool sums : {true, false}) {
     auto o = options("weights=1,1,1:300", 100);
     o.running_sums = sums;
@@ -137,9 +137,10 @@ TEST(ServeHostile, PeriodicTableWithUnevenSpacingSkipsTheOutputNotTheDaemon) {
       for (const auto& item : j.sums)
         if (item.emit) emitted.push_back(j.step);
     }
-    // Due at 100..400, 500 and 600; covered from 400 on. (100, 400] holds 200, 300, 400: written.
-    // (200, 500] and (300, 600] hold 4 checkpoints each: skipped, and the daemon goes on.
-    EXPECT_EQ(emitted, (std::vector<std::int64_t>{400})) << "running sums " << sums;
+    // Due at 100..400, 500 and 600; covered from 300 on (window_covered). (0, 300] and (100, 400]
+    // hold 3 checkpoints each: written. (200, 500] and (300, 600] hold 4 each: skipped, and the
+    // daemon goes on.
+    EXPECT_EQ(emitted, (std::vector<std::int64_t>{300, 400})) << "running sums " << sums;
     EXPECT_TRUE(status_answers(h));
   }
 }

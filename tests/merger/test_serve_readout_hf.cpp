@@ -123,8 +123,8 @@ TEST_F(ServeReadoutHf, RawScoredAsModelDirectoriesBestNamedAndPublished) {
   ASSERT_GT(start(out, std::string(WSM_PYTHON) + " " + write_script(dir_).string() + " {path}", true), 0);
   for (std::int64_t step = 100; step <= 500; step += 100) {
     send_step(endpoint_, step);
-    if (step < 300) continue;
-    const std::size_t outputs = step < 400 ? 1 : 2;  // 1-sqrt over 300 steps needs a checkpoint at s - 300
+    if (step < 200) continue;
+    const std::size_t outputs = step < 300 ? 1 : 2;  // 1-sqrt over 300 steps is covered from 300 (100, 200, 300)
     ASSERT_TRUE(test::wait_for([&] { return all_evaluated(out, step, outputs); }, 30000))
         << "step " << step << ": " << read_index(out).dump(1) << test::slurp(dir_ / "serve.log");
   }
@@ -166,7 +166,7 @@ TEST_F(ServeReadoutHf, RawScoredAsModelDirectoriesBestNamedAndPublished) {
   ASSERT_EQ(rep.rc, 0) << rep.err;
   bool raw_line = false;
   const json report = json::parse(rep.out);  // named: a range-for over parse(...)["curves"] dangles
-  for (const auto& c : report["curves"]) raw_line |= c["label"] == "raw" && c["scored"] == 3;
+  for (const auto& c : report["curves"]) raw_line |= c["label"] == "raw" && c["scored"] == 4;  // 200..500
   EXPECT_TRUE(raw_line) << rep.out;
 }
 
@@ -175,8 +175,8 @@ TEST_F(ServeReadoutHf, ReportRescoreScoresWhatFailedAndRewritesTheIndex) {
   ASSERT_GT(start(out, "exit 3", false), 0);
   for (std::int64_t step = 100; step <= 400; step += 100) {
     send_step(endpoint_, step);
-    if (step < 300) continue;
-    ASSERT_TRUE(test::wait_for([&] { return all_evaluated(out, step, step < 400 ? 1 : 2); }, 30000))
+    if (step < 200) continue;
+    ASSERT_TRUE(test::wait_for([&] { return all_evaluated(out, step, step < 300 ? 1 : 2); }, 30000))
         << read_index(out).dump(1);
   }
   EXPECT_TRUE(test::stop_wsm_serve(pid_));
@@ -190,7 +190,7 @@ TEST_F(ServeReadoutHf, ReportRescoreScoresWhatFailedAndRewritesTheIndex) {
   const auto r = test::run_wsm("report '" + out.string() + "' --rescore --store '" + (dir_ / "store").string() +
                                "' --eval-cmd '" + std::string(WSM_PYTHON) + " " + write_script(dir_).string() + " {path}'");
   ASSERT_EQ(r.rc, 0) << r.out << r.err;
-  EXPECT_NE(r.err.find("rescore: 5 scored, 0 failed"), std::string::npos) << r.err;  // 3 outputs, raw of 300 and 400
+  EXPECT_NE(r.err.find("rescore: 8 scored, 0 failed"), std::string::npos) << r.err;  // 5 outputs, raw of 200..400
   const json idx = read_index(out);
   for (const auto& o : idx["outputs"]) EXPECT_TRUE(o["eval"]["rescored"].get<bool>()) << o.dump();
   for (const auto& raw : idx["raw"]) {

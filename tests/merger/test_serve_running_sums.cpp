@@ -123,8 +123,9 @@ TEST(ServeRunningSums, UniformAndEmaMatchDoubleReferenceThroughRecomputes) {
   send_paced(server, "rs", steps);
 
   const auto outputs = read_index(out);
-  // linear:400 is covered from 400 on (17 outputs), ema:...:500 from 500 on (16).
-  ASSERT_EQ(outputs.size(), 33u);
+  // window_covered: linear:400 is covered from 300 on (0..300 fill (-100, 300]: 18 outputs),
+  // ema:...:500 from 400 on (17).
+  ASSERT_EQ(outputs.size(), 35u);
   std::map<std::string, int> recomputed, incremental;
   Check worst;
   for (const auto& rec : outputs) {
@@ -171,7 +172,7 @@ TEST(ServeRunningSums, UnevenSpacingFallsBackToFullMerge) {
     }
   }
   EXPECT_EQ(full, 4);
-  EXPECT_EQ(sums, 5);  // 300 and 400 before, 800..1000 after (the first of those recomputed)
+  EXPECT_EQ(sums, 6);  // 200..400 before, 800..1000 after (the first of those recomputed)
 }
 
 TEST(ServeRunningSums, OffMergesEveryOutputInFull) {
@@ -181,7 +182,7 @@ TEST(ServeRunningSums, OffMergesEveryOutputInFull) {
   test::ServerThread server(opts);
   send_paced(server, "off", range(0, 600, 100));
   const auto outputs = read_index(out);
-  EXPECT_EQ(outputs.size(), 8u);
+  EXPECT_EQ(outputs.size(), 10u);  // both covered from 200 on (0, 100, 200 fill the window): 200..600
   for (const auto& rec : outputs) EXPECT_EQ(rec["method"], "full-merge") << rec.dump();
 }
 
@@ -209,7 +210,7 @@ TEST(ServeRunningSums, RestartAfterCleanStopRebuildsWindowAndSums) {
   auto all = before;
   all.insert(all.end(), after.begin(), after.end());
   const auto outputs = read_index(dir / "out");
-  ASSERT_EQ(outputs.size(), 6u);  // 400..600 before, 700..900 after
+  ASSERT_EQ(outputs.size(), 7u);  // 300..600 before (100, 200, 300 fill (0, 300]), 700..900 after
   for (std::size_t i = 0; i < outputs.size(); ++i) {
     const auto& rec = outputs[i];
     EXPECT_EQ(rec["method"], "running-sum (uniform)");

@@ -58,8 +58,9 @@ TEST(ClientPython, SequenceMatchesDoubleReference) {
     std::memcpy(&counter, ckpt.tensors[2].data.data(), 8);
     EXPECT_EQ(counter, step);
   }
-  // linear:300 from step 400, 1-sqrt:400 from 400: 4 each over 400..1000.
-  EXPECT_EQ(periodic, 8u);
+  // Due every 200 steps: linear:300 from 200 (0, 100, 200 fill its window: 5 over 200..1000),
+  // 1-sqrt:400 from 400 (4 over 400..1000).
+  EXPECT_EQ(periodic, 9u);
 }
 
 }  // namespace

@@ -32,7 +32,7 @@ class Outputs(unittest.TestCase):
         waiter = threading.Thread(target=lambda: got.setdefault("records", watcher.wait(timeout_s=30)))
         waiter.start()
         with wsm_client.MergerClient(ep, run_id="feed") as c:
-            for s in (0, 100, 200):  # linear:200 is covered at step 200: the first output
+            for s in (0, 100):  # linear:200 is covered at step 100 (0 and 100 fill it): the first output
                 c.send_checkpoint(s, s * 10, 1e-3, model(s))
             self.assertTrue(c.flush(timeout_s=20))
             acked = time.monotonic()
@@ -40,19 +40,19 @@ class Outputs(unittest.TestCase):
         self.assertFalse(waiter.is_alive())
         self.assertLess(time.monotonic() - acked, 10)
         records = got["records"]
-        self.assertEqual([(r["run_id"], r["step"], r["seq"]) for r in records], [("feed", 200, 1)])
+        self.assertEqual([(r["run_id"], r["step"], r["seq"]) for r in records], [("feed", 100, 1)])
         rec = records[0]
 
         # The same record as index.json's, and the file holds what it says.
         index = json.loads((pathlib.Path(self.daemon.out) / "index.json").read_text())["outputs"]
         self.assertEqual([{k: v for k, v in rec.items() if k != "seq"}], index)
-        self.assertTrue(set(rec["sources"]) <= {0, 100, 200} and rec["sources"][-1] == 200, rec)
+        self.assertTrue(set(rec["sources"]) <= {0, 100} and rec["sources"][-1] == 100, rec)
         self.assertAlmostEqual(sum(rec["weights"]), 1.0, places=12)
         merged = wsm_client.load_state_dict(rec["path"], framework="numpy")
         for name in ("layer.weight", "layer.bias"):
             ref = sum(w * model(s)[name].astype(np.float64) for s, w in zip(rec["sources"], rec["weights"]))
             np.testing.assert_allclose(merged[name], ref, rtol=0, atol=2e-6)
-        np.testing.assert_array_equal(merged["step_counter"], [200])  # integers come from the newest
+        np.testing.assert_array_equal(merged["step_counter"], [100])  # integers come from the newest
 
         # Nothing new: the next wait times out empty; other runs see nothing of this one.
         self.assertEqual(watcher.wait(timeout_s=0.3), [])
@@ -70,9 +70,9 @@ class Outputs(unittest.TestCase):
                 self.assertTrue(wait_until(lambda: not wsm_client.status(self.daemon.endpoint)["pending"], 20))
             seen = []
             end = time.monotonic() + 30
-            while len(seen) < 2 and time.monotonic() < end:
+            while len(seen) < 3 and time.monotonic() < end:
                 seen += c.wait_for_output(timeout_s=5)
-            self.assertEqual([r["step"] for r in seen], [200, 300])
+            self.assertEqual([r["step"] for r in seen], [100, 200, 300])
             self.assertEqual(c.wait_for_output(timeout_s=0.2), [])
 
 
