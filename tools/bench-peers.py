@@ -473,6 +473,19 @@ def print_table(report):
     print("versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()))
 
 
+def check_space(args):
+    """Before writing anything: the inputs (unless kept from a run), and 6 outputs at once (wsm's
+    and one peer's, three shapes) with 10% to spare."""
+    c = SIZES[args.size]
+    h, i, v, layers = c["hidden_size"], c["intermediate_size"], c["vocab_size"], c["num_hidden_layers"]
+    model = 2 * (2 * v * h + layers * (4 * h * h + 3 * h * i + 2 * h) + h)  # bf16 bytes (MHA)
+    kept = os.path.join(args.data_dir, "wsm-bench-peers", "in")
+    need = model * ((0 if os.path.isdir(kept) else args.count) + 6) * 1.1
+    free = shutil.disk_usage(args.data_dir).free
+    if free < need:
+        sys.exit(f"bench-peers: {args.data_dir} has {free / 1e9:.1f} GB free, needs {need / 1e9:.1f} GB")
+
+
 def versions(py, wsm):
     r = subprocess.run([py, "-c", "import importlib.metadata as m, json; print(json.dumps({p: "
                         "m.version(p) for p in ('mergekit', 'torch', 'transformers', 'safetensors',"
@@ -516,11 +529,8 @@ def main():
         sys.exit(f"bench-peers: no wsm binary at {args.wsm} (build it, or give --wsm PATH)")
     py = venv_python(args)
     bench = Bench(args, py)
+    check_space(args)
     made = bench.generate()
-    need = made["bytes"] / args.count * (3 * 2 + 1) * 1.1  # wsm and one peer's 3 outputs + slack
-    free = shutil.disk_usage(args.data_dir).free
-    if free < need:
-        sys.exit(f"bench-peers: {args.data_dir} has {free / 1e9:.1f} GB free, needs {need / 1e9:.1f}")
     report = {"command": " ".join([os.path.relpath(__file__, os.getcwd())] + sys.argv[1:]),
               "machine": machine(), "versions": versions(py, args.wsm), "count": args.count,
               "params": made["params"], "shards": made["shards"], "input_bytes": made["bytes"],
