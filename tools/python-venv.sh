@@ -11,6 +11,10 @@
 #                               $WSM_VENV_CACHE, default ~/.cache/wsm): only what it lacks is installed,
 #                               and the client again (delete DIR for newer releases). Any failure fails
 #                               the caller.
+#   python-venv.sh peers  DIR   pinned mergekit, torch, transformers, safetensors and numpy for
+#                               tools/bench-peers.py (no wsm client). Cached like hf (same lock rule);
+#                               torch comes from PyPI unless WSM_TORCH_INDEX_URL names another index
+#                               (e.g. PyTorch's CPU-only wheels, a tenth of the download).
 # The package is copied first, so the build leaves nothing in the source tree.
 set -euo pipefail
 mode=$1
@@ -57,8 +61,22 @@ PY
     "$dir/bin/pip" install -q --force-reinstall --no-deps "$work/pkg"
     "$dir/bin/python" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
     ;;
+  peers)
+    mkdir -p "$(dirname "$dir")"
+    exec 9>"$dir.lock"
+    flock 9
+    "$dir/bin/python" -c '' 2>/dev/null || { rm -rf "$dir"; /usr/bin/python3 -m venv "$dir"; }
+    # Versions that work together (mergekit 0.1.5 asks for transformers 5.x, accelerate >= 1.6).
+    pins=(torch==2.15.0 mergekit==0.1.5 transformers==5.25.0 accelerate==1.16.0 safetensors==0.8.0 numpy==2.4.6)
+    if [ -n "${WSM_TORCH_INDEX_URL:-}" ]; then
+      "$dir/bin/pip" install -q --index-url "$WSM_TORCH_INDEX_URL" "${pins[0]}"
+    fi
+    "$dir/bin/pip" install -q "${pins[@]}"
+    "$dir/bin/python" -c 'import importlib.metadata as m; print(" ".join(p + " " + m.version(p) for p in ("mergekit", "torch", "transformers", "safetensors", "numpy")))'
+    exit 0
+    ;;
   *)
-    echo "usage: python-venv.sh pypi|debian|hf DIR" >&2
+    echo "usage: python-venv.sh pypi|debian|hf|peers DIR" >&2
     exit 2
     ;;
 esac
