@@ -17,7 +17,8 @@
 #      memcpy bandwidth, and the in-memory merge on the GPU next to the CPU
 #   4. `wsm bench merge` on files (page cache), cuda next to cpu
 #   5. a short `small` training run on the GPU next to the same run on the CPU: per-interval losses
-# Sized for well under 8 minutes on a 16-core H100/H200 machine (each step has its own timeout).
+# Sized for well under 8 minutes on a 16-core H100/H200 machine: each step has a timeout, and all of
+# them together at most BUDGET seconds, so the table prints before the device tool's limit.
 # Without a GPU every GPU row says "no GPU" (the GPU test binaries still run: they load, then skip),
 # the CPU parts run, and it exits 0; exit 1 only when a step fails.
 #
@@ -28,7 +29,8 @@
 # Environment: LOG (logs; default $BUILD/gpu-check-logs, or /tmp/wsm-gpu-check-logs with --kit),
 #              BUILD (build mode: default build-gpu), CUDA_ARCH (90), JOBS (threads: nproc),
 #              STEPS (training steps, 200), LOSS_TOL (largest allowed |GPU - CPU| interval loss, 0.05),
-#              SIZE_MB (each of the 4 bench inputs, 256).
+#              SIZE_MB (each of the 4 bench inputs, 256), BUDGET (seconds for all the steps, 420: each
+#              step's timeout is cut to what is left, so the table prints before the device's limit).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,6 +40,7 @@ JOBS=${JOBS:-$(nproc)}
 STEPS=${STEPS:-200}
 LOSS_TOL=${LOSS_TOL:-0.05}
 SIZE_MB=${SIZE_MB:-256}
+BUDGET=${BUDGET:-420}
 KIT_ARG=""
 case ${1:-} in
   --kit) KIT_ARG=${2:?"--kit needs the kit folder (tools/gpu-kit.sh makes gpu-kit/)"} ;;
@@ -53,6 +56,22 @@ ROWS=()   # "check|status|detail|seconds"
 FAILED=0
 row() { ROWS+=("$1|$2|$3|$4"); [[ $2 == FAIL ]] && FAILED=1; return 0; }
 since() { echo $(($(date +%s) - $1)); }
+# A step's timeout: its own limit, or what is left of BUDGET if less (at least 1 s).
+limit() { local left=$((DEADLINE - $(date +%s))); ((left < $1)) || left=$1; echo $((left > 1 ? left : 1)); }
+# limited log command...: runs it under limit's timeout, output to log; a timeout is noted in the log.
+limited() {
+  local log=$1 rc
+  shift
+  timeout "$(limit 150)" "$@" >"$log" 2>&1
+  rc=$?
+  ((rc == 124)) && echo "gpu-check: timed out (step limit 150 s, BUDGET $BUDGET s)" >>"$log"
+  return $rc
+}
+see() {  # logs -> "see LOG", after the timeout note if a step timed out
+  local note
+  note=$(grep -h "^gpu-check: timed out" "$@" | head -1 | sed 's/^gpu-check: //')
+  echo "${note:+$note; }see $*"
+}
 
 summary() {
   echo
@@ -123,6 +142,7 @@ from_build() {
   DATA_ARGS=(--data "$LOG/train.txt" --val "$LOG/val.txt")
 }
 if [[ -n $KIT_ARG ]]; then from_kit; else from_build; fi
+DEADLINE=$(($(date +%s) + BUDGET))  # the steps' budget starts once the binaries are there
 
 # ---- is there a device? and the machine's cuBLAS (loaded at first use) --------------------------------
 GPU=""
@@ -169,13 +189,13 @@ run_gtest() {
   local bin=$1 gpu=$2 t0 rc out passed skipped failed detail
   t0=$(date +%s)
   out=$LOG/$bin.log
-  timeout 240 "$BIN/$bin" >"$out" 2>&1
+  timeout "$(limit 180)" "$BIN/$bin" >"$out" 2>&1
   rc=$?
   passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
   skipped=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
   failed=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
   detail="passed ${passed:-0}, skipped ${skipped:-0}, failed ${failed:-0}"
-  [[ $rc == 124 ]] && detail="timed out after 240 s; $detail"
+  [[ $rc == 124 ]] && detail="timed out (step limit 180 s, BUDGET $BUDGET s); $detail"
   if [[ $rc != 0 ]]; then row "test $bin" FAIL "$detail (rc $rc)" "$(since "$t0")"
   elif [[ $gpu == gpu && -z $GPU ]]; then row "test $bin" SKIP "$NO_GPU (binary loads; $detail)" "$(since "$t0")"
   elif [[ ${skipped:-0} != 0 ]]; then row "test $bin" SKIP "$detail" "$(since "$t0")"
@@ -189,15 +209,14 @@ for b in "${CPU_TESTS[@]}"; do run_gtest "$b" cpu; done
 kernel_time() { sed -n "s/^merge M=$2 ($3) *\([0-9.]*\)s.*/\1/p" "$1" | head -1; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "?" }'; }
 bench_kernel() {  # backend
-  timeout 180 "$BIN/wsm" bench merge --kernel-only --backend "$1" --size-mb "$SIZE_MB" --inputs 4 --repeats 3 \
-    >"$LOG/bench-kernel-$1.log" 2>&1
+  limited "$LOG/bench-kernel-$1.log" "$BIN/wsm" bench merge --kernel-only --backend "$1" --size-mb "$SIZE_MB" --inputs 4 --repeats 3
 }
 t0=$(date +%s)
 if bench_kernel cpu; then
   c1=$(kernel_time "$LOG/bench-kernel-cpu.log" 1 cpu) c3=$(kernel_time "$LOG/bench-kernel-cpu.log" 3 cpu)
   row "bench merge --kernel-only, cpu" PASS "4 x $SIZE_MB MB bf16 in memory: M=1 ${c1}s, M=3 ${c3}s ($JOBS threads)" "$(since "$t0")"
 else
-  row "bench merge --kernel-only, cpu" FAIL "see $LOG/bench-kernel-cpu.log" "$(since "$t0")"
+  row "bench merge --kernel-only, cpu" FAIL "$(see "$LOG/bench-kernel-cpu.log")" "$(since "$t0")"
 fi
 t0=$(date +%s)
 if [[ -z $GPU ]]; then
@@ -211,7 +230,7 @@ elif log=$LOG/bench-kernel-cuda.log && bench_kernel cuda; then
   g1=$(kernel_time "$log" 1 cuda) g3=$(kernel_time "$log" 3 cuda)
   row "merge in memory, cuda vs cpu" PASS "host buffers, copies included: M=1 ${g1}s vs ${c1:-?}s = $(ratio "${c1:-0}" "$g1")x, M=3 ${g3}s vs ${c3:-?}s = $(ratio "${c3:-0}" "$g3")x faster on the GPU" 0
 else
-  row "bench merge --kernel-only, cuda" FAIL "see $log" "$(since "$t0")"
+  row "bench merge --kernel-only, cuda" FAIL "$(see "$log")" "$(since "$t0")"
 fi
 
 # ---- 4. file merge (page cache): GPU next to CPU -----------------------------------------------------
@@ -222,15 +241,14 @@ scratch=/dev/shm
 # "merge M=1 (linear)    0.123s ..." -> 0.123
 file_time() { sed -n "s/^merge $2 ([^)]*) *\([0-9.]*\)s.*/\1/p" "$1" | head -1; }
 bench_files() {  # backend
-  timeout 180 "$BIN/wsm" bench merge --backend "$1" --size-mb "$SIZE_MB" --inputs 4 --repeats 3 --dir "$scratch" \
-    >"$LOG/bench-files-$1.log" 2>&1
+  limited "$LOG/bench-files-$1.log" "$BIN/wsm" bench merge --backend "$1" --size-mb "$SIZE_MB" --inputs 4 --repeats 3 --dir "$scratch"
 }
 t0=$(date +%s)
 if bench_files cpu; then
   f1=$(file_time "$LOG/bench-files-cpu.log" M=1) f3=$(file_time "$LOG/bench-files-cpu.log" M=3)
   row "bench merge files, cpu" PASS "4 x $SIZE_MB MB bf16 in $scratch: M=1 ${f1}s, M=3 ${f3}s" "$(since "$t0")"
 else
-  row "bench merge files, cpu" FAIL "see $LOG/bench-files-cpu.log" "$(since "$t0")"
+  row "bench merge files, cpu" FAIL "$(see "$LOG/bench-files-cpu.log")" "$(since "$t0")"
 fi
 t0=$(date +%s)
 if [[ -z $GPU ]]; then
@@ -239,15 +257,15 @@ elif bench_files cuda; then
   h1=$(file_time "$LOG/bench-files-cuda.log" M=1) h3=$(file_time "$LOG/bench-files-cuda.log" M=3)
   row "merge files, cuda vs cpu" PASS "M=1 ${h1}s vs ${f1:-?}s = $(ratio "${f1:-0}" "$h1")x, M=3 ${h3}s vs ${f3:-?}s = $(ratio "${f3:-0}" "$h3")x faster on the GPU" "$(since "$t0")"
 else
-  row "merge files, cuda vs cpu" FAIL "see $LOG/bench-files-cuda.log" "$(since "$t0")"
+  row "merge files, cuda vs cpu" FAIL "$(see "$LOG/bench-files-cuda.log")" "$(since "$t0")"
 fi
 
 # ---- 5. short training run: GPU vs CPU ---------------------------------------------------------------
 train() {  # device
   local out rc
   out=$(mktemp -d)
-  timeout 200 "$BIN/wsm" train --preset small --steps "$STEPS" --every 50 --seed 1 --device "$1" \
-    --threads "$JOBS" --no-checkpoints --eval-positions 0 --out "$out" "${DATA_ARGS[@]}" >"$LOG/train-$1.log" 2>&1
+  limited "$LOG/train-$1.log" "$BIN/wsm" train --preset small --steps "$STEPS" --every 50 --seed 1 --device "$1" \
+    --threads "$JOBS" --no-checkpoints --eval-positions 0 --out "$out" "${DATA_ARGS[@]}"
   rc=$?
   rm -rf "$out"
   return $rc
@@ -256,7 +274,7 @@ losses() { sed -n 's/^step .* loss \([0-9.]*\) .*/\1/p' "$LOG/train-$1.log" | pa
 toks() { sed -n 's/.*tok\/s \([0-9]*\) .*/\1/p' "$LOG/train-$1.log" | tail -1; }
 t0=$(date +%s)
 if ! train cpu; then
-  row "train small $STEPS steps, cpu" FAIL "see $LOG/train-cpu.log" "$(since "$t0")"
+  row "train small $STEPS steps, cpu" FAIL "$(see "$LOG/train-cpu.log")" "$(since "$t0")"
 elif [[ -z $GPU ]]; then
   row "train small $STEPS steps, cpu" PASS "losses [$(losses cpu)]; tok/s $(toks cpu)" "$(since "$t0")"
   row "train small, cuda vs cpu" SKIP "$NO_GPU" 0
@@ -269,7 +287,7 @@ elif train cuda; then
     "max |gpu-cpu| interval loss $diff (tol $LOSS_TOL); gpu [$gl] cpu [$cl]; tok/s gpu $(toks cuda) cpu $(toks cpu) = $(ratio "$(toks cuda)" "$(toks cpu)")x" \
     "$(since "$t0")"
 else
-  row "train small, cuda vs cpu" FAIL "see $LOG/train-cuda.log" "$(since "$t0")"
+  row "train small, cuda vs cpu" FAIL "$(see "$LOG/train-cuda.log")" "$(since "$t0")"
 fi
 
 [[ -z $GPU ]] && echo "no GPU: the GPU rows were not run"

@@ -4,21 +4,22 @@
 # C++ libraries (HDF5, ZeroMQ, Protobuf, spdlog, OpenBLAS, ...), and reaches no registry, so nothing
 # can be built there. This script:
 #   1. configures $BUILD (default build-gpu-kit: Release, CUDA for sm_$CUDA_ARCH, the CUDA runtime
-#      linked statically, MPI off, RPATH $ORIGIN/../lib as DT_RPATH so it also covers the libraries'
-#      own dependencies) and builds only wsm and the GPU test binaries;
+#      linked statically, MPI off, RPATH $ORIGIN/../lib alone, as DT_RPATH so that it also covers the
+#      libraries' own dependencies) and builds only wsm and the GPU test binaries;
 #   2. gathers them, stripped, into bin/ with every shared library they load (and oneDNN, which the
 #      trainer dlopens) in lib/, except the base system's (glibc, libstdc++, libgcc_s) and the CUDA
 #      driver; cuBLAS is not carried (over 500 MB): gpu-check.sh finds the machine's own;
 #   3. checks that every library each binary loads resolves into lib/ or to the base system set;
-#   4. adds the training text (data/) and MANIFEST.txt, packs it all into $KIT/wsm-gpu-kit.tar.xz (the
-#      libraries are ~110 MB unpacked; the working tree that travels may hold 64 MiB in all) and
-#      fails if the kit plus the tracked tree would not travel.
+#   4. adds the training text (data/) and MANIFEST.txt, packs it all into $KIT/wsm-gpu-kit.tar.xz (24
+#      MiB; 119 MiB unpacked, most of it OpenBLAS and oneDNN: the working tree that travels may hold
+#      64 MiB in all) and fails if the kit plus the tracked tree would not travel.
 # tools/gpu-kit.sh --selftest then unpacks the packed kit into a minimal root (the base system set
 # copied from this machine, nothing else) and runs its CPU parts there with chroot in a private mount
 # namespace (needs root): a library missing from the kit fails here, not on the GPU machine.
 #
-# On the GPU machine (the device tool's `run`, from the repository root):
-#   run(command="bash tools/gpu-check.sh --kit gpu-kit", carry=["gpu-kit"], timeout_s=480)
+# On the GPU machine (the device tool's `run`, from the repository root; the logs come back in $OUT):
+#   run(command="LOG=/tmp/gcl bash tools/gpu-check.sh --kit gpu-kit; rc=$?; tar -C /tmp -czf $OUT/gpu-check-logs.tgz gcl; exit $rc",
+#       carry=["gpu-kit"], timeout_s=480)
 #
 # Environment: BUILD (default build-gpu-kit), KIT (default gpu-kit), CUDA_ARCH (90), JOBS (1: the
 # CUDA build is heavy; raise it on a quiet machine).
@@ -41,6 +42,7 @@ DLOPENED=(libdnnl.so.2)
 SYSTEM_RE='^(linux-vdso\.so|ld-linux-x86-64\.so|libc\.so|libm\.so|libmvec\.so|libpthread\.so|libdl\.so|librt\.so|libresolv\.so|libutil\.so|libanl\.so|libnsl\.so|libnss_|libBrokenLocale\.so|libthread_db\.so|libstdc\+\+\.so|libgcc_s\.so|libcuda\.so|libnvidia-)'
 
 die() { echo "gpu-kit: $*" >&2; exit 1; }
+cuda_compiler_file() { compgen -G "$BUILD/CMakeFiles/*/CMakeCUDACompiler.cmake" | head -1 | grep .; }
 is_system() { [[ $1 =~ $SYSTEM_RE ]]; }
 
 # ldd of a binary as "soname path" lines (path "not-found" when unresolved), the search path cleared.
@@ -59,10 +61,10 @@ build() {
   if [[ ! -f $BUILD/CMakeCache.txt ]]; then
     cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DWSM_CUDA=ON \
       -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCH" -DWSM_MPI=OFF -DCUDA_cudart_LIBRARY="$cudart" \
-      '-DCMAKE_BUILD_RPATH=$ORIGIN/../lib' -DCMAKE_EXE_LINKER_FLAGS=-Wl,--disable-new-dtags "${launcher[@]}" ||
-      die "configure failed"
+      -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON '-DCMAKE_INSTALL_RPATH=$ORIGIN/../lib' \
+      -DCMAKE_EXE_LINKER_FLAGS=-Wl,--disable-new-dtags "${launcher[@]}" || die "configure failed"
   fi
-  grep -q "^CMAKE_CUDA_COMPILER:" "$BUILD/CMakeCache.txt" || die "$BUILD has no CUDA compiler: nvcc not found"
+  cuda_compiler_file >/dev/null || die "$BUILD has no CUDA compiler: nvcc not found"
   nice -n 15 ninja -C "$BUILD" -j"$JOBS" "${TARGETS[@]}" || die "build failed"
 }
 
@@ -121,9 +123,8 @@ write_manifest() {
   dirty=$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (uncommitted changes)")
   {
     echo "wsm GPU kit, built $(date -u +%Y-%m-%dT%H:%MZ) from commit $commit$dirty"
-    echo "cuda: nvcc $("$(sed -n 's/^CMAKE_CUDA_COMPILER:[A-Z]*=//p' "$BUILD/CMakeCache.txt")" --version |
-      sed -n 's/.*release \([0-9.]*\).*/\1/p'), sm_$CUDA_ARCH, CUDA runtime linked statically"
-    echo "cublas: $(grep -o 'libcublas\.so\.[0-9]*' "$stage/bin/wsm" | head -1) (loaded at first use from the machine's CUDA)"
+    echo "cuda: nvcc $(sed -n 's/^set(CMAKE_CUDA_COMPILER_VERSION "\(.*\)")/\1/p' "$(cuda_compiler_file)"), sm_$CUDA_ARCH, CUDA runtime linked statically"
+    echo "cublas: $(grep -ao 'libcublas\.so\.[0-9]*' "$stage/bin/wsm" | head -1) (loaded at first use from the machine's CUDA)"
     echo "needs: $(needed_version "$stage" GLIBC_) $(needed_version "$stage" GLIBCXX_)"
     echo "system libraries not carried: glibc's, libstdc++, libgcc_s, the CUDA driver"
     echo "files:"
@@ -141,7 +142,7 @@ make_kit() {
   write_manifest "$stage"
   mkdir -p "$KIT"
   rm -f "$KIT/$PACK.tmp"
-  tar -C "$stage" -cf - MANIFEST.txt bin lib data | xz -T"$JOBS" -6 >"$KIT/$PACK.tmp" || die "packing failed"
+  tar -C "$stage" --sort=name -cf - MANIFEST.txt bin lib data | xz -T"$JOBS" -6 >"$KIT/$PACK.tmp" || die "packing failed"
   mv "$KIT/$PACK.tmp" "$KIT/$PACK"
   cp "$stage/MANIFEST.txt" "$KIT/MANIFEST.txt"
   local kit_bytes tree_bytes unpacked
@@ -176,26 +177,39 @@ root=$1 chroot=$2
 mount -t proc proc "$root/proc" && mount --rbind /dev "$root/dev" && mount --rbind -o ro /sys "$root/sys" &&
   mount -t tmpfs tmpfs "$root/tmp" || { echo "gpu-kit selftest: mounts failed"; exit 1; }
 fails=0
-check() {  # name expected-pattern command...
-  local name=$1 pattern=$2 out rc
+# check name patterns command...: passes when the command exits 0 and its output matches every
+# pattern of "A&&B"; shows the last line matching the last one.
+run_in_root() { timeout 300 env -i PATH=/kit/bin HOME=/tmp OMP_NUM_THREADS=2 "$chroot" "$root" "$@" 2>&1; }
+check() {
+  local name=$1 patterns=$2 out rc p ok=1
   shift 2
-  out=$(timeout 300 env -i PATH=/kit/bin HOME=/tmp OMP_NUM_THREADS=2 "$chroot" "$root" "$@" 2>&1)
+  out=$(run_in_root "$@")
   rc=$?
-  if [[ $rc == 0 ]] && grep -qE "$pattern" <<<"$out"; then
-    printf '  %-30s PASS  %s\n' "$name" "$(grep -E "$pattern" <<<"$out" | tail -1 | cut -c1-90)"
+  IFS='&' read -ra list <<<"${patterns//&&/&}"
+  for p in "${list[@]}"; do grep -qE "$p" <<<"$out" || ok=0; done
+  if [[ $rc == 0 && $ok == 1 ]]; then
+    printf '  %-38s PASS  %s\n' "$name" "$(grep -E "$p" <<<"$out" | tail -1 | cut -c1-90)"
   else
-    printf '  %-30s FAIL  rc %s\n' "$name" "$rc"; sed 's/^/      /' <<<"$out" | tail -15; fails=1
+    printf '  %-38s FAIL  rc %s, wanted %s\n' "$name" "$rc" "$patterns"; sed 's/^/      /' <<<"$out" | tail -15; fails=1
   fi
 }
-check "wsm --version" "^wsm " /kit/bin/wsm --version
+check "wsm --version" "^[0-9]+\.[0-9]+" /kit/bin/wsm --version
 check "kernels_merge_cpu" "PASSED" /kit/bin/kernels_merge_cpu
 for t in kernels_merge_cuda kernels_cublas_loader trainer_cuda; do
   check "$t (loads, no GPU)" "PASSED|SKIPPED" /kit/bin/$t
 done
 check "bench merge --kernel-only cpu" "merge M=1" /kit/bin/wsm bench merge --kernel-only --backend cpu --size-mb 16 --inputs 4 --repeats 1
 check "bench merge files cpu (HDF5)" "merge M=1" /kit/bin/wsm bench merge --backend cpu --size-mb 8 --inputs 2 --repeats 1 --format h5 --dir /tmp
-check "train tiny 20 steps cpu" "loss" /kit/bin/wsm train --preset tiny --steps 20 --every 10 --seed 1 --device cpu \
-  --threads 2 --eval-positions 0 --out /tmp/run --data /kit/data/train.txt --val /kit/data/val.txt
+check "train tiny 20 steps cpu (oneDNN)" "GEMMs by oneDNN&&step +20/20" /kit/bin/wsm train --preset tiny --steps 20 --every 10 \
+  --seed 1 --device cpu --threads 2 --eval-positions 0 --out /tmp/run --data /kit/data/train.txt --val /kit/data/val.txt
+# The control: this root really lacks the Debian libraries, so a kit without one of them fails.
+mv "$root/kit/lib/libzmq.so.5" "$root/tmp/"
+out=$(run_in_root /kit/bin/wsm --version)
+if [[ $? != 0 ]] && grep -q "libzmq.so.5" <<<"$out"; then
+  printf '  %-38s PASS  %s\n' "control: kit without libzmq.so.5" "fails: $(head -1 <<<"$out" | cut -c1-80)"
+else
+  printf '  %-38s FAIL  ran without it: the root is not minimal\n' "control: kit without libzmq.so.5"; fails=1
+fi
 exit $fails
 EOF
   local rc=$?
