@@ -207,6 +207,8 @@ for b in "${CPU_TESTS[@]}"; do run_gtest "$b" cpu; done
 # ---- 3. in-memory merge: the fused kernel's bandwidth, GPU next to CPU -------------------------------
 # "merge M=1 (cpu)   0.1234s  12.34 GB/s  ..." -> 0.1234
 kernel_time() { sed -n "s/^merge M=$2 ($3) *\([0-9.]*\)s.*/\1/p" "$1" | head -1; }
+# PASS when every figure was parsed from wsm's output, FAIL (the format changed) when one is missing.
+parsed() { local f; for f in "$@"; do [[ -n $f ]] || { echo FAIL; return; }; done; echo PASS; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "?" }'; }
 bench_kernel() {  # backend
   limited "$LOG/bench-kernel-$1.log" "$BIN/wsm" bench merge --kernel-only --backend "$1" --size-mb "$SIZE_MB" --inputs 4 --repeats 3
@@ -214,7 +216,7 @@ bench_kernel() {  # backend
 t0=$(date +%s)
 if bench_kernel cpu; then
   c1=$(kernel_time "$LOG/bench-kernel-cpu.log" 1 cpu) c3=$(kernel_time "$LOG/bench-kernel-cpu.log" 3 cpu)
-  row "bench merge --kernel-only, cpu" PASS "4 x $SIZE_MB MB bf16 in memory: M=1 ${c1}s, M=3 ${c3}s ($JOBS threads)" "$(since "$t0")"
+  row "bench merge --kernel-only, cpu" "$(parsed "$c1" "$c3")" "4 x $SIZE_MB MB bf16 in memory: M=1 ${c1}s, M=3 ${c3}s ($JOBS threads)" "$(since "$t0")"
 else
   row "bench merge --kernel-only, cpu" FAIL "$(see "$LOG/bench-kernel-cpu.log")" "$(since "$t0")"
 fi
@@ -226,9 +228,9 @@ elif log=$LOG/bench-kernel-cuda.log && bench_kernel cuda; then
   fused=$(sed -n 's/.*fused kernel .* \([0-9]*%\) of D2D.*/\1/p' "$log" | paste -sd/)
   cublas=$(sed -n 's/.*cuBLAS (widen+GemmEx+round) .* \([0-9]*%\)$/\1/p' "$log" | paste -sd/)
   d2d=$(sed -n 's/.*device memcpy D2D *\(.*\)/\1/p' "$log" | head -1)
-  row "bench merge --kernel-only, cuda" PASS "fused kernel M=1/M=3 ${fused:-?} of D2D memcpy ($d2d); cuBLAS path ${cublas:-?}" "$(since "$t0")"
+  row "bench merge --kernel-only, cuda" "$(parsed "$fused" "$cublas" "$d2d")" "fused kernel M=1/M=3 ${fused:-?} of D2D memcpy ($d2d); cuBLAS path ${cublas:-?}" "$(since "$t0")"
   g1=$(kernel_time "$log" 1 cuda) g3=$(kernel_time "$log" 3 cuda)
-  row "merge in memory, cuda vs cpu" PASS "host buffers, copies included: M=1 ${g1}s vs ${c1:-?}s = $(ratio "${c1:-0}" "$g1")x, M=3 ${g3}s vs ${c3:-?}s = $(ratio "${c3:-0}" "$g3")x faster on the GPU" 0
+  row "merge in memory, cuda vs cpu" "$(parsed "$g1" "$g3" "$c1")" "host buffers, copies included: M=1 ${g1}s vs ${c1:-?}s = $(ratio "${c1:-0}" "$g1")x, M=3 ${g3}s vs ${c3:-?}s = $(ratio "${c3:-0}" "$g3")x faster on the GPU" 0
 else
   row "bench merge --kernel-only, cuda" FAIL "$(see "$log")" "$(since "$t0")"
 fi
@@ -246,7 +248,7 @@ bench_files() {  # backend
 t0=$(date +%s)
 if bench_files cpu; then
   f1=$(file_time "$LOG/bench-files-cpu.log" M=1) f3=$(file_time "$LOG/bench-files-cpu.log" M=3)
-  row "bench merge files, cpu" PASS "4 x $SIZE_MB MB bf16 in $scratch: M=1 ${f1}s, M=3 ${f3}s" "$(since "$t0")"
+  row "bench merge files, cpu" "$(parsed "$f1" "$f3")" "4 x $SIZE_MB MB bf16 in $scratch: M=1 ${f1}s, M=3 ${f3}s" "$(since "$t0")"
 else
   row "bench merge files, cpu" FAIL "$(see "$LOG/bench-files-cpu.log")" "$(since "$t0")"
 fi
@@ -255,7 +257,7 @@ if [[ -z $GPU ]]; then
   row "merge files, cuda vs cpu" SKIP "$NO_GPU" 0
 elif bench_files cuda; then
   h1=$(file_time "$LOG/bench-files-cuda.log" M=1) h3=$(file_time "$LOG/bench-files-cuda.log" M=3)
-  row "merge files, cuda vs cpu" PASS "M=1 ${h1}s vs ${f1:-?}s = $(ratio "${f1:-0}" "$h1")x, M=3 ${h3}s vs ${f3:-?}s = $(ratio "${f3:-0}" "$h3")x faster on the GPU" "$(since "$t0")"
+  row "merge files, cuda vs cpu" "$(parsed "$h1" "$h3" "$f1")" "M=1 ${h1}s vs ${f1:-?}s = $(ratio "${f1:-0}" "$h1")x, M=3 ${h3}s vs ${f3:-?}s = $(ratio "${f3:-0}" "$h3")x faster on the GPU" "$(since "$t0")"
 else
   row "merge files, cuda vs cpu" FAIL "$(see "$LOG/bench-files-cuda.log")" "$(since "$t0")"
 fi
@@ -276,7 +278,7 @@ t0=$(date +%s)
 if ! train cpu; then
   row "train small $STEPS steps, cpu" FAIL "$(see "$LOG/train-cpu.log")" "$(since "$t0")"
 elif [[ -z $GPU ]]; then
-  row "train small $STEPS steps, cpu" PASS "losses [$(losses cpu)]; tok/s $(toks cpu)" "$(since "$t0")"
+  row "train small $STEPS steps, cpu" "$(parsed "$(losses cpu)" "$(toks cpu)")" "losses [$(losses cpu)]; tok/s $(toks cpu)" "$(since "$t0")"
   row "train small, cuda vs cpu" SKIP "$NO_GPU" 0
 elif train cuda; then
   gl=$(losses cuda) cl=$(losses cpu)

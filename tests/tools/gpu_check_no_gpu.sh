@@ -5,7 +5,7 @@
 # script's parsing cannot go stale unnoticed before a GPU is lent), and it exits 0. A missing kit fails
 # naming the problem. Exit 77 (skipped) where a GPU is present. Usage: gpu_check_no_gpu.sh BUILD_DIR
 set -uo pipefail
-build=${1:?usage: gpu_check_no_gpu.sh BUILD_DIR}
+build=$(cd "${1:?usage: gpu_check_no_gpu.sh BUILD_DIR}" && pwd) || exit 1
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 if command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q GPU; then
   echo "a GPU is present: this test covers the no-GPU path"; exit 77
