@@ -170,6 +170,11 @@ selftest() {
       is_system "$soname" && [[ $path != not-found ]] && cp -L "$path" "$root/lib/x86_64-linux-gnu/$soname"
     done < <(resolved "$b")
   done
+  # and the rest of glibc's that any system has, which the machine's cuBLAS loads.
+  for soname in libdl.so.2 librt.so.1 libpthread.so.0 libm.so.6; do
+    path=$(ldconfig -p | awk -v s="$soname" '$1 == s && /x86-64/ {print $NF; exit}')
+    [[ -n $path ]] && cp -L "$path" "$root/lib/x86_64-linux-gnu/$soname"
+  done
   mv "$root/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" "$root/lib64/" || die "no dynamic loader found"
   echo "gpu-kit selftest: minimal root $root: $(ls "$root/lib/x86_64-linux-gnu" | paste -sd' ') + the kit"
   local cuda_lib
