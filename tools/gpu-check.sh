@@ -49,6 +49,7 @@ case ${1:-} in
   -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
   *) echo "gpu-check: unknown argument $1 (--kit DIR, or none to build here)" >&2; exit 2 ;;
 esac
+[[ -n $KIT_ARG && -d $KIT_ARG ]] && KIT_ARG=$(cd "$KIT_ARG" && pwd)  # the script works from $ROOT
 if [[ -n $KIT_ARG ]]; then LOG=${LOG:-${TMPDIR:-/tmp}/wsm-gpu-check-logs}; else LOG=${LOG:-$BUILD/gpu-check-logs}; fi
 GPU_TESTS=(kernels_merge_cuda trainer_cuda)
 CUBLAS_TESTS=(kernels_cublas_loader)  # needs the machine's cuBLAS, not a device
