@@ -11,11 +11,13 @@
 #      driver; cuBLAS is not carried (over 500 MB): gpu-check.sh finds the machine's own;
 #   3. checks that every library each binary loads resolves into lib/ or to the base system set;
 #   4. adds the training text (data/) and MANIFEST.txt, packs it all into $KIT/wsm-gpu-kit.tar.xz (24
-#      MiB; 119 MiB unpacked, most of it OpenBLAS and oneDNN: the working tree that travels may hold
+#      MiB; 120 MiB unpacked, most of it OpenBLAS and oneDNN: the working tree that travels may hold
 #      64 MiB in all) and fails if the kit plus the tracked tree would not travel.
 # tools/gpu-kit.sh --selftest then unpacks the packed kit into a minimal root (the base system set
 # copied from this machine, nothing else) and runs its CPU parts there with chroot in a private mount
-# namespace (needs root): a library missing from the kit fails here, not on the GPU machine.
+# namespace (needs root), the cuBLAS loader test against this machine's cuBLAS (mounted read-only,
+# standing in for the GPU machine's), then a control that must fail (wsm without the kit's libzmq):
+# a library missing from the kit fails here, not on the GPU machine.
 #
 # On the GPU machine (the device tool's `run`, from the repository root; the logs come back in $OUT):
 #   run(command="LOG=/tmp/gcl bash tools/gpu-check.sh --kit gpu-kit; rc=$?; tar -C /tmp -czf $OUT/gpu-check-logs.tgz gcl; exit $rc",
@@ -30,8 +32,8 @@ BUILD=${BUILD:-$ROOT/build-gpu-kit}
 KIT=${KIT:-$ROOT/gpu-kit}
 CUDA_ARCH=${CUDA_ARCH:-90}
 JOBS=${JOBS:-1}
-TARGETS=(wsm kernels_merge_cuda kernels_cublas_loader kernels_merge_cpu trainer_cuda)
-TESTS=(kernels_merge_cuda kernels_cublas_loader kernels_merge_cpu trainer_cuda)
+TESTS=(kernels_merge_cuda kernels_cublas_loader kernels_merge_cpu trainer_cuda)  # what gpu-check.sh runs
+TARGETS=(wsm "${TESTS[@]}")
 PACK=wsm-gpu-kit.tar.xz
 TRAVEL_LIMIT=$((64 << 20))   # the device tool's limit on the working tree plus carried paths
 # Loaded by dlopen, so ldd does not list them: carried when present here.
