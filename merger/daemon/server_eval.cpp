@@ -43,7 +43,7 @@ void publish_run_best(const EmissionWorker& worker, const std::filesystem::path&
 
 }  // namespace
 
-void Server::start_evaluator() {
+std::function<void(v1::StatusReply&)> Server::start_evaluator() {
   EvalOptions eval = options_.eval;
   if (eval.scratch_dir.empty()) eval.scratch_dir = options_.core.out_dir / ".eval-scratch";
   std::error_code ec;
@@ -81,7 +81,8 @@ void Server::start_evaluator() {
       ++unscored;
     }
   if (unscored > 0) spdlog::info("eval: scoring {} outputs listed in the index without a score", unscored);
-  core_->set_status_extra([ev](v1::StatusReply& reply) {
+  spdlog::info("eval: every output is scored by {} ({} thread(s))", evaluator, std::max(1, eval.threads));
+  return [ev](v1::StatusReply& reply) {
     for (const auto& r : ev->latest()) {
       auto* s = reply.add_scores();
       s->set_run_id(r.run_id);
@@ -93,8 +94,7 @@ void Server::start_evaluator() {
       s->set_path(r.path.string());
     }
     reply.set_evals_pending(static_cast<std::uint32_t>(ev->pending()));
-  });
-  spdlog::info("eval: every output is scored by {} ({} thread(s))", evaluator, std::max(1, eval.threads));
+  };
 }
 
 }  // namespace wsm::merger
