@@ -521,7 +521,7 @@ void MergerCore::submit_merge_request(const wire::Message& msg) {
   if (sink_) sink_(std::move(job));
 }
 
-std::vector<Outgoing> MergerCore::job_done(const EmissionJob& job, const std::vector<nlohmann::json>& records,
+std::vector<Outgoing> MergerCore::job_done(const EmissionJob& job, const std::vector<OutputRecord>& records,
                                            const std::string& error) {
   stats_.note_outputs(records.size());
   std::vector<Outgoing> out;

@@ -12,14 +12,13 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "merger/daemon/checkpoint_assembler.h"
 #include "merger/daemon/emission.h"
 #include "merger/daemon/group_collector.h"
 #include "merger/daemon/ingest_stats.h"
 #include "merger/engine/model_metadata.h"
 #include "merger/daemon/output_feed.h"
+#include "merger/daemon/output_record.h"
 #include "merger/daemon/request_queue.h"
 #include "merger/daemon/run_registry.h"
 #include "merger/daemon/session_table.h"
@@ -97,7 +96,7 @@ class MergerCore {
   std::vector<Outgoing> pump();
   bool withholding_credit() const { return withholding_; }
   // The worker finished (or failed) a job: MergeReply/ErrorReply for an on-demand merge.
-  std::vector<Outgoing> job_done(const EmissionJob& job, const std::vector<nlohmann::json>& records,
+  std::vector<Outgoing> job_done(const EmissionJob& job, const std::vector<OutputRecord>& records,
                                  const std::string& error);
 
   v1::StatusReply status(Clock::time_point now) const;

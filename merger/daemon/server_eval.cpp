@@ -67,7 +67,7 @@ std::function<void(v1::StatusReply&)> Server::start_evaluator() {
     publish_run_best(*worker, out_dir, r.run_id);
   });
   OutputEvaluator* ev = evaluator_.get();
-  worker_->set_on_written([ev](const EmissionJob& job, const std::vector<nlohmann::json>& records) {
+  worker_->set_on_written([ev](const EmissionJob& job, const std::vector<OutputRecord>& records) {
     for (const auto& r : records) ev->submit_output(r);
     if (job.request_id != 0) return;  // on-demand merges: the raw checkpoint is scored by the periodic ones
     if (Entry newest = newest_of(job)) ev->submit_raw(std::move(newest));
@@ -77,7 +77,7 @@ std::function<void(v1::StatusReply&)> Server::start_evaluator() {
   const nlohmann::json index = worker_->index_snapshot();  // named: a range-for over snapshot()["outputs"] dangles
   for (const auto& r : index["outputs"])
     if (!r.contains("eval")) {
-      ev->submit_output(r);
+      ev->submit_output(r.get<OutputRecord>());
       ++unscored;
     }
   if (unscored > 0) spdlog::info("eval: scoring {} outputs listed in the index without a score", unscored);
