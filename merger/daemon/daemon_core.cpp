@@ -187,15 +187,16 @@ void MergerCore::check_hello(const wire::Message& msg) const {
   const auto& hello = msg.envelope.hello();
   if (!accepting_) throw ProtocolError(v1::SHUTTING_DOWN, "merger is shutting down");
   if (hello.protocol_version() != wire::kProtocolVersion && hello.protocol_version() != wire::kShardedProtocolVersion)
-    throw ProtocolError(v1::VERSION_MISMATCH, "hello with protocol version " + std::to_string(hello.protocol_version()) +
-                                                  ", merger speaks " + std::to_string(wire::kProtocolVersion) + " and " +
+    throw ProtocolError(v1::VERSION_MISMATCH, "hello with protocol version " +
+                                                  std::to_string(hello.protocol_version()) + ", merger speaks " +
+                                                  std::to_string(wire::kProtocolVersion) + " and " +
                                                   std::to_string(wire::kShardedProtocolVersion));
   const std::string& run = hello.run_id();
   if (auto problem = run_id_problem(run)) throw ProtocolError(v1::BAD_REQUEST, "hello refused: " + *problem);
   if (hello.manifest_size() > kMaxHelloTensors)
     throw ProtocolError(v1::BAD_REQUEST, "hello refused: " + std::to_string(hello.manifest_size()) +
-                                             " manifest entries, over the limit of " + std::to_string(kMaxHelloTensors) +
-                                             " per hello");
+                                             " manifest entries, over the limit of " +
+                                             std::to_string(kMaxHelloTensors) + " per hello");
   runs_.check_owner(run, msg.user_id);
 }
 
@@ -229,18 +230,24 @@ MergerCore::HelloPlan MergerCore::plan_hello(const v1::Hello& hello) const {
 // manifest is the one it started with (or the stored window's).
 void MergerCore::check_manifest(const std::string& run, HelloPlan& plan) {
   if (plan.member) {
-    if (auto problem = sharded_format_problem(options_.output, run)) throw ProtocolError(v1::BAD_REQUEST, "hello refused: " + *problem);
+    if (auto problem = sharded_format_problem(options_.output, run))
+      throw ProtocolError(v1::BAD_REQUEST, "hello refused: " + *problem);
     declare_group(run, *plan.member, plan.bytes);  // a sharded run: each rank its own blocks (sharded_group.h)
   } else if (groups_.is_group_run(run)) {
-    throw ProtocolError(v1::BAD_REQUEST, "run '" + run + "' is a sharded run: a hello for it must declare its group (protocol version 2)");
+    throw ProtocolError(
+        v1::BAD_REQUEST,
+        "run '" + run + "' is a sharded run: a hello for it must declare its group (protocol version 2)");
   } else if (auto known = runs_.manifest(run)) {
     if (*known != *plan.manifest)
-      throw ProtocolError(v1::MANIFEST_MISMATCH, "run '" + run + "': manifest differs from the one this run started with (names, dtypes, shapes)");
+      throw ProtocolError(
+          v1::MANIFEST_MISMATCH,
+          "run '" + run + "': manifest differs from the one this run started with (names, dtypes, shapes)");
     plan.footprint = 0;  // shared with the run's other sessions
   } else {
     const auto& entries = store_.entries(run);
     if (!entries.empty() && entries.back()->tensors != *plan.manifest)
-      throw ProtocolError(v1::MANIFEST_MISMATCH, "run '" + run + "': manifest differs from the checkpoints in the stored window");
+      throw ProtocolError(v1::MANIFEST_MISMATCH,
+                          "run '" + run + "': manifest differs from the checkpoints in the stored window");
   }
 }
 
@@ -251,9 +258,9 @@ void MergerCore::check_hello_budget(const std::string& run, const HelloPlan& pla
     throw ProtocolError(v1::OVER_BUDGET, "run '" + run + "': its manifest" + (plan.member ? " of slices" : "") +
                                              " and metadata (about " + std::to_string(plan.footprint + new_metadata) +
                                              " bytes in RAM) and one checkpoint do not fit --memory-budget " +
-                                             std::to_string(options_.store.memory_budget) + " beside the manifests of " +
-                                             std::to_string(sessions_.size()) + " sessions and " +
-                                             std::to_string(runs_.manifests()) + " runs known (" +
+                                             std::to_string(options_.store.memory_budget) +
+                                             " beside the manifests of " + std::to_string(sessions_.size()) +
+                                             " sessions and " + std::to_string(runs_.manifests()) + " runs known (" +
                                              std::to_string(runs_.bytes()) + " bytes)");
 }
 
@@ -263,10 +270,14 @@ void MergerCore::open_session(const wire::Message& msg, HelloPlan& plan, Clock::
   const std::string& run = msg.envelope.hello().run_id();
   const auto existing = sessions_.find(msg.peer);
   const std::string replaced = existing == sessions_.end() ? run : existing->second.run_id;
-  if (existing == sessions_.end() && sessions_.full()) session_closed(sessions_.make_room_for(msg.peer));
-  else if (existing != sessions_.end()) runs_.release(existing->second.footprint);  // replaced below
-  if (plan.member) runs_.charge(plan.footprint);  // a sharded run's ranks each have their own blocks, counted per session
-  else plan.manifest = runs_.adopt_manifest(run, plan.manifest);
+  if (existing == sessions_.end() && sessions_.full())
+    session_closed(sessions_.make_room_for(msg.peer));
+  else if (existing != sessions_.end())
+    runs_.release(existing->second.footprint);  // replaced below
+  if (plan.member)
+    runs_.charge(plan.footprint);  // a sharded run's ranks each have their own blocks, counted per session
+  else
+    plan.manifest = runs_.adopt_manifest(run, plan.manifest);
   runs_.adopt_metadata(run, plan.metadata);
   runs_.adopt_owner(run, msg.user_id);
   Session s;

@@ -85,7 +85,6 @@ OutputRecord output_record(const EmissionJob& job, const EmissionOutput& out, st
   return r;
 }
 
-
 std::vector<OutputRecord> run_emission(const EmissionJob& job, kernels::MergeBackend& backend,
                                        const RunnerOptions& options) {
   if (job.outputs.empty()) return {};

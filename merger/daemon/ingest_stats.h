@@ -36,7 +36,7 @@ class IngestStats {
 
   std::uint64_t bytes_received_ = 0, checkpoints_received_ = 0, checkpoints_rejected_ = 0, outputs_written_ = 0;
   mutable std::deque<std::pair<Clock::time_point, std::uint64_t>> recent_bytes_;  // oldest first
-  mutable std::deque<Clock::time_point> recent_checkpoints_;                     // oldest first
+  mutable std::deque<Clock::time_point> recent_checkpoints_;                      // oldest first
 };
 
 }  // namespace wsm::merger

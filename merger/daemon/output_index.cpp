@@ -120,7 +120,8 @@ std::pair<std::size_t, std::size_t> OutputIndex::reconcile() {
       spdlog::warn("{}: output not added to the index: {}", file.string(), e.what());
     }
   }
-  std::stable_sort(added.begin(), added.end(), [](const OutputRecord& a, const OutputRecord& b) { return a.step < b.step; });
+  std::stable_sort(added.begin(), added.end(),
+                   [](const OutputRecord& a, const OutputRecord& b) { return a.step < b.step; });
   for (auto& r : added) {
     r.file = relative_file(out_dir_, r.path);
     kept.push_back(nlohmann::json(r));

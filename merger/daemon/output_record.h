@@ -42,14 +42,14 @@ struct OutputRecord {
   std::vector<double> weights;
   std::string sampling;
   // Keys some records lack.
-  std::optional<std::string> dtype;            // the output's, or "as-input"
-  std::optional<std::string> method;           // "full-merge", or the running sum's model
-  std::optional<std::uint64_t> request_id;     // 0: a periodic output; absent: recovered
-  std::optional<bool> recovered;               // listed on a restart, from the file's provenance
-  std::optional<std::string> file;             // the path relative to the index's directory
+  std::optional<std::string> dtype;         // the output's, or "as-input"
+  std::optional<std::string> method;        // "full-merge", or the running sum's model
+  std::optional<std::uint64_t> request_id;  // 0: a periodic output; absent: recovered
+  std::optional<bool> recovered;            // listed on a restart, from the file's provenance
+  std::optional<std::string> file;          // the path relative to the index's directory
   std::optional<Part> part;
   std::optional<RunningSum> running_sum;
-  std::optional<nlohmann::json> eval;          // the evaluator's verdict (output_evaluator.h eval_json)
+  std::optional<nlohmann::json> eval;                 // the evaluator's verdict (output_evaluator.h eval_json)
   nlohmann::json unknown = nlohmann::json::object();  // keys of other versions, kept as read
 
   bool operator==(const OutputRecord&) const = default;

@@ -26,8 +26,8 @@ void RunRegistry::check_metadata(const std::string& run, const ModelMetadata* se
   else if (window_metadata)
     difference = metadata_difference(*window_metadata, sent);
   if (difference)
-    throw ProtocolError(v1::MANIFEST_MISMATCH, "run '" + run + "': metadata differs from the one this run started with (" +
-                                                   *difference + ")");
+    throw ProtocolError(v1::MANIFEST_MISMATCH,
+                        "run '" + run + "': metadata differs from the one this run started with (" + *difference + ")");
 }
 
 std::shared_ptr<const Manifest> RunRegistry::manifest(const std::string& run) const {

@@ -62,7 +62,7 @@ class RunRegistry {
  private:
   std::map<std::string, std::shared_ptr<const Manifest>> manifests_;
   std::map<std::string, std::shared_ptr<const ModelMetadata>> metadata_;  // nullptr: a Hello without
-  std::map<std::string, std::string> owners_;                              // CURVE on
+  std::map<std::string, std::string> owners_;                             // CURVE on
   std::map<std::string, std::int64_t> last_step_;
   std::uint64_t bytes_ = 0;
 };

@@ -17,8 +17,8 @@ struct CoreHarness {
   Clock::time_point now = Clock::now();
 
   explicit CoreHarness(CoreOptions o, CoreHooks hooks = {}) {
-    core = std::make_unique<MergerCore>(std::move(o), [this](EmissionJob j) { jobs.push_back(std::move(j)); },
-                                        std::move(hooks));
+    core = std::make_unique<MergerCore>(
+        std::move(o), [this](EmissionJob j) { jobs.push_back(std::move(j)); }, std::move(hooks));
   }
   std::vector<Outgoing> send(const std::string& peer, v1::Envelope env, std::span<const std::byte> payload = {}) {
     wire::Message m;

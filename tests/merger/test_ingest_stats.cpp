@@ -43,7 +43,8 @@ TEST(IngestStats, RatesCountOnlyTheirWindow) {
       checkpoints.push_back(t);
     }
   }
-  for (const auto now : {t0 + milliseconds(700 * 171), t0 + milliseconds(700 * 171 + 3000), t0 + std::chrono::minutes(5)}) {
+  for (const auto now :
+       {t0 + milliseconds(700 * 171), t0 + milliseconds(700 * 171 + 3000), t0 + std::chrono::minutes(5)}) {
     std::uint64_t in_5s = 0;
     for (const auto& [t, b] : bytes)
       if (now - t <= std::chrono::seconds(5)) in_5s += b;
@@ -54,7 +55,7 @@ TEST(IngestStats, RatesCountOnlyTheirWindow) {
     EXPECT_DOUBLE_EQ(s.checkpoints_per_min(now), static_cast<double>(in_minute));
   }
   EXPECT_EQ(s.bytes_per_s(t0 + std::chrono::minutes(5)), 0.0);  // nothing in the last 5 s
-  EXPECT_EQ(s.window_entries(), 0u);                           // and nothing held for it
+  EXPECT_EQ(s.window_entries(), 0u);                            // and nothing held for it
 }
 
 TEST(IngestStats, WindowsStayBoundedOverALongRun) {

@@ -100,9 +100,9 @@ TEST(OutputRecord, RecordsOfTheDaemonParseAndWriteBackByteForByte) {
 
 TEST(OutputRecord, KeysOfOtherVersionsAndOddValuesAreKept) {
   auto j = nlohmann::json::parse(kRequest);
-  j["seq"] = 7;                  // the feed's number, or a later version's key
-  j["window"] = "200 steps";     // not the type this version writes
-  j["weights"] = {1, 0};         // integers: written back as read, not as 1.0, 0.0
+  j["seq"] = 7;                     // the feed's number, or a later version's key
+  j["window"] = "200 steps";        // not the type this version writes
+  j["weights"] = {1, 0};            // integers: written back as read, not as 1.0, 0.0
   j["part"] = "part-rank00000.h5";  // a part without world_size and ranks is not a Part
   const auto r = j.get<OutputRecord>();
   EXPECT_FALSE(r.part);

@@ -37,7 +37,8 @@ TEST(RequestQueue, TotalLimitAndRelease) {
   RequestQueue q;
   int added = 0;
   for (int p = 0; added < kMaxQueuedRequests; ++p)
-    for (int i = 0; i < kMaxQueuedRequestsPerPeer && added < kMaxQueuedRequests; ++i, ++added) q.add("p" + std::to_string(p));
+    for (int i = 0; i < kMaxQueuedRequestsPerPeer && added < kMaxQueuedRequests; ++i, ++added)
+      q.add("p" + std::to_string(p));
   EXPECT_EQ(q.total(), kMaxQueuedRequests);
   std::string message;
   EXPECT_EQ(refusal(q, "new", &message), v1::BAD_REQUEST);

@@ -43,8 +43,8 @@ TEST(SessionTable, OpenFindServesClose) {
 TEST(SessionTable, MakeRoomClosesTheLongestIdleNotReceiving) {
   SessionTable t(3);
   const auto t0 = Clock::now();
-  t.open("busy", session("r", t0, true));                          // idlest, but receiving
-  t.open("idle", session("r", t0 + std::chrono::seconds(1)));      // the one to go
+  t.open("busy", session("r", t0, true));                      // idlest, but receiving
+  t.open("idle", session("r", t0 + std::chrono::seconds(1)));  // the one to go
   t.open("fresh", session("r", t0 + std::chrono::seconds(5)));
   EXPECT_TRUE(t.full());
   const Session gone = t.make_room_for("new");
