@@ -22,24 +22,8 @@ std::string random_id() {
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(dist(rd)));
   return buf;
 }
-std::string show_peer(const std::string& peer) {
-  std::string out;
-  for (unsigned char c : peer) {
-    char b[3];
-    std::snprintf(b, sizeof b, "%02x", c);
-    out += b;
-  }
-  return out;
-}
 void append(std::vector<Outgoing>& out, std::vector<OutputFeed::Reply> replies) {
   for (auto& [peer, env] : replies) out.push_back({std::move(peer), std::move(env)});
-}
-// What a manifest takes in RAM, about (counted against the memory budget: a Hello may list
-// millions of tiny tensors).
-std::uint64_t manifest_footprint(const Manifest& m) {
-  std::uint64_t bytes = sizeof(Manifest) + m.capacity() * sizeof(TensorInfo);
-  for (const auto& t : m) bytes += t.name.capacity() + 1 + t.shape.capacity() * sizeof(std::int64_t);
-  return bytes;
 }
 // A sharded rank's slices (sharded_group.h), the same way.
 std::uint64_t slices_footprint(const std::vector<PartEntry>& entries) {
@@ -63,21 +47,23 @@ std::uint64_t max_envelope_bytes(const CoreOptions& options) {
   return std::clamp<std::uint64_t>(options.store.memory_budget / 32, 256ull << 10, 16ull << 20);
 }
 
-MergerCore::MergerCore(CoreOptions options, JobSink sink, TaskRunner combine_runner)
+MergerCore::MergerCore(CoreOptions options, JobSink sink, CoreHooks hooks)
     : options_(std::move(options)),
       sink_(std::move(sink)),
+      hooks_(std::move(hooks)),
       store_(options_.store, options_.emulations),
-      combiner_(std::move(combine_runner)) {
+      sessions_(options_.max_sessions),
+      combiner_(std::move(hooks_.combine)) {
   if (options_.server_id.empty()) options_.server_id = random_id();
   if (options_.credit == 0) options_.credit = 1;
   // The window spills to leave room for what else the budget holds.
-  store_.set_extra_bytes([this] { return running_sum_bytes() + partial_bytes() + manifest_bytes_; });
+  store_.set_extra_bytes([this] { return running_sum_bytes() + partial_bytes() + runs_.bytes(); });
   feed_ = OutputFeed(options_.server_id);
 }
 
 void MergerCore::restore() {
   store_.rebuild_from_disk();
-  for (const auto& run : store_.runs()) last_step_[run] = store_.newest_step(run);
+  for (const auto& run : store_.runs()) runs_.advance(run, store_.newest_step(run));
 }
 
 std::vector<Outgoing> MergerCore::handle(wire::Message msg, Clock::time_point now) {
@@ -164,87 +150,23 @@ std::vector<Outgoing> MergerCore::fault(const std::string& peer, const ProtocolE
   return out;
 }
 
+// What a Hello asks for, filled in by the steps of on_hello.
+struct MergerCore::HelloPlan {
+  std::shared_ptr<const ModelMetadata> metadata;  // nullptr: the Hello has none
+  std::optional<GroupMember> member;              // a rank of a sharded run
+  std::shared_ptr<const Manifest> manifest;       // a sharded rank's: its slices
+  std::uint64_t bytes = 0;                        // one checkpoint of the manifest
+  std::uint64_t footprint = 0;                    // what the Hello adds to the manifests in RAM
+};
+
 void MergerCore::on_hello(const wire::Message& msg, Clock::time_point now, std::vector<Outgoing>& out) {
   const auto& hello = msg.envelope.hello();
   try {
-    if (!accepting_) throw ProtocolError(v1::SHUTTING_DOWN, "merger is shutting down");
-    if (hello.protocol_version() != wire::kProtocolVersion && hello.protocol_version() != wire::kShardedProtocolVersion)
-      throw ProtocolError(v1::VERSION_MISMATCH, "hello with protocol version " + std::to_string(hello.protocol_version()) +
-                                                    ", merger speaks " + std::to_string(wire::kProtocolVersion) + " and " +
-                                                    std::to_string(wire::kShardedProtocolVersion));
-    const std::string& run = hello.run_id();
-    if (auto problem = run_id_problem(run)) throw ProtocolError(v1::BAD_REQUEST, "hello refused: " + *problem);
-    if (hello.manifest_size() > kMaxHelloTensors)
-      throw ProtocolError(v1::BAD_REQUEST, "hello refused: " + std::to_string(hello.manifest_size()) +
-                                               " manifest entries, over the limit of " + std::to_string(kMaxHelloTensors) +
-                                               " per hello");
-    check_owner(run, msg.user_id);
-    const auto metadata = metadata_from_hello(hello);  // BAD_REQUEST: a reserved key, over the limit
-    check_run_metadata(run, metadata.get());           // MANIFEST_MISMATCH: differs from the run's
-    const std::uint64_t metadata_size = metadata ? metadata_bytes(*metadata) : 0;
-    // A rank of a sharded run: its slices become the manifest's tensors (sharded_group.h).
-    std::optional<GroupMember> member;
-    v1::Hello sliced;
-    if (hello.protocol_version() == wire::kShardedProtocolVersion && hello.has_group()) {
-      sliced = hello;
-      member = group_member_from_hello(sliced);
-    }
-    auto manifest = manifest_from_hello(member ? sliced : hello);
-    std::uint64_t bytes = 0;
-    for (const auto& t : *manifest) bytes += t.nbytes();  // cannot overflow: checked by manifest_from_hello
-    if (bytes > options_.store.memory_budget)
-      throw ProtocolError(v1::OVER_BUDGET, "run '" + run + "': a checkpoint of " + std::to_string(bytes) +
-                                               " bytes does not fit --memory-budget " +
-                                               std::to_string(options_.store.memory_budget));
-    // What this Hello adds to the manifests in RAM: a new run's manifest, or a rank's own slices.
-    std::uint64_t footprint = manifest_footprint(*manifest) + (member ? slices_footprint(*member->entries) : 0);
-    if (member) {
-      if (auto problem = sharded_format_problem(options_.output, run)) throw ProtocolError(v1::BAD_REQUEST, "hello refused: " + *problem);
-      declare_group(run, *member, bytes);  // a sharded run: each rank its own blocks (sharded_group.h)
-    } else if (groups_.is_group_run(run)) {
-      throw ProtocolError(v1::BAD_REQUEST, "run '" + run + "' is a sharded run: a hello for it must declare its group (protocol version 2)");
-    } else if (auto known = run_manifests_.find(run); known != run_manifests_.end()) {
-      if (*known->second != *manifest)
-        throw ProtocolError(v1::MANIFEST_MISMATCH, "run '" + run + "': manifest differs from the one this run started with (names, dtypes, shapes)");
-      footprint = 0;  // shared with the run's other sessions
-    } else {
-      const auto& entries = store_.entries(run);
-      if (!entries.empty() && entries.back()->tensors != *manifest)
-        throw ProtocolError(v1::MANIFEST_MISMATCH, "run '" + run + "': manifest differs from the checkpoints in the stored window");
-    }
-    const std::uint64_t new_metadata = run_metadata_.contains(run) ? 0 : metadata_size;
-    if (manifest_bytes_ + footprint + new_metadata > options_.store.memory_budget - bytes)
-      throw ProtocolError(v1::OVER_BUDGET, "run '" + run + "': its manifest" + (member ? " of slices" : "") +
-                                               " and metadata (about " + std::to_string(footprint + new_metadata) +
-                                               " bytes in RAM) and one checkpoint do not fit --memory-budget " +
-                                               std::to_string(options_.store.memory_budget) + " beside the manifests of " +
-                                               std::to_string(sessions_.size()) + " sessions and " +
-                                               std::to_string(run_manifests_.size()) + " runs known (" +
-                                               std::to_string(manifest_bytes_) + " bytes)");
-    const auto existing = sessions_.find(msg.peer);
-    const std::string replaced = existing == sessions_.end() ? run : existing->second.run_id;
-    if (existing == sessions_.end() && sessions_.size() >= options_.max_sessions) make_room_for_session(msg.peer);
-    else if (existing != sessions_.end()) manifest_bytes_ -= existing->second.footprint;  // replaced below
-    if (member) {
-      manifest_bytes_ += footprint;  // a sharded run's ranks each have their own blocks, counted per session
-    } else if (auto [known, added] = run_manifests_.try_emplace(run, manifest); added) {
-      manifest_bytes_ += footprint;
-    } else {
-      manifest = known->second;
-    }
-    if (run_metadata_.try_emplace(run, metadata).second) manifest_bytes_ += metadata_size;
-    if (!msg.user_id.empty()) run_owners_.try_emplace(run, msg.user_id);
-    Session s;
-    s.run_id = run;
-    s.manifest = manifest;
-    s.checkpoint_bytes = bytes;
-    s.outstanding = options_.credit;
-    s.last_seen = now;
-    s.group = member;
-    if (member) s.footprint = footprint;
-    sessions_[msg.peer] = std::move(s);
-    if (replaced != run) forget_run_if_unused(replaced);  // this peer said hello for another run before
-    spdlog::info("peer {} joined run '{}' ({} tensors, client '{}')", show_peer(msg.peer), run, manifest->size(), hello.client());
+    check_hello(msg);
+    HelloPlan plan = plan_hello(hello);
+    check_manifest(hello.run_id(), plan);
+    check_hello_budget(hello.run_id(), plan);
+    open_session(msg, plan, now);
     auto reply = wire::envelope();
     auto* w = reply.mutable_welcome();
     w->set_protocol_version(hello.protocol_version());
@@ -257,6 +179,119 @@ void MergerCore::on_hello(const wire::Message& msg, Clock::time_point now, std::
     out.push_back(error_to(msg.peer, e));
     if (!hello.run_id().empty() && !run_id_problem(hello.run_id())) forget_run_if_unused(hello.run_id());
   }
+}
+
+// The Hello itself: accepted now, a protocol version spoken here, a valid run id, a bounded
+// manifest, and (with CURVE) the run's owner.
+void MergerCore::check_hello(const wire::Message& msg) const {
+  const auto& hello = msg.envelope.hello();
+  if (!accepting_) throw ProtocolError(v1::SHUTTING_DOWN, "merger is shutting down");
+  if (hello.protocol_version() != wire::kProtocolVersion && hello.protocol_version() != wire::kShardedProtocolVersion)
+    throw ProtocolError(v1::VERSION_MISMATCH, "hello with protocol version " +
+                                                  std::to_string(hello.protocol_version()) + ", merger speaks " +
+                                                  std::to_string(wire::kProtocolVersion) + " and " +
+                                                  std::to_string(wire::kShardedProtocolVersion));
+  const std::string& run = hello.run_id();
+  if (auto problem = run_id_problem(run)) throw ProtocolError(v1::BAD_REQUEST, "hello refused: " + *problem);
+  if (hello.manifest_size() > kMaxHelloTensors)
+    throw ProtocolError(v1::BAD_REQUEST, "hello refused: " + std::to_string(hello.manifest_size()) +
+                                             " manifest entries, over the limit of " +
+                                             std::to_string(kMaxHelloTensors) + " per hello");
+  runs_.check_owner(run, msg.user_id);
+}
+
+// Its metadata (the run's, or none yet), its manifest (a sharded rank's slices become the
+// manifest's tensors, sharded_group.h), and a checkpoint of it within the memory budget.
+MergerCore::HelloPlan MergerCore::plan_hello(const v1::Hello& hello) const {
+  const std::string& run = hello.run_id();
+  HelloPlan plan;
+  plan.metadata = metadata_from_hello(hello);  // BAD_REQUEST: a reserved key, over the limit
+  const auto& entries = store_.entries(run);
+  std::optional<const ModelMetadata*> window_metadata;
+  if (!entries.empty()) window_metadata = entries.back()->model.get();
+  runs_.check_metadata(run, plan.metadata.get(), window_metadata);  // MANIFEST_MISMATCH
+  v1::Hello sliced;
+  if (hello.protocol_version() == wire::kShardedProtocolVersion && hello.has_group()) {
+    sliced = hello;
+    plan.member = group_member_from_hello(sliced);
+  }
+  plan.manifest = manifest_from_hello(plan.member ? sliced : hello);
+  for (const auto& t : *plan.manifest) plan.bytes += t.nbytes();  // cannot overflow: checked by manifest_from_hello
+  if (plan.bytes > options_.store.memory_budget)
+    throw ProtocolError(v1::OVER_BUDGET, "run '" + run + "': a checkpoint of " + std::to_string(plan.bytes) +
+                                             " bytes does not fit --memory-budget " +
+                                             std::to_string(options_.store.memory_budget));
+  // What this Hello adds to the manifests in RAM: a new run's manifest, or a rank's own slices.
+  plan.footprint = manifest_footprint(*plan.manifest) + (plan.member ? slices_footprint(*plan.member->entries) : 0);
+  return plan;
+}
+
+// The manifest against the run's: a sharded rank declares its group; a single-client run's
+// manifest is the one it started with (or the stored window's).
+void MergerCore::check_manifest(const std::string& run, HelloPlan& plan) {
+  if (plan.member) {
+    if (auto problem = sharded_format_problem(options_.output, run))
+      throw ProtocolError(v1::BAD_REQUEST, "hello refused: " + *problem);
+    declare_group(run, *plan.member, plan.bytes);  // a sharded run: each rank its own blocks (sharded_group.h)
+  } else if (groups_.is_group_run(run)) {
+    throw ProtocolError(
+        v1::BAD_REQUEST,
+        "run '" + run + "' is a sharded run: a hello for it must declare its group (protocol version 2)");
+  } else if (auto known = runs_.manifest(run)) {
+    if (*known != *plan.manifest)
+      throw ProtocolError(
+          v1::MANIFEST_MISMATCH,
+          "run '" + run + "': manifest differs from the one this run started with (names, dtypes, shapes)");
+    plan.footprint = 0;  // shared with the run's other sessions
+  } else {
+    const auto& entries = store_.entries(run);
+    if (!entries.empty() && entries.back()->tensors != *plan.manifest)
+      throw ProtocolError(v1::MANIFEST_MISMATCH,
+                          "run '" + run + "': manifest differs from the checkpoints in the stored window");
+  }
+}
+
+// The manifests and metadata in RAM, with this Hello's, leave room for one of its checkpoints.
+void MergerCore::check_hello_budget(const std::string& run, const HelloPlan& plan) const {
+  const std::uint64_t new_metadata = runs_.has_metadata(run) || !plan.metadata ? 0 : metadata_bytes(*plan.metadata);
+  if (runs_.bytes() + plan.footprint + new_metadata > options_.store.memory_budget - plan.bytes)
+    throw ProtocolError(v1::OVER_BUDGET, "run '" + run + "': its manifest" + (plan.member ? " of slices" : "") +
+                                             " and metadata (about " + std::to_string(plan.footprint + new_metadata) +
+                                             " bytes in RAM) and one checkpoint do not fit --memory-budget " +
+                                             std::to_string(options_.store.memory_budget) +
+                                             " beside the manifests of " + std::to_string(sessions_.size()) +
+                                             " sessions and " + std::to_string(runs_.manifests()) + " runs known (" +
+                                             std::to_string(runs_.bytes()) + " bytes)");
+}
+
+// Registers the run's manifest, metadata and owner and the peer's session (replacing its previous
+// one, or closing the longest idle session when the table is full).
+void MergerCore::open_session(const wire::Message& msg, HelloPlan& plan, Clock::time_point now) {
+  const std::string& run = msg.envelope.hello().run_id();
+  const auto existing = sessions_.find(msg.peer);
+  const std::string replaced = existing == sessions_.end() ? run : existing->second.run_id;
+  if (existing == sessions_.end() && sessions_.full())
+    session_closed(sessions_.make_room_for(msg.peer));
+  else if (existing != sessions_.end())
+    runs_.release(existing->second.footprint);  // replaced below
+  if (plan.member)
+    runs_.charge(plan.footprint);  // a sharded run's ranks each have their own blocks, counted per session
+  else
+    plan.manifest = runs_.adopt_manifest(run, plan.manifest);
+  runs_.adopt_metadata(run, plan.metadata);
+  runs_.adopt_owner(run, msg.user_id);
+  Session s;
+  s.run_id = run;
+  s.manifest = plan.manifest;
+  s.checkpoint_bytes = plan.bytes;
+  s.outstanding = options_.credit;
+  s.last_seen = now;
+  s.group = plan.member;
+  if (plan.member) s.footprint = plan.footprint;
+  sessions_.open(msg.peer, std::move(s));
+  if (replaced != run) forget_run_if_unused(replaced);  // this peer said hello for another run before
+  spdlog::info("peer {} joined run '{}' ({} tensors, client '{}')", show_peer(msg.peer), run, plan.manifest->size(),
+               msg.envelope.hello().client());
 }
 
 void MergerCore::on_begin(Session& s, const std::string& peer, const v1::CheckpointBegin& b, std::vector<Outgoing>& out) {
@@ -301,7 +336,7 @@ void MergerCore::check_step_bounds(const std::string& run_id, std::int64_t step)
 void MergerCore::check_memory_budget(const Session& s) const {
   // Partial checkpoints are held whole until they end, so each counts from its Begin; so do the
   // running sums and the window's RAM copies that cannot spill (all of them without a store).
-  const std::uint64_t held = store_.pinned_bytes() + running_sum_bytes() + partial_bytes() + manifest_bytes_;
+  const std::uint64_t held = held_bytes();
   const auto budget = options_.store.memory_budget;
   if (held > budget || s.checkpoint_bytes > budget - held)
     throw ProtocolError(v1::OVER_BUDGET, "run '" + s.run_id + "': " + std::to_string(held) + " bytes held (" +
@@ -309,6 +344,10 @@ void MergerCore::check_memory_budget(const Session& s) const {
                                              "running sums, manifests and checkpoints being received) plus this checkpoint's " +
                                              std::to_string(s.checkpoint_bytes) + " exceed --memory-budget " +
                                              std::to_string(budget) + "; try again later");
+}
+
+std::uint64_t MergerCore::held_bytes() const {
+  return store_.pinned_bytes() + running_sum_bytes() + partial_bytes() + runs_.bytes();
 }
 
 std::uint64_t MergerCore::partial_bytes() const {
@@ -335,8 +374,7 @@ void MergerCore::take_over_partials(const std::string& run_id, std::int64_t step
 
 void MergerCore::on_chunk(Session& s, wire::Message& msg, std::vector<Outgoing>& out) {
   const auto& chunk = msg.envelope.chunk();
-  bytes_received_ += msg.payload_bytes().size();
-  note_rate(s.last_seen, msg.payload_bytes().size());
+  stats_.note_bytes(s.last_seen, msg.payload_bytes().size());
   // Credit returns once a chunk is taken out of ZeroMQ's queue, so what a sender has in flight
   // (queued here, unprocessed) never exceeds the credit it was granted.
   if (s.outstanding > 0) --s.outstanding;
@@ -377,15 +415,14 @@ void MergerCore::on_end(Session& s, const std::string& peer, const v1::Checkpoin
 
 void MergerCore::commit(const std::string& run_id, std::shared_ptr<StoredCheckpoint> c,
                         const std::vector<std::string>& peers, std::vector<Outgoing>& out) {
-  if (auto it = run_metadata_.find(run_id); it != run_metadata_.end()) c->model = it->second;  // into its outputs and --store file
+  if (runs_.has_metadata(run_id)) c->model = runs_.metadata(run_id);  // into its outputs and --store file
   std::vector<Entry> dropped;
   try {
     dropped = store_.add(c);
   } catch (const Error& err) {
     throw ProtocolError(v1::INTERNAL, err.what());
   }
-  ++checkpoints_received_;
-  recent_checkpoints_.push_back(Clock::now());
+  stats_.note_checkpoint(Clock::now());
   spdlog::info("received run '{}' step {} (tokens {}, lr {:g}, {} bytes) from {}{}", run_id, c->step, c->tokens, c->lr,
                c->nbytes(), show_peer(peers.front()), peers.size() > 1 ? " and " + std::to_string(peers.size() - 1) + " more ranks" : "");
   for (const auto& peer : peers) {
@@ -422,9 +459,7 @@ void MergerCore::acknowledge_resend(const Session& s, const std::string& peer, c
 }
 
 void MergerCore::after_commit(const std::string& run_id, std::int64_t step, const std::vector<Entry>& dropped) {
-  auto prev = last_step_.find(run_id);
-  const std::int64_t previous = prev == last_step_.end() ? -1 : prev->second;
-  last_step_[run_id] = step;
+  const std::int64_t previous = runs_.advance(run_id, step);
   const bool due = emission_due(previous, step, options_.every);
   if (!due && !options_.running_sums) return;
   auto job = plan_emission(store_, run_id, options_.emulations, options_.out_dir, options_.dtype);
@@ -453,14 +488,6 @@ std::vector<Outgoing> MergerCore::pump() {
   return out;
 }
 
-void MergerCore::check_owner(const std::string& run_id, const std::string& user_id) const {
-  // With CURVE, a run belongs to the key that said Hello for it first (since this start): another
-  // allowed key can neither send to it nor ask merges of it.
-  const auto it = run_owners_.find(run_id);
-  if (it != run_owners_.end() && it->second != user_id)
-    throw ProtocolError(v1::BAD_REQUEST, "run '" + run_id + "' belongs to another client key");
-}
-
 void MergerCore::on_merge_request(const wire::Message& msg, std::vector<Outgoing>& out) {
   const auto& peer = msg.peer;
   const auto& r = msg.envelope.merge_request();
@@ -478,13 +505,8 @@ void MergerCore::submit_merge_request(const wire::Message& msg) {
   const auto& r = msg.envelope.merge_request();
   if (!accepting_) throw ProtocolError(v1::SHUTTING_DOWN, "merger is shutting down");
   if (auto problem = run_id_problem(r.run_id())) throw ProtocolError(v1::BAD_REQUEST, "merge request: " + *problem);
-  check_owner(r.run_id(), msg.user_id);
-  if (auto q = queued_requests_.find(peer); q != queued_requests_.end() && q->second >= kMaxQueuedRequestsPerPeer)
-    throw ProtocolError(v1::BAD_REQUEST, "merge request: " + std::to_string(kMaxQueuedRequestsPerPeer) +
-                                             " requests of this peer are still queued; wait for their replies");
-  if (queued_requests_total_ >= kMaxQueuedRequests)
-    throw ProtocolError(v1::BAD_REQUEST, "merge request: " + std::to_string(kMaxQueuedRequests) +
-                                             " requests are queued already; try again later");
+  runs_.check_owner(r.run_id(), msg.user_id);
+  requests_.check_room(peer);
   Emulation e;
   std::optional<DType> dtype = options_.dtype;
   try {
@@ -506,21 +528,17 @@ void MergerCore::submit_merge_request(const wire::Message& msg) {
                                              (job.skipped.empty() ? "nothing to merge" : job.skipped.front()));
   job.request_id = r.request_id() ? r.request_id() : 1;
   job.requester = peer;
-  ++queued_requests_[peer];
-  ++queued_requests_total_;
+  requests_.add(peer);
   if (sink_) sink_(std::move(job));
 }
 
-std::vector<Outgoing> MergerCore::job_done(const EmissionJob& job, const std::vector<nlohmann::json>& records,
+std::vector<Outgoing> MergerCore::job_done(const EmissionJob& job, const std::vector<OutputRecord>& records,
                                            const std::string& error) {
-  outputs_written_ += records.size();
+  stats_.note_outputs(records.size());
   std::vector<Outgoing> out;
   append(out, feed_.add(records));
   if (job.request_id == 0 || job.requester.empty()) return out;
-  if (auto q = queued_requests_.find(job.requester); q != queued_requests_.end()) {
-    --queued_requests_total_;
-    if (--q->second <= 0) queued_requests_.erase(q);
-  }
+  requests_.done(job.requester);
   if (!error.empty()) {
     out.push_back(error_to(job.requester, ProtocolError(v1::INTERNAL, error), 0, job.request_id));
     return out;
@@ -540,7 +558,7 @@ std::vector<Outgoing> MergerCore::job_done(const EmissionJob& job, const std::ve
 void MergerCore::reject(Session& s, const std::string& peer, std::int64_t step, const ProtocolError& e,
                         std::vector<Outgoing>& out) {
   spdlog::warn("run '{}' step {} from {} rejected: {}", s.run_id, step, show_peer(peer), e.what());
-  ++checkpoints_rejected_;
+  stats_.note_rejected();
   s.partial.reset();
   s.rejected_step = step;
   out.push_back(error_to(peer, e, step));
@@ -586,64 +604,20 @@ std::vector<Outgoing> MergerCore::expire(Clock::time_point now) {
   return out;
 }
 
-void MergerCore::make_room_for_session(const std::string& peer) {
-  // The longest idle session that is not receiving a checkpoint goes: its peer is answered
-  // NO_SESSION at its next message and says hello again (both clients do).
-  auto oldest = sessions_.end();
-  for (auto it = sessions_.begin(); it != sessions_.end(); ++it)
-    if (!it->second.partial && (oldest == sessions_.end() || it->second.last_seen < oldest->second.last_seen)) oldest = it;
-  if (oldest == sessions_.end())
-    throw ProtocolError(v1::OVER_BUDGET, std::to_string(sessions_.size()) +
-                                             " sessions are open, each receiving a checkpoint: the most this merger keeps "
-                                             "(max_sessions); try again later");
-  spdlog::warn("{} sessions open: closing the longest idle one (peer {}, run '{}') for peer {}", sessions_.size(),
-               show_peer(oldest->first), oldest->second.run_id, show_peer(peer));
-  end_session(oldest);
-}
+void MergerCore::end_session(SessionTable::iterator it) { session_closed(sessions_.close(it)); }
 
-void MergerCore::end_session(std::map<std::string, Session>::iterator it) {
-  const std::string run = it->second.run_id;
-  manifest_bytes_ -= it->second.footprint;
-  sessions_.erase(it);
-  forget_run_if_unused(run);
+void MergerCore::session_closed(const Session& s) {
+  runs_.release(s.footprint);
+  forget_run_if_unused(s.run_id);
 }
 
 void MergerCore::forget_run_if_unused(const std::string& run) {
-  // A run with neither a session nor a checkpoint in the window keeps nothing here (its manifest
-  // and, with CURVE, its owner would otherwise stay for good, one per run id a peer ever named); a
+  // A run with neither a session nor a checkpoint in the window keeps nothing (run_registry.h); a
   // sharded run's world sizes go once no rank is connected and no step is pending (a resumed job
-  // may have others). Its owner goes too: with nothing of the run left, the next key to say Hello
-  // starts it afresh, as after a restart.
-  for (const auto& [peer, s] : sessions_)
-    if (s.run_id == run) return;
-  groups_.forget_if_idle(run);
-  if (!store_.entries(run).empty()) return;
-  if (auto it = run_manifests_.find(run); it != run_manifests_.end()) {
-    manifest_bytes_ -= manifest_footprint(*it->second);
-    run_manifests_.erase(it);
-  }
-  if (auto it = run_metadata_.find(run); it != run_metadata_.end()) {
-    if (it->second) manifest_bytes_ -= metadata_bytes(*it->second);
-    run_metadata_.erase(it);
-  }
-  run_owners_.erase(run);
-}
-
-void MergerCore::check_run_metadata(const std::string& run, const ModelMetadata* metadata) const {
-  // Like the manifest: the run's first Hello (or the window restored from --store) fixes it.
-  std::optional<std::string> difference;
-  if (auto known = run_metadata_.find(run); known != run_metadata_.end())
-    difference = metadata_difference(known->second.get(), metadata);
-  else if (const auto& entries = store_.entries(run); !entries.empty())
-    difference = metadata_difference(entries.back()->model.get(), metadata);
-  if (difference)
-    throw ProtocolError(v1::MANIFEST_MISMATCH, "run '" + run + "': metadata differs from the one this run started with (" +
-                                                   *difference + ")");
-}
-
-void MergerCore::note_rate(Clock::time_point now, std::uint64_t bytes) {
-  recent_bytes_.emplace_back(now, bytes);
-  while (!recent_bytes_.empty() && now - recent_bytes_.front().first > std::chrono::seconds(5)) recent_bytes_.pop_front();
+  // may have others).
+  const bool sessions = sessions_.serves(run);
+  if (!sessions) groups_.forget_if_idle(run);
+  runs_.forget_if_unused(run, {.sessions = sessions, .window = !store_.entries(run).empty()});
 }
 
 v1::StatusReply MergerCore::status(Clock::time_point now) const {
@@ -661,8 +635,8 @@ v1::StatusReply MergerCore::status(Clock::time_point now) const {
       w->set_in_memory(c->in_memory());
       w->set_on_disk(c->lease && c->lease->persisted);  // renamed into place, not merely queued
     }
-  if (pending_)
-    for (auto& p : pending_()) *r.add_pending() = std::move(p);
+  if (hooks_.pending)
+    for (auto& p : hooks_.pending()) *r.add_pending() = std::move(p);
   for (const auto& e : options_.emulations) {
     auto* em = r.add_emulations();
     em->set_spec(e.spec.to_string());
@@ -670,26 +644,20 @@ v1::StatusReply MergerCore::status(Clock::time_point now) const {
     em->set_axis(std::string(axis_name(e.axis)));
     em->set_label(e.label);
   }
-  r.set_bytes_received(bytes_received_);
-  r.set_checkpoints_received(checkpoints_received_);
-  r.set_checkpoints_rejected(checkpoints_rejected_);
-  r.set_outputs_written(outputs_written_);
-  std::uint64_t recent = 0;
-  for (const auto& [t, b] : recent_bytes_)
-    if (now - t <= std::chrono::seconds(5)) recent += b;
-  r.set_bytes_per_s(static_cast<double>(recent) / 5.0);
-  std::size_t ck = 0;
-  for (const auto& t : recent_checkpoints_)
-    if (now - t <= std::chrono::minutes(1)) ++ck;
-  r.set_checkpoints_per_min(static_cast<double>(ck));
+  r.set_bytes_received(stats_.bytes_received());
+  r.set_checkpoints_received(stats_.checkpoints_received());
+  r.set_checkpoints_rejected(stats_.checkpoints_rejected());
+  r.set_outputs_written(stats_.outputs_written());
+  r.set_bytes_per_s(stats_.bytes_per_s(now));
+  r.set_checkpoints_per_min(stats_.checkpoints_per_min(now));
   r.set_peers(static_cast<std::uint32_t>(sessions_.size()));
   r.set_memory_bytes(store_.memory_bytes());
   r.set_memory_budget(options_.store.memory_budget);
   r.set_every(options_.every);
   r.set_running_sums(options_.running_sums);
-  r.set_running_sum_bytes(running_sum_bytes_ ? running_sum_bytes_() : 0);
+  r.set_running_sum_bytes(running_sum_bytes());
   r.set_store_backlog_bytes(store_.write_backlog_bytes());
-  if (status_extra_) status_extra_(r);
+  if (hooks_.status_extra) hooks_.status_extra(r);
   return r;
 }
 

@@ -4,7 +4,6 @@
 // a sink (the emission worker). The server (server.h) only moves frames; tests drive this directly.
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -13,13 +12,16 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "merger/daemon/checkpoint_assembler.h"
 #include "merger/daemon/emission.h"
 #include "merger/daemon/group_collector.h"
+#include "merger/daemon/ingest_stats.h"
 #include "merger/engine/model_metadata.h"
 #include "merger/daemon/output_feed.h"
+#include "merger/daemon/output_record.h"
+#include "merger/daemon/request_queue.h"
+#include "merger/daemon/run_registry.h"
+#include "merger/daemon/session_table.h"
 #include "merger/daemon/step_combiner.h"
 #include "merger/daemon/window_store.h"
 #include "wsm/wire/wire.h"
@@ -45,10 +47,9 @@ struct CoreOptions {
   std::size_t max_sessions = 256;
 };
 
-// Limits on what one peer may ask (docs/protocol.md, "Limits").
+// Limits on what one peer may ask (docs/protocol.md, "Limits"; the queued requests' are in
+// request_queue.h).
 inline constexpr std::int64_t kMaxStepJump = std::int64_t{1} << 32;  // past the run's newest step
-inline constexpr int kMaxQueuedRequestsPerPeer = 4;                  // MergeRequests not yet answered
-inline constexpr int kMaxQueuedRequests = 16;                        // the same, all peers together
 inline constexpr int kMaxHelloTensors = 1 << 16;                     // manifest entries (tensors or slices) per Hello
 
 // The largest ZeroMQ frame the daemon accepts (ZMQ_MAXMSGSIZE): a chunk, or an envelope (a
@@ -64,13 +65,22 @@ struct Outgoing {
   v1::Envelope envelope;
 };
 
+// What other parts of the daemon lend the core, given at construction (each may be empty).
+struct CoreHooks {
+  TaskRunner combine;  // runs a sharded step's combination (step_combiner.h); empty: at once, inline
+  std::function<std::vector<v1::PendingEmission>()> pending;  // the emission worker's queue, for status
+  std::function<void(v1::StatusReply&)> status_extra;         // adds what other parts know (the evaluator's scores)
+  std::function<std::uint64_t()> running_sum_bytes;           // the worker's running sums, against the memory budget
+};
+
+// Delegates its state: sessions (session_table.h), runs (run_registry.h), counters and rates
+// (ingest_stats.h), queued merge requests (request_queue.h), the window (window_store.h) and sharded
+// steps (group_collector.h); what stays here is the protocol: which message does what to them.
 class MergerCore {
  public:
   using JobSink = std::function<void(EmissionJob)>;
-  using PendingSource = std::function<std::vector<v1::PendingEmission>()>;
 
-  // combine_runner runs a sharded step's combination (step_combiner.h); empty: at once, inline.
-  MergerCore(CoreOptions options, JobSink sink, TaskRunner combine_runner = {});
+  MergerCore(CoreOptions options, JobSink sink, CoreHooks hooks = {});
 
   // Rebuilds the window from --store (call once before serving).
   void restore();
@@ -86,15 +96,10 @@ class MergerCore {
   std::vector<Outgoing> pump();
   bool withholding_credit() const { return withholding_; }
   // The worker finished (or failed) a job: MergeReply/ErrorReply for an on-demand merge.
-  std::vector<Outgoing> job_done(const EmissionJob& job, const std::vector<nlohmann::json>& records,
+  std::vector<Outgoing> job_done(const EmissionJob& job, const std::vector<OutputRecord>& records,
                                  const std::string& error);
 
   v1::StatusReply status(Clock::time_point now) const;
-  void set_pending_source(PendingSource source) { pending_ = std::move(source); }
-  // Adds what other parts know to each StatusReply (the evaluator's scores).
-  void set_status_extra(std::function<void(v1::StatusReply&)> f) { status_extra_ = std::move(f); }
-  // The running sums' bytes (the emission worker's), counted against the memory budget.
-  void set_running_sum_bytes(std::function<std::uint64_t()> f) { running_sum_bytes_ = std::move(f); }
   // Waits for the store writer (clean shutdown, tests).
   void flush_store() { store_.flush(); }
   void stop_accepting() { accepting_ = false; }
@@ -104,21 +109,15 @@ class MergerCore {
   const std::string& server_id() const { return options_.server_id; }
 
  private:
-  struct Session {
-    std::string run_id;
-    std::shared_ptr<const Manifest> manifest;
-    std::uint64_t checkpoint_bytes = 0;  // one checkpoint of this manifest, held while it arrives
-    std::uint32_t outstanding = 0;  // chunks the peer may still send
-    std::uint32_t consumed = 0;     // chunks received since the last grant
-    std::unique_ptr<CheckpointAssembler> partial;
-    std::optional<std::int64_t> rejected_step;  // its later chunks are dropped quietly
-    Clock::time_point last_seen;
-    std::optional<GroupMember> group;  // one rank of a sharded run (protocol version 2)
-    std::uint64_t footprint = 0;       // a rank's own manifest and slices, in manifest_bytes_
-  };
+  struct HelloPlan;  // what a Hello asks for, checked step by step (daemon_core.cpp)
 
   void dispatch(wire::Message& msg, Clock::time_point now, std::vector<Outgoing>& out);
   void on_hello(const wire::Message& msg, Clock::time_point now, std::vector<Outgoing>& out);
+  void check_hello(const wire::Message& msg) const;
+  HelloPlan plan_hello(const v1::Hello& hello) const;
+  void check_manifest(const std::string& run, HelloPlan& plan);
+  void check_hello_budget(const std::string& run, const HelloPlan& plan) const;
+  void open_session(const wire::Message& msg, HelloPlan& plan, Clock::time_point now);
   void on_begin(Session& s, const std::string& peer, const v1::CheckpointBegin& b, std::vector<Outgoing>& out);
   void on_chunk(Session& s, wire::Message& msg, std::vector<Outgoing>& out);
   void on_end(Session& s, const std::string& peer, const v1::CheckpointEnd& e, std::vector<Outgoing>& out);
@@ -135,15 +134,14 @@ class MergerCore {
               std::vector<Outgoing>& out);
   void on_merge_request(const wire::Message& msg, std::vector<Outgoing>& out);
   void submit_merge_request(const wire::Message& msg);  // throws the error to send
-  void check_owner(const std::string& run_id, const std::string& user_id) const;
   void check_step_bounds(const std::string& run_id, std::int64_t step) const;
   void check_memory_budget(const Session& s) const;
-  void check_run_metadata(const std::string& run, const ModelMetadata* metadata) const;  // MANIFEST_MISMATCH
   std::uint64_t partial_bytes() const;  // checkpoints being received, each counted whole
-  void make_room_for_session(const std::string& peer);  // throws OVER_BUDGET when no session can go
-  void end_session(std::map<std::string, Session>::iterator it);
+  std::uint64_t held_bytes() const;     // what the memory budget holds besides the window's spillable copies
+  void end_session(SessionTable::iterator it);
+  void session_closed(const Session& s);  // releases what it held, forgets its run if unused
   void forget_run_if_unused(const std::string& run);
-  std::uint64_t running_sum_bytes() const { return running_sum_bytes_ ? running_sum_bytes_() : 0; }
+  std::uint64_t running_sum_bytes() const { return hooks_.running_sum_bytes ? hooks_.running_sum_bytes() : 0; }
   void take_over_partials(const std::string& run_id, std::int64_t step, const std::string& peer,
                           std::vector<Outgoing>& out);
   void reject(Session& s, const std::string& peer, std::int64_t step, const wire::ProtocolError& e,
@@ -151,34 +149,22 @@ class MergerCore {
   void grant(Session& s, const std::string& peer, std::vector<Outgoing>& out, bool force);
   void acknowledge_resend(const Session& s, const std::string& peer, const StoredCheckpoint& c, std::vector<Outgoing>& out);
   void after_commit(const std::string& run_id, std::int64_t step, const std::vector<Entry>& dropped);
-  void note_rate(Clock::time_point now, std::uint64_t bytes);
 
   CoreOptions options_;
   JobSink sink_;
-  PendingSource pending_;
-  std::function<void(v1::StatusReply&)> status_extra_;
-  std::function<std::uint64_t()> running_sum_bytes_;
+  CoreHooks hooks_;
   bool withholding_ = false;  // credit held back while the store writer is behind
   WindowStore store_;
-  std::map<std::string, Session> sessions_;
+  SessionTable sessions_;
+  RunRegistry runs_;
   GroupCollector groups_;
   StepCombiner combiner_;
   std::map<std::pair<std::string, std::int64_t>, wire::ProtocolError> failed_steps_;  // sharded steps that failed, recent
   Clock::time_point last_heartbeat_{};
-  std::map<std::string, std::shared_ptr<const Manifest>> run_manifests_;  // runs with a session or checkpoints
-  // Per run, the model metadata of its first Hello (nullptr: none), written into its checkpoints.
-  std::map<std::string, std::shared_ptr<const ModelMetadata>> run_metadata_;
-  std::uint64_t manifest_bytes_ = 0;  // their estimated RAM and the metadata's, counted against the memory budget
-  std::map<std::string, std::int64_t> last_step_;  // per run, for emission_due
-  std::map<std::string, int> queued_requests_;     // per peer, MergeRequests not yet answered
-  int queued_requests_total_ = 0;
-  // Per run with a session or checkpoints, the CURVE key of its first Hello (CURVE on).
-  std::map<std::string, std::string> run_owners_;
+  RequestQueue requests_;
   bool accepting_ = true;
   Clock::time_point started_ = Clock::now();
-  std::uint64_t bytes_received_ = 0, checkpoints_received_ = 0, checkpoints_rejected_ = 0, outputs_written_ = 0;
-  std::deque<std::pair<Clock::time_point, std::uint64_t>> recent_bytes_;  // for bytes_per_s
-  std::deque<Clock::time_point> recent_checkpoints_;
+  IngestStats stats_;
   OutputFeed feed_{""};  // OutputsRequests: numbered outputs, held requests
 };
 

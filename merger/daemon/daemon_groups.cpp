@@ -26,7 +26,7 @@ Outgoing delivered_to(const GroupCollector::Waiting& w) {
 }  // namespace
 
 void MergerCore::declare_group(const std::string& run, const GroupMember& member, std::uint64_t bytes) {
-  if (run_manifests_.contains(run))
+  if (runs_.manifest(run))
     throw ProtocolError(v1::BAD_REQUEST, "run '" + run + "' is a single-client run: its hellos cannot declare a group");
   if (auto error = groups_.declare(run, member)) throw *error;
   // Every local rank's part of a step is held until the last arrives: once all of them said
@@ -63,7 +63,7 @@ std::uint64_t MergerCore::node_step_bytes(const std::string& run, const GroupMem
 void MergerCore::admit_group_step(const Session& s, std::int64_t step, Clock::time_point now) {
   if (groups_.admitted(s.run_id, step)) return;  // room reserved at the first rank's Begin
   const std::uint64_t node = node_step_bytes(s.run_id, *s.group, s.checkpoint_bytes);
-  const std::uint64_t held = store_.pinned_bytes() + running_sum_bytes() + partial_bytes() + manifest_bytes_;
+  const std::uint64_t held = held_bytes();
   const auto budget = options_.store.memory_budget;
   if (held > budget || node > budget - held)
     throw ProtocolError(v1::OVER_BUDGET, "run '" + s.run_id + "' step " + std::to_string(step) + ": its " +
@@ -115,7 +115,7 @@ void MergerCore::finish_group_step(GroupOutcome outcome, std::vector<Outgoing>& 
   }
   const auto& error = *outcome.error;
   spdlog::warn("run '{}' step {} rejected for its {} senders: {}", outcome.run_id, outcome.step, outcome.peers.size(), error.what());
-  ++checkpoints_rejected_;
+  stats_.note_rejected();
   for (const auto& peer : outcome.peers) out.push_back({peer, wire::error_envelope(error.code(), error.what(), outcome.step)});
   // Local ranks still sending this step hear it now, and later ones at their Begin.
   for (auto& [peer, s] : sessions_)

@@ -21,22 +21,6 @@ std::string output_dtype_name(const EmissionJob& job) {
   return job.dtype ? std::string(dtype_name(*job.dtype)) : std::string("as-input");
 }
 
-nlohmann::json output_fields(const EmissionJob& job, const EmissionOutput& out) {
-  return {{"run_id", job.run_id},
-          {"label", out.emulation.label},
-          {"spec", out.emulation.spec.to_string()},
-          {"window", out.emulation.window},
-          {"axis", axis_name(out.emulation.axis)},
-          {"step", job.step},
-          {"tokens", job.tokens},
-          {"path", out.path.string()},
-          {"sources", out.source_steps},
-          {"source_tokens", out.source_tokens},
-          {"weights", out.source_weights},
-          {"sampling", sampling_rule(out.emulation.spec, true)},
-          {"dtype", output_dtype_name(job)},
-          {"request_id", job.request_id}};
-}
 }  // namespace
 
 Provenance emission_provenance(const EmissionJob& job, const EmissionOutput& out, std::string method,
@@ -77,20 +61,32 @@ std::map<std::string, std::string> emission_metadata(const EmissionJob& job, con
   return extra;
 }
 
-nlohmann::json output_record(const EmissionJob& job, const EmissionOutput& out) {
-  auto record = output_fields(job, out);
+OutputRecord output_record(const EmissionJob& job, const EmissionOutput& out, std::string method) {
+  OutputRecord r;
+  r.run_id = job.run_id;
+  r.label = out.emulation.label;
+  r.spec = out.emulation.spec.to_string();
+  r.window = out.emulation.window;
+  r.axis = std::string(axis_name(out.emulation.axis));
+  r.step = job.step;
+  r.tokens = job.tokens;
+  r.path = out.path.string();
+  r.sources = out.source_steps;
+  r.source_tokens = out.source_tokens;
+  r.weights = out.source_weights;
+  r.sampling = sampling_rule(out.emulation.spec, true);
+  r.dtype = output_dtype_name(job);
+  r.method = std::move(method);
+  r.request_id = job.request_id;
   if (job.part) {  // the path opens the whole multi-part checkpoint once every node's part is there
-    record["path"] = out.path.parent_path().string();
-    record["part"] = out.path.filename().string();
-    record["world_size"] = job.part->world_size;
-    record["ranks"] = job.part->ranks;
+    r.path = out.path.parent_path().string();
+    r.part = OutputRecord::Part{out.path.filename().string(), job.part->world_size, job.part->ranks};
   }
-  return record;
+  return r;
 }
 
-
-std::vector<nlohmann::json> run_emission(const EmissionJob& job, kernels::MergeBackend& backend,
-                                         const RunnerOptions& options) {
+std::vector<OutputRecord> run_emission(const EmissionJob& job, kernels::MergeBackend& backend,
+                                       const RunnerOptions& options) {
   if (job.outputs.empty()) return {};
   if (job.inputs.empty()) throw Error("run '" + job.run_id + "': emission with no inputs");
 
@@ -126,13 +122,11 @@ std::vector<nlohmann::json> run_emission(const EmissionJob& job, kernels::MergeB
   check_stored_reads(inputs);
   commit_all(outputs);  // all outputs of the emission or none
 
-  std::vector<nlohmann::json> records;
+  std::vector<OutputRecord> records;
   for (const auto& out : job.outputs) {
     spdlog::info("wrote {} (run '{}', step {}, {} over steps {}, {:.2f} s)", out.path.string(), job.run_id, job.step,
                  out.emulation.label, json_list(out.source_steps), stats.seconds);
-    auto record = output_record(job, out);
-    record["method"] = "full-merge";
-    records.push_back(std::move(record));
+    records.push_back(output_record(job, out, "full-merge"));
   }
   return records;
 }

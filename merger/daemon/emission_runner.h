@@ -6,11 +6,10 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "wsm/kernels/merge.h"
 #include "wsm/merger/provenance.h"
 #include "merger/daemon/emission.h"
+#include "merger/daemon/output_record.h"
 #include "wsm/merger/merge_engine.h"
 
 namespace wsm::merger {
@@ -24,11 +23,12 @@ struct RunnerOptions {
 
 // Returns one index record per output written (see output_index.h). Throws wsm::Error when the
 // inputs' manifests differ or a file cannot be read or written; nothing partial is left behind.
-std::vector<nlohmann::json> run_emission(const EmissionJob& job, kernels::MergeBackend& backend,
-                                         const RunnerOptions& options = {});
+std::vector<OutputRecord> run_emission(const EmissionJob& job, kernels::MergeBackend& backend,
+                                       const RunnerOptions& options = {});
 
-// The index record of an output (see output_index.h); "method" is set by the caller.
-nlohmann::json output_record(const EmissionJob& job, const EmissionOutput& out);
+// The index record of an output written by `method` ("full-merge", or a running sum's model): the
+// one place a written output's record is built.
+OutputRecord output_record(const EmissionJob& job, const EmissionOutput& out, std::string method);
 
 // The provenance written into each output's metadata (wsm/merger/provenance.h). `method` is
 // "full-merge" or "running-sum (...)"; `accumulate` "f32" or "f64"; `copied` the integer/bool tensors

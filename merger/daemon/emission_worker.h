@@ -28,7 +28,7 @@ namespace wsm::merger {
 
 struct Completion {
   EmissionJob job;
-  std::vector<nlohmann::json> records;
+  std::vector<OutputRecord> records;
   std::string error;  // empty on success
 };
 
@@ -50,7 +50,7 @@ class EmissionWorker {
   nlohmann::json index_snapshot() const;
   // Called on the worker thread after a job's records reach the index (the evaluator's feed, set
   // before the first submit).
-  using WrittenListener = std::function<void(const EmissionJob&, const std::vector<nlohmann::json>&)>;
+  using WrittenListener = std::function<void(const EmissionJob&, const std::vector<OutputRecord>&)>;
   void set_on_written(WrittenListener listener);
   // Evaluations into the index (any thread): an output's "eval", a raw checkpoint's record.
   void record_eval(const std::string& path, const nlohmann::json& eval);

@@ -27,13 +27,13 @@ OutputEvaluator::OutputEvaluator(EvalOptions options, Sink sink) : options_(std:
 
 OutputEvaluator::~OutputEvaluator() { stop(); }
 
-void OutputEvaluator::submit_output(const nlohmann::json& record) {
+void OutputEvaluator::submit_output(const OutputRecord& record) {
   Item item;
-  item.record.run_id = record.value("run_id", "");
-  item.record.label = record.value("label", "");
-  item.record.step = record.value("step", std::int64_t{0});
-  item.record.tokens = record.value("tokens", std::int64_t{0});
-  item.record.path = record.value("path", "");
+  item.record.run_id = record.run_id;
+  item.record.label = record.label;
+  item.record.step = record.step;
+  item.record.tokens = record.tokens;
+  item.record.path = record.path;
   std::lock_guard lock(mu_);
   if (stopping_) return;
   queue_.push_back(std::move(item));

@@ -22,6 +22,7 @@
 
 #include "merger/daemon/best_emulation.h"
 #include "merger/daemon/output_format.h"
+#include "merger/daemon/output_record.h"
 #include "merger/daemon/window_store.h"
 
 namespace wsm::merger {
@@ -71,7 +72,7 @@ class OutputEvaluator {
   OutputEvaluator& operator=(const OutputEvaluator&) = delete;
 
   // An output written: an index record (run_id, label, step, tokens, path). Returns at once.
-  void submit_output(const nlohmann::json& record);
+  void submit_output(const OutputRecord& record);
   // A raw checkpoint: scored from its store file once persisted, else from a scratch copy. Held
   // until scored, so at most kMaxQueuedRaw wait per run; an older one is dropped for a newer.
   void submit_raw(Entry checkpoint);

@@ -37,9 +37,9 @@ std::vector<OutputFeed::Reply> OutputFeed::request(const std::string& peer, cons
   return out;
 }
 
-std::vector<OutputFeed::Reply> OutputFeed::add(const std::vector<nlohmann::json>& records) {
+std::vector<OutputFeed::Reply> OutputFeed::add(const std::vector<OutputRecord>& records) {
   for (const auto& record : records) {
-    auto numbered = record;
+    nlohmann::json numbered = record;  // the reply's form: the index's record and its number
     numbered["seq"] = ++latest_;
     recent_.emplace_back(latest_, std::move(numbered));
     if (recent_.size() > kKeep) recent_.pop_front();

@@ -13,6 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "merger/daemon/output_record.h"
+
 #include "wsm/wire/wire.h"
 
 namespace wsm::merger {
@@ -32,7 +34,7 @@ class OutputFeed {
   // also answers the oldest held one (the peer's own first), empty.
   std::vector<Reply> request(const std::string& peer, const v1::OutputsRequest& r, Clock::time_point now);
   // Numbers newly written outputs (index.json records) and answers the held requests they satisfy.
-  std::vector<Reply> add(const std::vector<nlohmann::json>& records);
+  std::vector<Reply> add(const std::vector<OutputRecord>& records);
   // Answers held requests whose timeout passed (with no records).
   std::vector<Reply> expire(Clock::time_point now);
   std::uint64_t latest() const { return latest_; }

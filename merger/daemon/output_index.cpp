@@ -69,32 +69,30 @@ std::string relative_file(const fs::path& out_dir, const std::string& path) {
 }
 
 // The record emission_runner.cpp's output_record() wrote, rebuilt from the output's provenance.
-nlohmann::json record_from_file(const fs::path& file) {
+OutputRecord record_from_file(const fs::path& file) {
   const auto reader = open_checkpoint(file);
   const auto& meta = reader->meta();
   const auto p = provenance_from_metadata(meta.extra);
   if (!p) throw Error(file.string() + ": no wsm provenance");
-  nlohmann::json steps = nlohmann::json::array(), tokens = nlohmann::json::array(), weights = nlohmann::json::array();
+  OutputRecord r;
   for (const auto& s : p->sources) {
-    steps.push_back(s.step.value_or(-1));
-    tokens.push_back(s.tokens.value_or(-1));
-    weights.push_back(s.weight);
+    r.sources.push_back(s.step.value_or(-1));
+    r.source_tokens.push_back(s.tokens.value_or(-1));
+    r.weights.push_back(s.weight);
   }
-  return {{"run_id", meta.run_id},
-          {"label", file.parent_path().filename().string()},
-          {"spec", p->spec},
-          {"window", p->window.value_or(0)},
-          {"axis", p->axis},
-          {"step", meta.step.value_or(0)},
-          {"tokens", meta.tokens.value_or(0)},
-          {"path", file.string()},
-          {"sources", steps},
-          {"source_tokens", tokens},
-          {"weights", weights},
-          {"sampling", p->sampling_rule},
-          {"dtype", p->dtype},
-          {"method", p->method},
-          {"recovered", true}};  // listed on a restart, not when written
+  r.run_id = meta.run_id;
+  r.label = file.parent_path().filename().string();
+  r.spec = p->spec;
+  r.window = p->window.value_or(0);
+  r.axis = p->axis;
+  r.step = meta.step.value_or(0);
+  r.tokens = meta.tokens.value_or(0);
+  r.path = file.string();
+  r.sampling = p->sampling_rule;
+  r.dtype = p->dtype;
+  r.method = p->method;
+  r.recovered = true;  // listed on a restart, not when written
+  return r;
 }
 }  // namespace
 
@@ -113,7 +111,7 @@ std::pair<std::size_t, std::size_t> OutputIndex::reconcile() {
       ++dropped;
     }
   }
-  std::vector<nlohmann::json> added;
+  std::vector<OutputRecord> added;
   for (const auto& file : outputs_on_disk(out_dir_)) {
     if (listed.contains(tail_of(file))) continue;
     try {
@@ -123,10 +121,10 @@ std::pair<std::size_t, std::size_t> OutputIndex::reconcile() {
     }
   }
   std::stable_sort(added.begin(), added.end(),
-                   [](const nlohmann::json& a, const nlohmann::json& b) { return a["step"] < b["step"]; });
+                   [](const OutputRecord& a, const OutputRecord& b) { return a.step < b.step; });
   for (auto& r : added) {
-    r["file"] = relative_file(out_dir_, r["path"].get<std::string>());
-    kept.push_back(std::move(r));
+    r.file = relative_file(out_dir_, r.path);
+    kept.push_back(nlohmann::json(r));
   }
   outputs = std::move(kept);  // (the records were moved out of it)
   if (added.empty() && dropped == 0) return {0, 0};
@@ -154,10 +152,10 @@ void OutputIndex::add_raw(const nlohmann::json& record) {
   write_file_atomic(path_, index_.dump(2) + "\n");
 }
 
-void OutputIndex::append(std::vector<nlohmann::json>& records) {
+void OutputIndex::append(std::vector<OutputRecord>& records) {
   for (auto& r : records) {
-    if (r.contains("path") && r["path"].is_string()) r["file"] = relative_file(out_dir_, r["path"].get<std::string>());
-    index_["outputs"].push_back(r);
+    if (!r.path.empty()) r.file = relative_file(out_dir_, r.path);
+    index_["outputs"].push_back(nlohmann::json(r));
   }
   write_file_atomic(path_, index_.dump(2) + "\n");
 }

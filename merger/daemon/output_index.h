@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "merger/daemon/best_emulation.h"
+#include "merger/daemon/output_record.h"
 
 namespace wsm::merger {
 
@@ -23,7 +24,7 @@ class OutputIndex {
   // anything changed. Returns {added, dropped}.
   std::pair<std::size_t, std::size_t> reconcile();
   // Rewrites the file; gives each record its "file" (the feed sends the same records).
-  void append(std::vector<nlohmann::json>& records);
+  void append(std::vector<OutputRecord>& records);
   // How "best" ranks scores (lower is better unless told).
   void set_score_order(ScoreOrder order) { order_ = order; }
   // An output's evaluation (output_evaluator.h) as its record's "eval"; rewrites the file. False

@@ -18,9 +18,9 @@ std::uint64_t RunningSums::State::bytes() const {
   return n;
 }
 
-std::optional<nlohmann::json> RunningSums::apply(const EmissionJob& job, const SumItem& item) {
+std::optional<OutputRecord> RunningSums::apply(const EmissionJob& job, const SumItem& item) {
   const auto key = std::make_pair(job.run_id, item.output.emulation.label);
-  std::optional<nlohmann::json> record;
+  std::optional<OutputRecord> record;
   try {
     record = run(job, item, states_[key]);
   } catch (...) {
@@ -140,7 +140,7 @@ void update_tensor(const EmissionJob& job, const SumUpdatePlan& update, const Te
 
 }  // namespace
 
-std::optional<nlohmann::json> RunningSums::run(const EmissionJob& job, const SumItem& item, State& st) {
+std::optional<OutputRecord> RunningSums::run(const EmissionJob& job, const SumItem& item, State& st) {
   const auto& members = item.members;
   if (members.empty() || members.size() != item.weights.size())
     throw Error("run '" + job.run_id + "', " + item.output.emulation.label + ": running sum with no selection");
@@ -188,11 +188,8 @@ std::optional<nlohmann::json> RunningSums::run(const EmissionJob& job, const Sum
   if (!writer) return std::nullopt;
   writer->commit();
 
-  auto record = output_record(job, item.output);
-  record["method"] = method_name(item.model);
-  record["running_sum"] = {{"recomputed", update.rebuild},
-                           {"updates_since_recompute", st.sum.updates_since_rebuild},
-                           {"read", update.reads()}};
+  auto record = output_record(job, item.output, method_name(item.model));
+  record.running_sum = OutputRecord::RunningSum{update.rebuild, st.sum.updates_since_rebuild, update.reads()};
   spdlog::info("wrote {} (run '{}', step {}, {} over steps {}, running sum: {})", item.output.path.string(), job.run_id,
                job.step, item.output.emulation.label, nlohmann::json(item.output.source_steps).dump(),
                update.rebuild ? "recomputed" : "incremental");

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "merger/daemon/emission.h"
+#include "merger/daemon/output_record.h"
 #include "merger/daemon/running_sum_plan.h"
 
 namespace wsm::merger {
@@ -34,7 +35,7 @@ class RunningSums {
   // Brings the sum of item's emulation in job.run_id to item.members, reading only what changed
   // when it can (else recomputing from the window), and writes the output when item.emit. Returns
   // the output's index record. On error the state is forgotten (the next update recomputes).
-  std::optional<nlohmann::json> apply(const EmissionJob& job, const SumItem& item);
+  std::optional<OutputRecord> apply(const EmissionJob& job, const SumItem& item);
 
   std::uint64_t bytes() const { return bytes_.load(); }  // f64 state held, any thread
   std::uint64_t recomputes() const { return recomputes_; }
@@ -48,7 +49,7 @@ class RunningSums {
     std::uint64_t bytes() const;
   };
   // Plans the update (running_sum_plan.h), then applies it to the tensors and writes the output.
-  std::optional<nlohmann::json> run(const EmissionJob& job, const SumItem& item, State& state);
+  std::optional<OutputRecord> run(const EmissionJob& job, const SumItem& item, State& state);
 
   RunningSumOptions options_;
   std::map<std::pair<std::string, std::string>, State> states_;  // (run, label)

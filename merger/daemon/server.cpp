@@ -40,12 +40,13 @@ Server::Server(ServerOptions options) : options_(std::move(options)), ctx_(1) {
   worker_ = std::make_unique<EmissionWorker>(kernels::make_backend(options_.backend), options_.core.out_dir,
                                              options_.runner, options_.sums);
   combine_thread_ = std::make_unique<TaskThread>();
+  CoreHooks hooks;
+  hooks.combine = [t = combine_thread_.get()](std::function<void()> task) { t->post(std::move(task)); };
+  hooks.pending = [w = worker_.get()] { return w->pending(); };
+  hooks.running_sum_bytes = [w = worker_.get()] { return w->running_sum_bytes(); };
+  if (options_.eval.score) hooks.status_extra = start_evaluator();
   core_ = std::make_unique<MergerCore>(
-      options_.core, [this](EmissionJob job) { worker_->submit(std::move(job)); },
-      [t = combine_thread_.get()](std::function<void()> task) { t->post(std::move(task)); });
-  core_->set_pending_source([this] { return worker_->pending(); });
-  core_->set_running_sum_bytes([w = worker_.get()] { return w->running_sum_bytes(); });
-  if (options_.eval.score) start_evaluator();
+      options_.core, [w = worker_.get()](EmissionJob job) { w->submit(std::move(job)); }, std::move(hooks));
   core_->restore();
 
   if (curve) zap_ = std::make_unique<ZapHandler>(ctx_, read_allowed_keys(options_.curve_allow_file));

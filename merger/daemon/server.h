@@ -57,7 +57,8 @@ class Server {
 
  private:
   void send_all(std::vector<Outgoing>&& out);
-  void start_evaluator();  // server_eval.cpp
+  // Starts the evaluator (server_eval.cpp); returns what it adds to each StatusReply (its scores).
+  std::function<void(v1::StatusReply&)> start_evaluator();
 
   ServerOptions options_;
   zmq::context_t ctx_;

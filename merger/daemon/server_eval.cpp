@@ -43,7 +43,7 @@ void publish_run_best(const EmissionWorker& worker, const std::filesystem::path&
 
 }  // namespace
 
-void Server::start_evaluator() {
+std::function<void(v1::StatusReply&)> Server::start_evaluator() {
   EvalOptions eval = options_.eval;
   if (eval.scratch_dir.empty()) eval.scratch_dir = options_.core.out_dir / ".eval-scratch";
   std::error_code ec;
@@ -67,7 +67,7 @@ void Server::start_evaluator() {
     publish_run_best(*worker, out_dir, r.run_id);
   });
   OutputEvaluator* ev = evaluator_.get();
-  worker_->set_on_written([ev](const EmissionJob& job, const std::vector<nlohmann::json>& records) {
+  worker_->set_on_written([ev](const EmissionJob& job, const std::vector<OutputRecord>& records) {
     for (const auto& r : records) ev->submit_output(r);
     if (job.request_id != 0) return;  // on-demand merges: the raw checkpoint is scored by the periodic ones
     if (Entry newest = newest_of(job)) ev->submit_raw(std::move(newest));
@@ -77,11 +77,12 @@ void Server::start_evaluator() {
   const nlohmann::json index = worker_->index_snapshot();  // named: a range-for over snapshot()["outputs"] dangles
   for (const auto& r : index["outputs"])
     if (!r.contains("eval")) {
-      ev->submit_output(r);
+      ev->submit_output(r.get<OutputRecord>());
       ++unscored;
     }
   if (unscored > 0) spdlog::info("eval: scoring {} outputs listed in the index without a score", unscored);
-  core_->set_status_extra([ev](v1::StatusReply& reply) {
+  spdlog::info("eval: every output is scored by {} ({} thread(s))", evaluator, std::max(1, eval.threads));
+  return [ev](v1::StatusReply& reply) {
     for (const auto& r : ev->latest()) {
       auto* s = reply.add_scores();
       s->set_run_id(r.run_id);
@@ -93,8 +94,7 @@ void Server::start_evaluator() {
       s->set_path(r.path.string());
     }
     reply.set_evals_pending(static_cast<std::uint32_t>(ev->pending()));
-  });
-  spdlog::info("eval: every output is scored by {} ({} thread(s))", evaluator, std::max(1, eval.threads));
+  };
 }
 
 }  // namespace wsm::merger

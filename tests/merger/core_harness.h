@@ -16,8 +16,9 @@ struct CoreHarness {
   std::unique_ptr<MergerCore> core;
   Clock::time_point now = Clock::now();
 
-  explicit CoreHarness(CoreOptions o) {
-    core = std::make_unique<MergerCore>(std::move(o), [this](EmissionJob j) { jobs.push_back(std::move(j)); });
+  explicit CoreHarness(CoreOptions o, CoreHooks hooks = {}) {
+    core = std::make_unique<MergerCore>(
+        std::move(o), [this](EmissionJob j) { jobs.push_back(std::move(j)); }, std::move(hooks));
   }
   std::vector<Outgoing> send(const std::string& peer, v1::Envelope env, std::span<const std::byte> payload = {}) {
     wire::Message m;

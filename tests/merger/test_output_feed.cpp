@@ -26,7 +26,13 @@ std::vector<nlohmann::json> records_of(const v1::Envelope& env) {
   return out;
 }
 
-nlohmann::json output(const std::string& run, std::int64_t step) { return {{"run_id", run}, {"step", step}, {"path", "p"}}; }
+OutputRecord output(const std::string& run, std::int64_t step) {
+  OutputRecord r;
+  r.run_id = run;
+  r.step = step;
+  r.path = "p";
+  return r;
+}
 
 TEST(OutputFeed, AnswersAtOnceWhenNewerOutputsExist) {
   OutputFeed feed("srv");
@@ -102,7 +108,7 @@ TEST(OutputFeed, AFloodOfHeldRequestsDoesNotLockAnHonestWaiterOut) {
 
 TEST(OutputFeed, RemembersTheLastOutputsOnly) {
   OutputFeed feed("srv");
-  std::vector<nlohmann::json> many;
+  std::vector<OutputRecord> many;
   for (std::size_t i = 0; i < OutputFeed::kKeep + 10; ++i) many.push_back(output("a", static_cast<std::int64_t>(i)));
   feed.add(many);
   const auto recs = records_of(feed.request("p", request(0, "", 0), Clock::now())[0].second);

@@ -51,9 +51,8 @@ TEST(ServeBudget, TheWindowSpillsToMakeRoomForCheckpointsBeingReceived) {
 TEST(ServeBudget, RunningSumsCountAgainstTheBudget) {
   auto o = options("linear:1000");
   o.store.memory_budget = 3 * kOne + kOne / 2;  // no store: the window cannot spill
-  CoreHarness h(o);
   std::uint64_t sums = 2 * kOne;  // what the emission worker would report for its f64 state
-  h.core->set_running_sum_bytes([&] { return sums; });
+  CoreHarness h(o, {.running_sum_bytes = [&] { return sums; }});
   auto model = make_model(100, kShapes);
   ASSERT_TRUE(h.send("a", test::hello("run", model)).at(0).envelope.has_welcome());
   EXPECT_TRUE(h.checkpoint("a", 100, model).at(0).has_ack());  // 2 + 1 fit

@@ -61,6 +61,25 @@ TEST(ServeSessions, WhenEverySessionIsReceivingAHelloIsRefusedClearly) {
   EXPECT_TRUE(h.send("c", test::hello("run-c", model)).at(0).envelope.has_welcome());
 }
 
+TEST(ServeSessions, ARunForgottenToMakeRoomForItsOwnHelloIsCountedAgain) {
+  // One session at most: b's Hello for run R closes a's session, R's only one, so R is forgotten
+  // and b's Hello starts it afresh. R's manifest must be counted again then (was: counted as the
+  // known run's, 0 bytes, and subtracted when b left: the byte count wrapped below zero and every
+  // later Hello with a smaller manifest was refused OVER_BUDGET).
+  auto o = options();
+  o.max_sessions = 1;
+  CoreHarness h(o);
+  auto model = make_model(100, kShapes);
+  ASSERT_TRUE(h.send("a", test::hello("R", model)).at(0).envelope.has_welcome());
+  ASSERT_TRUE(h.send("b", test::hello("R", model)).at(0).envelope.has_welcome());
+  auto bye = wire::envelope();
+  bye.mutable_bye();
+  h.send("b", bye);
+  auto small = make_model(100, {{4, 3}});
+  ASSERT_TRUE(h.send("c", test::hello("S", small)).at(0).envelope.has_welcome());
+  EXPECT_TRUE(h.checkpoint("c", 100, small).at(0).has_ack());
+}
+
 TEST(ServeSessions, ThousandsOfHellosForNewRunsKeepSessionsAndManifestsBounded) {
   auto o = options();
   o.max_sessions = 16;

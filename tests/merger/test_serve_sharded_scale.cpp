@@ -78,7 +78,7 @@ TEST(ServeShardedScale, TwoHundredFiftySixRanksThroughTheCore) {
   TaskThread combiner;
   std::vector<EmissionJob> jobs;
   MergerCore core(o, [&](EmissionJob j) { jobs.push_back(std::move(j)); },
-                  [&](std::function<void()> task) { combiner.post(std::move(task)); });
+                  {.combine = [&](std::function<void()> task) { combiner.post(std::move(task)); }});
   double slowest = 0;
   std::string slowest_call;
   double commit_seconds = 0;
