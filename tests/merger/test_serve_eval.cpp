@@ -190,7 +190,7 @@ TEST_F(ServeEval, SlowEvaluationDoesNotBlockIngest) {
                                 "sleep 2; echo 1"});
   ASSERT_GT(pid_, 0);
   const auto start = std::chrono::steady_clock::now();
-  send_steps(endpoint_, "slow", 100, 800);  // 6 outputs and 6 raw checkpoints: 24 s of evaluation
+  send_steps(endpoint_, "slow", 100, 800);  // 7 outputs and 7 raw checkpoints: 28 s of evaluation
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_LT(seconds, 10.0);
   const auto st = test::run_command(test::wsm_binary().string() + " status --json --connect " + endpoint_);
