@@ -116,6 +116,7 @@ void run_study_command(const CompareArgs& a) {
   CompareReport report{Mode::study, a.command_line, 0, ev.describe(), ScoreOrder::lower_is_better, r.config, r.regime,
                        std::move(r.rows)};
   report.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  report.training = r.training;
   print_and_finish(report, a.out);
 }
 

@@ -118,7 +118,15 @@ TEST(CompareStudy, TinyStudyMatchesWsmEvalAndResumes) {
   const auto again = run_wsm(args);
   ASSERT_EQ(again.rc, 0) << again.err;
   EXPECT_EQ(fs::last_write_time(trunk_ckpt), before);
-  EXPECT_EQ(read_json(out / "results.json").at("results"), results);
+  const json again_doc = read_json(out / "results.json");
+  EXPECT_EQ(again_doc.at("results"), results);
+  // The training time is the runs' own (from done.json), not this invocation's, which trained nothing.
+  const json& training = again_doc.at("training");
+  EXPECT_EQ(training.at("runs_timed"), training.at("runs"));
+  EXPECT_GT(training.at("runs").get<int>(), 1);
+  EXPECT_EQ(training.at("seconds"), doc.at("training").at("seconds"));
+  EXPECT_GT(training.at("seconds").get<double>(), 0.0);
+  EXPECT_NE(test::slurp(out / "report.md").find("the sum of"), std::string::npos);
 
   // The same directory with another run length or interval is refused rather than mixed.
   const auto other = run_wsm("compare study --preset tiny --steps 60 --every 10 --seeds 1 --durations 20 "

@@ -177,7 +177,8 @@ JobResult run_one(const Job& job, std::size_t index, const JobCallbacks& callbac
   int pipe_fds[2];
   if (err.fd < 0 || ::pipe2(pipe_fds, O_CLOEXEC) != 0) throw Error(job.name + ": cannot create pipes");
   Fd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
-  const auto deadline = Clock::now() + job.timeout;
+  const auto started = Clock::now();
+  const auto deadline = started + job.timeout;
   const pid_t pid = spawn(job, write_end.fd, err.fd, result);
   if (pid < 0) return result;
   ::close(write_end.fd);
@@ -192,6 +193,7 @@ JobResult run_one(const Job& job, std::size_t index, const JobCallbacks& callbac
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   result.exit_code = ending == Ending::exited && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  result.seconds = std::chrono::duration<double>(Clock::now() - started).count();
   result.out = sink.tail();
   result.last_error = finish_stderr(err.fd, log.fd);
   std::filesystem::remove(err_path);

@@ -49,6 +49,7 @@ struct JobResult {
   int exit_code = -1;      // -1: killed by a signal, timed out, cancelled or could not start
   std::string out;         // the last kOutputTailBytes the job wrote to stdout
   std::string last_error;  // the last non-empty line of stderr, or why the job was killed
+  double seconds = 0;      // its wall time, start to exit
 };
 
 struct JobCallbacks {

@@ -229,6 +229,20 @@ std::vector<const ScoredModel*> rank_models(const std::vector<ScoredModel>& rows
   return ranked;
 }
 
+namespace {
+
+// " (this invocation); training ..." for a study's report: the runs' own wall times, whichever
+// invocation ran them.
+std::string training_text(const TrainingTime& t) {
+  std::string text = " (this invocation; finished runs and scores are reused)";
+  if (t.timed > 0) text += fmt::format("; training {:.0f} s, the sum of {} run(s)' own wall times", t.seconds, t.timed);
+  if (t.timed < t.runs)
+    text += fmt::format("; {} of {} run(s) finished before wsm recorded training time", t.runs - t.timed, t.runs);
+  return text;
+}
+
+}  // namespace
+
 std::string write_report(const CompareReport& r, const fs::path& dir) {
   fs::create_directories(dir);
   const bool study = r.mode == Mode::study;
@@ -270,7 +284,10 @@ std::string write_report(const CompareReport& r, const fs::path& dir) {
               {"wall_seconds", r.wall_seconds}, {"evaluator", r.evaluator},
               {"higher_is_better", r.order == ScoreOrder::higher_is_better}, {"config", r.config},
               {"regime", regime}, {"results", results}, {"summary", summary}, {"errors", errors}};
-  if (study) doc["granularity"] = granularity;
+  if (study) {
+    doc["granularity"] = granularity;
+    doc["training"] = {{"seconds", r.training.seconds}, {"runs_timed", r.training.timed}, {"runs", r.training.runs}};
+  }
   if (!study) doc["baseline_comparisons"] = comparisons;
   write_file_atomic(dir / "results.json", doc.dump(2));
   write_file_atomic(dir / "results.csv", results_csv(r.rows));
@@ -282,9 +299,11 @@ std::string write_report(const CompareReport& r, const fs::path& dir) {
   }
   md += "\n## Pictures\n\n";
   for (const auto& [file, caption] : pictures) md += fmt::format("![{}]({}.png)\n\n*{}* ([SVG]({}.svg))\n\n", caption, file, caption, file);
-  md += fmt::format("## How it was run\n\n- command: `{}`\n- wsm {}\n- wall time {}\n- evaluator: {}\n- settings: `{}`\n- every "
-                    "scored model, its sources and weights: results.json and results.csv\n",
-                    r.command_line, wsm_version(), fmt::format("{:.0f} s", r.wall_seconds), r.evaluator, r.config.dump());
+  md += fmt::format(
+      "## How it was run\n\n- command: `{}`\n- wsm {}\n- wall time {}{}\n- evaluator: {}\n- settings: `{}`\n- every "
+      "scored model, its sources and weights: results.json and results.csv\n",
+      r.command_line, wsm_version(), fmt::format("{:.0f} s", r.wall_seconds), study ? training_text(r.training) : "",
+      r.evaluator, r.config.dump());
   write_file_atomic(dir / "report.md", md);
   return md;
 }

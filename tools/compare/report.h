@@ -19,12 +19,13 @@ enum class Mode { study, sweep };
 struct CompareReport {
   Mode mode = Mode::study;
   std::string command_line;
-  double wall_seconds = 0;
+  double wall_seconds = 0;      // this invocation (finished runs and scores are reused)
   std::string evaluator;        // Evaluator::describe()
   ScoreOrder order = ScoreOrder::lower_is_better;
   nlohmann::json config;        // the options as run
   nlohmann::json regime;        // study: tokens, params, peak LR, warmup
   std::vector<ScoredModel> rows;
+  TrainingTime training;  // study: every training run, this invocation's or earlier ones'
 };
 
 // Study: one cell per (shape, decay duration D): the three methods at the final step over seeds, the

@@ -40,4 +40,11 @@ ScoredModel scored_model_from_json(const nlohmann::json& j);
 // form that reads back exactly (0.1, not 0.10000000000000001).
 std::string results_csv(const std::vector<ScoredModel>& rows);
 
+// What a study's training runs took, summed from their done.json files.
+struct TrainingTime {
+  double seconds = 0;
+  int timed = 0;  // runs whose wall time was recorded
+  int runs = 0;
+};
+
 }  // namespace wsm::tools::compare

@@ -150,6 +150,22 @@ bool finished(const TrainRun& r) {
   return done_args == args && std::includes(done_kept.begin(), done_kept.end(), kept.begin(), kept.end());
 }
 
+// The training runs' own wall times, as each run's done.json recorded them (runs finished by a
+// wsm that did not record it are counted apart), so a report regenerated later still says what
+// the study cost.
+TrainingTime training_time(const std::vector<TrainRun>& runs) {
+  TrainingTime t;
+  for (const auto& r : runs) {
+    ++t.runs;
+    std::ifstream in(r.dir / "done.json");
+    const json j = in ? json::parse(in, nullptr, false) : json();
+    if (!j.is_object() || !j.contains("seconds") || !j["seconds"].is_number()) continue;
+    t.seconds += j["seconds"].get<double>();
+    ++t.timed;
+  }
+  return t;
+}
+
 // Runs what is not finished yet, `jobs` at a time; an interrupted run resumes from its state.h5.
 void train_all(const std::vector<TrainRun>& runs, const StudyOptions& o, const std::string& phase) {
   std::vector<const TrainRun*> todo;
@@ -183,7 +199,8 @@ void train_all(const std::vector<TrainRun>& runs, const StudyOptions& o, const s
   };
   // Each run is marked finished as it ends, so an interrupted phase keeps what it completed.
   const auto on_done = [&](std::size_t i, const JobResult& r) {
-    if (r.exit_code == 0) write_file_atomic(todo[i]->dir / "done.json", json{{"args", todo[i]->args}}.dump(2));
+    if (r.exit_code == 0)
+      write_file_atomic(todo[i]->dir / "done.json", json{{"args", todo[i]->args}, {"seconds", r.seconds}}.dump(2));
   };
   const auto results = run_jobs(jobs, o.jobs, {.on_line = on_line, .on_done = on_done});
   progress.finish();
@@ -307,6 +324,9 @@ StudyResult run_study(const StudyOptions& o) {
   train_all(branches, o, "train WSD branches");
 
   StudyResult result;
+  std::vector<TrainRun> all = trunks;
+  all.insert(all.end(), branches.begin(), branches.end());
+  result.training = training_time(all);
   std::vector<MergeSpec> specs;
   for (auto shape : o.shapes) specs.push_back(ShapeRule{shape});
   const auto windows = study_windows(o);

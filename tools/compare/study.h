@@ -37,6 +37,7 @@ struct StudyOptions {
 
 struct StudyResult {
   std::vector<ScoredModel> rows;
+  TrainingTime training;   // the training runs' recorded wall times
   nlohmann::json regime;   // tokens, params, tokens_per_param, batch tokens
   nlohmann::json config;   // the options, as run
 };
