@@ -44,6 +44,21 @@ Entry stored_at(const fs::path& dir, std::int64_t step) {
   return load_stored(path);
 }
 
+// One output over the stored steps 100 and 200 with `weights`, written to `path`.
+EmissionJob linear_job(const Entry& a, const Entry& b, std::vector<double> weights, const fs::path& path) {
+  EmissionJob job;
+  job.run_id = "run";
+  job.step = 200;
+  job.inputs = {a, b};
+  EmissionOutput out;
+  out.emulation = parse_emulations("linear@200").at(0);
+  out.weights = std::move(weights);
+  out.source_steps = {100, 200};
+  out.path = path;
+  job.outputs = {out};
+  return job;
+}
+
 // The CPU backend, with `change` applied to a file at its first call: mid-emission.
 class ChangingBackend final : public kernels::MergeBackend {
  public:
@@ -79,16 +94,7 @@ std::string emission_with_truncated_input(const fs::path& dir) {
     try {
       guard_mapped_reads();  // as Server does
       const Entry a = stored_at(dir, 100), b = stored_at(dir, 200);
-      EmissionJob job;
-      job.run_id = "run";
-      job.step = 200;
-      job.inputs = {a, b};
-      EmissionOutput out;
-      out.emulation = parse_emulations("linear@200").at(0);
-      out.weights = {0.5, 0.5};
-      out.source_steps = {100, 200};
-      out.path = dir / "out" / "run" / "linear" / "step_200.h5";
-      job.outputs = {out};
+      const EmissionJob job = linear_job(a, b, {0.5, 0.5}, dir / "out" / "run" / "linear" / "step_200.h5");
       RunnerOptions options;
       options.chunk_elements = 4096;
       ChangingBackend backend(a->file, [](const fs::path& p) { fs::resize_file(p, 4096); });
@@ -118,19 +124,10 @@ TEST(ServeTruncatedStore, UnchangedStoreFilesMergeAsBefore) {
   // The check names only files that changed: the same emission, untouched, writes its output.
   test::TempDir dir;
   const Entry a = stored_at(dir.path(), 100), b = stored_at(dir.path(), 200);
-  EmissionJob job;
-  job.run_id = "run";
-  job.step = 200;
-  job.inputs = {a, b};
-  EmissionOutput out;
-  out.emulation = parse_emulations("linear@200").at(0);
-  out.weights = {0.25, 0.75};
-  out.source_steps = {100, 200};
-  out.path = dir / "out" / "step_200.h5";
-  job.outputs = {out};
+  const EmissionJob job = linear_job(a, b, {0.25, 0.75}, dir / "out" / "step_200.h5");
   ChangingBackend backend(a->file, [](const fs::path&) {});
   ASSERT_EQ(run_emission(job, backend).size(), 1u);
-  const Checkpoint merged = load_checkpoint(out.path);
+  const Checkpoint merged = load_checkpoint(job.outputs[0].path);
   ASSERT_EQ(merged.tensors.size(), 1u);
   for (std::int64_t i : {std::int64_t{0}, std::int64_t{999}, kElements - 1}) {
     float got = 0;
