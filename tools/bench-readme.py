@@ -3,8 +3,10 @@
 
 Each round runs every benchmark once, the order rotating from round to round, so that a change in
 the machine's load hits all of them alike; each figure is the median over the rounds, with the range
-beside it. The 1-minute load average before each round is printed and recorded: a figure measured
-at load above --max-load is not a quiet-machine figure, and the table says so.
+beside it. Each round also measures the other load: the cores that processes other than the
+benchmarks kept busy meanwhile (/proc/stat, less the benchmarks' own CPU time). A figure measured
+with more than --max-other-load cores of other load is not a quiet-machine figure, and the table
+says so.
 
   tools/bench-readme.py [--wsm build/wsm] [--rounds 3] [--train] [--peers] [--json build/bench-readme.json]
 
@@ -17,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -31,6 +34,19 @@ def run(cmd):
     if p.returncode != 0:
         sys.exit(f"bench-readme: {' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-4000:]}")
     return p.stdout
+
+
+def busy_seconds():
+    """CPU seconds spent by everything on the machine so far (/proc/stat, all but idle+iowait)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def children_seconds():
+    """CPU seconds of the benchmarks run (and reaped) so far."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def number(pattern, text, what):
@@ -96,7 +112,7 @@ def fmt(s, digits=2, unit="x"):
     return f"{s['median']:.{digits}f}{unit} ({lo}-{hi})"
 
 
-def table(fig, loads, quiet):
+def table(fig, other, quiet):
     rows = [
         ("file merge vs reading the inputs and writing one output (8 x 64 MB bf16, /dev/shm)",
          fmt(fig["merge_m1_vs_read_write"]), "<= 1.3x", "`wsm bench merge`"),
@@ -113,8 +129,8 @@ def table(fig, loads, quiet):
         ("start-up of any `wsm` command (best of 5)", f"{fig['startup_s']['median']:.3f} s, "
          f"{fig['startup_rss_mb']['median']:.0f} MB RSS", "", "`wsm --version`"),
     ]
-    load = ", ".join(f"{x:.1f}" for x in loads)
-    print(f"\nload average before each round: {load} ({'quiet' if quiet else 'NOT quiet: figures are indicative'})\n")
+    load = ", ".join(f"{x:.2f}" for x in other)
+    print(f"\nother load per round (cores): {load} ({'quiet' if quiet else 'NOT quiet: figures are indicative'})\n")
     print("| what | figure: median (range) | target | command |")
     print("|---|---|---|---|")
     for r in rows:
@@ -125,26 +141,31 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--wsm", default=os.path.join(ROOT, "build", "wsm"))
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--max-load", type=float, default=0.5, help="above it, the table says the machine was busy")
+    ap.add_argument("--max-other-load", type=float, default=0.2,
+                    help="cores of other load above which the table says the machine was busy")
     ap.add_argument("--train", action="store_true", help="also run tools/bench-train.py")
     ap.add_argument("--peers", action="store_true", help="also run tools/bench-peers.py")
     ap.add_argument("--json", default=os.path.join(ROOT, "build", "bench-readme.json"))
     a = ap.parse_args()
     if not os.access(a.wsm, os.X_OK):
         sys.exit(f"bench-readme: {a.wsm} is not built (cmake --build build)")
-    per_round, loads = [], []
+    per_round, other, loads = [], [], []
     for r in range(a.rounds):
         loads.append(os.getloadavg()[0])
+        busy0, own0, t0 = busy_seconds(), children_seconds(), time.perf_counter()
         order = BENCHES[r % len(BENCHES):] + BENCHES[:r % len(BENCHES)]
         figures = {}
         for bench in order:
-            print(f"round {r + 1}/{a.rounds}: {bench.__name__} (load {os.getloadavg()[0]:.1f})", flush=True)
+            print(f"round {r + 1}/{a.rounds}: {bench.__name__}", flush=True)
             figures.update(bench(a.wsm))
         per_round.append(figures)
+        wall = time.perf_counter() - t0
+        other.append(max(0.0, (busy_seconds() - busy0) - (children_seconds() - own0)) / wall)
     fig = {k: summary([f[k] for f in per_round]) for k in per_round[0]}
-    quiet = max(loads) <= a.max_load
-    table(fig, loads, quiet)
-    result = {"command": " ".join(sys.argv), "wsm": a.wsm, "loads": loads, "quiet": quiet, "figures": fig}
+    quiet = max(other) <= a.max_other_load
+    table(fig, other, quiet)
+    result = {"command": " ".join(sys.argv), "wsm": a.wsm, "other_load": other, "load_average": loads,
+              "quiet": quiet, "figures": fig}
     for flag, script in (("train", "bench-train.py"), ("peers", "bench-peers.py")):
         if getattr(a, flag):
             print(f"\n== tools/{script} ==", flush=True)
