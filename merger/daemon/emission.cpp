@@ -33,9 +33,9 @@ EmissionJob plan_emission(const WindowStore& store, const std::string& run_id,
   std::vector<std::pair<Emulation, WindowSelection>> selections;
   std::vector<bool> used(entries.size(), false);
   for (const auto& e : emulations) {
-    if (require_covered && !store.covered(run_id, e)) continue;
     std::vector<std::int64_t> positions;
     for (const auto& c : entries) positions.push_back(position(*c, e.axis));
+    if (require_covered && !window_covered(positions, e.window)) continue;  // WindowStore::covered's rule
     WindowSelection sel;
     try {
       sel = select_window(e.spec, positions, e.window);

@@ -113,9 +113,8 @@ std::unique_ptr<CheckpointReader> open_stored(std::shared_ptr<const StoredCheckp
 }
 
 void check_stored_reads(std::span<const CheckpointReader* const> readers) {
-  std::vector<std::filesystem::path> files;
-  for (const CheckpointReader* r : readers)
-    if (r->format() != "memory") files.push_back(r->path());
+  std::vector<std::filesystem::path> files;  // a RAM copy's name maps no file, so it never matches
+  for (const CheckpointReader* r : readers) files.push_back(r->path());
   const auto changed = changed_mapped_files(files);
   if (changed.empty()) return;
   std::string list;

@@ -141,25 +141,31 @@ std::string MappedFile::changed() const {
   return stamp_.changed();
 }
 
-std::vector<std::string> changed_mapped_files() {
+namespace {
+
+// "FILE: what changed" for every live mapping that `wanted` selects and that changed().
+template <typename Wanted>
+std::vector<std::string> changed_mappings(Wanted wanted) {
   std::lock_guard lock(g_live_mu);
   std::vector<std::string> out;
   for (const MappedFile* m : g_live)
-    if (auto why = m->changed(); !why.empty()) out.push_back(m->path().string() + ": " + why);
+    if (wanted(*m))
+      if (auto why = m->changed(); !why.empty()) out.push_back(m->path().string() + ": " + why);
   return out;
 }
 
+}  // namespace
+
+std::vector<std::string> changed_mapped_files() {
+  return changed_mappings([](const MappedFile&) { return true; });
+}
+
 std::vector<std::string> changed_mapped_files(std::span<const std::filesystem::path> files) {
-  std::lock_guard lock(g_live_mu);
-  std::vector<std::string> out;
-  for (const MappedFile* m : g_live) {
-    const bool wanted = std::any_of(files.begin(), files.end(), [&](const std::filesystem::path& f) {
-      return f.lexically_normal() == m->path().lexically_normal();
+  return changed_mappings([&](const MappedFile& m) {
+    return std::any_of(files.begin(), files.end(), [&](const std::filesystem::path& f) {
+      return f.lexically_normal() == m.path().lexically_normal();
     });
-    if (!wanted) continue;
-    if (auto why = m->changed(); !why.empty()) out.push_back(m->path().string() + ": " + why);
-  }
-  return out;
+  });
 }
 
 namespace {

@@ -138,13 +138,18 @@ std::pair<std::vector<std::string>, std::set<std::string>> split_kept_states(std
   return {args, kept};
 }
 
+// What a finished run's done.json records (an empty object when there is none or it is unreadable).
+json done_record(const TrainRun& r) {
+  std::ifstream in(r.dir / "done.json");
+  const json j = in ? json::parse(in, nullptr, false) : json();
+  return j.is_object() ? j : json::object();
+}
+
 // Finished with the same arguments; a trunk that kept states at more branch points than this
 // study needs serves too (a report over fewer durations reuses it).
 bool finished(const TrainRun& r) {
-  std::ifstream in(r.dir / "done.json");
-  if (!in) return false;
-  const json j = json::parse(in, nullptr, false);
-  if (!j.is_object()) return false;
+  const json j = done_record(r);
+  if (!j.contains("args")) return false;
   const auto [done_args, done_kept] = split_kept_states(j.value("args", std::vector<std::string>{}));
   const auto [args, kept] = split_kept_states(r.args);
   return done_args == args && std::includes(done_kept.begin(), done_kept.end(), kept.begin(), kept.end());
@@ -157,9 +162,8 @@ TrainingTime training_time(const std::vector<TrainRun>& runs) {
   TrainingTime t;
   for (const auto& r : runs) {
     ++t.runs;
-    std::ifstream in(r.dir / "done.json");
-    const json j = in ? json::parse(in, nullptr, false) : json();
-    if (!j.is_object() || !j.contains("seconds") || !j["seconds"].is_number()) continue;
+    const json j = done_record(r);
+    if (!j.contains("seconds") || !j["seconds"].is_number()) continue;
     t.seconds += j["seconds"].get<double>();
     ++t.timed;
   }
