@@ -37,6 +37,8 @@ import subprocess
 import sys
 import time
 
+from bench_load import busy_seconds  # tools/, the script's own folder
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = ("floor", "wsm", "mergekit", "pytorch")
 # Fastest mergekit options on a CPU for safetensors inputs (mergekit-yaml --help, mergekit 0.1.5):
@@ -255,13 +257,6 @@ def venv_python(args):
     subprocess.run(["bash", os.path.join(ROOT, "tools", "python-venv.sh"), "peers", venv],
                    check=True, stdout=sys.stderr)
     return os.path.join(venv, "bin", "python")
-
-
-def busy_seconds():
-    """CPU seconds spent by everything on the machine so far (/proc/stat, all but idle+iowait)."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def fsync_tree(path):

@@ -25,6 +25,8 @@ import subprocess
 import sys
 import time
 
+from bench_load import busy_seconds  # tools/, the script's own folder
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -34,13 +36,6 @@ def run(cmd):
     if p.returncode != 0:
         sys.exit(f"bench-readme: {' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-4000:]}")
     return p.stdout
-
-
-def busy_seconds():
-    """CPU seconds spent by everything on the machine so far (/proc/stat, all but idle+iowait)."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def children_seconds():
