@@ -13,7 +13,7 @@ import unittest
 import numpy as np
 
 import wsm_client
-from daemon import Daemon
+from daemon import Daemon, wait_until
 
 STEPS = (0, 100, 200)  # linear:200 writes one output at step 200
 ROWS = 7               # rank 0 holds rows 0:4 of w, rank 1 rows 4:7 (uneven)
@@ -64,10 +64,13 @@ class MultipartRead(unittest.TestCase):
             self.assertTrue(c.flush(timeout_s=60))
         for c in clients:
             self.assertEqual(c.close()["errors"], [])
+        # Stopping drops an output still queued, so wait (bounded) until every node has written its
+        # part of both outputs: linear:200 is covered from step 100 on (checkpoints 0 and 100 fill
+        # its window (-100, 100]).
+        wait_until(lambda: all([r["step"] for r in outputs(self.out)].count(s) >= nodes for s in (100, 200)), 60)
         for d in self.daemons:
             d.stop()
         records = outputs(self.out)
-        # linear:200 is covered from step 100 on (checkpoints 0 and 100 fill its window (-100, 100]).
         self.assertEqual({r["step"] for r in records}, {100, 200}, records)
         return next(r for r in records if r["step"] == 200)
 
