@@ -29,6 +29,8 @@ Sizes max_sizes(const MergePlan& plan, std::span<CheckpointReader* const> inputs
 
 // Below this, a chunk's pages are left to the page-fault path: a system call costs more.
 constexpr std::uint64_t kPageHintBytes = 64u << 10;
+// Finished mapped pages are let go of in batches of this many bytes (PageReleaser).
+constexpr std::uint64_t kReleaseBatchBytes = 16u << 20;
 
 }  // namespace
 
@@ -80,7 +82,8 @@ MergePipeline::MergePipeline(std::span<CheckpointReader* const> inputs, std::spa
       to_compute_(slots_),
       writes_left_(slots_),
       computing_(workers_),
-      nonfinite_(m_, std::vector<FiniteScan>(plan.output_tensors.size())) {
+      nonfinite_(m_, std::vector<FiniteScan>(plan.output_tensors.size())),
+      finished_pages_(kReleaseBatchBytes) {
   for (std::size_t s = 0; s < slots_; ++s) buffers_.push_back(std::make_unique_for_overwrite<std::byte[]>(layout_.bytes));
   for (std::size_t o = 0; o < m_; ++o) to_write_.push_back(std::make_unique<BoundedQueue<Item>>(slots_));
   for (std::size_t s = 0; s < slots_; ++s) free_slots_.push(s);
@@ -103,6 +106,7 @@ EngineStats MergePipeline::run() {
   start_threads();
   compute_loop();  // the kernel runs here too, between the two I/O threads
   join_all();
+  finished_pages_.flush();
   if (error_) std::rethrow_exception(error_);
 
   EngineStats stats;
@@ -231,9 +235,8 @@ void MergePipeline::write_chunk(std::size_t o, const Item& item) {
 }
 
 void MergePipeline::release_chunk(const Item& item) {
-  const std::uint64_t es = dtype_size(plan_.output_tensors[item.tensor].dtype);
   for (std::size_t j = first_input(item); j < k_; ++j)
-    if (views_[item.tensor][j] && item.count * es >= kPageHintBytes) release_mapped(input_range(item, j));
+    if (views_[item.tensor][j]) finished_pages_.add(input_range(item, j));
 }
 
 std::uint64_t MergePipeline::input_elem(const Item& item, std::size_t j) const {

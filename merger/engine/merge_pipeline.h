@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "merger/engine/merge_queue.h"
+#include "merger/engine/page_releaser.h"
 #include "wsm/merger/merge_engine.h"
 
 namespace wsm::merger {
@@ -105,6 +106,7 @@ class MergePipeline {
   std::uint64_t written_ = 0;
   std::atomic<std::uint64_t> read_bytes_{0};
   std::vector<std::vector<FiniteScan>> nonfinite_;  // [output][tensor]: each writer thread its own row
+  PageReleaser finished_pages_;                     // mapped input pages every output is done with
 
   std::vector<std::jthread> threads_;  // last member: joined (by the destructor) before the rest goes
 };

@@ -162,6 +162,52 @@ TEST(Scan, CountsNanAndInfWithPositions) {
   EXPECT_TRUE(scan_nonfinite(DType::i32, std::as_bytes(std::span(ints))).clean());
 }
 
+// The scan tests whole blocks at once and counts only blocks that hold a NaN/Inf: random bit
+// values over many blocks (NaN/Inf of both signs among finite values of every sign and scale)
+// must count exactly what a per-element std::isfinite loop counts, at the same first position.
+TEST(Scan, BlockedScanMatchesAnElementLoopOnRandomBits) {
+  std::mt19937_64 rng(7);
+  struct Case {
+    DType t;
+    std::size_t size;
+  };
+  for (const Case c : {Case{DType::bf16, 2}, Case{DType::f16, 2}, Case{DType::f32, 4}, Case{DType::f64, 8}}) {
+    for (const std::size_t n : {std::size_t(1), std::size_t(4095), std::size_t(4096), std::size_t(50'001)}) {
+      // Mostly finite values; about one in 500 is NaN or Inf.
+      std::vector<std::byte> data(n * c.size);
+      std::vector<double> ref(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        const double v = std::ldexp(double(rng() % 2000) - 1000.0, int(rng() % 20) - 10);
+        const auto roll = rng() % 2000;
+        const double x = roll == 0   ? std::nan("")
+                         : roll == 1 ? -INFINITY
+                         : roll == 2 ? INFINITY
+                         : roll == 3 ? -std::nan("")
+                                     : v;
+        std::vector<double> one{x};
+        cast_elements(DType::f64, std::as_bytes(std::span(one)), c.t, std::span(data).subspan(i * c.size, c.size));
+        std::vector<double> back(1);
+        cast_elements(c.t, std::span(data).subspan(i * c.size, c.size), DType::f64,
+                      std::as_writable_bytes(std::span(back)));
+        ref[i] = back[0];
+      }
+      FiniteScan want;
+      for (std::size_t i = 0; i < n; ++i) {
+        if (std::isfinite(ref[i])) continue;
+        ++(std::isnan(ref[i]) ? want.nan : want.inf);
+        if (!want.first_bad) want.first_bad = 5 + i;
+      }
+      const FiniteScan got = scan_nonfinite(c.t, data, 5);
+      EXPECT_EQ(got.nan, want.nan) << dtype_name(c.t) << " n=" << n;
+      EXPECT_EQ(got.inf, want.inf) << dtype_name(c.t) << " n=" << n;
+      EXPECT_EQ(got.first_bad, want.first_bad) << dtype_name(c.t) << " n=" << n;
+      if (n == 50'001) {
+        EXPECT_GT(want.nan + want.inf, 20u) << "the random data must hold some NaN/Inf";
+      }
+    }
+  }
+}
+
 TEST(Convert, DtypeCastLeavesIntegersAloneAndReportsNonFinite) {
   TempDir dir;
   Checkpoint in;
