@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -51,6 +52,36 @@ double best_of(int repeats, F&& f) {
     best = std::min(best, since(t));
   }
   return best;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Times each of `runs` once per round, `rounds` times, the order rotating from round to round so
+// that drift in the machine's speed (other tenants, memory bandwidth) hits all of them alike.
+// Returns the times [run][round].
+std::vector<std::vector<double>> interleaved_rounds(int rounds, const std::vector<std::function<void()>>& runs) {
+  std::vector<std::vector<double>> times(runs.size());
+  for (int r = 0; r < rounds; ++r)
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+      const std::size_t which = (i + std::size_t(r)) % runs.size();
+      const auto t = Clock::now();
+      runs[which]();
+      times[which].push_back(since(t));
+    }
+  return times;
+}
+
+// "2.16x [2.01-2.30]": the median and range of the per-round ratios a/b, measured side by side.
+std::string round_ratios(const std::vector<double>& a, const std::vector<double>& b) {
+  std::vector<double> r;
+  for (std::size_t i = 0; i < a.size(); ++i) r.push_back(a[i] / b[i]);
+  const auto [lo, hi] = std::minmax_element(r.begin(), r.end());
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%5.2fx [%.2f-%.2f]", median(r), *lo, *hi);
+  return buf;
 }
 
 // Random finite values in [-1, 1) in the given float dtype, fast enough for GBs.
@@ -157,9 +188,10 @@ void bench_files(const BenchArgs& a, DType t) {
   } cleanup{dir, a.keep};
 
   const std::string ext = a.format == "h5" ? ".h5" : ".safetensors";
-  std::printf("wsm bench merge: %d inputs x %.0f MB %s (%s) in %s, backend %s, chunk %llu elements, best of %d\n",
-              a.inputs, a.size_mb, std::string(dtype_name(t)).c_str(), a.format.c_str(), dir.c_str(), a.backend.c_str(),
-              static_cast<unsigned long long>(chunk_elements), a.repeats);
+  std::printf(
+      "wsm bench merge: %d inputs x %.0f MB %s (%s) in %s, backend %s, chunk %llu elements, %d interleaved rounds\n",
+      a.inputs, a.size_mb, std::string(dtype_name(t)).c_str(), a.format.c_str(), dir.c_str(), a.backend.c_str(),
+      static_cast<unsigned long long>(chunk_elements), a.repeats);
   std::printf("machine: %s\n", cpu_model().c_str());
   const auto inputs = make_inputs(dir, a.inputs, bytes, t, ext);
   std::uint64_t in_bytes = 0;
@@ -186,29 +218,35 @@ void bench_files(const BenchArgs& a, DType t) {
   read_and_write(inputs, out_paths(1), io_chunk);
   merge({spec(DecayShape::linear)});
 
-  const double rw = best_of(a.repeats, [&] { read_and_write(inputs, out_paths(1), io_chunk); });
-  const double rw3 = best_of(a.repeats, [&] { read_and_write(inputs, out_paths(3), io_chunk); });
-  const double m1 = best_of(a.repeats, [&] { merge({spec(DecayShape::linear)}); });
-  const double m3 = best_of(a.repeats, [&] {
-    merge({spec(DecayShape::linear), spec(DecayShape::one_minus_sqrt), spec(DecayShape::cosine)});
-  });
   // memcpy of the bytes a single-output merge moves: K inputs in, one output out.
   const std::uint64_t block = 64u << 20;
   std::vector<std::byte> src(block, std::byte{1}), dst(block);
   const double total = double(in_bytes) + out_bytes, total3 = double(in_bytes) + 3 * out_bytes;
-  const double mc = best_of(a.repeats, [&] {
-    for (double done = 0; done < total; done += double(block)) std::memcpy(dst.data(), src.data(), block);
-  });
+  enum { kMemcpy, kRw, kRw3, kM1, kM3 };
+  const auto times = interleaved_rounds(
+      a.repeats, {[&] {
+                    for (double done = 0; done < total; done += double(block))
+                      std::memcpy(dst.data(), src.data(), block);
+                  },
+                  [&] { read_and_write(inputs, out_paths(1), io_chunk); },
+                  [&] { read_and_write(inputs, out_paths(3), io_chunk); }, [&] { merge({spec(DecayShape::linear)}); },
+                  [&] {
+                    merge({spec(DecayShape::linear), spec(DecayShape::one_minus_sqrt), spec(DecayShape::cosine)});
+                  }});
+  auto row = [&](const char* name, int which, double bytes, const std::string& ratio, const char* vs) {
+    const double t_med = median(times[which]);
+    std::printf("%-34s %8.3fs %s  %s  %s\n", name, t_med, gbps(bytes, t_med).c_str(), ratio.c_str(), vs);
+  };
+  auto more = [&](const std::string& ratio, const char* vs) { std::printf("%-57s  %s  %s\n", "", ratio.c_str(), vs); };
 
-  std::printf("\n%-34s %9s %14s %10s\n", "", "time", "rate", "ratio");
-  std::printf("%-34s %8.3fs %s %10s\n", "memcpy (same bytes)", mc, gbps(total, mc).c_str(), "");
-  std::printf("%-34s %8.3fs %s %9.2fx  (vs memcpy)\n", "read K + write 1, no compute", rw, gbps(total, rw).c_str(), rw / mc);
-  std::printf("%-34s %8.3fs %s %9.2fx  (vs read K + write 1)\n", "read K + write 3, no compute", rw3,
-              gbps(total3, rw3).c_str(), rw3 / rw);
-  std::printf("%-34s %8.3fs %s %9.2fx  (vs read+write; target <= 1.3)\n", "merge M=1 (linear)", m1, gbps(total, m1).c_str(), m1 / rw);
-  std::printf("%-34s %8.3fs %s %9.2fx  (vs M=1; target <= 1.3)\n", "merge M=3 (linear,1-sqrt,cosine)", m3,
-              gbps(total3, m3).c_str(), m3 / m1);
-  std::printf("%-34s %9s %14s %9.2fx  (vs read K + write 3)\n", "", "", "", m3 / rw3);
+  std::printf("\n%-34s %9s %14s  %s\n", "", "time", "rate", "ratio: median of the rounds [range]");
+  row("memcpy (same bytes)", kMemcpy, total, "", "");
+  row("read K + write 1, no compute", kRw, total, round_ratios(times[kRw], times[kMemcpy]), "(vs memcpy)");
+  row("read K + write 3, no compute", kRw3, total3, round_ratios(times[kRw3], times[kRw]), "(vs read K + write 1)");
+  row("merge M=1 (linear)", kM1, total, round_ratios(times[kM1], times[kRw]), "(vs read+write; target <= 1.3)");
+  more(round_ratios(times[kM1], times[kMemcpy]), "(vs memcpy; target <= 1.5)");
+  row("merge M=3 (linear,1-sqrt,cosine)", kM3, total3, round_ratios(times[kM3], times[kM1]), "(vs M=1; target <= 1.3)");
+  more(round_ratios(times[kM3], times[kRw3]), "(vs read K + write 3; target <= 1.1)");
   std::printf("rates count bytes read + bytes written. The merge reads mapped inputs in place; the\n"
               "read+write floor copies them through read(), as a tool that does not merge would.\n");
 }
@@ -241,11 +279,6 @@ void rank_floor(merger::RankGroup& group, const std::vector<fs::path>& inputs, c
   for (int fd : fds) ::close(fd);
   ::close(out_fd);
   merger::agree_or_throw(group, error);
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 // Under mpirun -np N (N > 1): merge M=1 on 1 rank and on all N, and the read+write floor
@@ -401,7 +434,10 @@ void add_bench_command(CLI::App& app) {
   merge->add_option("--backend", args->backend, "cpu, cuda, cublas or auto")
       ->check(CLI::IsMember({"cpu", "cuda", "cublas", "auto"}))
       ->capture_default_str();
-  merge->add_option("--repeats", args->repeats, "Runs per measurement (the best is kept)")
+  merge
+      ->add_option("--repeats", args->repeats,
+                   "Rounds: files mode times every measurement once per round, interleaved, and prints medians; "
+                   "--kernel-only keeps the best of this many runs")
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
   merge->add_option("--format", args->format, "Checkpoint format of the scratch files")
