@@ -26,6 +26,19 @@ TEST(ProtocolWire, StreamChecksumEqualsOneShotOverTheConcatenation) {
   EXPECT_NE(checksum(changed), checksum(data));
 }
 
+// checksum() may use the library's run-time dispatching entry point (AVX2/AVX-512); the library's
+// plain XXH3_64bits (baseline SSE2 on Debian) is an independent code path for the same function.
+// Sizes cover XXH3's short-input branches, the stripe loop and a tail.
+TEST(ProtocolWire, ChecksumIsXxh3OfEverySize) {
+  for (const std::size_t n : {0u, 1u, 3u, 16u, 17u, 128u, 129u, 240u, 241u, 1024u, 65'536u, (1u << 20) + 3u}) {
+    const auto data = bytes(n);
+    EXPECT_EQ(checksum(data), XXH3_64bits(data.data(), data.size())) << n << " bytes";
+    StreamChecksum s;
+    s.update(data);
+    EXPECT_EQ(s.digest(), XXH3_64bits(data.data(), data.size())) << n << " bytes, streamed";
+  }
+}
+
 TEST(ProtocolWire, ParseRejectsMalformedVersionAndEmptyBody) {
   const std::string junk = "\xff\xff\xff\xff";
   try {
