@@ -37,7 +37,7 @@ TARGETS=(wsm "${TESTS[@]}")
 PACK=wsm-gpu-kit.tar.xz
 TRAVEL_LIMIT=$((64 << 20))   # the device tool's limit on the working tree plus carried paths
 # Loaded by dlopen, so ldd does not list them: carried when present here.
-DLOPENED=(libdnnl.so.2)
+DLOPENED=(libdnnl.so.2 libopenblas.so.0)
 # The base system of any x86-64 Linux with a GPU driver: glibc's libraries (some use GLIBC_PRIVATE
 # symbols, so they must come from the machine's own glibc), the GCC runtime every C++ program uses,
 # and the driver's libraries. Everything else travels in the kit.

@@ -1,18 +1,15 @@
 #include "trainer/layers_cpu.h"
 
-#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "trainer/blas_loader.h"
 #include "trainer/sgemm_cpu.h"
 #include "trainer/thread_pool.h"
 #include "trainer/vec_math.h"
-
-// OpenBLAS's thread control, absent from other BLAS builds.
-extern "C" void openblas_set_num_threads(int) __attribute__((weak));
 
 // Runtime dispatch for the elementwise kernels: AVX-512 and AVX2 builds of a function beside the
 // portable one, picked once at load time (GCC function multiversioning), so the build itself stays
@@ -36,7 +33,7 @@ void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alp
 }
 void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, double alpha, const double* A, int lda,
           const double* B, int ldb, double beta, double* C, int ldc) {
-  cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  blas().dgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 // Work is cut into blocks of fixed size: rows for row-wise layers and matmuls, elements for
@@ -66,9 +63,8 @@ F* thread_scratch(std::size_t n) {
 void set_num_threads(int n) {
   set_pool_threads(n);
   // The pool is the only source of threads: OpenMP (oneDNN's runtime, see sgemm_cpu.cpp) and
-  // OpenBLAS run one each.
+  // OpenBLAS (set when it is loaded, blas_loader.cpp) run one each.
   omp_set_num_threads(1);
-  if (openblas_set_num_threads) openblas_set_num_threads(1);
 }
 
 template <class F>

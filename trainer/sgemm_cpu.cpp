@@ -1,12 +1,13 @@
 #include "trainer/sgemm_cpu.h"
 
-#include <cblas.h>
 #include <dlfcn.h>
 #include <omp.h>
 
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
+
+#include "trainer/blas_loader.h"
 
 namespace wsm::trainer::cpu {
 namespace {
@@ -45,8 +46,8 @@ void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const f
     // oneDNN checks its arguments before it touches C; on an error the BLAS gets the same call.
     if (fn(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == 0) return;
   }
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha,
-              A, lda, B, ldb, beta, C, ldc);
+  blas().sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha,
+               A, lda, B, ldb, beta, C, ldc);
 }
 
 SgemmLib sgemm_library() { return dnnl() ? SgemmLib::kOneDnn : SgemmLib::kBlas; }

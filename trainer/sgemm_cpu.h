@@ -3,7 +3,7 @@
 // doubles or halves it: on an AVX-512 CPU, Debian's OpenBLAS 0.3.21 may pick its AVX2 (Haswell)
 // kernels (it does on AMD Zen 5), while oneDNN's sgemm JIT-compiles for the CPU it finds. So
 // oneDNN is used when its runtime library (Debian's libdnnl2) is installed, loaded with dlopen on
-// first use, and the linked BLAS (cblas_sgemm) otherwise. WSM_SGEMM=blas forces the BLAS, for
+// first use, and the BLAS (cblas_sgemm, also loaded on first use: blas_loader.h) otherwise. WSM_SGEMM=blas forces the BLAS, for
 // comparisons. Both run single-threaded, called from the trainer's thread pool (thread_pool.h).
 
 namespace wsm::trainer::cpu {
