@@ -114,7 +114,7 @@ MappedFile::MappedFile(const std::filesystem::path& path) {
     data_ = static_cast<const std::byte*>(p);
     slot_ = claim_slot(data_, size_);
   }
-  fd_ = fd;
+  ::close(fd);  // the mapping keeps the file alive
   std::lock_guard lock(g_live_mu);
   g_live.insert(this);
 }
@@ -130,24 +130,6 @@ MappedFile::~MappedFile() {
     g_slots[slot_].used.store(false, std::memory_order_release);
   }
   if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
-  ::close(fd_);
-}
-
-void MappedFile::read_at(std::uint64_t offset, std::span<std::byte> dst) const {
-  std::size_t done = 0;
-  while (done < dst.size()) {
-    const ssize_t n = ::pread(fd_, dst.data() + done, dst.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0)
-      throw Error(path().string() + ": read failed at byte " + std::to_string(offset + done) + ": " +
-                  std::strerror(errno));
-    if (n == 0) {
-      struct stat st {};
-      throw Error(path().string() + ": truncated while being read (" + std::to_string(size_) + " bytes when opened, " +
-                  (::fstat(fd_, &st) == 0 ? std::to_string(st.st_size) : std::string("?")) + " now)");
-    }
-    done += static_cast<std::size_t>(n);
-  }
 }
 
 std::string MappedFile::changed() const {

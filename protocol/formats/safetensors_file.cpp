@@ -40,7 +40,11 @@ void SafetensorsReader::read(const std::string& name, std::uint64_t offset, std:
     throw Error(path_.string() + ": tensor '" + name + "': read of bytes [" + std::to_string(offset) + ", " +
                 std::to_string(offset + dst.size()) + ") outside its " + std::to_string(src.size()) + " bytes");
   if (dst.empty()) return;
-  file_.read_at(static_cast<std::uint64_t>(src.data() - file_.bytes().data()) + offset, dst);
+  std::memcpy(dst.data(), src.data() + offset, dst.size());
+  // Streaming a multi-GB file through read() would otherwise leave every page it touched counted
+  // in this process's RSS; drop the mapping's pages behind large reads (the page cache keeps them).
+  constexpr std::size_t kDropAbove = 4u << 20;
+  if (dst.size() >= kDropAbove) release_mapped(src.subspan(offset, dst.size()));
 }
 
 SafetensorsFileWriter::SafetensorsFileWriter(fs::path path, std::vector<TensorInfo> tensors,

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include <spdlog/spdlog.h>
 
@@ -69,36 +70,27 @@ std::uint64_t cast_from(DType to, const std::byte* src, std::byte* dst, std::siz
 // NaN and Inf are the values whose exponent bits are all set; as signed integers the masked bits
 // are non-negative (the sign bit is outside the mask), so one min over a block vectorizes.
 template <DType D>
-struct ExponentBits;
-template <>
-struct ExponentBits<DType::f64> {
-  using Int = std::int64_t;
-  static constexpr Int mask = 0x7ff0000000000000;
-};
-template <>
-struct ExponentBits<DType::f32> {
-  using Int = std::int32_t;
-  static constexpr Int mask = 0x7f800000;
-};
-template <>
-struct ExponentBits<DType::f16> {
-  using Int = std::int16_t;
-  static constexpr Int mask = 0x7c00;
-};
-template <>
-struct ExponentBits<DType::bf16> {
-  using Int = std::int16_t;
-  static constexpr Int mask = 0x7f80;
-};
+using BitsOf =
+    std::conditional_t<D == DType::f64, std::int64_t, std::conditional_t<D == DType::f32, std::int32_t, std::int16_t>>;
+template <DType D>
+constexpr BitsOf<D> exponent_mask() {
+  if constexpr (D == DType::f64)
+    return 0x7ff0000000000000;
+  else if constexpr (D == DType::f32)
+    return 0x7f800000;
+  else if constexpr (D == DType::f16)
+    return 0x7c00;
+  else
+    return 0x7f80;
+}
 
 // Whether some element of the n at p is NaN or Inf: branch-free, so the compiler vectorizes it.
 template <DType D>
 bool any_nonfinite(const std::byte* p, std::size_t n) {
-  using Bits = ExponentBits<D>;
-  using Int = typename Bits::Int;
-  Int least = Bits::mask;
-  for (std::size_t i = 0; i < n; ++i)
-    least = std::min(least, Int((load<Int>(p + i * sizeof(Int)) & Bits::mask) ^ Bits::mask));
+  using Int = BitsOf<D>;
+  constexpr Int mask = exponent_mask<D>();
+  Int least = mask;
+  for (std::size_t i = 0; i < n; ++i) least = std::min(least, Int((load<Int>(p + i * sizeof(Int)) & mask) ^ mask));
   return least == 0;
 }
 
@@ -106,7 +98,7 @@ bool any_nonfinite(const std::byte* p, std::size_t n) {
 // any_nonfinite and only a block that holds a NaN/Inf is counted element by element.
 template <DType D>
 FiniteScan scan_loop(std::span<const std::byte> data, std::uint64_t first_index) {
-  constexpr std::size_t es = D == DType::f64 ? 8 : D == DType::f32 ? 4 : 2;
+  constexpr std::size_t es = sizeof(BitsOf<D>);
   constexpr std::size_t block = 4096;
   FiniteScan s;
   const std::size_t n = data.size() / es;

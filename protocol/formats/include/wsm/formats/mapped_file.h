@@ -28,11 +28,6 @@ class MappedFile {
   std::span<const std::byte> bytes() const { return {data_, size_}; }
   const std::filesystem::path& path() const { return stamp_.path; }
 
-  // Copies bytes [offset, offset + dst.size()) into dst with pread(): no page of the mapping is
-  // touched, so nothing is faulted in, counted in RSS or shot down later. A file that has shrunk
-  // since it was opened is an Error naming it, never a SIGBUS.
-  void read_at(std::uint64_t offset, std::span<std::byte> dst) const;
-
   // Why the bytes read may not be the file's as it was mapped: truncated under a read, or its
   // size or modification time differ now. Empty when unchanged.
   std::string changed() const;
@@ -41,7 +36,6 @@ class MappedFile {
   const std::byte* data_ = nullptr;
   std::size_t size_ = 0;
   int slot_ = -1;  // in the SIGBUS handler's registry; -1: not registered (full)
-  int fd_ = -1;    // kept open for read_at
   FileStamp stamp_;
 };
 
