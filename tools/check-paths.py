@@ -23,7 +23,7 @@ EXTENSIONS = r"(?:h|hpp|cpp|cu|cuh|md|py|sh|cmake|proto|in|txt)"
 EXTERNAL = {
     "eval.py", "train.py", "wsm.pb.h", "wsm.pb.cc", "wsm_pb2.py", "CMakeLists.txt", "pyproject.toml",
     "requirements.txt", "setup.py", "compile_commands.json", "my_eval.py", "score.py", "CMakeCache.txt",
-    "report.md", "wsmConfig.cmake", "dnnl.h", "trend.md",
+    "report.md", "wsmConfig.cmake", "dnnl.h", "xxh_x86dispatch.h", "trend.md",
     "blobs", "run",  # a Hugging Face hub cache's ../../blobs/; `wsm train --out ./run/`
 }
 SKIP_PREFIXES = ("build", "data/", "/")
