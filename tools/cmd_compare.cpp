@@ -10,6 +10,7 @@
 #include "wsm/core/error.h"
 #include "wsm/formats/trainer_folder.h"
 #include "tools/commands.h"
+#include "wsm/core/split.h"
 #include "tools/compare/report.h"
 #include "tools/compare/study.h"
 #include "tools/compare/sweep.h"
@@ -58,10 +59,7 @@ std::vector<std::uint64_t> parse_seeds(const std::string& text) {
     if (text.find(',') == std::string::npos) {
       for (std::uint64_t s = 1; s <= std::stoull(text); ++s) seeds.push_back(s);
     } else {
-      for (std::size_t at = 0; at <= text.size();) {  // "3," is the one seed 3; repeats count once
-        const std::size_t comma = std::min(text.find(',', at), text.size());
-        const std::string item = text.substr(at, comma - at);
-        at = comma + 1;
+      for (const std::string& item : split_at(text, ',')) {  // "3," is the one seed 3; repeats count once
         if (item.empty()) continue;
         const std::uint64_t seed = std::stoull(item);
         if (std::find(seeds.begin(), seeds.end(), seed) == seeds.end()) seeds.push_back(seed);

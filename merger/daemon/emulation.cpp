@@ -4,6 +4,7 @@
 
 #include "wsm/core/error.h"
 #include "wsm/core/file_name.h"
+#include "wsm/core/split.h"
 #include "wsm/schedules/text.h"
 
 namespace wsm::merger {
@@ -35,14 +36,11 @@ namespace {
 // The old form: items split at commas, a new item starting at a shape name or a table.
 std::vector<Emulation> parse_legacy_emulations(std::string_view text) {
   std::vector<std::string> items;
-  std::size_t start = 0;
-  while (start <= text.size()) {
-    const auto comma = text.find(',', start);
-    const auto token = text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
-    if (items.empty() || starts_item(token)) items.emplace_back(token);
-    else items.back().append(1, ',').append(token);
-    if (comma == std::string_view::npos) break;
-    start = comma + 1;
+  for (const std::string& token : split_at(text, ',')) {
+    if (items.empty() || starts_item(token))
+      items.push_back(token);
+    else
+      items.back().append(1, ',').append(token);
   }
   std::vector<Emulation> out;
   for (const auto& item : items) {
