@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "serve_test_util.h"
+#include "tests/proc_stat.h"
 #include "tests/run_command.h"
 
 namespace wsm {
@@ -32,8 +33,7 @@ void send_steps(const std::string& endpoint, std::int64_t from, std::int64_t to)
 
 // A process that exists and is not a zombie.
 bool running(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), {});
+  const std::string stat = test::proc_stat(pid);
   const auto close = stat.rfind(')');
   return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
 }

@@ -20,6 +20,7 @@
 #include "wsm/core/error.h"
 #include "wsm/formats/free_space.h"
 #include "wsm/formats/hdf5_checkpoint.h"
+#include "tests/proc_stat.h"
 #include "tests/protocol/test_util.h"
 #include "tests/run_command.h"
 
@@ -72,8 +73,7 @@ std::vector<pid_t> child_processes() {
   for (const auto& e : fs::directory_iterator("/proc")) {
     const std::string name = e.path().filename().string();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(e.path() / "stat");
-    std::string stat((std::istreambuf_iterator<char>(in)), {});
+    const std::string stat = test::proc_stat(static_cast<pid_t>(std::stol(name)));  // "" once gone
     const auto close = stat.rfind(')');  // "pid (comm) state ppid ..."; comm may hold spaces
     if (close == std::string::npos) continue;
     std::istringstream rest(stat.substr(close + 1));
@@ -284,8 +284,7 @@ TEST(UntrustedHdf5, HelperDeathMidSequenceThenGoodFilesRead) {
     const pid_t killed = child_processes().front();
     ::kill(killed, SIGKILL);
     const auto dead = [&] {  // a zombie: dead, not reaped yet
-      std::ifstream in(fs::path("/proc") / std::to_string(killed) / "stat");
-      const std::string stat((std::istreambuf_iterator<char>(in)), {});
+      const std::string stat = test::proc_stat(killed);
       return stat.size() > stat.rfind(')') + 2 && stat[stat.rfind(')') + 2] == 'Z';
     };
     for (int i = 0; i < 500 && !dead(); ++i) std::this_thread::sleep_for(10ms);
