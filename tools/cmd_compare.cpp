@@ -10,7 +10,7 @@
 #include "wsm/core/error.h"
 #include "wsm/formats/trainer_folder.h"
 #include "tools/commands.h"
-#include "wsm/core/split.h"
+#include "wsm/schedules/text.h"
 #include "tools/compare/report.h"
 #include "tools/compare/study.h"
 #include "tools/compare/sweep.h"
@@ -59,9 +59,9 @@ std::vector<std::uint64_t> parse_seeds(const std::string& text) {
     if (text.find(',') == std::string::npos) {
       for (std::uint64_t s = 1; s <= std::stoull(text); ++s) seeds.push_back(s);
     } else {
-      for (const std::string& item : split_at(text, ',')) {  // "3," is the one seed 3; repeats count once
+      for (const std::string_view item : text::split(text, ',')) {  // "3," is the one seed 3; repeats count once
         if (item.empty()) continue;
-        const std::uint64_t seed = std::stoull(item);
+        const std::uint64_t seed = std::stoull(std::string(item));
         if (std::find(seeds.begin(), seeds.end(), seed) == seeds.end()) seeds.push_back(seed);
       }
     }

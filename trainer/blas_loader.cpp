@@ -15,11 +15,12 @@ constexpr const char* kCandidates[] = {"libopenblas.so.0", "libblas.so.3", "libc
 
 Blas load() {
   std::string tried;
+  auto note = [&](const std::string& why) { tried += (tried.empty() ? "" : "; ") + why; };
   for (const char* name : kCandidates) {
     void* lib = ::dlopen(name, RTLD_NOW | RTLD_LOCAL);
     if (!lib) {
       const char* why = ::dlerror();
-      tried += std::string(tried.empty() ? "" : "; ") + (why ? why : name);
+      note(why ? why : name);
       continue;
     }
     Blas b;
@@ -27,7 +28,7 @@ Blas load() {
     b.dgemm = reinterpret_cast<decltype(b.dgemm)>(::dlsym(lib, "cblas_dgemm"));
     if (!b.sgemm || !b.dgemm) {
       ::dlclose(lib);
-      tried += std::string(tried.empty() ? "" : "; ") + name + ": no cblas_sgemm/cblas_dgemm";
+      note(std::string(name) + ": no cblas_sgemm/cblas_dgemm");
       continue;
     }
     // The trainer's pool is the only source of threads: OpenBLAS runs one per call.

@@ -4,7 +4,6 @@
 
 #include "wsm/core/error.h"
 #include "wsm/core/file_name.h"
-#include "wsm/core/split.h"
 #include "wsm/schedules/text.h"
 
 namespace wsm::merger {
@@ -36,9 +35,9 @@ namespace {
 // The old form: items split at commas, a new item starting at a shape name or a table.
 std::vector<Emulation> parse_legacy_emulations(std::string_view text) {
   std::vector<std::string> items;
-  for (const std::string& token : split_at(text, ',')) {
+  for (const std::string_view token : text::split(text, ',')) {
     if (items.empty() || starts_item(token))
-      items.push_back(token);
+      items.emplace_back(token);
     else
       items.back().append(1, ',').append(token);
   }

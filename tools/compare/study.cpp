@@ -13,8 +13,8 @@
 
 #include "wsm/formats/atomic_file.h"
 #include "wsm/formats/checkpoint_name.h"
+#include "wsm/schedules/text.h"
 #include "wsm/core/error.h"
-#include "wsm/core/split.h"
 #include "tools/compare/jobs.h"
 #include "tools/compare/scoring.h"
 #include "tools/compare/window_merge.h"
@@ -128,7 +128,7 @@ std::pair<std::vector<std::string>, std::set<std::string>> split_kept_states(std
   std::set<std::string> kept;
   for (std::size_t i = 0; i + 1 < args.size(); ++i)
     if (args[i] == "--keep-states") {
-      for (std::string& step : split_at(args[i + 1], ',')) kept.insert(std::move(step));
+      for (const std::string_view step : text::split(args[i + 1], ',')) kept.emplace(step);
       args.erase(args.begin() + std::ptrdiff_t(i), args.begin() + std::ptrdiff_t(i) + 2);
       break;
     }
