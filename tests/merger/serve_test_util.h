@@ -6,8 +6,10 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -207,13 +209,28 @@ inline v1::Envelope end(std::int64_t step, const std::vector<OwnedTensor>& model
   return env;
 }
 
-// A loopback endpoint whose port was free a moment ago (bound to an ephemeral port, then released),
-// for a `wsm serve` process that must be told where to listen.
+// A loopback endpoint whose port was free a moment ago (bound, then released), for a `wsm serve`
+// process that must be told where to listen. The port lies below the kernel's ephemeral range: a port from that range (what a `:*` bind or a
+// client's connect gets) could be handed to another test's socket between this check and the
+// child's bind, which then fails with "Address already in use" (seen in parallel CTest runs).
 inline std::string free_loopback_endpoint() {
-  zmq::context_t ctx(1);
-  zmq::socket_t s(ctx, zmq::socket_type::router);
-  s.bind("tcp://127.0.0.1:*");
-  return s.get(zmq::sockopt::last_endpoint);
+  int ephemeral_low = 32768;
+  std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> ephemeral_low;
+  std::mt19937 rng(std::random_device{}() ^ static_cast<unsigned>(::getpid()));
+  std::uniform_int_distribution<int> port(10000, std::max(11000, ephemeral_low) - 1);
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(port(rng));
+    try {
+      zmq::context_t ctx(1);
+      zmq::socket_t s(ctx, zmq::socket_type::router);
+      s.set(zmq::sockopt::linger, 0);
+      s.bind(endpoint);
+      return endpoint;
+    } catch (const zmq::error_t&) {
+      // in use: try another
+    }
+  }
+  throw std::runtime_error("no free loopback port below the ephemeral range");
 }
 
 // Starts the built `wsm serve --listen ENDPOINT ARGS...` as a child process, its stdout and stderr

@@ -60,12 +60,23 @@ class Daemon:
 
 
 def free_port():
-    """A loopback port nothing listens on (bound, then released)."""
+    """A loopback port nothing listens on (bound, then released). It lies below the kernel's
+    ephemeral range: a port from that range could be handed to another test's socket before the
+    daemon binds it (as serve_test_util.h's free_loopback_endpoint explains)."""
+    import random
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        ephemeral_low = int(f.read().split()[0])
+    for _ in range(200):
+        port = random.randint(10000, max(11000, ephemeral_low) - 1)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 def model(step, scale=1.0):
